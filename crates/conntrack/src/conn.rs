@@ -1,0 +1,326 @@
+//! A conntrack entry and the small types around it (reference §2).
+//!
+//! Contract: a [`Conn`] stores both tuples separately (NAT will make `reply` differ from the inverse
+//! of `orig`), the kernel's status bits ([`Status`], same bit values as `enum ip_conntrack_status`), the
+//! mark, the zone, an optional helper name, the per-protocol tracker state and, when the entry was
+//! created with `nf_conntrack_acct=1` / `nf_conntrack_timestamp=1`, counters / a start time. Its
+//! timer is absolute once confirmed; before confirmation it is relative (the kernel adds "now" at
+//! confirmation), and [`Conn::expires`] reports creation time + that relative timeout.
+
+use std::fmt;
+
+use wire::Time;
+
+use crate::tcp::{TcpConn, TcpState};
+use crate::tuple::Tuple;
+
+/// Connection status bits (`enum ip_conntrack_status`, value = 1 << bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Status(u32);
+
+impl Status {
+    pub const EXPECTED: Status = Status(1 << 0);
+    pub const SEEN_REPLY: Status = Status(1 << 1);
+    pub const ASSURED: Status = Status(1 << 2);
+    pub const CONFIRMED: Status = Status(1 << 3);
+    pub const SRC_NAT: Status = Status(1 << 4);
+    pub const DST_NAT: Status = Status(1 << 5);
+    pub const SEQ_ADJUST: Status = Status(1 << 6);
+    pub const SRC_NAT_DONE: Status = Status(1 << 7);
+    pub const DST_NAT_DONE: Status = Status(1 << 8);
+    pub const DYING: Status = Status(1 << 9);
+    pub const FIXED_TIMEOUT: Status = Status(1 << 10);
+    pub const TEMPLATE: Status = Status(1 << 11);
+    pub const NAT_CLASH: Status = Status(1 << 12);
+    pub const HELPER: Status = Status(1 << 13);
+    pub const OFFLOAD: Status = Status(1 << 14);
+    pub const HW_OFFLOAD: Status = Status(1 << 15);
+
+    pub const fn empty() -> Status {
+        Status(0)
+    }
+    pub const fn from_bits(bits: u32) -> Status {
+        Status(bits)
+    }
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+    /// All bits of `other` are set.
+    pub const fn contains(self, other: Status) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub fn insert(&mut self, other: Status) {
+        self.0 |= other.0;
+    }
+    pub fn remove(&mut self, other: Status) {
+        self.0 &= !other.0;
+    }
+    pub const fn confirmed(self) -> bool {
+        self.contains(Status::CONFIRMED)
+    }
+    pub const fn seen_reply(self) -> bool {
+        self.contains(Status::SEEN_REPLY)
+    }
+    pub const fn assured(self) -> bool {
+        self.contains(Status::ASSURED)
+    }
+    pub const fn expected(self) -> bool {
+        self.contains(Status::EXPECTED)
+    }
+    pub const fn dying(self) -> bool {
+        self.contains(Status::DYING)
+    }
+}
+
+impl std::ops::BitOr for Status {
+    type Output = Status;
+    fn bitor(self, rhs: Status) -> Status {
+        Status(self.0 | rhs.0)
+    }
+}
+
+/// Direction of a packet relative to its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dir {
+    Original,
+    Reply,
+}
+
+impl Dir {
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Dir::Original => 0,
+            Dir::Reply => 1,
+        }
+    }
+    pub(crate) fn from_index(i: usize) -> Dir {
+        if i == 0 {
+            Dir::Original
+        } else {
+            Dir::Reply
+        }
+    }
+    pub fn opposite(self) -> Dir {
+        match self {
+            Dir::Original => Dir::Reply,
+            Dir::Reply => Dir::Original,
+        }
+    }
+}
+
+/// Per-packet conntrack info (`enum ip_conntrack_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CtInfo {
+    /// Original direction, before any reply was accepted.
+    New,
+    /// Original direction after a reply was seen.
+    Established,
+    /// Original direction of an expected connection, or an ICMP error about an original-direction flow.
+    Related,
+    /// Reply direction (already for the very first reply).
+    EstablishedReply,
+    /// ICMP error travelling in the reply direction of the matched entry.
+    RelatedReply,
+}
+
+impl CtInfo {
+    pub fn is_reply(self) -> bool {
+        matches!(self, CtInfo::EstablishedReply | CtInfo::RelatedReply)
+    }
+    pub fn dir(self) -> Dir {
+        if self.is_reply() {
+            Dir::Reply
+        } else {
+            Dir::Original
+        }
+    }
+}
+
+/// Opaque handle on an entry: slab index + generation (a stale handle never aliases a newer entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(pub(crate) u32, pub(crate) u32);
+
+/// What `-j CT` attached in the raw table; used only when a packet creates an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Template {
+    pub zone: u16,
+    /// Helper name (`--helper`); recorded on the entry (HELPER status bit, `helper=` in `conntrack -L`).
+    pub helper: Option<String>,
+}
+
+/// Packet and byte counters of one direction (`nf_conn_counter`); bytes are L3 lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Per-protocol tracker state.
+#[derive(Debug, Clone)]
+pub(crate) enum ProtoState {
+    Tcp(TcpConn),
+    /// UDP: the "stream" deadline (creation + 2 s).
+    Udp {
+        stream_deadline: Time,
+    },
+    UdpLite,
+    Icmp,
+    /// GRE timeouts are per entry (a PPTP helper could change them).
+    Gre {
+        timeout: u32,
+        stream_timeout: u32,
+    },
+    Generic,
+}
+
+/// A conntrack entry.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    pub(crate) tuples: [Tuple; 2],
+    pub(crate) status: Status,
+    pub(crate) mark: u32,
+    pub(crate) zone: u16,
+    /// Has the timestamp extension (`nf_conntrack_timestamp=1` at creation).
+    pub(crate) tstamp: bool,
+    pub(crate) gen: u32,
+    /// Confirmed: absolute expiry in ns. Unconfirmed: relative timeout in ns.
+    pub(crate) timeout: u64,
+    /// Creation time; reset at confirmation (the timestamp extension's start).
+    pub(crate) created: Time,
+    pub(crate) proto: ProtoState,
+    pub(crate) helper: Option<Box<str>>,
+    pub(crate) acct: Option<Box<[Counter; 2]>>,
+}
+
+impl Conn {
+    pub fn orig(&self) -> &Tuple {
+        &self.tuples[0]
+    }
+    pub fn reply(&self) -> &Tuple {
+        &self.tuples[1]
+    }
+    /// The tuple of direction `dir`.
+    pub fn tuple(&self, dir: Dir) -> &Tuple {
+        match dir {
+            Dir::Original => &self.tuples[0],
+            Dir::Reply => &self.tuples[1],
+        }
+    }
+    pub fn status(&self) -> Status {
+        self.status
+    }
+    pub fn mark(&self) -> u32 {
+        self.mark
+    }
+    pub fn zone(&self) -> u16 {
+        self.zone
+    }
+    pub fn helper(&self) -> Option<&str> {
+        self.helper.as_deref()
+    }
+    pub fn l4proto(&self) -> u8 {
+        self.tuples[0].proto
+    }
+    /// Absolute expiry; for an unconfirmed entry: creation time + its timeout.
+    pub fn expires(&self) -> Time {
+        if self.status.confirmed() {
+            Time(self.timeout)
+        } else {
+            self.created.add_nanos(self.timeout)
+        }
+    }
+    /// Remaining lifetime in whole seconds (truncated), 0 if past.
+    pub fn remaining_secs(&self, now: Time) -> u64 {
+        self.expires().nanos_since(now) / Time::NANOS_PER_SEC
+    }
+    /// Has the entry's timer run out at `now` (`nf_ct_is_expired`: expiry <= now)?
+    pub fn is_expired(&self, now: Time) -> bool {
+        self.expires() <= now
+    }
+    pub fn tcp_state(&self) -> Option<TcpState> {
+        match &self.proto {
+            ProtoState::Tcp(t) => Some(t.state),
+            _ => None,
+        }
+    }
+    pub fn created(&self) -> Time {
+        self.created
+    }
+    /// Counters (original, reply) if the entry has the accounting extension.
+    pub fn counters(&self) -> Option<[Counter; 2]> {
+        self.acct.as_deref().copied()
+    }
+    /// Start time of the timestamp extension, if the entry has one.
+    pub fn timestamp_start(&self) -> Option<Time> {
+        self.tstamp.then_some(self.created)
+    }
+    /// GRE (timeout, stream timeout) in seconds.
+    pub fn gre_timeouts(&self) -> Option<(u32, u32)> {
+        match self.proto {
+            ProtoState::Gre { timeout, stream_timeout } => Some((timeout, stream_timeout)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn tcp_mut(&mut self) -> Option<&mut TcpConn> {
+        match &mut self.proto {
+            ProtoState::Tcp(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn account(&mut self, dir: Dir, bytes: u64) {
+        if let Some(acct) = self.acct.as_deref_mut() {
+            if let Some(c) = acct.get_mut(dir.index()) {
+                c.packets = c.packets.saturating_add(1);
+                c.bytes = c.bytes.saturating_add(bytes);
+            }
+        }
+    }
+}
+
+impl fmt::Display for CtInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CtInfo::New => "NEW",
+            CtInfo::Established => "ESTABLISHED",
+            CtInfo::Related => "RELATED",
+            CtInfo::EstablishedReply => "ESTABLISHED_REPLY",
+            CtInfo::RelatedReply => "RELATED_REPLY",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_bits_have_kernel_values() {
+        assert_eq!(Status::SEEN_REPLY.bits(), 2);
+        assert_eq!(Status::ASSURED.bits(), 4);
+        assert_eq!(Status::CONFIRMED.bits(), 8);
+        assert_eq!(Status::HELPER.bits(), 1 << 13);
+        let mut s = Status::empty();
+        s.insert(Status::ASSURED | Status::CONFIRMED);
+        assert!(s.assured() && s.confirmed() && !s.seen_reply());
+        s.remove(Status::ASSURED);
+        assert!(!s.assured());
+    }
+
+    #[test]
+    fn entries_stay_compact() {
+        // later goal: <= 128 B per IPv4 TCP connection; keep an eye on it
+        let size = std::mem::size_of::<Conn>();
+        assert!(size <= 208, "Conn is {size} bytes");
+    }
+
+    #[test]
+    fn ctinfo_direction() {
+        assert_eq!(CtInfo::New.dir(), Dir::Original);
+        assert_eq!(CtInfo::Related.dir(), Dir::Original);
+        assert!(CtInfo::RelatedReply.is_reply());
+        assert_eq!(CtInfo::EstablishedReply.dir(), Dir::Reply);
+        assert_eq!(Dir::Reply.opposite(), Dir::Original);
+    }
+}

@@ -1,0 +1,47 @@
+//! Kernel-exact connection tracking (Linux 6.18 `nf_conntrack`) for statewall.
+//!
+//! Contract: for the same packets at the same times, [`Conntrack`] gives every packet the same
+//! ctinfo (NEW / ESTABLISHED / RELATED / their reply forms, or no ct = INVALID) and builds the same
+//! table (tuples, states, status bits, timers) as the kernel's conntrack, as described in the
+//! statewall netfilter reference (§1.4, §2-§7). Everything is driven by explicit time arguments; there
+//! are no globals, threads or clocks. Packets arrive through [`Conntrack::handle_packet`] (conntrack-in
+//! at PREROUTING or OUTPUT), new entries become visible with [`Conntrack::confirm`] (the confirm hook)
+//! or disappear with [`Conntrack::discard`], and timers are driven by [`Conntrack::poll_timeout`] /
+//! [`Conntrack::handle_timeout`].
+//!
+//! Modules:
+//! - [`config`]: the sysctls ([`Config`]).
+//! - [`tuple`]: tuples ([`Tuple`], [`TupleL4`]).
+//! - [`conn`]: an entry ([`Conn`], [`Status`], [`CtInfo`], [`Dir`], [`ConnId`], [`Template`]).
+//! - [`tcp`]: the TCP tracker (state table, window tracking, timeouts).
+//! - [`table`]: the table, conntrack-in, confirm, expiry, early drop, UDP/ICMP/GRE/generic trackers.
+//! - [`format`]: `/proc/net/nf_conntrack` and `conntrack -L` output.
+//! - [`stats`]: `conntrack -S` counters.
+//!
+//! ICMPv6 neighbour discovery / MLD packets are UNTRACKED by the kernel's conntrack itself; the
+//! engine should check [`auto_untracked`] before calling [`Conntrack::handle_packet`] (which reports
+//! such packets as INVALID without counting them).
+//!
+//! Not modelled yet (clear places are left): NAT (the reply tuple is stored separately), helpers and
+//! expectations (EXPECTED status / RELATED ctinfo of expected connections; see `Conntrack::alloc`),
+//! timeout policies, SCTP and DCCP trackers (SCTP is tracked as a generic protocol).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod conn;
+pub mod format;
+pub mod stats;
+pub mod table;
+pub mod tcp;
+pub mod tuple;
+
+#[cfg(test)]
+mod testutil;
+
+pub use config::{Config, ConfigError};
+pub use conn::{Conn, ConnId, Counter, CtInfo, Dir, Status, Template};
+pub use format::{write_conntrack_l, write_proc};
+pub use stats::Stats;
+pub use table::{auto_untracked, Conntrack, Hook, InResult};
+pub use tcp::TcpState;
+pub use tuple::{Tuple, TupleL4};

@@ -1,0 +1,1275 @@
+//! The TCP tracker (reference §3; behaviour of `nf_conntrack_proto_tcp.c`, written from scratch).
+//!
+//! Contract:
+//! - [`tcp_error`] is the pre-check (`tcp_error`): checksum at PREROUTING when enabled, and the flag
+//!   combinations. A failure makes the packet INVALID without touching any entry.
+//! - [`TcpConn::new_conn`] is `tcp_new`: only an original-direction SYN (SYN_SENT) or, with
+//!   `tcp_loose`, an "ack"-class packet (mid-stream pickup, both directions BE_LIBERAL + SACK_PERM) may
+//!   create an entry.
+//! - [`TcpConn::packet`] runs the state table (§3.4), the special cases (§3.5), the window check
+//!   (§3.6), the RST rules (§3.7) and the timeout selection (§3.9), and tells the caller what to do
+//!   with the entry ([`TcpOutcome`]). Sequence arithmetic is modulo 2^32 (`before`/`after`).
+
+use std::fmt;
+
+use wire::{TcpFlags, TcpHeader};
+
+use crate::config::Config;
+use crate::conn::{Dir, Status};
+
+/// TCP conntrack states (`enum tcp_conntrack`), shown by `/proc` and `conntrack -L`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum TcpState {
+    #[default]
+    None,
+    SynSent,
+    SynRecv,
+    Established,
+    FinWait,
+    CloseWait,
+    LastAck,
+    TimeWait,
+    Close,
+    SynSent2,
+}
+
+impl TcpState {
+    /// The kernel's name (`tcp_conntrack_names`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::None => "NONE",
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait => "FIN_WAIT",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+            TcpState::SynSent2 => "SYN_SENT2",
+        }
+    }
+
+    fn column(self) -> usize {
+        self as usize
+    }
+
+    /// States an early drop / GC under pressure may evict even when ASSURED (`tcp_can_early_drop`).
+    pub fn can_early_drop(self) -> bool {
+        matches!(
+            self,
+            TcpState::FinWait
+                | TcpState::CloseWait
+                | TcpState::LastAck
+                | TcpState::TimeWait
+                | TcpState::Close
+        )
+    }
+}
+
+impl fmt::Display for TcpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Packet class used to index the state table (`get_conntrack_index`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Index {
+    Syn,
+    SynAck,
+    Fin,
+    Ack,
+    Rst,
+    #[default]
+    None,
+}
+
+impl Index {
+    pub(crate) fn of(flags: TcpFlags) -> Index {
+        if flags.rst() {
+            Index::Rst
+        } else if flags.syn() {
+            if flags.ack() {
+                Index::SynAck
+            } else {
+                Index::Syn
+            }
+        } else if flags.fin() {
+            Index::Fin
+        } else if flags.ack() {
+            Index::Ack
+        } else {
+            Index::None
+        }
+    }
+    fn row(self) -> usize {
+        self as usize
+    }
+}
+
+/// A cell of the transition table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cell {
+    To(TcpState),
+    /// sIV
+    Invalid,
+    /// sIG
+    Ignore,
+}
+
+use Cell::{Ignore as IG, Invalid as IV};
+const NO: Cell = Cell::To(TcpState::None);
+const SS: Cell = Cell::To(TcpState::SynSent);
+const SR: Cell = Cell::To(TcpState::SynRecv);
+const ES: Cell = Cell::To(TcpState::Established);
+const FW: Cell = Cell::To(TcpState::FinWait);
+const CW: Cell = Cell::To(TcpState::CloseWait);
+const LA: Cell = Cell::To(TcpState::LastAck);
+const TW: Cell = Cell::To(TcpState::TimeWait);
+const CL: Cell = Cell::To(TcpState::Close);
+const S2: Cell = Cell::To(TcpState::SynSent2);
+
+/// The transition table, reference §3.4 (observed 6.18). `[dir][index][state]`; rows syn, synack,
+/// fin, ack, rst, none; columns NO SS SR ES FW CW LA TW CL S2.
+#[rustfmt::skip]
+const TABLE: [[[Cell; 10]; 6]; 2] = [
+    // ORIGINAL
+    [
+        /* syn    */ [SS, SS, IG, IG, IG, IG, IG, SS, SS, S2],
+        /* synack */ [IV, IV, SR, IV, IV, IV, IV, IV, IV, SR],
+        /* fin    */ [IV, IV, FW, FW, LA, LA, LA, TW, CL, IV],
+        /* ack    */ [ES, IV, ES, ES, CW, CW, TW, TW, CL, IV],
+        /* rst    */ [IV, CL, CL, CL, CL, CL, CL, CL, CL, CL],
+        /* none   */ [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],
+    ],
+    // REPLY
+    [
+        /* syn    */ [IV, S2, IV, IV, IV, IV, IV, SS, IV, S2],
+        /* synack */ [IV, SR, IG, IG, IG, IG, IG, IG, IG, SR],
+        /* fin    */ [IV, IV, FW, FW, LA, LA, LA, TW, CL, IV],
+        /* ack    */ [IV, IG, SR, ES, CW, CW, TW, TW, CL, IG],
+        /* rst    */ [IV, CL, CL, CL, CL, CL, CL, CL, CL, CL],
+        /* none   */ [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],
+    ],
+];
+
+// The NONE state never results from the table; keep the constant referenced.
+const _: Cell = NO;
+
+fn lookup(dir: Dir, index: Index, state: TcpState) -> Cell {
+    TABLE
+        .get(dir.index())
+        .and_then(|d| d.get(index.row()))
+        .and_then(|r| r.get(state.column()))
+        .copied()
+        .unwrap_or(Cell::Invalid)
+}
+
+// Per-direction flags (`IP_CT_TCP_FLAG_*`).
+pub(crate) const F_WINDOW_SCALE: u8 = 0x01;
+pub(crate) const F_SACK_PERM: u8 = 0x02;
+pub(crate) const F_CLOSE_INIT: u8 = 0x04;
+pub(crate) const F_BE_LIBERAL: u8 = 0x08;
+pub(crate) const F_DATA_UNACKNOWLEDGED: u8 = 0x10;
+pub(crate) const F_MAXACK_SET: u8 = 0x20;
+// Connection-wide `last_flags` bits.
+const F_EXP_CHALLENGE_ACK: u8 = 0x40;
+const F_SIMULTANEOUS_OPEN: u8 = 0x80;
+
+/// Largest window scale (RFC 7323).
+const MAX_WSCALE: u8 = 14;
+/// `MAXACKWINCONST`.
+const MAX_ACK_WIN_CONST: u32 = 66000;
+
+/// `before(a, b)`: a < b modulo 2^32.
+fn before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+/// `after(a, b)`: a > b modulo 2^32.
+fn after(a: u32, b: u32) -> bool {
+    before(b, a)
+}
+
+/// Window-tracking data of one direction (`struct ip_ct_tcp_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Seen {
+    pub(crate) td_end: u32,
+    pub(crate) td_maxend: u32,
+    pub(crate) td_maxwin: u32,
+    pub(crate) td_maxack: u32,
+    pub(crate) td_scale: u8,
+    pub(crate) flags: u8,
+}
+
+impl Seen {
+    /// `nf_ct_tcp_state_reset`: forget everything but BE_LIBERAL.
+    fn reset(&mut self) {
+        *self = Seen { flags: self.flags & F_BE_LIBERAL, ..Seen::default() };
+    }
+}
+
+/// Per-connection TCP state (`struct ip_ct_tcp`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TcpConn {
+    pub(crate) seen: [Seen; 2],
+    pub(crate) state: TcpState,
+    pub(crate) last_dir: u8,
+    pub(crate) retrans: u8,
+    pub(crate) last_index: Index,
+    pub(crate) last_seq: u32,
+    pub(crate) last_ack: u32,
+    pub(crate) last_end: u32,
+    pub(crate) last_win: u16,
+    pub(crate) last_wscale: u8,
+    pub(crate) last_flags: u8,
+}
+
+/// What the caller must do after [`TcpConn::packet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TcpOutcome {
+    /// Accepted. `timeout`: refresh the timer to now + that many seconds (with accounting); `None` =
+    /// do not touch timer nor counters (SYN retransmit on an unreplied SYN_SENT entry). `assured`:
+    /// set ASSURED.
+    Accept { timeout: Option<u32>, assured: bool },
+    /// Accepted, but the entry has never seen a reply and this is an RST: account, then delete it.
+    Kill,
+    /// Accepted without changing the entry (sIG cells, old retransmissions, challenge ACKs).
+    Ignore,
+    /// INVALID. `shrink`: the invalid FIN/RST rule asks to lower an ASSURED entry's timer to the
+    /// unacknowledged timeout if at least 120 s remain (`nf_tcp_handle_invalid`).
+    Invalid { reason: &'static str, shrink: bool },
+    /// SYN reopening a TIME_WAIT/CLOSE entry: delete it and look the packet up again.
+    Reopen,
+}
+
+enum Window {
+    Accept,
+    Ignore,
+    Invalid(&'static str),
+}
+
+/// `tcp_error`: flag combination check (PSH, ECE, CWR ignored). The truncation checks are done by the
+/// decoder (`L4::Malformed`), the checksum by the caller.
+pub(crate) fn flags_valid(flags: TcpFlags) -> bool {
+    const SYN: u8 = TcpFlags::SYN;
+    const ACK: u8 = TcpFlags::ACK;
+    const FIN: u8 = TcpFlags::FIN;
+    const RST: u8 = TcpFlags::RST;
+    const URG: u8 = TcpFlags::URG;
+    let f = flags.0 & !(TcpFlags::PSH | TcpFlags::ECE | TcpFlags::CWR);
+    [SYN, SYN | URG, SYN | ACK, RST, RST | ACK, FIN | ACK, FIN | ACK | URG, ACK, ACK | URG].contains(&f)
+}
+
+/// `end` of a segment: seq + payload + SYN + FIN (`segment_seq_plus_len`).
+pub(crate) fn segment_end(h: &TcpHeader<'_>) -> u32 {
+    let len = u32::try_from(h.payload_len).unwrap_or(u32::MAX);
+    h.seq.wrapping_add(len).wrapping_add(u32::from(h.flags.syn())).wrapping_add(u32::from(h.flags.fin()))
+}
+
+/// `tcp_options`: window scale (capped at 14) and SACK-permitted. With an empty option area nothing
+/// changes; otherwise the scale and all flags but BE_LIBERAL are reset first.
+fn parse_options(opts: &[u8], st: &mut Seen) {
+    if opts.is_empty() {
+        return;
+    }
+    st.td_scale = 0;
+    st.flags &= F_BE_LIBERAL;
+    let mut i = 0usize;
+    while let Some(&kind) = opts.get(i) {
+        match kind {
+            0 => return, // EOL
+            1 => {
+                i += 1; // NOP
+            }
+            _ => {
+                let remaining = opts.len() - i;
+                if remaining < 2 {
+                    return;
+                }
+                let size = usize::from(opts.get(i + 1).copied().unwrap_or(0));
+                if size < 2 || size > remaining {
+                    return; // silly or partial option
+                }
+                if kind == 4 && size == 2 {
+                    st.flags |= F_SACK_PERM;
+                } else if kind == 3 && size == 3 {
+                    st.td_scale = opts.get(i + 2).copied().unwrap_or(0).min(MAX_WSCALE);
+                    st.flags |= F_WINDOW_SCALE;
+                }
+                i += size;
+            }
+        }
+    }
+}
+
+/// `tcp_sack`: the highest SACK right edge after `sack` (starting value: the ack number). The aligned
+/// timestamp-only option block is skipped without parsing.
+fn parse_sack(opts: &[u8], mut sack: u32) -> u32 {
+    if opts.is_empty() || (opts.len() == 12 && opts.get(..4) == Some(&[1, 1, 8, 10][..])) {
+        return sack;
+    }
+    let mut i = 0usize;
+    while let Some(&kind) = opts.get(i) {
+        match kind {
+            0 => return sack,
+            1 => i += 1,
+            _ => {
+                let remaining = opts.len() - i;
+                if remaining < 2 {
+                    return sack;
+                }
+                let size = usize::from(opts.get(i + 1).copied().unwrap_or(0));
+                if size < 2 || size > remaining {
+                    return sack;
+                }
+                if kind == 5 && size >= 10 && (size - 2) % 8 == 0 {
+                    let mut j = 0usize;
+                    while j < size - 2 {
+                        let off = i + 2 + j + 4;
+                        if let Some(b) = opts.get(off..off + 4) {
+                            let edge = u32::from_be_bytes([
+                                b.first().copied().unwrap_or(0),
+                                b.get(1).copied().unwrap_or(0),
+                                b.get(2).copied().unwrap_or(0),
+                                b.get(3).copied().unwrap_or(0),
+                            ]);
+                            if after(edge, sack) {
+                                sack = edge;
+                            }
+                        }
+                        j += 8;
+                    }
+                    return sack;
+                }
+                i += size;
+            }
+        }
+    }
+    sack
+}
+
+/// The timeouts of the TCP tracker in seconds, indexed by state, then RETRANS and UNACK.
+struct Timeouts<'a>(&'a Config);
+
+impl Timeouts<'_> {
+    fn state(&self, s: TcpState) -> u32 {
+        let c = self.0;
+        match s {
+            TcpState::None => 0,
+            TcpState::SynSent => c.tcp_timeout_syn_sent,
+            TcpState::SynRecv => c.tcp_timeout_syn_recv,
+            TcpState::Established => c.tcp_timeout_established,
+            TcpState::FinWait => c.tcp_timeout_fin_wait,
+            TcpState::CloseWait => c.tcp_timeout_close_wait,
+            TcpState::LastAck => c.tcp_timeout_last_ack,
+            TcpState::TimeWait => c.tcp_timeout_time_wait,
+            TcpState::Close => c.tcp_timeout_close,
+            // no sysctl: only a timeout policy could change it
+            TcpState::SynSent2 => 120,
+        }
+    }
+    fn retrans(&self) -> u32 {
+        self.0.tcp_timeout_max_retrans
+    }
+    fn unack(&self) -> u32 {
+        self.0.tcp_timeout_unacknowledged
+    }
+}
+
+impl TcpConn {
+    pub fn state(&self) -> TcpState {
+        self.state
+    }
+
+    /// `tcp_new`: tracker state for a packet that creates an entry, or why it cannot.
+    pub(crate) fn new_conn(cfg: &Config, h: &TcpHeader<'_>) -> Result<TcpConn, &'static str> {
+        let index = Index::of(h.flags);
+        let end = segment_end(h);
+        let mut c = TcpConn::default();
+        match lookup(Dir::Original, index, TcpState::None) {
+            Cell::To(TcpState::SynSent) => {
+                let s = &mut c.seen[0];
+                s.td_end = end;
+                s.td_maxwin = u32::from(h.window).max(1);
+                s.td_maxend = end;
+                parse_options(h.options, s);
+            }
+            Cell::To(_) => {
+                if !cfg.tcp_loose {
+                    return Err("tcp: mid-stream pickup disabled (nf_conntrack_tcp_loose=0)");
+                }
+                // Picked up in the middle: history lost, use what the packet says and be liberal.
+                let s = &mut c.seen[0];
+                s.td_end = end;
+                s.td_maxwin = u32::from(h.window).max(1);
+                s.td_maxend = end.wrapping_add(s.td_maxwin);
+                c.seen[0].flags = F_SACK_PERM | F_BE_LIBERAL;
+                c.seen[1].flags = F_SACK_PERM | F_BE_LIBERAL;
+            }
+            Cell::Invalid | Cell::Ignore => return Err("tcp: invalid packet for a new connection"),
+        }
+        c.last_index = Index::None;
+        Ok(c)
+    }
+
+    /// `nf_conntrack_tcp_packet` after the pre-checks: `status` is the entry's status before this
+    /// packet (SEEN_REPLY not yet set for the first reply).
+    pub(crate) fn packet(&mut self, cfg: &Config, dir: Dir, status: Status, h: &TcpHeader<'_>) -> TcpOutcome {
+        let d = dir.index();
+        let index = Index::of(h.flags);
+        let mut old_state = self.state;
+        let mut cell = lookup(dir, index, old_state);
+        let mut check_window = true;
+
+        // §3.5.1: a SYN reopening a closed connection.
+        if cell == SS && old_state >= TcpState::TimeWait {
+            let close_init = (self.seen[0].flags | self.seen[1].flags) & F_CLOSE_INIT != 0;
+            if close_init || (usize::from(self.last_dir) == d && self.last_index == Index::Rst) {
+                return TcpOutcome::Reopen;
+            }
+            cell = Cell::Ignore;
+        }
+
+        let mut new_state = match cell {
+            Cell::Ignore => {
+                // §3.5.2: SYN/ACK answering a SYN we ignored: both ends are in sync, we are not.
+                if index == Index::SynAck
+                    && self.last_index == Index::Syn
+                    && usize::from(self.last_dir) != d
+                    && h.ack == self.last_end
+                {
+                    old_state = TcpState::SynSent;
+                    let ld = usize::from(self.last_dir) & 1;
+                    self.last_flags &= !F_EXP_CHALLENGE_ACK;
+                    let last_flags = self.last_flags;
+                    if let Some(s) = self.seen.get_mut(ld) {
+                        s.td_end = self.last_end;
+                        s.td_maxend = self.last_end;
+                        s.td_maxwin = u32::from(self.last_win).max(1);
+                        s.td_scale = self.last_wscale;
+                        s.flags = last_flags;
+                    }
+                    if let Some(s) = self.seen.get_mut(d) {
+                        s.reset();
+                    }
+                    TcpState::SynRecv
+                } else {
+                    self.remember_ignored(dir, index, old_state, h);
+                    return TcpOutcome::Ignore;
+                }
+            }
+            Cell::Invalid => {
+                return TcpOutcome::Invalid { reason: "tcp: invalid state transition", shrink: false };
+            }
+            Cell::To(s) => s,
+        };
+
+        match new_state {
+            // §3.5.4: RFC 5961 challenge ACK answering an ignored SYN in LAST_ACK.
+            TcpState::TimeWait
+                if old_state == TcpState::LastAck
+                    && index == Index::Ack
+                    && usize::from(self.last_dir) != d
+                    && self.last_index == Index::Syn
+                    && self.last_flags & F_EXP_CHALLENGE_ACK != 0 =>
+            {
+                self.last_flags &= !F_EXP_CHALLENGE_ACK;
+                return TcpOutcome::Ignore;
+            }
+            TcpState::SynSent2 => {
+                // §3.5.5: simultaneous open.
+                self.last_flags |= F_SIMULTANEOUS_OPEN;
+            }
+            // §3.5.6: the final ACK of a simultaneous open.
+            TcpState::SynRecv
+                if dir == Dir::Reply && index == Index::Ack && self.last_flags & F_SIMULTANEOUS_OPEN != 0 =>
+            {
+                new_state = TcpState::Established;
+            }
+            TcpState::Close if index == Index::Rst => {
+                // §3.7
+                match self.rst_check(cfg, dir, status, old_state, h) {
+                    RstCheck::Window => {}
+                    RstCheck::SkipWindow => check_window = false,
+                    RstCheck::KeepState => new_state = old_state,
+                    RstCheck::KeepStateSkipWindow => {
+                        new_state = old_state;
+                        check_window = false;
+                    }
+                    RstCheck::Invalid => {
+                        return TcpOutcome::Invalid { reason: "tcp: invalid rst", shrink: false }
+                    }
+                }
+            }
+            _ => {}
+        }
+
+        if check_window {
+            match self.in_window(cfg, dir, index, h) {
+                Window::Accept => {}
+                Window::Ignore => return TcpOutcome::Ignore,
+                Window::Invalid(reason) => {
+                    let shrink = self.handle_invalid(dir, index, status);
+                    return TcpOutcome::Invalid { reason, shrink };
+                }
+            }
+        }
+
+        // In window: commit.
+        self.last_index = index;
+        self.last_dir = d as u8;
+        self.state = new_state;
+        if old_state != new_state && new_state == TcpState::FinWait {
+            if let Some(s) = self.seen.get_mut(d) {
+                s.flags |= F_CLOSE_INIT;
+            }
+        }
+
+        // §3.9 timeout selection.
+        let t = Timeouts(cfg);
+        let t_new = t.state(new_state);
+        let any_unacked = (self.seen[0].flags | self.seen[1].flags) & F_DATA_UNACKNOWLEDGED != 0;
+        let mut timeout = if self.retrans >= cfg.tcp_max_retrans && t_new > t.retrans() {
+            t.retrans()
+        } else if index == Index::Rst {
+            // 6.18 (= 7.2 source): every accepted RST gets the CLOSE timeout
+            t.state(TcpState::Close)
+        } else if any_unacked && t_new > t.unack() {
+            t.unack()
+        } else if self.last_win == 0 && t_new > t.retrans() {
+            t.retrans()
+        } else {
+            t_new
+        };
+
+        if !status.seen_reply() {
+            // Only an RST came back (or nothing yet): nothing established, drop the entry.
+            if h.flags.rst() {
+                return TcpOutcome::Kill;
+            }
+            // A retransmitted SYN must not keep an unanswered entry alive.
+            if index == Index::Syn && old_state == TcpState::SynSent {
+                return TcpOutcome::Accept { timeout: None, assured: false };
+            }
+            // Mid-stream pickup without reply: no 5-day timeout.
+            if new_state == TcpState::Established && timeout > t.unack() {
+                timeout = t.unack();
+            }
+            return TcpOutcome::Accept { timeout: Some(timeout), assured: false };
+        }
+        let assured = !status.assured()
+            && matches!(old_state, TcpState::SynRecv | TcpState::Established)
+            && new_state == TcpState::Established;
+        TcpOutcome::Accept { timeout: Some(timeout), assured }
+    }
+
+    /// IGNORE bookkeeping (§3.5.2 "otherwise"): remember the packet so a later SYN/ACK, RST or
+    /// challenge ACK can be recognised.
+    fn remember_ignored(&mut self, dir: Dir, index: Index, old_state: TcpState, h: &TcpHeader<'_>) {
+        self.last_index = index;
+        self.last_dir = dir.index() as u8;
+        self.last_seq = h.seq;
+        self.last_end = segment_end(h);
+        self.last_win = h.window;
+        if index == Index::Syn && dir == Dir::Original {
+            let mut seen = Seen::default();
+            self.last_flags = 0;
+            self.last_wscale = 0;
+            parse_options(h.options, &mut seen);
+            if seen.flags & F_WINDOW_SCALE != 0 {
+                self.last_flags |= F_WINDOW_SCALE;
+                self.last_wscale = seen.td_scale;
+            }
+            if seen.flags & F_SACK_PERM != 0 {
+                self.last_flags |= F_SACK_PERM;
+            }
+            if old_state == TcpState::LastAck {
+                self.last_flags |= F_EXP_CHALLENGE_ACK;
+            }
+        }
+        if old_state == TcpState::SynSent && index == Index::Ack && dir == Dir::Reply {
+            self.last_ack = h.ack;
+        }
+    }
+
+    /// §3.7 RST validation (table result CLOSE for an RST).
+    fn rst_check(
+        &self,
+        cfg: &Config,
+        dir: Dir,
+        status: Status,
+        old_state: TcpState,
+        h: &TcpHeader<'_>,
+    ) -> RstCheck {
+        // Closing already: the tuple may have been reused, skip all validation.
+        if self.state.can_early_drop() {
+            return RstCheck::SkipWindow;
+        }
+        let d = dir.index();
+        let receiver = self.seen.get(1 - d).copied().unwrap_or_default();
+        let established = self.state == TcpState::Established && status.assured();
+        let mut keep_state = false;
+        if receiver.flags & F_MAXACK_SET != 0 && self.last_index != Index::Syn {
+            let seq = h.seq;
+            if seq == 0 && !established {
+                // most likely answering a SYN we let through
+                return RstCheck::Window;
+            }
+            if before(seq, receiver.td_maxack) && !cfg.tcp_ignore_invalid_rst {
+                return RstCheck::Invalid;
+            }
+            if !established || seq == receiver.td_maxack {
+                return RstCheck::Window;
+            }
+            // RST right after data in the same direction ("RST in a data train")
+            if self.last_index == Index::Ack && usize::from(self.last_dir) == d && seq == self.last_end {
+                return RstCheck::Window;
+            }
+            // In window but not exact: keep the state so a challenge ACK can follow.
+            keep_state = true;
+        }
+        let answers_let_through = ((status.seen_reply() && self.last_index == Index::Syn)
+            || (!status.assured() && self.last_index == Index::Ack))
+            && h.ack == self.last_end;
+        let answers_challenge = old_state == TcpState::SynSent
+            && self.last_index == Index::Ack
+            && self.last_dir == 1
+            && h.seq == self.last_ack;
+        match (answers_let_through || answers_challenge, keep_state) {
+            (true, false) => RstCheck::SkipWindow,
+            (true, true) => RstCheck::KeepStateSkipWindow,
+            (false, false) => RstCheck::Window,
+            (false, true) => RstCheck::KeepState,
+        }
+    }
+
+    /// `nf_tcp_handle_invalid`: returns whether the caller should lower the timer.
+    fn handle_invalid(&mut self, dir: Dir, index: Index, status: Status) -> bool {
+        if !status.assured() {
+            return false;
+        }
+        if !matches!(index, Index::Rst | Index::Fin) {
+            return false;
+        }
+        if usize::from(self.last_dir) != dir.index() && matches!(self.last_index, Index::Fin | Index::Rst) {
+            return true;
+        }
+        self.last_index = index;
+        self.last_dir = dir.index() as u8;
+        false
+    }
+
+    /// `tcp_in_window` (§3.6).
+    fn in_window(&mut self, cfg: &Config, dir: Dir, index: Index, h: &TcpHeader<'_>) -> Window {
+        let d = dir.index();
+        let state = self.state;
+        let [s0, s1] = &mut self.seen;
+        let (sender, receiver) = if d == 0 { (s0, s1) } else { (s1, s0) };
+
+        let mut seq = h.seq;
+        let mut ack = h.ack;
+        let mut sack = ack;
+        let win_raw = h.window;
+        let mut win = u32::from(win_raw);
+        let mut end = segment_end(h);
+        let syn = h.flags.syn();
+        let has_ack = h.flags.ack();
+        let rst = h.flags.rst();
+
+        if receiver.flags & F_SACK_PERM != 0 {
+            sack = parse_sack(h.options, sack);
+        }
+        // (NAT sequence adjustment would correct ack/sack here.)
+
+        if sender.td_maxwin == 0 {
+            // First packet seen from this direction.
+            if syn {
+                init_sender(sender, receiver, h.options, end, win, dir);
+                if !has_ack {
+                    // simultaneous open
+                    return Window::Accept;
+                }
+            } else {
+                // Mid-stream: use the packet's data.
+                sender.td_end = end;
+                let swin = win << sender.td_scale.min(MAX_WSCALE);
+                sender.td_maxwin = swin.max(1);
+                sender.td_maxend = end.wrapping_add(sender.td_maxwin);
+                if receiver.td_maxwin == 0 {
+                    // the other direction is unknown too: make checks 2 and 4 pass
+                    receiver.td_end = sack;
+                    receiver.td_maxend = sack;
+                } else if sack == receiver.td_end.wrapping_add(1) {
+                    // likely a keepalive reply
+                    receiver.td_end = receiver.td_end.wrapping_add(1);
+                }
+            }
+        } else if syn && after(end, sender.td_end) && matches!(state, TcpState::SynSent | TcpState::SynRecv) {
+            // A new SYN (RFC 793 reinitialisation): start over for this direction.
+            init_sender(sender, receiver, h.options, end, win, dir);
+            if dir == Dir::Reply && !has_ack {
+                return Window::Accept;
+            }
+        }
+
+        if !has_ack || (rst && ack == 0) {
+            // No ACK (or a broken RST|ACK with ack 0): pretend it acknowledges everything seen.
+            ack = receiver.td_end;
+            sack = receiver.td_end;
+        }
+        if rst && seq == 0 && state == TcpState::SynSent {
+            // RST answering a SYN
+            seq = sender.td_end;
+            end = sender.td_end;
+        }
+
+        let liberal = cfg.tcp_be_liberal || sender.flags & F_BE_LIBERAL != 0;
+        let fail = |verdict: Window| if liberal { Window::Accept } else { verdict };
+        let max_ack_window = sender.td_maxwin.max(MAX_ACK_WIN_CONST);
+
+        // 1. upper bound for sequence numbers
+        if !before(seq, sender.td_maxend.wrapping_add(1)) {
+            let overshot = end.wrapping_sub(sender.td_maxend).wrapping_add(1);
+            let ack_ok = after(sack, receiver.td_end.wrapping_sub(max_ack_window).wrapping_sub(1));
+            let in_recv_win = receiver.td_maxwin != 0
+                && after(end, sender.td_end.wrapping_sub(receiver.td_maxwin).wrapping_sub(1));
+            if in_recv_win
+                && ack_ok
+                && overshot <= receiver.td_maxwin
+                && before(sack, receiver.td_end.wrapping_add(1))
+            {
+                // A sender exceeding the window a little: let the peer's ACK for it through later.
+                sender.td_end = end;
+                sender.flags |= F_DATA_UNACKNOWLEDGED;
+                return fail(Window::Ignore);
+            }
+            return fail(Window::Invalid("tcp: SEQ is over the upper bound"));
+        }
+        // 2. upper bound for acknowledgements
+        if !before(sack, receiver.td_end.wrapping_add(1)) {
+            return fail(Window::Invalid("tcp: ACK is over the upper bound"));
+        }
+        // 3. lower bound for sequence numbers
+        let in_recv_win = receiver.td_maxwin == 0
+            || after(end, sender.td_end.wrapping_sub(receiver.td_maxwin).wrapping_sub(1));
+        if !in_recv_win {
+            return fail(Window::Ignore);
+        }
+        // 4. lower bound for acknowledgements
+        if !after(sack, receiver.td_end.wrapping_sub(max_ack_window).wrapping_sub(1)) {
+            return fail(Window::Ignore);
+        }
+
+        // Updates.
+        if !syn {
+            win <<= sender.td_scale.min(MAX_WSCALE);
+        }
+        let swin = win.wrapping_add(sack.wrapping_sub(ack));
+        if sender.td_maxwin < swin {
+            sender.td_maxwin = swin;
+        }
+        if after(end, sender.td_end) {
+            sender.td_end = end;
+            sender.flags |= F_DATA_UNACKNOWLEDGED;
+        }
+        if has_ack {
+            if sender.flags & F_MAXACK_SET == 0 {
+                sender.td_maxack = ack;
+                sender.flags |= F_MAXACK_SET;
+            } else if after(ack, sender.td_maxack) {
+                sender.td_maxack = ack;
+            }
+        }
+        if receiver.td_maxwin != 0 && after(end, sender.td_maxend) {
+            receiver.td_maxwin = receiver.td_maxwin.wrapping_add(end.wrapping_sub(sender.td_maxend));
+        }
+        if after(sack.wrapping_add(win), receiver.td_maxend.wrapping_sub(1)) {
+            receiver.td_maxend = sack.wrapping_add(win);
+            if win == 0 {
+                receiver.td_maxend = receiver.td_maxend.wrapping_add(1);
+            }
+        }
+        if ack == receiver.td_end {
+            receiver.flags &= !F_DATA_UNACKNOWLEDGED;
+        }
+
+        // Retransmission counter: identical pure ACK-class packets in a row.
+        if index == Index::Ack {
+            if usize::from(self.last_dir) == d
+                && self.last_seq == seq
+                && self.last_ack == ack
+                && self.last_end == end
+                && self.last_win == win_raw
+            {
+                self.retrans = self.retrans.saturating_add(1);
+            } else {
+                self.last_dir = d as u8;
+                self.last_seq = seq;
+                self.last_ack = ack;
+                self.last_end = end;
+                self.last_win = win_raw;
+                self.retrans = 0;
+            }
+        }
+        Window::Accept
+    }
+}
+
+enum RstCheck {
+    Window,
+    SkipWindow,
+    KeepState,
+    KeepStateSkipWindow,
+    Invalid,
+}
+
+/// `tcp_init_sender`: (re)initialise a direction from its SYN or SYN/ACK.
+fn init_sender(sender: &mut Seen, receiver: &mut Seen, opts: &[u8], end: u32, win: u32, dir: Dir) {
+    sender.td_end = end;
+    sender.td_maxend = end;
+    sender.td_maxwin = win.max(1);
+    parse_options(opts, sender);
+    // RFC 7323: scaling only if both sides sent the option.
+    if dir == Dir::Reply && !(sender.flags & F_WINDOW_SCALE != 0 && receiver.flags & F_WINDOW_SCALE != 0) {
+        sender.td_scale = 0;
+        receiver.td_scale = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::field_reassign_with_default)]
+    use super::*;
+    use crate::testutil::*;
+    use crate::Config;
+
+    #[test]
+    fn state_names() {
+        assert_eq!(TcpState::SynSent.to_string(), "SYN_SENT");
+        assert_eq!(TcpState::SynSent2.to_string(), "SYN_SENT2");
+        assert_eq!(TcpState::Established.name(), "ESTABLISHED");
+    }
+
+    #[test]
+    fn flag_combinations() {
+        let ok = |f: u8| flags_valid(TcpFlags(f));
+        assert!(ok(TcpFlags::SYN));
+        assert!(ok(TcpFlags::SYN | TcpFlags::ACK));
+        assert!(ok(TcpFlags::SYN | TcpFlags::ECE | TcpFlags::CWR));
+        assert!(ok(TcpFlags::ACK | TcpFlags::PSH));
+        assert!(ok(TcpFlags::FIN | TcpFlags::ACK | TcpFlags::URG));
+        assert!(ok(TcpFlags::RST));
+        assert!(ok(TcpFlags::RST | TcpFlags::ACK));
+        assert!(!ok(0));
+        assert!(!ok(TcpFlags::FIN));
+        assert!(!ok(TcpFlags::SYN | TcpFlags::FIN));
+        assert!(!ok(TcpFlags::SYN | TcpFlags::RST));
+        assert!(!ok(TcpFlags::SYN | TcpFlags::ACK | TcpFlags::URG));
+        assert!(!ok(TcpFlags::FIN | TcpFlags::PSH | TcpFlags::URG));
+        assert!(!ok(TcpFlags::RST | TcpFlags::FIN));
+        assert!(!ok(TcpFlags::URG));
+    }
+
+    #[test]
+    fn seq_comparisons_wrap() {
+        assert!(before(0xffff_fff0, 5));
+        assert!(after(5, 0xffff_fff0));
+        assert!(!before(5, 5));
+    }
+
+    #[test]
+    fn options_parse_wscale_clamped_and_sack_perm() {
+        let mut s = Seen { flags: F_BE_LIBERAL | F_CLOSE_INIT, ..Seen::default() };
+        // MSS, SACK-perm, NOP, wscale 15
+        parse_options(&[2, 4, 5, 0xb4, 4, 2, 1, 3, 3, 15], &mut s);
+        assert_eq!(s.td_scale, 14);
+        assert_eq!(s.flags, F_BE_LIBERAL | F_SACK_PERM | F_WINDOW_SCALE);
+        // a partial option stops parsing
+        let mut s = Seen::default();
+        parse_options(&[3, 3], &mut s);
+        assert_eq!(s.flags, 0);
+        // empty options leave everything untouched
+        let mut s = Seen { td_scale: 7, flags: F_CLOSE_INIT, ..Seen::default() };
+        parse_options(&[], &mut s);
+        assert_eq!((s.td_scale, s.flags), (7, F_CLOSE_INIT));
+    }
+
+    #[test]
+    fn sack_blocks_raise_the_ack() {
+        // NOP NOP SACK with two blocks: [100,200) [300,400)
+        let mut o = vec![1, 1, 5, 18];
+        for v in [100u32, 200, 300, 400] {
+            o.extend_from_slice(&v.to_be_bytes());
+        }
+        assert_eq!(parse_sack(&o, 50), 400);
+        assert_eq!(parse_sack(&o, 500), 500);
+        // timestamp-only block is skipped
+        assert_eq!(parse_sack(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2], 7), 7);
+    }
+
+    #[test]
+    fn table_matches_reference_cells() {
+        assert_eq!(lookup(Dir::Original, Index::Syn, TcpState::None), SS);
+        assert_eq!(lookup(Dir::Original, Index::SynAck, TcpState::SynRecv), SR);
+        assert_eq!(lookup(Dir::Reply, Index::Syn, TcpState::TimeWait), SS);
+        assert_eq!(lookup(Dir::Reply, Index::Ack, TcpState::SynSent), IG);
+        assert_eq!(lookup(Dir::Reply, Index::SynAck, TcpState::SynSent), SR);
+        assert_eq!(lookup(Dir::Original, Index::Ack, TcpState::SynSent), IV);
+        assert_eq!(lookup(Dir::Original, Index::Fin, TcpState::CloseWait), LA);
+        assert_eq!(lookup(Dir::Reply, Index::Rst, TcpState::SynSent2), CL);
+        assert_eq!(lookup(Dir::Reply, Index::None, TcpState::Established), IV);
+    }
+
+    // ----- packet exchanges (client A:41000 ISN 1000, server B:8000 ISN 5000) -----
+
+    const SYN_OPTS: [u8; 12] = [2, 4, 5, 0xb4, 4, 2, 1, 3, 3, 7, 1, 1];
+
+    fn c2s(flags: &'static str, seq: u32, ack: u32) -> Seg {
+        tcp(A, 41000, B, 8000, flags, seq, ack)
+    }
+    fn s2c(flags: &'static str, seq: u32, ack: u32) -> Seg {
+        tcp(B, 8000, A, 41000, flags, seq, ack)
+    }
+
+    /// SYN, SYN/ACK, ACK at t = 0, 0.01, 0.02.
+    fn handshake(lab: &mut Lab) {
+        assert_eq!(info(lab.pass(0.0, &c2s("S", 1000, 0).opts(&SYN_OPTS).bytes())), "NEW");
+        assert_eq!(
+            info(lab.pass(0.01, &s2c("SA", 5000, 1001).win(65160).opts(&SYN_OPTS).bytes())),
+            "ESTABLISHED_REPLY"
+        );
+        assert_eq!(info(lab.pass(0.02, &c2s("A", 1001, 5001).win(502).bytes())), "ESTABLISHED");
+    }
+
+    #[test]
+    fn three_way_handshake_is_assured_by_the_third_packet() {
+        let mut lab = Lab::new();
+        lab.pass(0.0, &c2s("S", 1000, 0).opts(&SYN_OPTS).bytes());
+        assert_eq!(
+            lab.proc(0.5),
+            "ipv4     2 tcp      6 119 SYN_SENT src=10.99.0.1 dst=10.99.0.2 sport=41000 dport=8000 [UNREPLIED] src=10.99.0.2 dst=10.99.0.1 sport=8000 dport=41000 mark=0 zone=0 use=2\n"
+        );
+        lab.pass(0.01, &s2c("SA", 5000, 1001).win(65160).opts(&SYN_OPTS).bytes());
+        // SYN_RECV: replied, not assured (reference §9 T3g)
+        assert_eq!(
+            lab.list(1.01),
+            "tcp      6 59 SYN_RECV src=10.99.0.1 dst=10.99.0.2 sport=41000 dport=8000 src=10.99.0.2 dst=10.99.0.1 sport=8000 dport=41000 mark=0 use=1\n"
+        );
+        lab.pass(0.02, &c2s("A", 1001, 5001).win(502).bytes());
+        assert_eq!(
+            lab.proc(1.0),
+            "ipv4     2 tcp      6 431999 ESTABLISHED src=10.99.0.1 dst=10.99.0.2 sport=41000 dport=8000 src=10.99.0.2 dst=10.99.0.1 sport=8000 dport=41000 [ASSURED] mark=0 zone=0 use=2\n"
+        );
+        assert_eq!(
+            lab.list(1.0),
+            "tcp      6 431999 ESTABLISHED src=10.99.0.1 dst=10.99.0.2 sport=41000 dport=8000 src=10.99.0.2 dst=10.99.0.1 sport=8000 dport=41000 [ASSURED] mark=0 use=1\n"
+        );
+        // window scale 7 negotiated by both sides
+        let c = lab.ct.iter().next().unwrap();
+        let ProtoStateView { scales, .. } = view(c);
+        assert_eq!(scales, [7, 7]);
+    }
+
+    struct ProtoStateView {
+        scales: [u8; 2],
+    }
+    fn view(c: &crate::Conn) -> ProtoStateView {
+        match &c.proto {
+            crate::conn::ProtoState::Tcp(t) => {
+                ProtoStateView { scales: [t.seen[0].td_scale, t.seen[1].td_scale] }
+            }
+            _ => panic!("not tcp"),
+        }
+    }
+
+    #[test]
+    fn wscale_only_counts_when_both_sides_send_it() {
+        let mut lab = Lab::new();
+        lab.pass(0.0, &c2s("S", 1000, 0).opts(&SYN_OPTS).bytes());
+        lab.pass(0.01, &s2c("SA", 5000, 1001).opts(&[2, 4, 5, 0xb4]).bytes());
+        let c = lab.ct.iter().next().unwrap();
+        assert_eq!(view(c).scales, [0, 0]);
+    }
+
+    #[test]
+    fn a_far_out_of_window_ack_is_invalid_and_changes_nothing() {
+        // reference §9 T3 / T9
+        let mut lab = Lab::new();
+        handshake(&mut lab);
+        let before = lab.ct.iter().next().unwrap().expires();
+        let bogus = c2s("A", 1001u32.wrapping_add(1 << 31), 5001).bytes();
+        assert_eq!(info(lab.pass(1.0, &bogus)), "INVALID");
+        assert_eq!(lab.ct.stats().invalid, 1);
+        assert_eq!(lab.only(2.0), ("ESTABLISHED".into(), 431998));
+        assert_eq!(lab.ct.iter().next().unwrap().expires(), before);
+        // with be_liberal the same packet is accepted
+        let mut cfg = Config::default();
+        cfg.tcp_be_liberal = true;
+        let mut lab = Lab::with(cfg);
+        handshake(&mut lab);
+        assert_eq!(info(lab.pass(1.0, &bogus)), "ESTABLISHED");
+    }
+
+    #[test]
+    fn rst_below_max_ack_is_invalid_in_window_keeps_state_exact_closes() {
+        // reference §9 T3 / T10
+        let mut lab = Lab::new();
+        handshake(&mut lab);
+        assert_eq!(info(lab.pass(1.0, &c2s("R", 900, 0).bytes())), "INVALID");
+        assert_eq!(lab.only(1.0).0, "ESTABLISHED");
+        // in window, not exact: state kept for a challenge ACK, CLOSE timeout
+        assert_eq!(info(lab.pass(2.0, &c2s("R", 1051, 0).bytes())), "ESTABLISHED");
+        assert_eq!(lab.only(2.5), ("ESTABLISHED".into(), 9));
+        // the exact one closes
+        assert_eq!(info(lab.pass(3.0, &c2s("R", 1001, 0).bytes())), "ESTABLISHED");
+        assert_eq!(lab.only(3.5), ("CLOSE".into(), 9));
+        assert!(lab.proc(3.5).contains(" 9 CLOSE src=") && lab.proc(3.5).contains("[ASSURED]"));
+    }
+
+    #[test]
+    fn ignore_invalid_rst_keeps_state_with_the_close_timer() {
+        // reference §9 T9
+        let mut cfg = Config::default();
+        cfg.tcp_ignore_invalid_rst = true;
+        let mut lab = Lab::with(cfg);
+        handshake(&mut lab);
+        assert_eq!(info(lab.pass(1.0, &c2s("R", 900, 0).bytes())), "ESTABLISHED");
+        assert_eq!(lab.only(1.5), ("ESTABLISHED".into(), 9));
+        // be_liberal does not waive the RST rule
+        let mut cfg = Config::default();
+        cfg.tcp_be_liberal = true;
+        let mut lab = Lab::with(cfg);
+        handshake(&mut lab);
+        assert_eq!(info(lab.pass(1.0, &c2s("R", 900, 0).bytes())), "INVALID");
+    }
+
+    #[test]
+    fn rst_answering_a_syn_deletes_the_unreplied_entry() {
+        // reference §9 T3f: SYN to a closed port, RST|ACK back
+        let mut lab = Lab::new();
+        lab.pass(0.0, &tcp(A, 41001, B, 8009, "S", 1000, 0).bytes());
+        let r = lab.pass(0.001, &tcp(B, 8009, A, 41001, "RA", 0, 1001).bytes());
+        assert_eq!(info(r), "ESTABLISHED_REPLY");
+        assert_eq!(lab.ct.len(), 0);
+        // the packet still refers to the (dying) entry until the next packet
+        if let crate::InResult::Tracked { id, .. } = r {
+            assert!(lab.ct.conn(id).is_some_and(|c| c.status().dying()));
+        }
+        assert_eq!(lab.ct.count(), 1);
+        assert_eq!(info(lab.pass(1.0, &tcp(A, 41001, B, 8009, "S", 2000, 0).bytes())), "NEW");
+        assert_eq!((lab.ct.len(), lab.ct.count()), (1, 1));
+    }
+
+    #[test]
+    fn packets_that_cannot_start_a_connection_are_invalid() {
+        // reference §9 T3h / T3k
+        let mut lab = Lab::new();
+        assert_eq!(info(lab.pass(0.0, &c2s("SA", 1000, 1).bytes())), "INVALID");
+        assert_eq!(info(lab.pass(0.0, &c2s("SF", 1000, 0).bytes())), "INVALID");
+        assert_eq!(info(lab.pass(0.0, &c2s("FA", 1000, 1).bytes())), "INVALID");
+        assert_eq!(info(lab.pass(0.0, &c2s("R", 1000, 0).bytes())), "INVALID");
+        assert_eq!(info(lab.pass(0.0, &c2s("FPU", 1000, 0).bytes())), "INVALID");
+        assert_eq!(info(lab.pass(0.0, &c2s("", 1000, 0).bytes())), "INVALID");
+        assert_eq!(info(lab.pass(0.0, &c2s("S", 1000, 0).bad_checksum().bytes())), "INVALID");
+        assert_eq!(lab.ct.stats().invalid, 7);
+        assert_eq!(lab.ct.count(), 0);
+        // checksums are not verified for locally generated packets, nor with checksum=0
+        lab.hook = crate::Hook::LocalOut;
+        assert_eq!(info(lab.pass(0.0, &c2s("S", 1000, 0).bad_checksum().bytes())), "NEW");
+        let mut cfg = Config::default();
+        cfg.checksum = false;
+        let mut lab = Lab::with(cfg);
+        lab.pass(0.0, &c2s("S", 1000, 0).bad_checksum().bytes());
+        assert_eq!(lab.only(1.0), ("SYN_SENT".into(), 119));
+    }
+
+    #[test]
+    fn truncated_tcp_header_is_invalid() {
+        let mut lab = Lab::new();
+        let mut b = c2s("S", 1000, 0).bytes();
+        b[32] = 0x40; // data offset 4 (< 5)
+        assert_eq!(info(lab.pass(0.0, &b)), "INVALID");
+        assert_eq!(lab.ct.count(), 0);
+    }
+
+    #[test]
+    fn loose_pickup_of_a_bare_ack() {
+        // reference §9 T4
+        let mut lab = Lab::new();
+        let ack = tcp(A, 41010, B, 8000, "A", 7000, 9000).bytes();
+        assert_eq!(info(lab.pass(0.0, &ack)), "NEW");
+        assert_eq!(
+            lab.list(0.5),
+            "tcp      6 299 ESTABLISHED src=10.99.0.1 dst=10.99.0.2 sport=41010 dport=8000 [UNREPLIED] src=10.99.0.2 dst=10.99.0.1 sport=8000 dport=41010 mark=0 use=1\n"
+        );
+        // the peer answers: replied; the next accepted packet makes it ASSURED
+        assert_eq!(
+            info(lab.pass(1.0, &tcp(B, 8000, A, 41010, "A", 9000, 7000).bytes())),
+            "ESTABLISHED_REPLY"
+        );
+        assert!(!lab.ct.iter().next().unwrap().status().assured());
+        assert_eq!(info(lab.pass(2.0, &ack)), "ESTABLISHED");
+        assert!(lab.ct.iter().next().unwrap().status().assured());
+        // with loose = 0 the same ACK is INVALID
+        let mut cfg = Config::default();
+        cfg.tcp_loose = false;
+        let mut lab = Lab::with(cfg);
+        assert_eq!(info(lab.pass(0.0, &ack)), "INVALID");
+        assert_eq!(lab.ct.count(), 0);
+    }
+
+    #[test]
+    fn syn_retransmits_do_not_refresh_an_unreplied_entry() {
+        // reference §9 T9c
+        let mut lab = Lab::new();
+        let syn = tcp(A, 41002, B, 8009, "S", 1000, 0).bytes();
+        lab.pass(0.0, &syn);
+        assert_eq!(lab.only(2.2), ("SYN_SENT".into(), 117));
+        assert_eq!(info(lab.pass(2.2, &syn)), "NEW");
+        assert_eq!(lab.only(2.2), ("SYN_SENT".into(), 117));
+    }
+
+    #[test]
+    fn orderly_close_walks_fin_wait_close_wait_last_ack_time_wait() {
+        let mut lab = Lab::new();
+        handshake(&mut lab);
+        lab.pass(1.0, &c2s("FA", 1001, 5001).bytes());
+        assert_eq!(lab.only(1.0), ("FIN_WAIT".into(), 120));
+        lab.pass(1.1, &s2c("A", 5001, 1002).bytes());
+        // reference §9 T9: "59 CLOSE_WAIT [ASSURED]"
+        assert_eq!(lab.only(2.0), ("CLOSE_WAIT".into(), 59));
+        lab.pass(2.0, &s2c("FA", 5001, 1002).bytes());
+        assert_eq!(lab.only(2.0), ("LAST_ACK".into(), 30));
+        lab.pass(2.1, &c2s("A", 1002, 5002).bytes());
+        assert_eq!(lab.only(2.1), ("TIME_WAIT".into(), 120));
+        assert!(lab.ct.iter().next().unwrap().status().assured());
+    }
+
+    #[test]
+    fn a_new_syn_reopens_a_time_wait_entry() {
+        let mut lab = Lab::new();
+        handshake(&mut lab);
+        lab.pass(1.0, &c2s("FA", 1001, 5001).bytes());
+        lab.pass(1.1, &s2c("FA", 5001, 1002).bytes());
+        lab.pass(1.2, &c2s("A", 1002, 5002).bytes());
+        assert_eq!(lab.only(1.2).0, "TIME_WAIT");
+        // the client reuses the port: old entry deleted, fresh NEW entry
+        assert_eq!(info(lab.pass(5.0, &c2s("S", 90000, 0).bytes())), "NEW");
+        assert_eq!(lab.only(5.0), ("SYN_SENT".into(), 120));
+        assert!(!lab.ct.iter().next().unwrap().status().seen_reply());
+    }
+
+    #[test]
+    fn ignored_syn_then_syn_ack_resynchronises() {
+        let mut lab = Lab::new();
+        handshake(&mut lab);
+        let before = lab.ct.iter().next().unwrap().expires();
+        // client restarted with a new ISN: SYN is ignored (accepted, nothing changes)
+        assert_eq!(info(lab.pass(10.0, &c2s("S", 777_000, 0).opts(&SYN_OPTS).bytes())), "ESTABLISHED");
+        assert_eq!(lab.only(10.0).0, "ESTABLISHED");
+        assert_eq!(lab.ct.iter().next().unwrap().expires(), before);
+        // server answers it: both ends are in sync, we resync to SYN_RECV
+        assert_eq!(
+            info(lab.pass(10.1, &s2c("SA", 880_000, 777_001).opts(&SYN_OPTS).bytes())),
+            "ESTABLISHED_REPLY"
+        );
+        assert_eq!(lab.only(10.1), ("SYN_RECV".into(), 60));
+        assert_eq!(info(lab.pass(10.2, &c2s("A", 777_001, 880_001).bytes())), "ESTABLISHED");
+        assert_eq!(lab.only(10.2), ("ESTABLISHED".into(), 432_000));
+    }
+
+    #[test]
+    fn simultaneous_open() {
+        let mut lab = Lab::new();
+        lab.pass(0.0, &c2s("S", 1000, 0).bytes());
+        assert_eq!(info(lab.pass(0.1, &s2c("S", 5000, 0).bytes())), "ESTABLISHED_REPLY");
+        assert_eq!(lab.only(0.1).0, "SYN_SENT2");
+        lab.pass(0.2, &c2s("SA", 1000, 5001).bytes());
+        assert_eq!(lab.only(0.2).0, "SYN_RECV");
+        lab.pass(0.3, &s2c("A", 5001, 1001).bytes());
+        assert_eq!(lab.only(0.3).0, "ESTABLISHED");
+    }
+
+    #[test]
+    fn unacknowledged_data_gets_the_unack_timeout() {
+        // reference §3.9 rule 3 (§9 T3d)
+        let mut lab = Lab::new();
+        handshake(&mut lab);
+        lab.pass(1.0, &c2s("PA", 1001, 5001).data(100).bytes());
+        assert_eq!(lab.only(1.0), ("ESTABLISHED".into(), 300));
+        lab.pass(1.1, &s2c("A", 5001, 1101).bytes());
+        assert_eq!(lab.only(1.1), ("ESTABLISHED".into(), 432_000));
+    }
+
+    #[test]
+    fn repeated_identical_acks_get_the_retrans_timeout() {
+        let mut lab = Lab::new();
+        handshake(&mut lab);
+        let ack = c2s("A", 1001, 5001).win(502).bytes();
+        lab.pass(1.0, &ack);
+        lab.pass(1.1, &ack);
+        assert_eq!(lab.only(1.1), ("ESTABLISHED".into(), 432_000));
+        lab.pass(1.2, &ack);
+        assert_eq!(lab.only(1.2), ("ESTABLISHED".into(), 300));
+    }
+
+    #[test]
+    fn zero_window_gets_the_retrans_timeout() {
+        let mut lab = Lab::new();
+        handshake(&mut lab);
+        lab.pass(1.0, &s2c("A", 5001, 1001).win(0).bytes());
+        assert_eq!(lab.only(1.0), ("ESTABLISHED".into(), 300));
+    }
+
+    #[test]
+    fn invalid_fin_from_both_sides_lowers_the_timer() {
+        let mut lab = Lab::new();
+        handshake(&mut lab);
+        let far = 1001u32.wrapping_add(1 << 30);
+        assert_eq!(info(lab.pass(1.0, &c2s("FA", far, 5001).bytes())), "INVALID");
+        assert_eq!(lab.only(1.0).1, 431_999);
+        let far = 5001u32.wrapping_add(1 << 30);
+        assert_eq!(info(lab.pass(2.0, &s2c("FA", far, 1001).bytes())), "INVALID");
+        assert_eq!(lab.only(2.0), ("ESTABLISHED".into(), 300));
+    }
+
+    #[test]
+    fn challenge_ack_in_last_ack_does_not_close() {
+        let mut lab = Lab::new();
+        handshake(&mut lab);
+        lab.pass(1.0, &c2s("FA", 1001, 5001).bytes());
+        lab.pass(1.1, &s2c("FA", 5001, 1002).bytes());
+        assert_eq!(lab.only(1.1).0, "LAST_ACK");
+        // a new SYN is ignored and flags a possible challenge ACK
+        assert_eq!(info(lab.pass(1.2, &c2s("S", 50_000, 0).bytes())), "ESTABLISHED");
+        // the server's challenge ACK must not be taken for the last ACK
+        assert_eq!(info(lab.pass(1.3, &s2c("A", 5002, 1002).bytes())), "ESTABLISHED_REPLY");
+        assert_eq!(lab.only(1.3).0, "LAST_ACK");
+    }
+
+    #[test]
+    fn rst_answering_an_ignored_syn_closes_without_window_check() {
+        let mut lab = Lab::new();
+        handshake(&mut lab);
+        lab.pass(1.0, &c2s("S", 600_000, 0).bytes());
+        assert_eq!(lab.only(1.0).0, "ESTABLISHED");
+        assert_eq!(info(lab.pass(1.1, &s2c("RA", 0, 600_001).bytes())), "ESTABLISHED_REPLY");
+        assert_eq!(lab.only(1.1), ("CLOSE".into(), 10));
+    }
+
+    #[test]
+    fn old_retransmissions_are_ignored() {
+        let mut lab = Lab::new();
+        handshake(&mut lab);
+        for i in 0..10u32 {
+            lab.pass(1.0, &c2s("PA", 1001 + i * 1000, 5001).data(1000).bytes());
+            lab.pass(1.0, &s2c("A", 5001, 1001 + (i + 1) * 1000).bytes());
+        }
+        let before = lab.ct.iter().next().unwrap().expires();
+        // a very old segment: under the lower bound, ignored (state and timer unchanged)
+        let r = lab.pass(50.0, &c2s("PA", 1001u32.wrapping_sub(20_000_000), 5001).data(10).bytes());
+        assert_eq!(info(r), "ESTABLISHED");
+        assert_eq!(lab.ct.iter().next().unwrap().expires(), before);
+    }
+}

@@ -1,0 +1,242 @@
+//! Test helpers: hand-built IPv4 datagrams (with correct checksums) and a small "lab" that pushes
+//! them through conntrack-in and the confirm hook like the engine does.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::expect_used)]
+
+use std::net::Ipv4Addr;
+
+use wire::checksum::{internet_checksum, l4_checksum_v4};
+use wire::Time;
+
+use crate::{Config, Conntrack, Hook, InResult};
+
+pub const A: [u8; 4] = [10, 99, 0, 1];
+pub const B: [u8; 4] = [10, 99, 0, 2];
+pub const C: [u8; 4] = [10, 99, 0, 3];
+
+pub fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+    let total = 20 + l4.len();
+    let mut h = vec![0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0];
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    let c = internet_checksum(&h);
+    h[10] = (c >> 8) as u8;
+    h[11] = c as u8;
+    h.extend_from_slice(l4);
+    h
+}
+
+fn flags_of(s: &str) -> u8 {
+    let mut f = 0;
+    for ch in s.chars() {
+        f |= match ch {
+            'F' => 0x01,
+            'S' => 0x02,
+            'R' => 0x04,
+            'P' => 0x08,
+            'A' => 0x10,
+            'U' => 0x20,
+            'E' => 0x40,
+            'C' => 0x80,
+            _ => 0,
+        };
+    }
+    f
+}
+
+/// A TCP segment description.
+#[derive(Clone, Debug)]
+pub struct Seg {
+    pub src: [u8; 4],
+    pub sport: u16,
+    pub dst: [u8; 4],
+    pub dport: u16,
+    pub flags: &'static str,
+    pub seq: u32,
+    pub ack: u32,
+    pub win: u16,
+    pub opts: Vec<u8>,
+    pub payload: usize,
+    pub bad_checksum: bool,
+}
+
+/// `tcp(A, 41000, B, 8000, "S", seq, ack)` with window 64240, no options, no payload.
+pub fn tcp(
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    flags: &'static str,
+    seq: u32,
+    ack: u32,
+) -> Seg {
+    Seg {
+        src,
+        sport,
+        dst,
+        dport,
+        flags,
+        seq,
+        ack,
+        win: 64240,
+        opts: Vec::new(),
+        payload: 0,
+        bad_checksum: false,
+    }
+}
+
+impl Seg {
+    pub fn win(mut self, w: u16) -> Seg {
+        self.win = w;
+        self
+    }
+    pub fn data(mut self, n: usize) -> Seg {
+        self.payload = n;
+        self
+    }
+    pub fn opts(mut self, o: &[u8]) -> Seg {
+        let mut o = o.to_vec();
+        while o.len() & 3 != 0 {
+            o.push(1);
+        }
+        self.opts = o;
+        self
+    }
+    pub fn bad_checksum(mut self) -> Seg {
+        self.bad_checksum = true;
+        self
+    }
+    pub fn bytes(&self) -> Vec<u8> {
+        let hl = 20 + self.opts.len();
+        let mut t = Vec::with_capacity(hl + self.payload);
+        t.extend_from_slice(&self.sport.to_be_bytes());
+        t.extend_from_slice(&self.dport.to_be_bytes());
+        t.extend_from_slice(&self.seq.to_be_bytes());
+        t.extend_from_slice(&self.ack.to_be_bytes());
+        t.push(((hl / 4) as u8) << 4);
+        t.push(flags_of(self.flags));
+        t.extend_from_slice(&self.win.to_be_bytes());
+        t.extend_from_slice(&[0, 0, 0, 0]);
+        t.extend_from_slice(&self.opts);
+        t.resize(hl + self.payload, b'x');
+        let mut c = l4_checksum_v4(Ipv4Addr::from(self.src), Ipv4Addr::from(self.dst), 6, &t);
+        if self.bad_checksum {
+            c ^= 0x5555;
+        }
+        t[16] = (c >> 8) as u8;
+        t[17] = c as u8;
+        ipv4(self.src, self.dst, 6, &t)
+    }
+}
+
+pub fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = 8 + payload.len();
+    let mut u = Vec::with_capacity(len);
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&(len as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let mut c = l4_checksum_v4(Ipv4Addr::from(src), Ipv4Addr::from(dst), 17, &u);
+    if c == 0 {
+        c = 0xffff;
+    }
+    u[6] = (c >> 8) as u8;
+    u[7] = c as u8;
+    ipv4(src, dst, 17, &u)
+}
+
+pub fn icmp(src: [u8; 4], dst: [u8; 4], ty: u8, code: u8, rest: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut m = vec![ty, code, 0, 0];
+    m.extend_from_slice(&rest);
+    m.extend_from_slice(payload);
+    let c = internet_checksum(&m);
+    m[2] = (c >> 8) as u8;
+    m[3] = c as u8;
+    ipv4(src, dst, 1, &m)
+}
+
+pub fn echo(src: [u8; 4], dst: [u8; 4], ty: u8, id: u16, seq: u16) -> Vec<u8> {
+    let [a, b] = id.to_be_bytes();
+    let [c, d] = seq.to_be_bytes();
+    icmp(src, dst, ty, 0, [a, b, c, d], b"ping")
+}
+
+/// An ICMP error from `from` to `to` quoting the first 28 bytes of `offending`.
+pub fn icmp_error(from: [u8; 4], to: [u8; 4], ty: u8, code: u8, offending: &[u8]) -> Vec<u8> {
+    let q = &offending[..offending.len().min(28)];
+    icmp(from, to, ty, code, [0; 4], q)
+}
+
+pub fn t(secs: f64) -> Time {
+    Time::from_secs(1_700_000_000).add_nanos((secs * 1e9).round() as u64)
+}
+
+/// Conntrack plus the confirm step of an engine whose rules accept (`pass`) or drop (`drop`).
+pub struct Lab {
+    pub ct: Conntrack,
+    pub hook: Hook,
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        Lab::with(Config::default())
+    }
+    pub fn with(cfg: Config) -> Lab {
+        Lab { ct: Conntrack::new(cfg), hook: Hook::PreRouting }
+    }
+    /// Conntrack-in only.
+    pub fn inn(&mut self, at: f64, bytes: &[u8]) -> InResult {
+        let p = wire::decode_ip(bytes).expect("test packet decodes");
+        self.ct.handle_packet(t(at), &p, self.hook, None)
+    }
+    /// Conntrack-in, rules accept, confirm.
+    pub fn pass(&mut self, at: f64, bytes: &[u8]) -> InResult {
+        let r = self.inn(at, bytes);
+        if let InResult::Tracked { id, .. } = r {
+            self.ct.confirm(t(at), id);
+        }
+        r
+    }
+    /// Conntrack-in, rules drop the packet.
+    pub fn drop(&mut self, at: f64, bytes: &[u8]) -> InResult {
+        let r = self.inn(at, bytes);
+        if let InResult::Tracked { id, .. } = r {
+            self.ct.discard(id);
+        }
+        r
+    }
+    /// `/proc/net/nf_conntrack` at `at`.
+    pub fn proc(&self, at: f64) -> String {
+        let mut s = String::new();
+        crate::write_proc(&self.ct, t(at), &mut s).unwrap();
+        s
+    }
+    /// `conntrack -L` at `at`.
+    pub fn list(&self, at: f64) -> String {
+        let mut s = String::new();
+        crate::write_conntrack_l(&self.ct, t(at), &mut s).unwrap();
+        s
+    }
+    /// The only entry's TCP state name and remaining seconds.
+    pub fn only(&self, at: f64) -> (String, u64) {
+        let all: Vec<_> = self.ct.iter().collect();
+        assert_eq!(all.len(), 1, "expected exactly one entry, got {}", self.proc(at));
+        let c = all[0];
+        (c.tcp_state().map(|s| s.to_string()).unwrap_or_default(), c.remaining_secs(t(at)))
+    }
+}
+
+/// The ctinfo name of a result, "INVALID" or "DROP".
+pub fn info(r: InResult) -> &'static str {
+    match r {
+        InResult::Tracked { info, .. } => match info {
+            crate::CtInfo::New => "NEW",
+            crate::CtInfo::Established => "ESTABLISHED",
+            crate::CtInfo::Related => "RELATED",
+            crate::CtInfo::EstablishedReply => "ESTABLISHED_REPLY",
+            crate::CtInfo::RelatedReply => "RELATED_REPLY",
+        },
+        InResult::Invalid { .. } => "INVALID",
+        InResult::Drop { .. } => "DROP",
+    }
+}

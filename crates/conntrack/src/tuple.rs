@@ -1,0 +1,219 @@
+//! Conntrack tuples (reference §2.3).
+//!
+//! Contract: a [`Tuple`] is (source address, destination address, L4 protocol number, L4 part). The L4
+//! part follows the kernel's `nf_conntrack_tuple` union: ports for TCP, UDP and UDP-Lite; (type, code,
+//! echo id) for ICMP / ICMPv6; GRE keys are stored in [`TupleL4::Ports`] (`sport` = source key, `dport`
+//! = destination key, as the kernel's `u.all` view); nothing for every other protocol. The zone is not
+//! part of the tuple; the table keys on (tuple, zone).
+
+use std::net::IpAddr;
+
+pub(crate) const PROTO_ICMP: u8 = 1;
+pub(crate) const PROTO_TCP: u8 = 6;
+pub(crate) const PROTO_UDP: u8 = 17;
+pub(crate) const PROTO_GRE: u8 = 47;
+pub(crate) const PROTO_ICMPV6: u8 = 58;
+pub(crate) const PROTO_UDPLITE: u8 = 136;
+
+/// The L4 part of a tuple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TupleL4 {
+    /// TCP / UDP / UDP-Lite ports (GRE: source and destination keys).
+    Ports { sport: u16, dport: u16 },
+    /// ICMP / ICMPv6: type, code and echo identifier (the sequence number is not part of it).
+    Icmp { ty: u8, code: u8, id: u16 },
+    /// Protocols tracked by address pair only.
+    None,
+}
+
+/// One direction of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub l4: TupleL4,
+}
+
+/// ICMP types that have an inverse, as `nf_conntrack_invert_icmp_tuple`: echo 8<->0, timestamp
+/// 13<->14, info 15<->16, address mask 17<->18.
+fn icmp_inverse(ty: u8) -> Option<u8> {
+    match ty {
+        8 => Some(0),
+        0 => Some(8),
+        13 => Some(14),
+        14 => Some(13),
+        15 => Some(16),
+        16 => Some(15),
+        17 => Some(18),
+        18 => Some(17),
+        _ => None,
+    }
+}
+
+/// ICMPv6: echo 128<->129, node information 139<->140.
+fn icmpv6_inverse(ty: u8) -> Option<u8> {
+    match ty {
+        128 => Some(129),
+        129 => Some(128),
+        139 => Some(140),
+        140 => Some(139),
+        _ => None,
+    }
+}
+
+impl Tuple {
+    /// The tuple of a packet travelling the other way (`nf_ct_invert_tuple`). `None` when the
+    /// protocol cannot be inverted (ICMP types without a reply type).
+    pub fn invert(&self) -> Option<Tuple> {
+        let l4 = match self.l4 {
+            TupleL4::Ports { sport, dport } => TupleL4::Ports { sport: dport, dport: sport },
+            TupleL4::Icmp { ty, code, id } => {
+                let inv = if self.proto == PROTO_ICMPV6 { icmpv6_inverse(ty)? } else { icmp_inverse(ty)? };
+                TupleL4::Icmp { ty: inv, code, id }
+            }
+            TupleL4::None => TupleL4::None,
+        };
+        Some(Tuple { src: self.dst, dst: self.src, proto: self.proto, l4 })
+    }
+
+    /// Source port (TCP/UDP/UDP-Lite; GRE source key), if the tuple has ports.
+    pub fn sport(&self) -> Option<u16> {
+        match self.l4 {
+            TupleL4::Ports { sport, .. } => Some(sport),
+            _ => None,
+        }
+    }
+
+    /// Destination port (TCP/UDP/UDP-Lite; GRE destination key), if the tuple has ports.
+    pub fn dport(&self) -> Option<u16> {
+        match self.l4 {
+            TupleL4::Ports { dport, .. } => Some(dport),
+            _ => None,
+        }
+    }
+}
+
+fn be16(b: &[u8], off: usize) -> Option<u16> {
+    let hi = *b.get(off)?;
+    let lo = *b.get(off.checked_add(1)?)?;
+    Some(u16::from_be_bytes([hi, lo]))
+}
+
+/// Why the L4 part of a tuple could not be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TupleError {
+    /// Too few L4 bytes (`skb_header_pointer` failed).
+    Short,
+    /// GRE version 1 carrying something other than PPP.
+    GreNotPpp,
+}
+
+/// The L4 part of a tuple from raw L4 bytes, as `nf_ct_get_tuple` builds it (used for quoted
+/// datagrams inside ICMP errors and for headers the wire decoder could not parse).
+pub(crate) fn l4_part(proto: u8, l4: &[u8]) -> Result<TupleL4, TupleError> {
+    match proto {
+        PROTO_TCP | PROTO_UDP | PROTO_UDPLITE => {
+            // only the first four bytes are needed
+            let sport = be16(l4, 0).ok_or(TupleError::Short)?;
+            let dport = be16(l4, 2).ok_or(TupleError::Short)?;
+            Ok(TupleL4::Ports { sport, dport })
+        }
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            if l4.len() < 8 {
+                return Err(TupleError::Short);
+            }
+            let ty = *l4.first().ok_or(TupleError::Short)?;
+            let code = *l4.get(1).ok_or(TupleError::Short)?;
+            let id = be16(l4, 4).ok_or(TupleError::Short)?;
+            Ok(TupleL4::Icmp { ty, code, id })
+        }
+        PROTO_GRE => gre_keys(l4),
+        _ => Ok(TupleL4::None),
+    }
+}
+
+/// GRE keys (`gre_pkt_to_tuple`): version 0 (or a header too short to tell) behaves like the generic
+/// tracker with keys 0; version 1 must carry PPP (0x880b) and then keys on the call id (the source
+/// key comes from the PPTP helper's keymap, which we do not have: 0).
+pub(crate) fn gre_keys(l4: &[u8]) -> Result<TupleL4, TupleError> {
+    let zero = TupleL4::Ports { sport: 0, dport: 0 };
+    let Some(flags) = be16(l4, 0) else {
+        return Ok(zero);
+    };
+    if l4.len() < 4 || flags & 0x0007 != 1 {
+        return Ok(zero);
+    }
+    if l4.len() < 8 {
+        return Ok(zero);
+    }
+    if be16(l4, 2) != Some(0x880b) {
+        return Err(TupleError::GreNotPpp);
+    }
+    let call_id = be16(l4, 6).ok_or(TupleError::Short)?;
+    Ok(TupleL4::Ports { sport: 0, dport: call_id })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn ip(a: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, a))
+    }
+
+    #[test]
+    fn ports_swap_on_invert() {
+        let t =
+            Tuple { src: ip(1), dst: ip(2), proto: PROTO_TCP, l4: TupleL4::Ports { sport: 1000, dport: 80 } };
+        let r = t.invert().unwrap();
+        assert_eq!(r.src, ip(2));
+        assert_eq!(r.sport(), Some(80));
+        assert_eq!(r.dport(), Some(1000));
+        assert_eq!(r.invert().unwrap(), t);
+    }
+
+    #[test]
+    fn icmp_echo_inverts_to_reply_and_others_do_not() {
+        let t =
+            Tuple { src: ip(1), dst: ip(2), proto: PROTO_ICMP, l4: TupleL4::Icmp { ty: 8, code: 0, id: 7 } };
+        assert_eq!(t.invert().unwrap().l4, TupleL4::Icmp { ty: 0, code: 0, id: 7 });
+        let mut t9 = t;
+        t9.l4 = TupleL4::Icmp { ty: 9, code: 0, id: 0 };
+        assert!(t9.invert().is_none());
+        let mut v6 = t;
+        v6.proto = PROTO_ICMPV6;
+        v6.l4 = TupleL4::Icmp { ty: 128, code: 0, id: 5 };
+        assert_eq!(v6.invert().unwrap().l4, TupleL4::Icmp { ty: 129, code: 0, id: 5 });
+    }
+
+    #[test]
+    fn l4_part_needs_enough_bytes() {
+        assert_eq!(l4_part(PROTO_UDP, &[0, 1, 0]), Err(TupleError::Short));
+        assert_eq!(l4_part(PROTO_UDP, &[0, 1, 0, 2]), Ok(TupleL4::Ports { sport: 1, dport: 2 }));
+        assert_eq!(l4_part(PROTO_ICMP, &[8, 0, 0, 0, 0, 9, 0]), Err(TupleError::Short));
+        assert_eq!(
+            l4_part(PROTO_ICMP, &[8, 0, 0, 0, 0, 9, 0, 1]),
+            Ok(TupleL4::Icmp { ty: 8, code: 0, id: 9 })
+        );
+        assert_eq!(l4_part(253, &[]), Ok(TupleL4::None));
+    }
+
+    #[test]
+    fn gre_versions() {
+        // v0 with a key: keys 0 like generic
+        assert_eq!(
+            gre_keys(&[0x20, 0x00, 0x08, 0x00, 0, 0, 0, 5]),
+            Ok(TupleL4::Ports { sport: 0, dport: 0 })
+        );
+        // v1 PPP: call id
+        assert_eq!(
+            gre_keys(&[0x30, 0x81, 0x88, 0x0b, 0, 4, 0x12, 0x34]),
+            Ok(TupleL4::Ports { sport: 0, dport: 0x1234 })
+        );
+        // v1 not PPP: untrackable
+        assert_eq!(gre_keys(&[0x30, 0x81, 0x08, 0x00, 0, 4, 0x12, 0x34]), Err(TupleError::GreNotPpp));
+    }
+}

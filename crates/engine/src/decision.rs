@@ -1,0 +1,237 @@
+//! What the engine decided about one packet.
+
+use rules::RuleRef;
+
+/// The netfilter path a packet took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PacketPath {
+    /// To a local address: PREROUTING → INPUT.
+    Input,
+    /// From a local address: OUTPUT → POSTROUTING.
+    Output,
+    /// Through the host: PREROUTING → FORWARD → POSTROUTING.
+    Forward,
+    /// Both ends local: OUTPUT → POSTROUTING → (lo) PREROUTING → INPUT.
+    Loopback,
+}
+
+impl PacketPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PacketPath::Input => "input",
+            PacketPath::Output => "output",
+            PacketPath::Forward => "forward",
+            PacketPath::Loopback => "loopback",
+        }
+    }
+}
+
+/// The fate of a filtered packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Accept,
+    Drop,
+    Reject,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accept => "accept",
+            Verdict::Drop => "drop",
+            Verdict::Reject => "reject",
+        }
+    }
+}
+
+/// The connection-tracking state the packet had when the filter table saw it (xt_conntrack's classes:
+/// direction folded away).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CtStateLabel {
+    New,
+    Established,
+    Related,
+    Invalid,
+    Untracked,
+}
+
+impl CtStateLabel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CtStateLabel::New => "NEW",
+            CtStateLabel::Established => "ESTABLISHED",
+            CtStateLabel::Related => "RELATED",
+            CtStateLabel::Invalid => "INVALID",
+            CtStateLabel::Untracked => "UNTRACKED",
+        }
+    }
+    pub const ALL: [CtStateLabel; 5] = [
+        CtStateLabel::New,
+        CtStateLabel::Established,
+        CtStateLabel::Related,
+        CtStateLabel::Invalid,
+        CtStateLabel::Untracked,
+    ];
+}
+
+/// The reply a REJECT target would have generated (reported, never replayed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectReply {
+    /// `tcp-reset`, `icmp-port-unreachable`, ...
+    pub kind: String,
+    /// Addressed to the packet's source.
+    pub to: std::net::IpAddr,
+    /// False when the kernel would not send anything (nf_reject: no RST answers an RST; no ICMP error answers an
+    /// ICMP error, a fragment that is not the first, or a broadcast/multicast).
+    pub sent: bool,
+}
+
+/// What happened to the packet as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// An IPv4 packet that went through the hooks.
+    Filtered,
+    /// Not an IP packet (ARP, LLDP...). Passed by the host's IP firewall untouched.
+    NotIp { ethertype: u32 },
+    /// Link or IP layer could not be decoded; the reason names the defect.
+    Undecodable { reason: String },
+    /// Decoded but not filtered: no ruleset for this family yet (IPv6).
+    NotFiltered { reason: &'static str },
+    /// A fragment held by defragmentation waiting for the rest of its datagram (the datagram's fate is reported
+    /// on the fragment that completes it).
+    FragmentHeld,
+    /// A fragment dropped by defragmentation (overlap, too big, timeout...).
+    FragmentDropped { reason: &'static str },
+}
+
+/// The engine's answer for one packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub disposition: Disposition,
+    pub path: Option<PacketPath>,
+    pub verdict: Option<Verdict>,
+    /// State seen by the filter table (after conntrack); `None` when not filtered.
+    pub ctstate: Option<CtStateLabel>,
+    /// True when this packet travelled in the reply direction of its connection.
+    pub reply_dir: bool,
+    /// The rule that decided: the one that dropped or rejected, else the deciding rule of the filter table
+    /// (or of the last table run when filter has no chain for that hook). `None`: no table had a chain on
+    /// this path (the kernel accepts).
+    pub rule: Option<RuleRef>,
+    /// Why conntrack judged the packet INVALID, or why conntrack dropped it.
+    pub ct_reason: Option<&'static str>,
+    /// Conntrack itself dropped the packet (table full).
+    pub ct_dropped: bool,
+    /// This packet created a conntrack entry that got confirmed.
+    pub ct_created: bool,
+    pub in_iface: Option<String>,
+    pub out_iface: Option<String>,
+    pub reject: Option<RejectReply>,
+    /// LOG target records, `table:chain:rule prefix`.
+    pub logs: Vec<String>,
+    /// The packet's addresses and ports (for reports), when it decoded as IP.
+    pub flow: Option<FlowSummary>,
+}
+
+/// A short description of a packet's flow, for reports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FlowSummary {
+    pub proto: u8,
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
+    /// TCP/UDP ports.
+    pub ports: Option<(u16, u16)>,
+    /// ICMP type and code.
+    pub icmp: Option<(u8, u8)>,
+    /// For ICMP errors: the quoted datagram's flow.
+    pub quoted: Option<Box<FlowSummary>>,
+}
+
+impl FlowSummary {
+    pub fn of(pkt: &wire::Packet<'_>) -> FlowSummary {
+        let icmp = match &pkt.l4 {
+            wire::L4::Icmp(i) => Some((i.icmp_type, i.code)),
+            _ => None,
+        };
+        let quoted = match &pkt.l4 {
+            wire::L4::Icmp(i) if pkt.is_v4() && matches!(i.icmp_type, 3 | 4 | 5 | 11 | 12) => {
+                wire::packet::decode_quoted(i.payload).ok().map(|q| {
+                    let ports = match (q.ip.proto, q.l4) {
+                        (6 | 17 | 136 | 132, [a, b, c, d, ..]) => {
+                            Some((u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d])))
+                        }
+                        _ => None,
+                    };
+                    let icmp = match (q.ip.proto, q.l4) {
+                        (1, [t, c, ..]) => Some((*t, *c)),
+                        _ => None,
+                    };
+                    Box::new(FlowSummary {
+                        proto: q.ip.proto,
+                        src: q.ip.src,
+                        dst: q.ip.dst,
+                        ports,
+                        icmp,
+                        quoted: None,
+                    })
+                })
+            }
+            _ => None,
+        };
+        FlowSummary {
+            proto: pkt.ip.proto,
+            src: pkt.ip.src,
+            dst: pkt.ip.dst,
+            ports: pkt.ports(),
+            icmp,
+            quoted,
+        }
+    }
+
+    pub fn proto_name(&self) -> String {
+        match self.proto {
+            1 => "icmp".into(),
+            6 => "tcp".into(),
+            17 => "udp".into(),
+            58 => "icmpv6".into(),
+            n => format!("proto-{n}"),
+        }
+    }
+}
+
+impl std::fmt::Display for FlowSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.ports, self.icmp) {
+            (Some((sp, dp)), _) => {
+                write!(f, "{} {}:{} -> {}:{}", self.proto_name(), self.src, sp, self.dst, dp)?
+            }
+            (None, Some((t, c))) => write!(f, "icmp {} -> {} type {t} code {c}", self.src, self.dst)?,
+            _ => write!(f, "{} {} -> {}", self.proto_name(), self.src, self.dst)?,
+        }
+        if let Some(q) = &self.quoted {
+            write!(f, " quoting [{q}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl Decision {
+    pub(crate) fn unfiltered(disposition: Disposition) -> Decision {
+        Decision {
+            disposition,
+            path: None,
+            verdict: None,
+            ctstate: None,
+            reply_dir: false,
+            rule: None,
+            ct_reason: None,
+            ct_dropped: false,
+            ct_created: false,
+            in_iface: None,
+            out_iface: None,
+            reject: None,
+            logs: Vec::new(),
+            flow: None,
+        }
+    }
+}

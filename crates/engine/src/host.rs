@@ -1,0 +1,393 @@
+//! The host model: which addresses are local, which interface a packet arrives on or leaves by.
+//!
+//! A replay has no real routing table, so the user describes the host: either `--local ADDR` (repeatable) for
+//! a one-interface host (`eth0`, default route through it), or a TOML file with several interfaces, their
+//! addresses and routes:
+//!
+//! ```toml
+//! [[interface]]
+//! name = "eth0"
+//! addresses = ["192.0.2.10/24"]
+//!
+//! [[interface]]
+//! name = "eth1"
+//! addresses = ["10.1.0.1/24"]
+//!
+//! [[route]]
+//! dst = "0.0.0.0/0"
+//! dev = "eth0"
+//! ```
+//!
+//! Loopback (`lo`, 127.0.0.0/8 and ::1) always exists. Route lookup is longest-prefix match over the explicit
+//! routes and the connected subnets of the interface addresses, as the kernel's main table would hold them.
+//! Address types follow the kernel's local/broadcast/multicast routes (what `-m addrtype` asks the FIB).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The interface name used for loopback.
+pub const LOOPBACK: &str = "lo";
+
+/// An address with a prefix length (`192.0.2.10/24`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Prefix {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = v4_mask(self.len);
+                (u32::from(a) & mask) == (u32::from(b) & mask)
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = v6_mask(self.len);
+                (u128::from(a) & mask) == (u128::from(b) & mask)
+            }
+            _ => false,
+        }
+    }
+
+    /// The subnet broadcast address (IPv4, prefixes shorter than /31).
+    pub fn broadcast(&self) -> Option<Ipv4Addr> {
+        match self.addr {
+            IpAddr::V4(a) if self.len < 31 => Some(Ipv4Addr::from(u32::from(a) | !v4_mask(self.len))),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Prefix {
+    type Err = HostError;
+    fn from_str(s: &str) -> Result<Self, HostError> {
+        let bad = || HostError::BadAddress(s.to_string());
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match l {
+            Some(l) => l.trim().parse::<u8>().map_err(|_| bad())?,
+            None => max,
+        };
+        if len > max {
+            return Err(bad());
+        }
+        Ok(Prefix { addr, len })
+    }
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+fn v4_mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    }
+}
+
+fn v6_mask(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len.min(128)))
+    }
+}
+
+/// One interface of the modelled host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub addresses: Vec<Prefix>,
+}
+
+/// A route: destination prefix to an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub dst: Prefix,
+    pub dev: String,
+}
+
+/// Errors building a host model.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HostError {
+    #[error("bad address or prefix `{0}` (expected e.g. 192.0.2.10 or 192.0.2.10/24)")]
+    BadAddress(String),
+    #[error("bad host file: {0}")]
+    Toml(String),
+    #[error("route to {dst} names unknown interface `{dev}`")]
+    UnknownDevice { dst: String, dev: String },
+    #[error("interface `{0}` is declared twice")]
+    DuplicateInterface(String),
+    #[error("bad interface name `{0}` (1-15 characters, no spaces or '/')")]
+    BadInterfaceName(String),
+}
+
+/// Where a packet goes through the host (the three netfilter paths, plus loopback which takes two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route2 {
+    Input,
+    Output,
+    Forward,
+    Loopback,
+}
+
+/// Address type as the kernel's FIB classifies it (`RTN_*`), for `-m addrtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrKind {
+    Unspec,
+    Unicast,
+    Local,
+    Broadcast,
+    Multicast,
+}
+
+/// The modelled host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    interfaces: Vec<Interface>,
+    routes: Vec<Route>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostFile {
+    #[serde(default)]
+    interface: Vec<IfaceFile>,
+    #[serde(default)]
+    route: Vec<RouteFile>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IfaceFile {
+    name: String,
+    #[serde(default)]
+    addresses: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteFile {
+    dst: String,
+    dev: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    via: Option<String>,
+}
+
+impl Host {
+    /// A one-interface host (`eth0`) owning `addrs`, default route through eth0.
+    pub fn with_locals(addrs: &[Prefix]) -> Host {
+        let eth0 = Interface { name: "eth0".into(), addresses: addrs.to_vec() };
+        let routes = vec![
+            Route { dst: Prefix { addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), len: 0 }, dev: "eth0".into() },
+            Route { dst: Prefix { addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED), len: 0 }, dev: "eth0".into() },
+        ];
+        Host::build(vec![eth0], routes)
+    }
+
+    /// Parses the TOML host description (see the module docs).
+    pub fn from_toml(text: &str) -> Result<Host, HostError> {
+        let file: HostFile = toml::from_str(text).map_err(|e| HostError::Toml(e.to_string()))?;
+        let mut interfaces: Vec<Interface> = Vec::new();
+        for i in file.interface {
+            if i.name.is_empty() || i.name.len() > 15 || i.name.contains(['/', ' ']) {
+                return Err(HostError::BadInterfaceName(i.name));
+            }
+            if i.name == LOOPBACK || interfaces.iter().any(|x| x.name == i.name) {
+                return Err(HostError::DuplicateInterface(i.name));
+            }
+            let addresses = i.addresses.iter().map(|a| a.parse()).collect::<Result<Vec<Prefix>, _>>()?;
+            interfaces.push(Interface { name: i.name, addresses });
+        }
+        let mut routes = Vec::new();
+        for r in file.route {
+            let dst: Prefix = r.dst.parse()?;
+            if !interfaces.iter().any(|i| i.name == r.dev) {
+                return Err(HostError::UnknownDevice { dst: r.dst, dev: r.dev });
+            }
+            routes.push(Route { dst, dev: r.dev });
+        }
+        Ok(Host::build(interfaces, routes))
+    }
+
+    fn build(mut interfaces: Vec<Interface>, mut routes: Vec<Route>) -> Host {
+        interfaces.insert(
+            0,
+            Interface {
+                name: LOOPBACK.into(),
+                addresses: vec![
+                    Prefix { addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), len: 8 },
+                    Prefix { addr: IpAddr::V6(Ipv6Addr::LOCALHOST), len: 128 },
+                ],
+            },
+        );
+        // Connected routes, as the kernel adds them for each address.
+        for i in &interfaces {
+            for a in &i.addresses {
+                routes.push(Route { dst: Prefix { addr: a.addr, len: a.len }, dev: i.name.clone() });
+            }
+        }
+        Host { interfaces, routes }
+    }
+
+    pub fn interfaces(&self) -> &[Interface] {
+        &self.interfaces
+    }
+
+    /// True if `ip` is an address of this host (any interface, including all of 127.0.0.0/8 as the kernel's
+    /// local table holds it).
+    pub fn is_local(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) if v4.is_loopback() => true,
+            _ => self.interfaces.iter().any(|i| i.addresses.iter().any(|a| a.addr == ip)),
+        }
+    }
+
+    /// The kernel's address type for `ip`.
+    pub fn addr_kind(&self, ip: IpAddr) -> AddrKind {
+        if ip.is_unspecified() {
+            return AddrKind::Unspec;
+        }
+        if self.is_local(ip) {
+            return AddrKind::Local;
+        }
+        if ip.is_multicast() {
+            return AddrKind::Multicast;
+        }
+        if let IpAddr::V4(v4) = ip {
+            if v4 == Ipv4Addr::BROADCAST {
+                return AddrKind::Broadcast;
+            }
+            let subnet_bcast =
+                self.interfaces.iter().flat_map(|i| i.addresses.iter()).any(|a| a.broadcast() == Some(v4));
+            if subnet_bcast {
+                return AddrKind::Broadcast;
+            }
+        }
+        AddrKind::Unicast
+    }
+
+    /// Output interface toward `dst` (longest-prefix match), `None` when unroutable.
+    pub fn route(&self, dst: IpAddr) -> Option<&str> {
+        if self.is_local(dst) {
+            return Some(LOOPBACK);
+        }
+        self.routes.iter().filter(|r| r.dst.contains(dst)).max_by_key(|r| r.dst.len).map(|r| r.dev.as_str())
+    }
+
+    /// Classify a packet's path and its interfaces (in, out) from its addresses.
+    pub fn classify(&self, src: IpAddr, dst: IpAddr) -> (Route2, Option<&str>, Option<&str>) {
+        let src_local = self.is_local(src);
+        let dst_kind = self.addr_kind(dst);
+        if src_local && matches!(dst_kind, AddrKind::Local) {
+            return (Route2::Loopback, Some(LOOPBACK), Some(LOOPBACK));
+        }
+        if src_local {
+            return (Route2::Output, None, self.route(dst));
+        }
+        // Reverse path: the interface the source lives behind is where the packet came in.
+        let in_if = self.route(src).filter(|d| *d != LOOPBACK);
+        match dst_kind {
+            AddrKind::Local | AddrKind::Broadcast | AddrKind::Multicast => (Route2::Input, in_if, None),
+            _ => (Route2::Forward, in_if, self.route(dst)),
+        }
+    }
+}
+
+impl rules::HostModel for Host {
+    /// `-m addrtype`: the FIB type of `addr`. With `--limit-iface-in/out` the kernel asks whether the address
+    /// is local *to that device*; we model a local address as belonging to its own interface (and `lo`).
+    fn addr_type(&self, addr: IpAddr, iface: Option<&str>) -> rules::AddrTypes {
+        let kind = self.addr_kind(addr);
+        let kind = match (kind, iface) {
+            (AddrKind::Local, Some(dev)) if dev != LOOPBACK => {
+                let on_dev = self
+                    .interfaces
+                    .iter()
+                    .any(|i| i.name == dev && i.addresses.iter().any(|a| a.addr == addr));
+                if on_dev {
+                    AddrKind::Local
+                } else {
+                    AddrKind::Unicast
+                }
+            }
+            (k, _) => k,
+        };
+        match kind {
+            AddrKind::Unspec => rules::AddrTypes::UNSPEC,
+            AddrKind::Unicast => rules::AddrTypes::UNICAST,
+            AddrKind::Local => rules::AddrTypes::LOCAL,
+            AddrKind::Broadcast => rules::AddrTypes::BROADCAST,
+            AddrKind::Multicast => rules::AddrTypes::MULTICAST,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn one_interface_host_paths() {
+        let h = Host::with_locals(&["192.0.2.10/24".parse().unwrap()]);
+        assert_eq!(h.classify(ip("198.51.100.1"), ip("192.0.2.10")), (Route2::Input, Some("eth0"), None));
+        assert_eq!(h.classify(ip("192.0.2.10"), ip("198.51.100.1")), (Route2::Output, None, Some("eth0")));
+        assert_eq!(
+            h.classify(ip("198.51.100.1"), ip("203.0.113.5")),
+            (Route2::Forward, Some("eth0"), Some("eth0"))
+        );
+        assert_eq!(h.classify(ip("127.0.0.1"), ip("127.0.0.1")).0, Route2::Loopback);
+        assert_eq!(h.classify(ip("192.0.2.10"), ip("192.0.2.10")).0, Route2::Loopback);
+        assert_eq!(h.classify(ip("192.0.2.7"), ip("192.0.2.255")).0, Route2::Input);
+        assert_eq!(h.addr_kind(ip("192.0.2.255")), AddrKind::Broadcast);
+        assert_eq!(h.addr_kind(ip("224.0.0.251")), AddrKind::Multicast);
+        assert_eq!(h.addr_kind(ip("127.3.4.5")), AddrKind::Local);
+        assert_eq!(h.addr_kind(ip("0.0.0.0")), AddrKind::Unspec);
+    }
+
+    #[test]
+    fn toml_router() {
+        let h = Host::from_toml(
+            r#"
+[[interface]]
+name = "wan0"
+addresses = ["192.0.2.10/24"]
+[[interface]]
+name = "lan0"
+addresses = ["10.1.0.1/24"]
+[[route]]
+dst = "0.0.0.0/0"
+dev = "wan0"
+"#,
+        )
+        .unwrap();
+        assert_eq!(h.classify(ip("10.1.0.5"), ip("8.8.8.8")), (Route2::Forward, Some("lan0"), Some("wan0")));
+        assert_eq!(h.classify(ip("8.8.8.8"), ip("10.1.0.5")), (Route2::Forward, Some("wan0"), Some("lan0")));
+        assert_eq!(h.classify(ip("10.1.0.5"), ip("10.1.0.1")), (Route2::Input, Some("lan0"), None));
+    }
+
+    #[test]
+    fn toml_errors() {
+        let e = Host::from_toml("[[route]]\ndst=\"0.0.0.0/0\"\ndev=\"x\"\n").unwrap_err();
+        assert!(matches!(e, HostError::UnknownDevice { .. }));
+        assert!(matches!(
+            Host::from_toml("[[interface]]\nname=\"a\"\naddresses=[\"1.2.3.4/40\"]"),
+            Err(HostError::BadAddress(_))
+        ));
+        assert!(matches!(Host::from_toml("bogus = 1"), Err(HostError::Toml(_))));
+    }
+}

@@ -1,0 +1,25 @@
+//! The hook pipeline: one packet in, one [`Decision`] out, exactly along the kernel's hook order.
+//!
+//! Contract (sans-IO): [`Engine::handle_packet`] takes the packet's time and bytes; nothing here reads a clock,
+//! a file or a socket. Time never runs backwards inside the engine: a packet stamped earlier than the previous
+//! one is processed at the previous time (captures lie; the kernel's jiffies don't).
+//! [`Engine::poll_timeout`] says when the next conntrack entry expires and [`Engine::handle_timeout`] expires
+//! it; `handle_packet` also expires what is due, so a replay driver need not call them.
+//!
+//! Order per path (Linux `nf_hook` priorities, see netfilter-reference §1.1):
+//! - to a local address: PREROUTING [defrag, raw, conntrack-in, mangle] → routing → INPUT [mangle, filter,
+//!   confirm];
+//! - forwarded: PREROUTING [...] → FORWARD [mangle, filter] → POSTROUTING [mangle, confirm];
+//! - from a local address: OUTPUT [defrag, raw, conntrack-local, mangle, filter] → POSTROUTING [mangle,
+//!   confirm];
+//! - loopback (both ends local): the OUTPUT path, then PREROUTING/INPUT on `lo` where conntrack finds the
+//!   entry already attached and does nothing (reference §1.1 "Loopback").
+#![forbid(unsafe_code)]
+
+mod decision;
+mod engine;
+pub mod host;
+
+pub use decision::{CtStateLabel, Decision, Disposition, FlowSummary, PacketPath, RejectReply, Verdict};
+pub use engine::{Engine, EngineStats};
+pub use host::{Host, HostError};

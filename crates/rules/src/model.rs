@@ -1,0 +1,548 @@
+//! The compiled ruleset model, independent of the iptables text.
+//!
+//! Contract: a [`Ruleset`] can only be built by [`crate::compile`] (or a future nftables front end)
+//! and is always valid: every jump/goto target is an index of an existing user chain of the same
+//! table, the jump graph has no cycles, targets only appear where the kernel accepts them, and
+//! policies exist only on built-in chains. Chains of a table are stored built-ins first (in hook
+//! order) then user chains sorted by name (the order iptables-save prints them).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// An iptables table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Raw,
+    Mangle,
+    Filter,
+}
+
+impl Table {
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Raw => "raw",
+            Table::Mangle => "mangle",
+            Table::Filter => "filter",
+        }
+    }
+    /// Built-in chains of the table, in iptables-save order.
+    pub fn hooks(self) -> &'static [Hook] {
+        match self {
+            Table::Raw => &[Hook::PreRouting, Hook::Output],
+            Table::Mangle => &[Hook::PreRouting, Hook::Input, Hook::Forward, Hook::Output, Hook::PostRouting],
+            Table::Filter => &[Hook::Input, Hook::Forward, Hook::Output],
+        }
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A netfilter hook (= built-in chain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    PreRouting,
+    Input,
+    Forward,
+    Output,
+    PostRouting,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 5] =
+        [Hook::PreRouting, Hook::Input, Hook::Forward, Hook::Output, Hook::PostRouting];
+    /// The built-in chain name.
+    pub fn chain_name(self) -> &'static str {
+        match self {
+            Hook::PreRouting => "PREROUTING",
+            Hook::Input => "INPUT",
+            Hook::Forward => "FORWARD",
+            Hook::Output => "OUTPUT",
+            Hook::PostRouting => "POSTROUTING",
+        }
+    }
+    pub(crate) fn bit(self) -> u8 {
+        match self {
+            Hook::PreRouting => 1,
+            Hook::Input => 2,
+            Hook::Forward => 4,
+            Hook::Output => 8,
+            Hook::PostRouting => 16,
+        }
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.chain_name())
+    }
+}
+
+/// A value with an optional `!`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neg<T> {
+    pub value: T,
+    pub negated: bool,
+}
+
+/// An inclusive range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range<T> {
+    pub min: T,
+    pub max: T,
+}
+
+impl<T: PartialOrd + Copy> Range<T> {
+    pub fn contains(&self, v: T) -> bool {
+        v >= self.min && v <= self.max
+    }
+}
+
+/// Address and mask (`addr` already masked for -s/-d, as iptables stores it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrMask {
+    pub addr: Ipv4Addr,
+    pub mask: u32,
+}
+
+impl AddrMask {
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        (u32::from(a) ^ u32::from(self.addr)) & self.mask == 0
+    }
+}
+
+/// Interface name; `wildcard` = trailing `+` (prefix match).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iface {
+    pub name: String,
+    pub wildcard: bool,
+}
+
+impl Iface {
+    /// ip_tables' interface comparison (a missing device has the empty name).
+    pub fn matches(&self, dev: &str) -> bool {
+        if self.wildcard {
+            dev.starts_with(self.name.as_str())
+        } else {
+            dev == self.name
+        }
+    }
+}
+
+/// The fixed part of every rule (`struct ipt_ip`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IpSpec {
+    pub src: Option<Neg<AddrMask>>,
+    pub dst: Option<Neg<AddrMask>>,
+    pub in_iface: Option<Neg<Iface>>,
+    pub out_iface: Option<Neg<Iface>>,
+    /// Protocol number (0 = any is represented by `None`).
+    pub proto: Option<Neg<u8>>,
+    /// `-f` (`Some(false)`) / `! -f` (`Some(true)`).
+    pub fragment: Option<bool>,
+}
+
+/// TCP match (`xt_tcp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpMatch {
+    pub sport: Neg<Range<u16>>,
+    pub dport: Neg<Range<u16>>,
+    /// (mask, comp).
+    pub flags: Option<Neg<(u8, u8)>>,
+    pub option: Option<Neg<u8>>,
+}
+
+/// UDP match (`xt_udp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpMatch {
+    pub sport: Neg<Range<u16>>,
+    pub dport: Neg<Range<u16>>,
+}
+
+/// ICMP match: type 255 = any; code range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpMatch {
+    pub icmp_type: u8,
+    pub codes: Range<u8>,
+    pub negated: bool,
+}
+
+/// Which ports multiport compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortDir {
+    Source,
+    Destination,
+    Either,
+}
+
+/// multiport (revision 1): up to 15 slots, a range taking two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultiportMatch {
+    pub dir: PortDir,
+    pub ports: Vec<Range<u16>>,
+    pub negated: bool,
+}
+
+/// iprange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRangeMatch {
+    pub src: Option<Neg<Range<Ipv4Addr>>>,
+    pub dst: Option<Neg<Range<Ipv4Addr>>>,
+}
+
+/// A set of conntrack states (xt_conntrack / xt_state bits; SNAT/DNAT only via `--ctstate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StateSet(pub u16);
+
+impl StateSet {
+    pub const INVALID: u16 = 1 << 0;
+    pub const ESTABLISHED: u16 = 1 << 1;
+    pub const RELATED: u16 = 1 << 2;
+    pub const NEW: u16 = 1 << 3;
+    pub const SNAT: u16 = 1 << 6;
+    pub const DNAT: u16 = 1 << 7;
+    pub const UNTRACKED: u16 = 1 << 8;
+    /// iptables-save print order with names.
+    pub const NAMES: [(&'static str, u16); 7] = [
+        ("INVALID", Self::INVALID),
+        ("NEW", Self::NEW),
+        ("RELATED", Self::RELATED),
+        ("ESTABLISHED", Self::ESTABLISHED),
+        ("UNTRACKED", Self::UNTRACKED),
+        ("SNAT", Self::SNAT),
+        ("DNAT", Self::DNAT),
+    ];
+}
+
+/// conntrack match (revision 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConntrackMatch {
+    pub state: Option<Neg<StateSet>>,
+    pub proto: Option<Neg<u8>>,
+    pub orig_src: Option<Neg<AddrMask>>,
+    pub orig_dst: Option<Neg<AddrMask>>,
+    pub repl_src: Option<Neg<AddrMask>>,
+    pub repl_dst: Option<Neg<AddrMask>>,
+    pub orig_sport: Option<Neg<Range<u16>>>,
+    pub orig_dport: Option<Neg<Range<u16>>>,
+    pub repl_sport: Option<Neg<Range<u16>>>,
+    pub repl_dport: Option<Neg<Range<u16>>>,
+    /// Status bits (kernel values); any-of.
+    pub status: Option<Neg<u32>>,
+    pub expire: Option<Neg<Range<u64>>>,
+    /// `Some(true)` = REPLY, `Some(false)` = ORIGINAL.
+    pub dir_reply: Option<bool>,
+}
+
+/// Mark value/mask test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkMask {
+    pub value: u32,
+    pub mask: u32,
+}
+
+/// ttl match mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlMatch {
+    Eq(u8),
+    Ne(u8),
+    Lt(u8),
+    Gt(u8),
+}
+
+/// limit match parameters (xt_limit units: `avg` in 1/10000 s per packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitMatch {
+    pub avg: u32,
+    pub burst: u32,
+    /// Kernel-derived: credits per packet, bucket size.
+    pub cost: u32,
+    pub credit_cap: u32,
+    /// Index of this match's bucket in [`crate::RuleState`].
+    pub(crate) slot: usize,
+}
+
+/// Address type bitset (bit n = RTN type n: UNSPEC=0, UNICAST=1, LOCAL=2, BROADCAST=3, ANYCAST=4,
+/// MULTICAST=5, BLACKHOLE=6, UNREACHABLE=7, PROHIBIT=8, THROW=9, NAT=10, XRESOLVE=11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct AddrTypes(pub u16);
+
+impl AddrTypes {
+    pub const UNSPEC: AddrTypes = AddrTypes(1 << 0);
+    pub const UNICAST: AddrTypes = AddrTypes(1 << 1);
+    pub const LOCAL: AddrTypes = AddrTypes(1 << 2);
+    pub const BROADCAST: AddrTypes = AddrTypes(1 << 3);
+    pub const ANYCAST: AddrTypes = AddrTypes(1 << 4);
+    pub const MULTICAST: AddrTypes = AddrTypes(1 << 5);
+    pub const BLACKHOLE: AddrTypes = AddrTypes(1 << 6);
+    pub const UNREACHABLE: AddrTypes = AddrTypes(1 << 7);
+    pub const PROHIBIT: AddrTypes = AddrTypes(1 << 8);
+    pub const THROW: AddrTypes = AddrTypes(1 << 9);
+    pub const NAT: AddrTypes = AddrTypes(1 << 10);
+    pub const XRESOLVE: AddrTypes = AddrTypes(1 << 11);
+    pub fn intersects(self, other: AddrTypes) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl std::ops::BitOr for AddrTypes {
+    type Output = AddrTypes;
+    fn bitor(self, rhs: AddrTypes) -> AddrTypes {
+        AddrTypes(self.0 | rhs.0)
+    }
+}
+
+/// addrtype match (revision 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrTypeMatch {
+    pub src: Option<Neg<AddrTypes>>,
+    pub dst: Option<Neg<AddrTypes>>,
+    pub limit_iface_in: bool,
+    pub limit_iface_out: bool,
+}
+
+/// Link-layer packet type (`skb->pkt_type`) as the pkttype match sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PktType {
+    /// PACKET_HOST ("unicast").
+    Host,
+    Broadcast,
+    Multicast,
+    OtherHost,
+    /// PACKET_LOOPBACK (looped-back multicast): xt_pkttype reclassifies it from the address.
+    Loopback,
+}
+
+/// One match of a rule, evaluated in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    Tcp(TcpMatch),
+    Udp(UdpMatch),
+    Icmp(IcmpMatch),
+    Multiport(MultiportMatch),
+    IpRange(IpRangeMatch),
+    Conntrack(ConntrackMatch),
+    /// `-m state --state` (same semantics as a `--ctstate`-only conntrack match).
+    State(Neg<StateSet>),
+    Mark(Neg<MarkMask>),
+    ConnMark(Neg<MarkMask>),
+    Comment(String),
+    Length(Neg<Range<u16>>),
+    Ttl(TtlMatch),
+    Limit(LimitMatch),
+    AddrType(AddrTypeMatch),
+    PktType(Neg<PktType>),
+}
+
+/// REJECT's reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectWith {
+    IcmpNetUnreachable,
+    IcmpHostUnreachable,
+    IcmpPortUnreachable,
+    IcmpProtoUnreachable,
+    IcmpNetProhibited,
+    IcmpHostProhibited,
+    IcmpAdminProhibited,
+    TcpReset,
+}
+
+impl RejectWith {
+    pub const ALL: [RejectWith; 8] = [
+        RejectWith::IcmpNetUnreachable,
+        RejectWith::IcmpHostUnreachable,
+        RejectWith::IcmpPortUnreachable,
+        RejectWith::IcmpProtoUnreachable,
+        RejectWith::IcmpNetProhibited,
+        RejectWith::IcmpHostProhibited,
+        RejectWith::IcmpAdminProhibited,
+        RejectWith::TcpReset,
+    ];
+    /// The iptables name (`icmp-port-unreachable`...).
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectWith::IcmpNetUnreachable => "icmp-net-unreachable",
+            RejectWith::IcmpHostUnreachable => "icmp-host-unreachable",
+            RejectWith::IcmpPortUnreachable => "icmp-port-unreachable",
+            RejectWith::IcmpProtoUnreachable => "icmp-proto-unreachable",
+            RejectWith::IcmpNetProhibited => "icmp-net-prohibited",
+            RejectWith::IcmpHostProhibited => "icmp-host-prohibited",
+            RejectWith::IcmpAdminProhibited => "icmp-admin-prohibited",
+            RejectWith::TcpReset => "tcp-reset",
+        }
+    }
+    pub(crate) fn alias(self) -> &'static str {
+        match self {
+            RejectWith::IcmpNetUnreachable => "net-unreach",
+            RejectWith::IcmpHostUnreachable => "host-unreach",
+            RejectWith::IcmpPortUnreachable => "port-unreach",
+            RejectWith::IcmpProtoUnreachable => "proto-unreach",
+            RejectWith::IcmpNetProhibited => "net-prohib",
+            RejectWith::IcmpHostProhibited => "host-prohib",
+            RejectWith::IcmpAdminProhibited => "admin-prohib",
+            RejectWith::TcpReset => "tcp-rst",
+        }
+    }
+    /// ICMP type/code sent (None for tcp-reset).
+    pub fn icmp(self) -> Option<(u8, u8)> {
+        match self {
+            RejectWith::IcmpNetUnreachable => Some((3, 0)),
+            RejectWith::IcmpHostUnreachable => Some((3, 1)),
+            RejectWith::IcmpProtoUnreachable => Some((3, 2)),
+            RejectWith::IcmpPortUnreachable => Some((3, 3)),
+            RejectWith::IcmpNetProhibited => Some((3, 9)),
+            RejectWith::IcmpHostProhibited => Some((3, 10)),
+            RejectWith::IcmpAdminProhibited => Some((3, 13)),
+            RejectWith::TcpReset => None,
+        }
+    }
+}
+
+/// LOG target parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTarget {
+    pub prefix: String,
+    /// Syslog level 0..=7 (default 4).
+    pub level: u8,
+    pub tcp_sequence: bool,
+    pub tcp_options: bool,
+    pub ip_options: bool,
+    pub uid: bool,
+    pub macdecode: bool,
+}
+
+/// Conntrack zone direction of `CT --zone*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ZoneDir {
+    Both,
+    Orig,
+    Reply,
+}
+
+/// CT target (template attached before conntrack runs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CtTarget {
+    pub notrack: bool,
+    pub helper: Option<String>,
+    pub timeout: Option<String>,
+    /// Bitset in the order new, related, destroy, reply, assured, protoinfo, helper, mark,
+    /// natseqinfo, secmark.
+    pub ctevents: u16,
+    pub expevents: u16,
+    pub zone: u16,
+    pub zone_dir: ZoneDir,
+}
+
+/// `CT --ctevents` names, bit i = entry i.
+pub(crate) const CT_EVENTS: [&str; 10] =
+    ["new", "related", "destroy", "reply", "assured", "protoinfo", "helper", "mark", "natseqinfo", "secmark"];
+
+/// CONNMARK operations (xt_CONNMARK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnMarkOp {
+    /// ctmark = (ctmark & !mask) ^ value.
+    Set { value: u32, mask: u32 },
+    /// ctmark = (ctmark & !ctmask) ^ (mark & nfmask).
+    Save { nfmask: u32, ctmask: u32 },
+    /// mark = (mark & !nfmask) ^ (ctmark & ctmask).
+    Restore { nfmask: u32, ctmask: u32 },
+}
+
+/// What a rule does when all its matches match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// No `-j`: count and continue.
+    None,
+    Accept,
+    Drop,
+    Return,
+    Reject(RejectWith),
+    /// Index of a user chain of the same table.
+    Jump(usize),
+    Goto(usize),
+    Log(LogTarget),
+    Notrack,
+    Ct(CtTarget),
+    /// mark = (mark & !mask) ^ value.
+    Mark {
+        value: u32,
+        mask: u32,
+    },
+    ConnMark(ConnMarkOp),
+}
+
+/// A rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub ip: IpSpec,
+    pub matches: Vec<Match>,
+    pub target: Target,
+    /// Counters given in the file (`[p:b]`).
+    pub counters: (u64, u64),
+    pub(crate) slot: usize,
+}
+
+/// Policy of a built-in chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
+/// A chain: built-in (with hook and policy) or user-defined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub name: Arc<str>,
+    pub builtin: Option<(Hook, Policy)>,
+    pub rules: Vec<Rule>,
+    /// Policy counters from the file.
+    pub policy_counters: (u64, u64),
+    pub(crate) policy_slot: usize,
+}
+
+/// One table's chains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRules {
+    pub table: Table,
+    pub chains: Vec<Chain>,
+}
+
+impl TableRules {
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| &*c.name == name)
+    }
+    pub(crate) fn hook_chain(&self, hook: Hook) -> Option<(usize, &Chain)> {
+        self.chains.iter().enumerate().find(|(_, c)| matches!(c.builtin, Some((h, _)) if h == hook))
+    }
+}
+
+/// A compiled, valid ruleset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruleset {
+    /// Tables in file order.
+    pub(crate) tables: Vec<TableRules>,
+    pub(crate) rule_slots: usize,
+    pub(crate) policy_slots: usize,
+    pub(crate) limit_slots: Vec<(u32, u32)>,
+}
+
+impl Ruleset {
+    /// The tables, in the order they were given.
+    pub fn tables(&self) -> &[TableRules] {
+        &self.tables
+    }
+    pub fn table(&self, table: Table) -> Option<&TableRules> {
+        self.tables.iter().find(|t| t.table == table)
+    }
+    /// Whether `table` is loaded and has the built-in chain `hook`.
+    pub fn has_chain(&self, table: Table, hook: Hook) -> bool {
+        self.table(table).is_some_and(|t| t.hook_chain(hook).is_some())
+    }
+    /// Total number of rules (all tables and chains).
+    pub fn rule_count(&self) -> usize {
+        self.rule_slots
+    }
+}

@@ -1,0 +1,107 @@
+//! Command-line arguments ("low" args: what the user typed; `load` turns them into a resolved setup).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "statewall",
+    version,
+    about = "A netfilter-compatible stateful firewall engine: replay captures \
+through your iptables ruleset exactly as the Linux kernel would."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a ruleset over captures: per-packet verdicts, rule counters and the conntrack table.
+    ///
+    /// Exit status: 0 done, 2 bad usage or input (nothing written), 3 done on partial input (a capture
+    /// was truncated or corrupt; results cover the packets read before the defect).
+    Replay(ReplayArgs),
+    /// Run two rulesets over the same captures and show what changes.
+    Compare(CompareArgs),
+    /// Write synthetic traffic to a pcap file.
+    Synth(SynthArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HostArgs {
+    /// An address of the firewall host (repeatable), on a single interface `eth0`. ADDR or ADDR/LEN.
+    #[arg(long = "local", value_name = "ADDR")]
+    pub local: Vec<String>,
+    /// A TOML host description: interfaces, addresses, routes (see docs/HOST.md).
+    #[arg(long = "host", value_name = "FILE", conflicts_with = "local")]
+    pub host: Option<PathBuf>,
+    /// A conntrack sysctl, e.g. net.netfilter.nf_conntrack_tcp_loose=0 (repeatable).
+    #[arg(long = "sysctl", value_name = "KEY=VALUE")]
+    pub sysctl: Vec<String>,
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// The ruleset, in iptables-save format.
+    #[arg(long, value_name = "FILE")]
+    pub rules: PathBuf,
+    #[command(flatten)]
+    pub host: HostArgs,
+    /// Write the rule counters, in `iptables-save -c` format.
+    #[arg(long, value_name = "FILE")]
+    pub counters: Option<PathBuf>,
+    /// Write the final conntrack table, in /proc/net/nf_conntrack format.
+    #[arg(long, value_name = "FILE")]
+    pub conntrack: Option<PathBuf>,
+    /// Write one JSON object per packet (JSON Lines).
+    #[arg(long, value_name = "FILE")]
+    pub verdicts: Option<PathBuf>,
+    /// Summary format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// pcap or pcapng files, replayed in order as one capture.
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub captures: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// The two rulesets: `--rules A --rules B`.
+    #[arg(long, value_name = "FILE", num_args = 1, required = true)]
+    pub rules: Vec<PathBuf>,
+    #[command(flatten)]
+    pub host: HostArgs,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// How many changed packets to list individually (the rest are summarised).
+    #[arg(long, default_value_t = 50)]
+    pub show: usize,
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub captures: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    /// Scenario: seed (the p2p example), flows (benchmark traffic), random (kernel-agreement fodder).
+    #[arg(long)]
+    pub scenario: String,
+    #[arg(long, value_name = "FILE.pcap")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Number of flows (scenario flows).
+    #[arg(long)]
+    pub flows: Option<usize>,
+}

@@ -1,0 +1,100 @@
+//! Turning command-line arguments into a ready setup: ruleset, host model, conntrack sysctls, captures.
+//! Every failure becomes a miette report naming the file (and line:column for rulesets).
+
+use std::path::{Path, PathBuf};
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+
+use crate::cli::HostArgs;
+
+/// A ruleset error pointing into the file.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct RuleDiagnostic {
+    file: String,
+    line: usize,
+    column: usize,
+    message: String,
+    #[source_code]
+    src: NamedSource<String>,
+    #[label("{label}")]
+    span: SourceSpan,
+    label: String,
+    #[help]
+    hint: Option<String>,
+}
+
+/// Parses the ruleset at `path`.
+pub fn ruleset(path: &Path) -> miette::Result<rules::Ruleset> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| miette::miette!("cannot read ruleset {}: {e}", path.display()))?;
+    rules::parse(&text).map_err(|e| {
+        let (offset, len) = e.span();
+        let name = path.display().to_string();
+        miette::Report::new(RuleDiagnostic {
+            file: name.clone(),
+            line: e.line() as usize,
+            column: e.column() as usize,
+            message: e.message().to_string(),
+            label: match e.expected() {
+                Some(x) => format!("expected {x}"),
+                None => "here".to_string(),
+            },
+            hint: e.hint().map(str::to_string),
+            span: SourceSpan::new(offset.into(), len),
+            src: NamedSource::new(name, text.clone()),
+        })
+    })
+}
+
+/// The host model from `--local` / `--host`.
+pub fn host(args: &HostArgs) -> miette::Result<engine::Host> {
+    if let Some(path) = &args.host {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| miette::miette!("cannot read host file {}: {e}", path.display()))?;
+        return engine::Host::from_toml(&text).map_err(|e| miette::miette!("{}: {e}", path.display()));
+    }
+    let mut addrs = Vec::new();
+    for a in &args.local {
+        let p: engine::host::Prefix = a.parse().map_err(|e| miette::miette!("--local {a}: {e}"))?;
+        addrs.push(p);
+    }
+    if addrs.is_empty() {
+        eprintln!(
+            "warning: no --local or --host given: every packet is treated as forwarded (the host owns no address)"
+        );
+    }
+    Ok(engine::Host::with_locals(&addrs))
+}
+
+/// Conntrack configuration from `--sysctl` (kernel defaults otherwise).
+pub fn conntrack_config(args: &HostArgs) -> miette::Result<conntrack::Config> {
+    let mut cfg = conntrack::Config::default();
+    for kv in &args.sysctl {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            miette::miette!("--sysctl {kv}: expected KEY=VALUE, e.g. net.netfilter.nf_conntrack_tcp_loose=0")
+        })?;
+        cfg.set(k.trim(), v.trim()).map_err(|e| miette::miette!("--sysctl {kv}: {e}"))?;
+    }
+    Ok(cfg)
+}
+
+/// One capture file, parsed.
+pub struct LoadedCapture {
+    pub path: PathBuf,
+    pub capture: wire::capture::Capture,
+}
+
+/// Reads and parses capture files. Not a capture at all: an error (exit 2). Truncated or corrupt after some
+/// records: the records read are kept and `capture.truncated` says where it stopped.
+pub fn captures(paths: &[PathBuf]) -> miette::Result<Vec<LoadedCapture>> {
+    let mut out = Vec::new();
+    for path in paths {
+        let bytes = std::fs::read(path)
+            .map_err(|e| miette::miette!("cannot read capture {}: {e}", path.display()))?;
+        let capture =
+            wire::capture::parse_capture(&bytes).map_err(|e| miette::miette!("{}: {e}", path.display()))?;
+        out.push(LoadedCapture { path: path.clone(), capture });
+    }
+    Ok(out)
+}

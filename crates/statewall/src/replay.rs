@@ -1,0 +1,309 @@
+//! `statewall replay`: the driver that feeds captures to one engine, and its outputs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use engine::{CtStateLabel, Decision, Disposition, Engine, PacketPath, Verdict};
+use wire::Time;
+
+use crate::cli::{Format, HostArgs, ReplayArgs};
+use crate::load::{self, LoadedCapture};
+use crate::report;
+
+/// One packet's result, as the outputs need it.
+pub struct PacketResult {
+    /// 0-based index over all captures, in order.
+    pub index: usize,
+    /// Which capture file (0-based) and the index inside it.
+    pub file: usize,
+    pub file_index: usize,
+    pub ts: Time,
+    pub decision: Decision,
+}
+
+/// Per-capture facts for the summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaptureInfo {
+    pub path: String,
+    pub format: String,
+    pub packets: usize,
+    /// Set when the file ended early or was corrupt: what and where.
+    pub partial: Option<String>,
+}
+
+/// Everything `replay` reports (the JSON summary is this, serialised).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Summary {
+    pub captures: Vec<CaptureInfo>,
+    pub partial: bool,
+    pub packets: u64,
+    pub filtered: u64,
+    pub by_path: BTreeMap<String, u64>,
+    pub by_verdict: BTreeMap<String, u64>,
+    pub by_ctstate: BTreeMap<String, u64>,
+    pub invalid: u64,
+    pub not_ip: u64,
+    pub not_filtered: u64,
+    pub undecodable: u64,
+    pub undecodable_reasons: BTreeMap<String, u64>,
+    pub fragments_held: u64,
+    pub fragments_dropped: u64,
+    pub reject_replies: u64,
+    pub conntrack_drops: u64,
+    pub clock_regressions: u64,
+    pub table_peak: usize,
+    pub table_final: usize,
+    /// Time-weighted mean table size over the capture's duration.
+    pub table_average: f64,
+    /// Entries created (confirmed) during the replay.
+    pub connections: u64,
+    pub first_ts: Option<f64>,
+    pub last_ts: Option<f64>,
+    pub duration_secs: f64,
+    /// Wall-clock processing rate (the only non-deterministic figure; left out of golden tests).
+    pub packets_per_sec: f64,
+}
+
+/// A resolved replay setup.
+pub struct Setup {
+    pub ruleset: rules::Ruleset,
+    pub host: engine::Host,
+    pub config: conntrack::Config,
+}
+
+pub fn setup(rules_path: &Path, host: &HostArgs) -> miette::Result<Setup> {
+    Ok(Setup {
+        ruleset: load::ruleset(rules_path)?,
+        host: load::host(host)?,
+        config: load::conntrack_config(host)?,
+    })
+}
+
+/// Runs every record of `captures` through a fresh engine, calling `sink` for each packet.
+pub fn run_engine(
+    setup: Setup,
+    captures: &[LoadedCapture],
+    progress: bool,
+    mut sink: impl FnMut(&PacketResult),
+) -> (Engine, Summary) {
+    let mut engine = Engine::new(setup.ruleset, setup.host, setup.config);
+    let mut s = Summary::default();
+    let total: usize = captures.iter().map(|c| c.capture.records.len()).sum();
+    let bar = progress_bar(progress, total);
+    let started = std::time::Instant::now();
+    let mut index = 0usize;
+    let mut last_sample: Option<(Time, usize)> = None;
+    let mut area = 0f64;
+    for (file, c) in captures.iter().enumerate() {
+        s.captures.push(CaptureInfo {
+            path: c.path.display().to_string(),
+            format: format!("{:?}", c.capture.format).to_lowercase(),
+            packets: c.capture.records.len(),
+            partial: c.capture.truncated.as_ref().map(|e| e.to_string()),
+        });
+        for r in &c.capture.records {
+            let d = engine.handle_packet(r.ts, r.linktype, &r.data);
+            let now = engine.now();
+            account(&mut s, &d);
+            let len = engine.conntrack().len();
+            if let Some((t0, l0)) = last_sample {
+                area += l0 as f64 * now.nanos_since(t0) as f64 / 1e9;
+            }
+            last_sample = Some((now, len));
+            s.first_ts.get_or_insert(now.as_secs_f64());
+            s.last_ts = Some(now.as_secs_f64());
+            s.table_peak = s.table_peak.max(len);
+            sink(&PacketResult { index, file, file_index: r.index, ts: r.ts, decision: d });
+            index += 1;
+            if let Some(b) = &bar {
+                if index.is_multiple_of(4096) {
+                    b.set_position(index as u64);
+                }
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    s.partial = s.captures.iter().any(|c| c.partial.is_some());
+    s.duration_secs = match (s.first_ts, s.last_ts) {
+        (Some(a), Some(b)) => (b - a).max(0.0),
+        _ => 0.0,
+    };
+    s.table_average = if s.duration_secs > 0.0 { area / s.duration_secs } else { s.table_peak as f64 };
+    s.table_final = engine.conntrack().len();
+    s.clock_regressions = engine.stats().clock_regressions;
+    s.packets_per_sec = if elapsed > 0.0 { s.packets as f64 / elapsed } else { 0.0 };
+    (engine, s)
+}
+
+fn progress_bar(enabled: bool, total: usize) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !enabled || total < 100_000 || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {wide_bar} {pos}/{len} packets ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    *map.entry(key.to_string()).or_default() += 1;
+}
+
+fn account(s: &mut Summary, d: &Decision) {
+    s.packets += 1;
+    match &d.disposition {
+        Disposition::Filtered => {
+            s.filtered += 1;
+            if let Some(p) = d.path {
+                bump(&mut s.by_path, p.as_str());
+            }
+            if let Some(v) = d.verdict {
+                bump(&mut s.by_verdict, v.as_str());
+            }
+            if let Some(c) = d.ctstate {
+                bump(&mut s.by_ctstate, c.as_str());
+                if c == CtStateLabel::Invalid {
+                    s.invalid += 1;
+                }
+            }
+            if d.reject.as_ref().is_some_and(|r| r.sent) {
+                s.reject_replies += 1;
+            }
+            if d.ct_dropped {
+                s.conntrack_drops += 1;
+            }
+            if d.ct_created {
+                s.connections += 1;
+            }
+        }
+        Disposition::NotIp { .. } => s.not_ip += 1,
+        Disposition::NotFiltered { .. } => s.not_filtered += 1,
+        Disposition::Undecodable { reason } => {
+            s.undecodable += 1;
+            bump(&mut s.undecodable_reasons, reason);
+        }
+        Disposition::FragmentHeld => s.fragments_held += 1,
+        Disposition::FragmentDropped { .. } => s.fragments_dropped += 1,
+    }
+}
+
+/// One JSON line for `--verdicts`.
+pub fn verdict_line(p: &PacketResult, multi_file: bool) -> String {
+    let d = &p.decision;
+    let mut o = serde_json::Map::new();
+    o.insert("index".into(), p.index.into());
+    if multi_file {
+        o.insert("file".into(), p.file.into());
+        o.insert("file_index".into(), p.file_index.into());
+    }
+    // Exact decimal seconds with nanoseconds (a JSON number; f64 would round it).
+    let ts = format!("{}.{:09}", p.ts.0 / 1_000_000_000, p.ts.0 % 1_000_000_000);
+    o.insert("ts".into(), serde_json::Value::Number(ts.parse().unwrap_or_else(|_| 0.into())));
+    let (disposition, reason) = match &d.disposition {
+        Disposition::Filtered => ("filtered", None),
+        Disposition::NotIp { ethertype } => ("not-ip", Some(format!("ethertype {ethertype:#06x}"))),
+        Disposition::Undecodable { reason } => ("undecodable", Some(reason.clone())),
+        Disposition::NotFiltered { reason } => ("not-filtered", Some((*reason).to_string())),
+        Disposition::FragmentHeld => ("fragment-held", None),
+        Disposition::FragmentDropped { reason } => ("fragment-dropped", Some((*reason).to_string())),
+    };
+    o.insert("path".into(), d.path.map(PacketPath::as_str).into());
+    o.insert("verdict".into(), d.verdict.map(Verdict::as_str).into());
+    o.insert("ctstate".into(), d.ctstate.map(CtStateLabel::as_str).into());
+    o.insert("rule".into(), d.rule.as_ref().map(|r| r.to_string()).into());
+    if disposition != "filtered" {
+        o.insert("disposition".into(), disposition.into());
+    }
+    if let Some(r) = reason.or(d.ct_reason.map(str::to_string)) {
+        o.insert("reason".into(), r.into());
+    }
+    if d.reply_dir {
+        o.insert("dir".into(), "reply".into());
+    }
+    if let Some(f) = &d.flow {
+        o.insert("flow".into(), f.to_string().into());
+    }
+    if let Some(r) = &d.reject {
+        o.insert(
+            "reject".into(),
+            serde_json::json!({"with": r.kind, "to": r.to.to_string(), "sent": r.sent}),
+        );
+    }
+    if !d.logs.is_empty() {
+        o.insert("log".into(), d.logs.clone().into());
+    }
+    serde_json::Value::Object(o).to_string()
+}
+
+fn create(path: &PathBuf) -> miette::Result<std::io::BufWriter<std::fs::File>> {
+    let f =
+        std::fs::File::create(path).map_err(|e| miette::miette!("cannot create {}: {e}", path.display()))?;
+    Ok(std::io::BufWriter::new(f))
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> miette::Report + '_ {
+    move |e| miette::miette!("writing {}: {e}", path.display())
+}
+
+pub fn run(args: &ReplayArgs) -> miette::Result<u8> {
+    // Everything that can fail on bad input happens before any output file is created.
+    let setup = setup(&args.rules, &args.host)?;
+    let captures = load::captures(&args.captures)?;
+    let mut verdicts = match &args.verdicts {
+        Some(p) => Some((p, create(p)?)),
+        None => None,
+    };
+    let multi = captures.len() > 1;
+    let mut write_error: Option<miette::Report> = None;
+    let (engine, summary) = run_engine(setup, &captures, !args.host.no_progress, |p| {
+        if let Some((path, w)) = verdicts.as_mut() {
+            if write_error.is_none() {
+                if let Err(e) = writeln!(w, "{}", verdict_line(p, multi)) {
+                    write_error = Some(io_err(path)(e));
+                }
+            }
+        }
+    });
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    if let Some((path, mut w)) = verdicts {
+        w.flush().map_err(io_err(path))?;
+    }
+    if let Some(path) = &args.counters {
+        let mut text = String::new();
+        engine
+            .ruleset()
+            .write_save(engine.rule_state(), true, &mut text)
+            .map_err(|e| miette::miette!("formatting counters: {e}"))?;
+        std::fs::write(path, text).map_err(io_err(path))?;
+    }
+    if let Some(path) = &args.conntrack {
+        let mut text = String::new();
+        conntrack::write_proc(engine.conntrack(), engine.now(), &mut text)
+            .map_err(|e| miette::miette!("formatting conntrack table: {e}"))?;
+        std::fs::write(path, text).map_err(io_err(path))?;
+    }
+    let out = match args.format {
+        Format::Text => report::summary_text(&summary, &engine, &args.rules),
+        Format::Json => serde_json::to_string_pretty(&summary).map_err(|e| miette::miette!("{e}"))? + "\n",
+    };
+    print!("{out}");
+    for c in &summary.captures {
+        if let Some(p) = &c.partial {
+            eprintln!(
+                "warning: {}: partial capture: {p}; results cover the {} packets read",
+                c.path, c.packets
+            );
+        }
+    }
+    Ok(if summary.partial { crate::EXIT_PARTIAL } else { 0 })
+}
