@@ -212,11 +212,12 @@ impl Report {
         let caps: Vec<String> = a.summary.captures.iter().map(|c| c.path.clone()).collect();
         writeln!(o, "capture: {} ({} packets)", caps.join(", "), a.summary.packets)?;
         writeln!(o)?;
+        let (n, c) = (self.verdict_changes.len(), self.change_groups.len());
         writeln!(
             o,
-            "Verdict changes: {} packets in {} connections",
-            self.verdict_changes.len(),
-            self.change_groups.len()
+            "Verdict changes: {n} packet{} in {c} connection{}",
+            if n == 1 { "" } else { "s" },
+            if c == 1 { "" } else { "s" }
         )?;
         for ((va, vb, rule), n) in &self.verdict_groups {
             writeln!(o, "  {n:>6}  {va} -> {vb}, decided under B by {rule}")?;

@@ -199,14 +199,10 @@ fn account(s: &mut Summary, d: &Decision) {
 pub fn verdict_line(p: &PacketResult, multi_file: bool) -> String {
     let d = &p.decision;
     let mut o = serde_json::Map::new();
-    o.insert("index".into(), p.index.into());
     if multi_file {
         o.insert("file".into(), p.file.into());
         o.insert("file_index".into(), p.file_index.into());
     }
-    // Exact decimal seconds with nanoseconds (a JSON number; f64 would round it).
-    let ts = format!("{}.{:09}", p.ts.0 / 1_000_000_000, p.ts.0 % 1_000_000_000);
-    o.insert("ts".into(), serde_json::Value::Number(ts.parse().unwrap_or_else(|_| 0.into())));
     let (disposition, reason) = match &d.disposition {
         Disposition::Filtered => ("filtered", None),
         Disposition::NotIp { ethertype } => ("not-ip", Some(format!("ethertype {ethertype:#06x}"))),
@@ -240,7 +236,14 @@ pub fn verdict_line(p: &PacketResult, multi_file: bool) -> String {
     if !d.logs.is_empty() {
         o.insert("log".into(), d.logs.clone().into());
     }
-    serde_json::Value::Object(o).to_string()
+    // `ts` is exact decimal seconds with nanoseconds: a JSON number, written by hand because an f64 would
+    // round it.
+    let rest = serde_json::Value::Object(o).to_string();
+    let ts = format!("{}.{:09}", p.ts.0 / 1_000_000_000, p.ts.0 % 1_000_000_000);
+    match rest.strip_prefix('{') {
+        Some("}") | None => format!("{{\"index\":{},\"ts\":{ts}}}", p.index),
+        Some(tail) => format!("{{\"index\":{},\"ts\":{ts},{tail}", p.index),
+    }
 }
 
 fn create(path: &PathBuf) -> miette::Result<std::io::BufWriter<std::fs::File>> {

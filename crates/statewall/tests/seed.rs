@@ -190,3 +190,15 @@ fn synth_seed_is_reproducible() {
         "examples/seed/p2p.pcap is not what `synth --scenario seed --seed 1` writes"
     );
 }
+
+#[test]
+fn fixed_notrack_ruleset_keeps_every_verdict_but_one() {
+    // Untracking only the local port (PREROUTING --dport, OUTPUT --sport), accepting UNTRACKED to it and
+    // fragmentation-needed: the only verdict change left is the port unreachable from a dead DHT peer.
+    let c = compare_json(&seed("rules-notrack-fixed.v4"));
+    let changes = c["verdict_changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(changes[0]["flow"].as_str().unwrap().contains("type 3 code 3"));
+    assert_eq!(changes[0]["b"]["ctstate"], "INVALID");
+    assert!(c["table"]["b"]["peak"].as_u64().unwrap() < c["table"]["a"]["peak"].as_u64().unwrap());
+}
