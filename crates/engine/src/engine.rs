@@ -468,3 +468,191 @@ fn reject_reply(pkt: &Packet<'_>, kind: &str, host: &Host) -> RejectReply {
     };
     RejectReply { kind: kind.to_string(), to: pkt.ip.src, sent }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    //! Hook-order tests written as packet exchanges with explicit times (host 192.0.2.10 on eth0).
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    const HOST: [u8; 4] = [192, 0, 2, 10];
+    const PEER: [u8; 4] = [198, 51, 100, 7];
+
+    fn engine(rules: &str) -> Engine {
+        let rs = rules::parse(rules).unwrap();
+        let host = Host::with_locals(&["192.0.2.10/24".parse().unwrap()]);
+        Engine::new(rs, host, conntrack::Config::default())
+    }
+
+    fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let b = PacketBuilder::ipv4(src, dst, 64).udp(sport, dport);
+        let mut v = Vec::new();
+        b.write(&mut v, b"hello").unwrap();
+        v
+    }
+
+    fn tcp(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: Option<u32>,
+        syn: bool,
+    ) -> Vec<u8> {
+        let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, seq, 64240);
+        if syn {
+            b = b.syn();
+        }
+        if let Some(a) = ack {
+            b = b.ack(a);
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, &[]).unwrap();
+        v
+    }
+
+    fn t(ms: u64) -> Time {
+        Time::from_secs(1_700_000_000).add_nanos(ms * 1_000_000)
+    }
+
+    fn send(e: &mut Engine, ms: u64, pkt: &[u8]) -> Decision {
+        e.handle_ip(t(ms), pkt, PktType::Unknown)
+    }
+
+    const STATEFUL: &str = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+        -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+        -A INPUT -p udp -m udp --dport 53 -j ACCEPT\n\
+        -A INPUT -p udp -j REJECT --reject-with icmp-port-unreachable\n\
+        -A INPUT -p tcp -j REJECT --reject-with tcp-reset\nCOMMIT\n";
+
+    #[test]
+    fn outbound_then_reply_is_established() {
+        let mut e = engine(STATEFUL);
+        let d = send(&mut e, 0, &udp(HOST, PEER, 40000, 5000));
+        assert_eq!(d.path, Some(PacketPath::Output));
+        assert_eq!(d.ctstate, Some(CtStateLabel::New));
+        assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:OUTPUT:policy");
+        assert!(d.ct_created);
+        let d = send(&mut e, 10, &udp(PEER, HOST, 5000, 40000));
+        assert_eq!(d.path, Some(PacketPath::Input));
+        assert_eq!(d.in_iface.as_deref(), Some("eth0"));
+        assert_eq!((d.verdict, d.ctstate), (Some(Verdict::Accept), Some(CtStateLabel::Established)));
+        assert!(d.reply_dir);
+        assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:INPUT:1");
+        assert_eq!(e.conntrack().len(), 1);
+    }
+
+    #[test]
+    fn dropped_first_packet_leaves_no_entry() {
+        // The unconfirmed entry dies with the packet (nf_confirm never runs): reference §1.4, §9 T7a.
+        let mut e = engine(STATEFUL);
+        let d = send(&mut e, 0, &udp(PEER, HOST, 5000, 6000));
+        assert_eq!(d.verdict, Some(Verdict::Reject));
+        assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:INPUT:3");
+        let r = d.reject.unwrap();
+        assert_eq!((r.kind.as_str(), r.sent), ("icmp-port-unreachable", true));
+        assert_eq!(e.conntrack().len(), 0);
+        assert_eq!(e.conntrack().count(), 0);
+        // Accepted: confirmed.
+        let d = send(&mut e, 5, &udp(PEER, HOST, 5000, 53));
+        assert_eq!(d.verdict, Some(Verdict::Accept));
+        assert_eq!(e.conntrack().len(), 1);
+    }
+
+    #[test]
+    fn raw_table_sees_invalid_and_notrack_gives_untracked() {
+        let rules = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+            -A PREROUTING -m conntrack --ctstate INVALID -j MARK --set-mark 7\n\
+            -A PREROUTING -p udp -m udp --dport 6000 -j NOTRACK\nCOMMIT\n\
+            *filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+            -A INPUT -m conntrack --ctstate UNTRACKED -m mark --mark 7 -j ACCEPT\nCOMMIT\n";
+        let mut e = engine(rules);
+        let d = send(&mut e, 0, &udp(PEER, HOST, 5000, 6000));
+        assert_eq!((d.verdict, d.ctstate), (Some(Verdict::Accept), Some(CtStateLabel::Untracked)));
+        assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:INPUT:1");
+        assert_eq!(e.conntrack().len(), 0);
+        let counters = e.rule_state().rule_counters(Table::Raw, "PREROUTING", 1).unwrap();
+        assert_eq!(counters.0, 1, "raw saw the packet before conntrack: INVALID");
+    }
+
+    #[test]
+    fn tcp_reset_not_sent_for_rst_and_rule_order() {
+        let mut e = engine(STATEFUL);
+        let d = send(&mut e, 0, &tcp(PEER, HOST, 4000, 22, 1, None, true));
+        assert_eq!(d.verdict, Some(Verdict::Reject));
+        assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:INPUT:4");
+        assert!(d.reject.as_ref().unwrap().sent);
+        assert_eq!(e.conntrack().len(), 0);
+    }
+
+    #[test]
+    fn forward_path_and_connmark() {
+        let rules = "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+            :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+            -A FORWARD -p udp -j CONNMARK --set-mark 0x5\nCOMMIT\n\
+            *filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+            -A FORWARD -m connmark --mark 0x5 -j ACCEPT\nCOMMIT\n";
+        let mut e = engine(rules);
+        let d = send(&mut e, 0, &udp(PEER, [203, 0, 113, 9], 1, 2));
+        assert_eq!(d.path, Some(PacketPath::Forward));
+        assert_eq!((d.in_iface.as_deref(), d.out_iface.as_deref()), (Some("eth0"), Some("eth0")));
+        assert_eq!(d.verdict, Some(Verdict::Accept));
+        assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:FORWARD:1");
+        let c = e.conntrack().iter().next().unwrap();
+        assert_eq!(c.mark(), 5);
+    }
+
+    #[test]
+    fn loopback_goes_out_and_back_in() {
+        let rules = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+            -A INPUT -i lo -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n";
+        let mut e = engine(rules);
+        let d = send(&mut e, 0, &udp([127, 0, 0, 1], [127, 0, 0, 1], 1000, 2000));
+        assert_eq!(d.path, Some(PacketPath::Loopback));
+        assert_eq!(d.verdict, Some(Verdict::Accept));
+        assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:INPUT:1");
+        assert_eq!(e.conntrack().len(), 1, "confirmed in POSTROUTING of lo");
+    }
+
+    #[test]
+    fn entries_expire_on_the_packet_clock_and_clock_never_runs_back() {
+        let mut e = engine(STATEFUL);
+        send(&mut e, 0, &udp(HOST, PEER, 40000, 5000));
+        assert_eq!(e.conntrack().len(), 1);
+        let due = e.poll_timeout().unwrap();
+        assert_eq!(due, t(30_000), "UDP unreplied: 30 s");
+        // A packet stamped in the past is processed at the engine's time.
+        send(&mut e, 29_000, &udp(HOST, PEER, 40001, 5000));
+        let d = send(&mut e, 1_000, &udp(PEER, HOST, 5000, 40000));
+        assert_eq!(d.ctstate, Some(CtStateLabel::Established));
+        assert_eq!(e.stats().clock_regressions, 1);
+        // The reply was processed at 29 s (clamped), which refreshed the first entry to 29 + 30 s (the first
+        // reply still gets the unreplied timeout, reference §4.1); the second entry also expires at 59 s.
+        e.handle_timeout(t(30_000));
+        assert_eq!(e.conntrack().len(), 2);
+        e.handle_timeout(t(58_999));
+        assert_eq!(e.conntrack().len(), 2);
+        e.handle_timeout(t(59_000));
+        assert_eq!(e.conntrack().len(), 0);
+    }
+
+    #[test]
+    fn undecodable_and_ipv6_are_counted_not_filtered() {
+        let mut e = engine(STATEFUL);
+        let d = send(&mut e, 0, &[0x45, 0, 0]);
+        assert!(matches!(d.disposition, Disposition::Undecodable { .. }));
+        let d = e.handle_packet(t(1), wire::link::LINKTYPE_ETHERNET, &[0xff; 14]);
+        assert!(matches!(d.disposition, Disposition::NotIp { .. } | Disposition::Undecodable { .. }));
+        let v6 = {
+            let b = PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 64).udp(1, 2);
+            let mut v = Vec::new();
+            b.write(&mut v, b"x").unwrap();
+            v
+        };
+        let d = send(&mut e, 2, &v6);
+        assert!(matches!(d.disposition, Disposition::NotFiltered { .. }));
+        assert_eq!(e.stats().packets, 3);
+    }
+}
