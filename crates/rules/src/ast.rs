@@ -504,6 +504,38 @@ fn parse_rule_line(tokens: Vec<Token>, span: Span) -> Result<RuleLine, ParseErro
                 &tok.text,
                 format!("unknown option `{}`", tok.text),
             );
+            // What was expected: the options of the modules loaded so far, and the closest spelling.
+            let mut known: Vec<&'static str> = Vec::new();
+            for l in &loaded {
+                for (n, _) in l.spec.names() {
+                    if !known.contains(&n) {
+                        known.push(n);
+                    }
+                }
+            }
+            if !known.is_empty() {
+                let mut modules: Vec<&str> = Vec::new();
+                for l in &loaded {
+                    if !modules.contains(&l.spec.name) {
+                        modules.push(l.spec.name);
+                    }
+                }
+                let shown: Vec<String> = known.iter().take(12).map(|n| format!("--{n}")).collect();
+                e = e.with_expected(format!(
+                    "an option of {} ({}{})",
+                    modules.join(", "),
+                    shown.join(", "),
+                    if known.len() > 12 { ", ..." } else { "" }
+                ));
+                let close = known
+                    .iter()
+                    .map(|n| (edit_distance(n, &resolved_name), *n))
+                    .filter(|(d, _)| *d <= 2)
+                    .min();
+                if let Some((_, n)) = close {
+                    e = e.with_hint(format!("did you mean `--{n}`?"));
+                }
+            }
             if let Some(p) = &proto {
                 let lower = p.to_ascii_lowercase();
                 if spec::KNOWN_UNSUPPORTED_MATCHES.contains(&lower.as_str()) {
@@ -832,4 +864,22 @@ mod tests {
         let e = parse_file("*filter\n-A INPUT -p tcp --tcp-flags SYN\nCOMMIT\n").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::MissingArgument);
     }
+}
+
+/// Levenshtein distance, for "did you mean" hints (short strings only).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = Vec::with_capacity(b.len() + 1);
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
+            let del = prev.get(j + 1).copied().unwrap_or(0) + 1;
+            let ins = cur.get(j).copied().unwrap_or(0) + 1;
+            cur.push(sub.min(del).min(ins));
+        }
+        prev = cur;
+    }
+    prev.last().copied().unwrap_or(0)
 }
