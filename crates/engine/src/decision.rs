@@ -13,6 +13,9 @@ pub enum PacketPath {
     Forward,
     /// Both ends local: OUTPUT → POSTROUTING → (lo) PREROUTING → INPUT.
     Loopback,
+    /// PREROUTING only: the routing decision discarded the packet (not for us with forwarding off,
+    /// multicast group not joined, martian source, no route).
+    Prerouting,
 }
 
 impl PacketPath {
@@ -22,6 +25,7 @@ impl PacketPath {
             PacketPath::Output => "output",
             PacketPath::Forward => "forward",
             PacketPath::Loopback => "loopback",
+            PacketPath::Prerouting => "prerouting",
         }
     }
 }
@@ -122,6 +126,8 @@ pub struct Decision {
     pub ct_reason: Option<&'static str>,
     /// Conntrack itself dropped the packet (table full).
     pub ct_dropped: bool,
+    /// Why routing discarded the packet after PREROUTING (path `Prerouting`).
+    pub route_reason: Option<&'static str>,
     /// This packet created a conntrack entry that got confirmed.
     pub ct_created: bool,
     pub in_iface: Option<String>,
@@ -226,6 +232,7 @@ impl Decision {
             rule: None,
             ct_reason: None,
             ct_dropped: false,
+            route_reason: None,
             ct_created: false,
             in_iface: None,
             out_iface: None,

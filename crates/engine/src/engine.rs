@@ -8,7 +8,7 @@ use wire::link::PktType;
 use wire::{Packet, Time};
 
 use crate::decision::{CtStateLabel, Decision, Disposition, PacketPath, RejectReply, Verdict};
-use crate::host::{AddrKind, Host, Route2};
+use crate::host::{AddrKind, Host, PathKind};
 
 /// Running totals the engine keeps (the replay driver keeps the per-verdict ones from the decisions).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub struct Engine {
 fn ct_hook(path: PacketPath) -> conntrack::Hook {
     match path {
         PacketPath::Output | PacketPath::Loopback => conntrack::Hook::LocalOut,
-        PacketPath::Input | PacketPath::Forward => conntrack::Hook::PreRouting,
+        PacketPath::Input | PacketPath::Forward | PacketPath::Prerouting => conntrack::Hook::PreRouting,
     }
 }
 
@@ -175,10 +175,11 @@ impl Engine {
         let host = std::sync::Arc::clone(&self.host);
         let (route, in_if, out_if) = host.classify(pkt.ip.src, pkt.ip.dst);
         let path = match route {
-            Route2::Input => PacketPath::Input,
-            Route2::Output => PacketPath::Output,
-            Route2::Forward => PacketPath::Forward,
-            Route2::Loopback => PacketPath::Loopback,
+            PathKind::Input => PacketPath::Input,
+            PathKind::Output => PacketPath::Output,
+            PathKind::Forward => PacketPath::Forward,
+            PathKind::Loopback => PacketPath::Loopback,
+            PathKind::Unrouted(_) => PacketPath::Prerouting,
         };
         let mut walk = Walk {
             mark: 0,
@@ -198,6 +199,9 @@ impl Engine {
         decision.in_iface = in_if.map(str::to_string);
         decision.out_iface = out_if.map(str::to_string);
         decision.flow = Some(crate::decision::FlowSummary::of(pkt));
+        if let PathKind::Unrouted(why) = route {
+            decision.route_reason = Some(why.reason());
+        }
 
         let result = self.walk(now, pkt, pkttype, path, &mut walk, &mut decision);
         // Confirmation (nf_confirm, last hook) happens only if every hook accepted; otherwise the unconfirmed
@@ -240,7 +244,7 @@ impl Engine {
         decision: &mut Decision,
     ) -> Result<(), (rules::Verdict, Option<RuleRef>)> {
         let first_hook = match path {
-            PacketPath::Input | PacketPath::Forward => Hook::PreRouting,
+            PacketPath::Input | PacketPath::Forward | PacketPath::Prerouting => Hook::PreRouting,
             PacketPath::Output | PacketPath::Loopback => Hook::Output,
         };
         // raw: before conntrack, so state matches see "no ct" (INVALID).
@@ -282,9 +286,14 @@ impl Engine {
                 (Table::Filter, Hook::Output),
                 (Table::Mangle, Hook::PostRouting),
             ],
+            PacketPath::Prerouting => &[(Table::Mangle, Hook::PreRouting)],
         };
         for &(table, hook) in hooks {
             self.table(now, pkt, pkttype, table, hook, walk)?;
+        }
+        if path == PacketPath::Prerouting {
+            // The routing decision drops it: no rule decides, and the unconfirmed entry dies with it.
+            return Err((rules::Verdict::Drop, None));
         }
         self.confirm(now, walk, decision);
         if path == PacketPath::Loopback {
@@ -594,7 +603,10 @@ mod tests {
             -A FORWARD -p udp -j CONNMARK --set-mark 0x5\nCOMMIT\n\
             *filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
             -A FORWARD -m connmark --mark 0x5 -j ACCEPT\nCOMMIT\n";
-        let mut e = engine(rules);
+        let rs = rules::parse(rules).unwrap();
+        let mut host = Host::with_locals(&["192.0.2.10/24".parse().unwrap()]);
+        host.set_forwarding(true);
+        let mut e = Engine::new(rs, host, conntrack::Config::default());
         let d = send(&mut e, 0, &udp(PEER, [203, 0, 113, 9], 1, 2));
         assert_eq!(d.path, Some(PacketPath::Forward));
         assert_eq!((d.in_iface.as_deref(), d.out_iface.as_deref()), (Some("eth0"), Some("eth0")));
@@ -602,6 +614,31 @@ mod tests {
         assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:FORWARD:1");
         let c = e.conntrack().iter().next().unwrap();
         assert_eq!(c.mark(), 5);
+    }
+
+    #[test]
+    fn not_for_us_without_forwarding_dies_after_prerouting() {
+        // ip_forward=0: ip_route_input_slow has no route for it; only PREROUTING ran and the new entry is
+        // never confirmed (found with the kernel oracle on zeek__wikipedia.pcap).
+        let rules = "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+            :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING -m conntrack --ctstate NEW\nCOMMIT\n\
+            *filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+        let mut e = engine(rules);
+        for (ms, dst) in [(0, [203, 0, 113, 9]), (1, [224, 0, 0, 251])] {
+            let d = send(&mut e, ms, &udp(PEER, dst, 1, 2));
+            assert_eq!(d.path, Some(PacketPath::Prerouting));
+            assert_eq!(d.verdict, Some(Verdict::Drop));
+            assert_eq!(d.rule, None);
+            assert!(d.route_reason.is_some());
+        }
+        assert_eq!(
+            e.rule_state().rule_counters(Table::Mangle, "PREROUTING", 1),
+            Some((2, 66)),
+            "2 × 33-byte datagrams"
+        );
+        assert_eq!(e.rule_state().policy_counters(Table::Filter, "FORWARD"), Some((0, 0)));
+        assert_eq!(e.conntrack().len(), 0);
+        assert_eq!(e.conntrack().count(), 0);
     }
 
     #[test]

@@ -132,11 +132,39 @@ pub enum HostError {
 
 /// Where a packet goes through the host (the three netfilter paths, plus loopback which takes two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route2 {
+pub enum PathKind {
     Input,
     Output,
     Forward,
     Loopback,
+    /// An incoming packet the routing decision discards after PREROUTING (`ip_route_input_slow`): it never
+    /// reaches INPUT or FORWARD, and its new conntrack entry is never confirmed.
+    Unrouted(Unrouted),
+}
+
+/// Why routing discards an incoming packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unrouted {
+    /// Not for us and `net.ipv4.ip_forward=0` (the kernel's default): `no_route`, dropped by `ip_error`.
+    NotForwarding,
+    /// Forwarding is on but no route leads to the destination.
+    NoRoute,
+    /// Multicast to a group the host has not joined (`ip_check_mc_rcu` fails).
+    MulticastNotJoined,
+    /// A source address no host may receive from (`martian source`: multicast, limited broadcast,
+    /// 0.0.0.0/8 unless it is a DHCP-style 0.0.0.0 → 255.255.255.255, loopback from the wire).
+    MartianSource,
+}
+
+impl Unrouted {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Unrouted::NotForwarding => "not routed: not a local address and net.ipv4.ip_forward=0",
+            Unrouted::NoRoute => "not routed: no route to the destination",
+            Unrouted::MulticastNotJoined => "not routed: multicast group not joined",
+            Unrouted::MartianSource => "not routed: martian source address",
+        }
+    }
 }
 
 /// Address type as the kernel's FIB classifies it (`RTN_*`), for `-m addrtype`.
@@ -154,11 +182,21 @@ pub enum AddrKind {
 pub struct Host {
     interfaces: Vec<Interface>,
     routes: Vec<Route>,
+    /// `net.ipv4.ip_forward` (kernel default 0).
+    forwarding: bool,
+    /// IPv4 multicast groups joined (the kernel always joins 224.0.0.1 on an up interface).
+    groups: Vec<IpAddr>,
 }
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HostFile {
+    /// `net.ipv4.ip_forward`.
+    #[serde(default)]
+    forwarding: bool,
+    /// Multicast groups joined besides 224.0.0.1.
+    #[serde(default)]
+    multicast_groups: Vec<String>,
     #[serde(default)]
     interface: Vec<IfaceFile>,
     #[serde(default)]
@@ -216,7 +254,25 @@ impl Host {
             }
             routes.push(Route { dst, dev: r.dev });
         }
-        Ok(Host::build(interfaces, routes))
+        let mut host = Host::build(interfaces, routes);
+        host.forwarding = file.forwarding;
+        for g in file.multicast_groups {
+            let ip: IpAddr = g.trim().parse().map_err(|_| HostError::BadAddress(g.clone()))?;
+            if !ip.is_multicast() {
+                return Err(HostError::BadAddress(g));
+            }
+            host.groups.push(ip);
+        }
+        Ok(host)
+    }
+
+    /// Sets `net.ipv4.ip_forward` (also settable with `--sysctl net.ipv4.ip_forward=1`).
+    pub fn set_forwarding(&mut self, on: bool) {
+        self.forwarding = on;
+    }
+
+    pub fn forwarding(&self) -> bool {
+        self.forwarding
     }
 
     fn build(mut interfaces: Vec<Interface>, mut routes: Vec<Route>) -> Host {
@@ -236,7 +292,8 @@ impl Host {
                 routes.push(Route { dst: Prefix { addr: a.addr, len: a.len }, dev: i.name.clone() });
             }
         }
-        Host { interfaces, routes }
+        let groups = vec![IpAddr::V4(Ipv4Addr::new(224, 0, 0, 1))];
+        Host { interfaces, routes, forwarding: false, groups }
     }
 
     pub fn interfaces(&self) -> &[Interface] {
@@ -284,21 +341,48 @@ impl Host {
         self.routes.iter().filter(|r| r.dst.contains(dst)).max_by_key(|r| r.dst.len).map(|r| r.dev.as_str())
     }
 
-    /// Classify a packet's path and its interfaces (in, out) from its addresses.
-    pub fn classify(&self, src: IpAddr, dst: IpAddr) -> (Route2, Option<&str>, Option<&str>) {
+    /// Classify a packet's path and its interfaces (in, out) from its addresses, as the kernel's routing
+    /// decision would (`ip_route_input_slow` for packets from elsewhere).
+    pub fn classify(&self, src: IpAddr, dst: IpAddr) -> (PathKind, Option<&str>, Option<&str>) {
         let src_local = self.is_local(src);
         let dst_kind = self.addr_kind(dst);
         if src_local && matches!(dst_kind, AddrKind::Local) {
-            return (Route2::Loopback, Some(LOOPBACK), Some(LOOPBACK));
+            return (PathKind::Loopback, Some(LOOPBACK), Some(LOOPBACK));
         }
         if src_local {
-            return (Route2::Output, None, self.route(dst));
+            return (PathKind::Output, None, self.route(dst));
         }
         // Reverse path: the interface the source lives behind is where the packet came in.
         let in_if = self.route(src).filter(|d| *d != LOOPBACK);
+        if self.martian_source(src, dst) {
+            return (PathKind::Unrouted(Unrouted::MartianSource), in_if, None);
+        }
         match dst_kind {
-            AddrKind::Local | AddrKind::Broadcast | AddrKind::Multicast => (Route2::Input, in_if, None),
-            _ => (Route2::Forward, in_if, self.route(dst)),
+            AddrKind::Local | AddrKind::Broadcast => (PathKind::Input, in_if, None),
+            AddrKind::Multicast if self.groups.contains(&dst) => (PathKind::Input, in_if, None),
+            AddrKind::Multicast => (PathKind::Unrouted(Unrouted::MulticastNotJoined), in_if, None),
+            _ if !self.forwarding => (PathKind::Unrouted(Unrouted::NotForwarding), in_if, None),
+            _ => match self.route(dst) {
+                Some(out) => (PathKind::Forward, in_if, Some(out)),
+                None => (PathKind::Unrouted(Unrouted::NoRoute), in_if, None),
+            },
+        }
+    }
+
+    /// Source addresses `ip_route_input_slow` rejects on packets from the wire.
+    fn martian_source(&self, src: IpAddr, dst: IpAddr) -> bool {
+        match src {
+            IpAddr::V4(s) => {
+                if s.is_multicast() || s.is_broadcast() || s.is_loopback() {
+                    return true;
+                }
+                // 0.0.0.0/8: only the all-zero source to the limited broadcast (DHCP discovery) passes.
+                if s.octets()[0] == 0 {
+                    return !(s.is_unspecified() && dst == IpAddr::V4(Ipv4Addr::BROADCAST));
+                }
+                false
+            }
+            IpAddr::V6(s) => s.is_multicast() || s.is_loopback(),
         }
     }
 }
@@ -344,15 +428,37 @@ mod tests {
     #[test]
     fn one_interface_host_paths() {
         let h = Host::with_locals(&["192.0.2.10/24".parse().unwrap()]);
-        assert_eq!(h.classify(ip("198.51.100.1"), ip("192.0.2.10")), (Route2::Input, Some("eth0"), None));
-        assert_eq!(h.classify(ip("192.0.2.10"), ip("198.51.100.1")), (Route2::Output, None, Some("eth0")));
+        assert_eq!(h.classify(ip("198.51.100.1"), ip("192.0.2.10")), (PathKind::Input, Some("eth0"), None));
+        assert_eq!(h.classify(ip("192.0.2.10"), ip("198.51.100.1")), (PathKind::Output, None, Some("eth0")));
         assert_eq!(
-            h.classify(ip("198.51.100.1"), ip("203.0.113.5")),
-            (Route2::Forward, Some("eth0"), Some("eth0"))
+            h.classify(ip("198.51.100.1"), ip("203.0.113.5")).0,
+            PathKind::Unrouted(Unrouted::NotForwarding),
+            "ip_forward=0 by default"
         );
-        assert_eq!(h.classify(ip("127.0.0.1"), ip("127.0.0.1")).0, Route2::Loopback);
-        assert_eq!(h.classify(ip("192.0.2.10"), ip("192.0.2.10")).0, Route2::Loopback);
-        assert_eq!(h.classify(ip("192.0.2.7"), ip("192.0.2.255")).0, Route2::Input);
+        assert_eq!(
+            h.classify(ip("198.51.100.1"), ip("224.0.0.251")).0,
+            PathKind::Unrouted(Unrouted::MulticastNotJoined)
+        );
+        assert_eq!(h.classify(ip("198.51.100.1"), ip("224.0.0.1")).0, PathKind::Input);
+        assert_eq!(h.classify(ip("127.0.0.1"), ip("192.0.2.10")).0, PathKind::Loopback);
+        assert_eq!(h.classify(ip("0.0.0.0"), ip("255.255.255.255")).0, PathKind::Input);
+        assert_eq!(
+            h.classify(ip("0.1.2.3"), ip("192.0.2.10")).0,
+            PathKind::Unrouted(Unrouted::MartianSource)
+        );
+        assert_eq!(
+            h.classify(ip("224.1.1.1"), ip("192.0.2.10")).0,
+            PathKind::Unrouted(Unrouted::MartianSource)
+        );
+        let mut r = h.clone();
+        r.set_forwarding(true);
+        assert_eq!(
+            r.classify(ip("198.51.100.1"), ip("203.0.113.5")),
+            (PathKind::Forward, Some("eth0"), Some("eth0"))
+        );
+        assert_eq!(h.classify(ip("127.0.0.1"), ip("127.0.0.1")).0, PathKind::Loopback);
+        assert_eq!(h.classify(ip("192.0.2.10"), ip("192.0.2.10")).0, PathKind::Loopback);
+        assert_eq!(h.classify(ip("192.0.2.7"), ip("192.0.2.255")).0, PathKind::Input);
         assert_eq!(h.addr_kind(ip("192.0.2.255")), AddrKind::Broadcast);
         assert_eq!(h.addr_kind(ip("224.0.0.251")), AddrKind::Multicast);
         assert_eq!(h.addr_kind(ip("127.3.4.5")), AddrKind::Local);
@@ -363,6 +469,8 @@ mod tests {
     fn toml_router() {
         let h = Host::from_toml(
             r#"
+forwarding = true
+multicast_groups = ["224.0.0.251"]
 [[interface]]
 name = "wan0"
 addresses = ["192.0.2.10/24"]
@@ -375,9 +483,16 @@ dev = "wan0"
 "#,
         )
         .unwrap();
-        assert_eq!(h.classify(ip("10.1.0.5"), ip("8.8.8.8")), (Route2::Forward, Some("lan0"), Some("wan0")));
-        assert_eq!(h.classify(ip("8.8.8.8"), ip("10.1.0.5")), (Route2::Forward, Some("wan0"), Some("lan0")));
-        assert_eq!(h.classify(ip("10.1.0.5"), ip("10.1.0.1")), (Route2::Input, Some("lan0"), None));
+        assert_eq!(
+            h.classify(ip("10.1.0.5"), ip("8.8.8.8")),
+            (PathKind::Forward, Some("lan0"), Some("wan0"))
+        );
+        assert_eq!(
+            h.classify(ip("8.8.8.8"), ip("10.1.0.5")),
+            (PathKind::Forward, Some("wan0"), Some("lan0"))
+        );
+        assert_eq!(h.classify(ip("10.1.0.5"), ip("10.1.0.1")), (PathKind::Input, Some("lan0"), None));
+        assert_eq!(h.classify(ip("10.1.0.5"), ip("224.0.0.251")).0, PathKind::Input);
     }
 
     #[test]

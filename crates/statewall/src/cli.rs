@@ -37,7 +37,8 @@ pub struct HostArgs {
     /// A TOML host description: interfaces, addresses, routes (see docs/HOST.md).
     #[arg(long = "host", value_name = "FILE", conflicts_with = "local")]
     pub host: Option<PathBuf>,
-    /// A conntrack sysctl, e.g. net.netfilter.nf_conntrack_tcp_loose=0 (repeatable).
+    /// A sysctl, e.g. net.netfilter.nf_conntrack_tcp_loose=0 (repeatable). Every net.netfilter.nf_conntrack_*
+    /// key, plus net.ipv4.ip_forward (default 0: packets for other hosts die after PREROUTING).
     #[arg(long = "sysctl", value_name = "KEY=VALUE")]
     pub sysctl: Vec<String>,
     /// Never show a progress bar.

@@ -52,19 +52,56 @@ pub fn host(args: &HostArgs) -> miette::Result<engine::Host> {
     if let Some(path) = &args.host {
         let text = std::fs::read_to_string(path)
             .map_err(|e| miette::miette!("cannot read host file {}: {e}", path.display()))?;
-        return engine::Host::from_toml(&text).map_err(|e| miette::miette!("{}: {e}", path.display()));
+        let mut host =
+            engine::Host::from_toml(&text).map_err(|e| miette::miette!("{}: {e}", path.display()))?;
+        let kv: Vec<(&str, &str)> = args
+            .sysctl
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .filter(|(k, _)| is_host_sysctl(k))
+            .collect();
+        apply_host_sysctls(&mut host, &kv)?;
+        return Ok(host);
     }
     let mut addrs = Vec::new();
     for a in &args.local {
         let p: engine::host::Prefix = a.parse().map_err(|e| miette::miette!("--local {a}: {e}"))?;
         addrs.push(p);
     }
+    let mut host_sysctls = Vec::new();
+    for kv in &args.sysctl {
+        if let Some((k, v)) = kv.split_once('=') {
+            if is_host_sysctl(k.trim()) {
+                host_sysctls.push((k.trim(), v.trim()));
+            }
+        }
+    }
     if addrs.is_empty() {
         eprintln!(
             "warning: no --local or --host given: every packet is treated as forwarded (the host owns no address)"
         );
     }
-    Ok(engine::Host::with_locals(&addrs))
+    let mut host = engine::Host::with_locals(&addrs);
+    apply_host_sysctls(&mut host, &host_sysctls)?;
+    Ok(host)
+}
+
+/// The IPv4 routing sysctls the host model understands (everything else goes to conntrack).
+fn is_host_sysctl(key: &str) -> bool {
+    let k = key.replace('/', ".");
+    matches!(k.as_str(), "net.ipv4.ip_forward" | "net.ipv4.conf.all.forwarding")
+}
+
+fn apply_host_sysctls(host: &mut engine::Host, kv: &[(&str, &str)]) -> miette::Result<()> {
+    for (k, v) in kv {
+        match *v {
+            "0" => host.set_forwarding(false),
+            "1" => host.set_forwarding(true),
+            _ => return Err(miette::miette!("--sysctl {k}={v}: expected 0 or 1")),
+        }
+    }
+    Ok(())
 }
 
 /// Conntrack configuration from `--sysctl` (kernel defaults otherwise).
@@ -74,6 +111,9 @@ pub fn conntrack_config(args: &HostArgs) -> miette::Result<conntrack::Config> {
         let (k, v) = kv.split_once('=').ok_or_else(|| {
             miette::miette!("--sysctl {kv}: expected KEY=VALUE, e.g. net.netfilter.nf_conntrack_tcp_loose=0")
         })?;
+        if is_host_sysctl(k.trim()) {
+            continue;
+        }
         cfg.set(k.trim(), v.trim()).map_err(|e| miette::miette!("--sysctl {kv}: {e}"))?;
     }
     Ok(cfg)

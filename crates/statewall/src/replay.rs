@@ -218,7 +218,7 @@ pub fn verdict_line(p: &PacketResult, multi_file: bool) -> String {
     if disposition != "filtered" {
         o.insert("disposition".into(), disposition.into());
     }
-    if let Some(r) = reason.or(d.ct_reason.map(str::to_string)) {
+    if let Some(r) = reason.or(d.route_reason.map(str::to_string)).or(d.ct_reason.map(str::to_string)) {
         o.insert("reason".into(), r.into());
     }
     if d.reply_dir {

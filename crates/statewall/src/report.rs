@@ -49,12 +49,13 @@ pub fn summary_body(o: &mut String, s: &Summary, engine: &Engine, rules: &Path) 
     writeln!(o, "packets       {}{}", s.packets, if s.partial { " (partial input)" } else { "" })?;
     writeln!(
         o,
-        "  filtered    {:>8}  input {}, output {}, forward {}, loopback {}",
+        "  filtered    {:>8}  input {}, output {}, forward {}, loopback {}, dropped by routing {}",
         s.filtered,
         get(&s.by_path, "input"),
         get(&s.by_path, "output"),
         get(&s.by_path, "forward"),
-        get(&s.by_path, "loopback")
+        get(&s.by_path, "loopback"),
+        get(&s.by_path, "prerouting")
     )?;
     writeln!(o, "  accept      {:>8}", get(&s.by_verdict, "accept"))?;
     writeln!(o, "  drop        {:>8}", get(&s.by_verdict, "drop"))?;
