@@ -71,7 +71,11 @@ fn printer_matches_live_iptables_legacy_save() {
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut files: Vec<PathBuf> = Vec::new();
-    for dir in [root.join("tests/data"), root.join("../../examples/seed")] {
+    let mut dirs = vec![root.join("tests/data")];
+    for e in std::fs::read_dir(root.join("../../examples")).unwrap() {
+        dirs.push(e.unwrap().path());
+    }
+    for dir in dirs {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if matches!(p.extension().and_then(|x| x.to_str()), Some("rules" | "v4")) {

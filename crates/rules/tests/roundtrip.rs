@@ -60,8 +60,12 @@ proptest! {
 fn shipped_rulesets_round_trip() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut files = Vec::new();
-    for dir in ["examples/seed", "crates/rules/tests/data"] {
-        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+    let mut dirs = vec![root.join("crates/rules/tests/data")];
+    for e in std::fs::read_dir(root.join("examples")).unwrap() {
+        dirs.push(e.unwrap().path());
+    }
+    for dir in dirs {
+        for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if matches!(p.extension().and_then(|x| x.to_str()), Some("v4" | "rules" | "save")) {
                 files.push(p);
