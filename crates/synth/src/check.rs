@@ -149,6 +149,8 @@ struct Dir {
     /// Right edge of the window this direction's receiver advertised.
     edge: Option<u32>,
     fin: bool,
+    /// The peer acknowledged this direction's FIN.
+    fin_acked: bool,
 }
 
 /// Summary of a checked flow.
@@ -292,8 +294,12 @@ pub(crate) fn check_tcp(frames: &[Frame]) -> Result<Vec<FlowReport>, String> {
             if s.fin {
                 d[i].fin = true;
             }
-            if d[0].fin && d[1].fin && !s.fin && s.ackf && s.ack == d[j].nxt {
-                // Final ACK of the second FIN.
+            if s.ackf && d[j].fin && s.ack == d[j].nxt {
+                d[j].fin_acked = true;
+            }
+            if d[0].fin_acked && d[1].fin_acked {
+                // Both FINs acknowledged (the final ACK; after a simultaneous close, the later
+                // of the two ACKs that cross).
                 rep.closed_by_fin = true;
                 closed = true;
             }

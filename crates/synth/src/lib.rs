@@ -51,9 +51,16 @@
 //! 100-400 frames of overlapping episodes chosen by the seed: ordinary dialogs, retransmission,
 //! loss, reordering, zero window + probes, out-of-window data, RSTs (exact, in-window, out of
 //! window, below the last ACK), SYN on an established tuple, simultaneous open, mid-stream pickup,
-//! FIN variants, UDP request/response and unreplied streams, ICMP echo (matching, unmatched reply,
-//! wrong id), ICMP errors quoting existing, unknown and forged flows, GRE and ESP. See the
-//! `random` module docs.
+//! FIN variants, path-MTU discovery, UDP request/response and unreplied streams, ICMP echo
+//! (matching, unmatched reply, wrong id), ICMP errors quoting existing, unknown and forged flows,
+//! GRE and ESP. Our host is also a router here: per episode the inside endpoint is our host at
+//! 192.0.2.10 (~40 %), a LAN host 10.1.0.2-50 talking to remote hosts through our host (~50 %),
+//! or our lan0 address 10.1.0.1 talking to LAN hosts (~10 %). Meant to be verified both with
+//! `--local 192.0.2.10/24` (one interface, not forwarding) and with the router host model
+//! (wan0 192.0.2.10/24, lan0 10.1.0.1/24, default route via wan0, forwarding on;
+//! `examples/router/host.toml`). Forwarded packets appear once, as sent on the side their source
+//! lives on (LAN host MAC → our lan0 MAC 02:00:00:00:01:01 with the LAN host's own TTL; remote
+//! packets gateway → our wan MAC). See the `random` module docs.
 #![forbid(unsafe_code)]
 
 mod apps;

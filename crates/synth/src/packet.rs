@@ -25,6 +25,21 @@ pub(crate) const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub(crate) const OUR_IP: [u8; 4] = [192, 0, 2, 10];
 /// The home router: default gateway and DNS resolver.
 pub(crate) const GW_IP: [u8; 4] = [192, 0, 2, 1];
+/// Our host's LAN-side address when it is a router (interface lan0, 10.1.0.1/24).
+pub(crate) const FW_LAN_IP: [u8; 4] = [10, 1, 0, 1];
+/// Our host's lan0 MAC.
+pub(crate) const FW_LAN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x01];
+
+/// True for an address of the LAN behind our host (10.1.0.0/24), our own lan0 address included.
+pub(crate) fn in_lan(ip: [u8; 4]) -> bool {
+    matches!(ip, [10, 1, 0, _])
+}
+
+/// The MAC of a LAN host: 02:00:00:01:<third octet>:<last octet>.
+pub(crate) fn lan_host_mac(ip: [u8; 4]) -> [u8; 6] {
+    let [_, _, c, d] = ip;
+    [0x02, 0, 0, 0x01, c, d]
+}
 
 /// TCP flag bits as they appear in byte 13 of the header.
 pub(crate) mod flags {
@@ -53,14 +68,23 @@ pub(crate) struct Ip4 {
 }
 
 impl Ip4 {
-    /// True when the packet leaves our host (source MAC ours, destination the gateway).
+    /// True when our host sends the packet (from 192.0.2.10 on eth0/wan0 or from 10.1.0.1 on lan0):
+    /// captured unpadded.
     pub(crate) fn outbound(&self) -> bool {
-        self.src == OUR_IP
+        self.src == OUR_IP || self.src == FW_LAN_IP
     }
 
+    /// Link addresses as seen on the wire on the side the source lives on: our wan frames go to
+    /// the gateway, our lan0 frames to the LAN host; a LAN host's frames go to our lan0; every
+    /// other source is remote and arrives from the gateway at our eth0/wan0 (also when it is
+    /// addressed to a LAN host we forward it to).
     fn macs(&self) -> ([u8; 6], [u8; 6]) {
-        if self.outbound() {
+        if self.src == OUR_IP {
             (OUR_MAC, GW_MAC)
+        } else if self.src == FW_LAN_IP {
+            (FW_LAN_MAC, lan_host_mac(self.dst))
+        } else if in_lan(self.src) {
+            (lan_host_mac(self.src), FW_LAN_MAC)
         } else {
             (GW_MAC, OUR_MAC)
         }
@@ -322,6 +346,23 @@ mod tests {
         assert_eq!(o.len(), 14 + 20 + 8 + 1);
         // The quoted datagram excludes the padding.
         assert_eq!(ip_datagram(&i).unwrap().len(), 29);
+    }
+
+    #[test]
+    fn lan_frames_carry_the_macs_of_their_source_side() {
+        let host = [10, 1, 0, 7];
+        // A LAN host's packet to a remote host, as it reaches our lan0: padded, its own TTL.
+        let f = udp_frame(&Ip4 { ttl: 128, ..ip(host, [203, 0, 113, 9]) }, 1, 2, b"x").unwrap();
+        assert_eq!((&f[0..6], &f[6..12]), (&FW_LAN_MAC[..], &lan_host_mac(host)[..]));
+        assert_eq!((f.len(), f[22]), (60, 128));
+        // The answer enters from the gateway on our wan side.
+        let r = udp_frame(&ip([203, 0, 113, 9], host), 2, 1, b"y").unwrap();
+        assert_eq!((&r[0..6], &r[6..12]), (&OUR_MAC[..], &GW_MAC[..]));
+        // Our lan0 address talks to the LAN host directly and is captured unpadded.
+        let o = udp_frame(&ip(FW_LAN_IP, host), 3, 4, b"z").unwrap();
+        assert_eq!((&o[0..6], &o[6..12]), (&lan_host_mac(host)[..], &FW_LAN_MAC[..]));
+        assert_eq!(o.len(), 14 + 20 + 8 + 1);
+        assert!(in_lan(host) && in_lan(FW_LAN_IP) && !in_lan(OUR_IP) && !in_lan([10, 1, 1, 7]));
     }
 
     #[test]

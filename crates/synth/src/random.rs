@@ -2,10 +2,38 @@
 //! testing (the capture is replayed through real netfilter and through statewall, and the verdicts
 //! and conntrack tables compared).
 //!
-//! Contract: 100-400 frames, all checksums valid, timestamps sorted; every episode is a causally
-//! timed exchange between our host 192.0.2.10 and remote hosts (our host is client in some, server
-//! in others). Episodes (chosen with fixed weights per seed, overlapping in time):
-//! ordinary TCP dialogs (FIN or RST close); spurious retransmission with D-SACK; inbound loss
+//! Contract: 100-400 frames, all checksums valid, timestamps sorted, byte-identical per seed;
+//! every episode is a causally timed exchange between one *inside* endpoint and its peers, and
+//! every TCP conversation that is not broken on purpose passes the flow checker (contiguous
+//! sequence numbers, ACKs of sent data only, data within the advertised window).
+//!
+//! # Topology and the two host models it is meant for
+//! Our host is 192.0.2.10 on its WAN side (gateway 192.0.2.1; remote hosts in 198.51.100.0/24 and
+//! 203.0.113.0/24 behind it) and, when it is a router, 10.1.0.1/24 on lan0 with LAN hosts
+//! 10.1.0.2-10.1.0.50 behind it. Each episode picks its inside endpoint ([`Mode`]):
+//! * ~40 %: our host itself at 192.0.2.10 ↔ remote hosts (INPUT/OUTPUT);
+//! * ~50 %: a LAN host ↔ remote hosts, *through* our host (FORWARD) — every episode kind below can
+//!   run this way, including ICMP errors from remote routers to the LAN host quoting its packet;
+//! * ~10 %: our lan0 address 10.1.0.1 ↔ LAN hosts (INPUT/OUTPUT on the LAN side).
+//!
+//! The captures are meant to be verified with (a) a one-interface host, `--local 192.0.2.10/24`
+//! (eth0, forwarding off: the LAN traffic then exercises the not-forwarding path), and (b) a
+//! router: wan0 = 192.0.2.10/24, lan0 = 10.1.0.1/24, default route via wan0, `forwarding = true`
+//! (`examples/router/host.toml`).
+//!
+//! A forwarded packet appears once, as seen on the wire on the side its source lives on (the
+//! verifier injects it there): a LAN host's frame goes from its MAC (02:00:00:01:00:xx) to our
+//! lan0 (02:00:00:00:01:01) and carries the TTL the LAN host sent (64, or 128 for Windows); a
+//! remote frame comes from the gateway to our eth0/wan0 MAC with the TTL it arrives with, also
+//! when it is addressed to a LAN host. Frames our host sends (from 192.0.2.10 or 10.1.0.1) are
+//! captured unpadded with TTL 64, all others padded to 60 bytes. Capture times are the times at
+//! our host: LAN hosts are next to the capture point (their stacks react within the usual stack
+//! delays), remote hosts one RTT away; LAN hosts seen from 10.1.0.1 are 0.15-2 ms away.
+//!
+//! # Episodes
+//! Chosen with fixed weights per seed, overlapping in time: ordinary TCP dialogs (FIN or RST
+//! close, sometimes with path-MTU discovery: a fragmentation-needed from a remote router and the
+//! data re-sent in smaller segments); spurious retransmission with D-SACK; inbound loss
 //! (a segment missing from the capture, duplicate ACKs with SACK, retransmission); reordering;
 //! zero window with probes and a window update; out-of-window data answered by a duplicate ACK;
 //! RSTs exact / in-window (answered by a challenge ACK, RFC 5961) / out of window / below the
@@ -13,11 +41,13 @@
 //! simultaneous open; mid-stream pickup (handshake not captured); FIN variants (FIN with data,
 //! simultaneous close, half-close with data after the FIN, retransmitted FIN); UDP
 //! request/response and unreplied streams; ICMP echo matching, unmatched reply, and reply with
-//! another id; ICMP errors quoting existing flows (port unreachable, time exceeded, host
-//! unreachable for a SYN), unknown flows, and forged quotes (foreign inner source, or quoting a
-//! packet we received); GRE (47) and ESP (50) in both directions.
+//! another id; ICMP errors quoting existing flows (port unreachable, time exceeded from a router
+//! for a TTL-limited probe, host unreachable for a SYN — administratively prohibited from the
+//! LAN host itself when there is no router in between), unknown flows, and forged quotes (foreign
+//! inner source — another LAN host for LAN endpoints — or quoting a packet we received, or
+//! quoting another endpoint's packet); GRE (47) and ESP (50) in both directions.
 
-use crate::packet::{flags, raw_ip_frame, udp_frame, FrameId, Ip4, Trace, OUR_IP};
+use crate::packet::{flags, in_lan, raw_ip_frame, udp_frame, FrameId, Ip4, Trace, FW_LAN_IP, OUR_IP};
 use crate::rng::Rng;
 use crate::tcp::{AckLast, CloseStyle, Conn, Custom, EndCfg, Os, Side, MS, US};
 use crate::world::{
@@ -27,20 +57,96 @@ use crate::SynthError;
 use etherparse::{icmpv4::DestUnreachableHeader, icmpv4::TimeExceededCode, Icmpv4Type};
 use wire::Time;
 
+/// Which inside endpoint an episode uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Our host at 192.0.2.10 ↔ remote hosts.
+    Fw,
+    /// A LAN host ↔ remote hosts, forwarded by our host.
+    Lan,
+    /// Our lan0 address 10.1.0.1 ↔ LAN hosts.
+    LanFw,
+}
+
+/// The inside endpoint of the current episode (the end at or next to the capture point).
+#[derive(Debug, Clone)]
+struct Me {
+    ip: [u8; 4],
+    ttl: u8,
+    os: Os,
+    /// IP id counter for datagrams outside TCP connections (non-Linux stacks).
+    ip_id: u16,
+}
+
+impl Me {
+    fn ours(ip: [u8; 4]) -> Me {
+        Me { ip, ttl: 64, os: Os::Linux, ip_id: 0 }
+    }
+
+    fn end(&self, port: u16) -> EndCfg {
+        EndCfg { ip: self.ip, port, ttl: self.ttl, os: self.os, mss: 1460, local: true }
+    }
+
+    /// IP id of a DF datagram from an unconnected UDP socket: 0 on Linux (`ip_select_ident`),
+    /// a global counter elsewhere.
+    fn udp_id(&mut self) -> u16 {
+        if self.os == Os::Linux {
+            return 0;
+        }
+        self.ip_id = self.ip_id.wrapping_add(1);
+        self.ip_id
+    }
+}
+
+/// A LAN host as seen from our host: initial TTL (no hop in between), sub-millisecond to 2 ms RTT.
+fn lan_host(rng: &mut Rng, ip: [u8; 4]) -> Remote {
+    let mut h = Remote::new(rng, ip);
+    h.ttl = if h.os == Os::Windows { 128 } else { 64 };
+    h.rtt = rng.range(150, 2_000) * US;
+    h
+}
+
+/// `n` distinct LAN hosts from 10.1.0.2-10.1.0.50.
+fn lan_pool(rng: &mut Rng, n: usize) -> Vec<Remote> {
+    let mut ips: Vec<[u8; 4]> = (2u8..=50).map(|l| [10, 1, 0, l]).collect();
+    rng.shuffle(&mut ips);
+    ips.into_iter().take(n).map(|ip| lan_host(rng, ip)).collect()
+}
+
+/// A TCP 4-tuple (initiator first).
+pub(crate) type Tuple = (([u8; 4], u16), ([u8; 4], u16));
+
+/// What one episode was (for tests and diagnostics).
+#[derive(Debug, Clone)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct Episode {
+    pub kind: &'static str,
+    pub mode: Mode,
+    pub inside: [u8; 4],
+    /// TCP connections the episode opened.
+    pub tcp: Vec<Tuple>,
+}
+
 struct Cx {
     tr: Trace,
     hosts: Vec<Remote>,
+    lan: Vec<Remote>,
     ports: Vec<u16>,
-    /// Datagrams we sent that ICMP errors may quote.
+    /// Datagrams inside endpoints sent that ICMP errors may quote.
     ours: Vec<FrameId>,
-    /// Datagrams we received (for forged quotes).
+    /// Datagrams inside endpoints received (for forged quotes).
     theirs: Vec<FrameId>,
+    mode: Mode,
+    me: Me,
+    log: Vec<Episode>,
 }
 
 impl Cx {
+    /// A peer of the current inside endpoint: a remote host, or a LAN host for [`Mode::LanFw`].
     fn host(&mut self, rng: &mut Rng) -> Remote {
-        let i = rng.range_usize(0, self.hosts.len().saturating_sub(1));
-        self.hosts.get(i).cloned().unwrap_or_else(|| Remote::new(rng, [198, 51, 100, 99]))
+        let pool = if self.mode == Mode::LanFw { &self.lan } else { &self.hosts };
+        let i = rng.range_usize(0, pool.len().saturating_sub(1));
+        pool.get(i).cloned().unwrap_or_else(|| Remote::new(rng, [198, 51, 100, 99]))
     }
 
     fn port(&mut self, rng: &mut Rng) -> u16 {
@@ -53,53 +159,116 @@ impl Cx {
         }
     }
 
-    /// A connection with our host on a random side: server on 33333 / 22 / 443, or client.
+    /// Records a TCP connection of the current episode.
+    fn note(&mut self, c: &Conn) {
+        let tuple = ((c.a.cfg.ip, c.a.cfg.port), (c.b.cfg.ip, c.b.cfg.port));
+        if let Some(e) = self.log.last_mut() {
+            e.tcp.push(tuple);
+        }
+    }
+
+    /// A connection with the inside endpoint on a random side: server on 33333 / 22 / 443, or
+    /// client.
     fn conn(&mut self, rng: &mut Rng) -> Conn {
         let h = self.host(rng);
         let mss = if rng.chance(80) { 1460 } else { 1400 };
         let remote = |port| EndCfg { ip: h.ip, port, ttl: h.ttl, os: h.os, mss, local: false };
-        let local = |port| EndCfg { ip: OUR_IP, port, ttl: 64, os: Os::Linux, mss: 1460, local: true };
+        let me = self.me.clone();
         let lp = self.port(rng);
-        if rng.chance(50) {
+        let c = if rng.chance(50) {
             let sp = *rng.pick(&[33333u16, 22, 443]).unwrap_or(&33333);
             let rp = rng.range_u16(1024, 65535);
-            Conn::new(remote(rp), local(sp), h.rtt, rng)
+            Conn::new(remote(rp), me.end(sp), h.rtt, rng)
         } else {
             let dp = *rng.pick(&[33333u16, 443, 80, 6881]).unwrap_or(&443);
-            Conn::new(local(lp), remote(dp), h.rtt, rng)
-        }
+            Conn::new(me.end(lp), remote(dp), h.rtt, rng)
+        };
+        self.note(&c);
+        c
+    }
+
+    /// Starts an episode: `roll` (0-99) picks the inside endpoint, ~40 % our host, ~50 % a LAN
+    /// host, ~10 % our lan0 address.
+    fn enter(&mut self, kind: &'static str, roll: u64, rng: &mut Rng) {
+        let (mode, me) = match roll {
+            0..=39 => (Mode::Fw, Me::ours(OUR_IP)),
+            40..=89 => {
+                let i = rng.range_usize(0, self.lan.len().saturating_sub(1));
+                let h = self.lan.get(i).cloned().unwrap_or_else(|| lan_host(rng, [10, 1, 0, 2]));
+                (Mode::Lan, Me { ip: h.ip, ttl: h.ttl, os: h.os, ip_id: h.ip_id })
+            }
+            _ => (Mode::LanFw, Me::ours(FW_LAN_IP)),
+        };
+        self.log.push(Episode { kind, mode, inside: me.ip, tcp: Vec::new() });
+        self.mode = mode;
+        self.me = me;
     }
 }
 
+type EpisodeFn = fn(&mut Cx, &mut Rng, Time) -> Result<(), SynthError>;
+
+/// Episode kinds with their weights (out of 100).
+const KINDS: &[(u64, &str, EpisodeFn)] = &[
+    (12, "tcp_plain", tcp_plain),
+    (5, "tcp_retrans", tcp_retrans),
+    (5, "tcp_loss_or_reorder", tcp_loss_or_reorder),
+    (4, "tcp_zero_window", tcp_zero_window),
+    (4, "tcp_out_of_window", tcp_out_of_window),
+    (7, "tcp_rst", tcp_rst),
+    (4, "tcp_syn_on_established", tcp_syn_on_established),
+    (4, "tcp_simultaneous_open", tcp_simultaneous_open),
+    (4, "tcp_midstream", tcp_midstream),
+    (8, "tcp_fin_variant", tcp_fin_variant),
+    (10, "udp", udp_episode),
+    (8, "icmp_echo", icmp_echo_episode),
+    (12, "icmp_error", icmp_error_episode),
+    (13, "other_proto", other_proto),
+];
+
 /// Generates the random scenario.
 pub(crate) fn generate(seed: u64, start: Time) -> Result<Vec<crate::Frame>, SynthError> {
+    Ok(generate_logged(seed, start)?.0)
+}
+
+/// Generates the random scenario and the list of its episodes.
+pub(crate) fn generate_logged(
+    seed: u64,
+    start: Time,
+) -> Result<(Vec<crate::Frame>, Vec<Episode>), SynthError> {
     let mut rng = Rng::new(seed ^ 0x0a4d_0000_0000_0000);
     let hosts = remote_pool(&mut rng, 24, &[]);
-    let mut cx = Cx { tr: Trace::new(), hosts, ports: Vec::new(), ours: Vec::new(), theirs: Vec::new() };
+    let lan = lan_pool(&mut rng, 8);
+    let mut cx = Cx {
+        tr: Trace::new(),
+        hosts,
+        lan,
+        ports: Vec::new(),
+        ours: Vec::new(),
+        theirs: Vec::new(),
+        mode: Mode::Fw,
+        me: Me::ours(OUR_IP),
+        log: Vec::new(),
+    };
     let target = rng.range_usize(100, 330);
     let mut t = Time(start.as_nanos() / US * US);
     while cx.tr.len() < target {
         let mut r = rng.fork(cx.tr.len() as u64);
-        let kind = rng.range(0, 99);
-        match kind {
-            0..=11 => tcp_plain(&mut cx, &mut r, t)?,
-            12..=16 => tcp_retrans(&mut cx, &mut r, t)?,
-            17..=21 => tcp_loss_or_reorder(&mut cx, &mut r, t)?,
-            22..=25 => tcp_zero_window(&mut cx, &mut r, t)?,
-            26..=29 => tcp_out_of_window(&mut cx, &mut r, t)?,
-            30..=36 => tcp_rst(&mut cx, &mut r, t)?,
-            37..=40 => tcp_syn_on_established(&mut cx, &mut r, t)?,
-            41..=44 => tcp_simultaneous_open(&mut cx, &mut r, t)?,
-            45..=48 => tcp_midstream(&mut cx, &mut r, t)?,
-            49..=56 => tcp_fin_variant(&mut cx, &mut r, t)?,
-            57..=66 => udp_episode(&mut cx, &mut r, t)?,
-            67..=74 => icmp_echo_episode(&mut cx, &mut r, t)?,
-            75..=86 => icmp_error_episode(&mut cx, &mut r, t)?,
-            _ => other_proto(&mut cx, &mut r, t)?,
+        let mut roll = rng.range(0, 99);
+        let mut chosen = None;
+        for (w, name, f) in KINDS {
+            if roll < *w {
+                chosen = Some((*name, *f));
+                break;
+            }
+            roll -= w;
         }
+        let (name, f) = chosen.ok_or(SynthError::Internal("episode weights"))?;
+        let who = rng.range(0, 99);
+        cx.enter(name, who, &mut r);
+        f(&mut cx, &mut r, t)?;
         t = t.add_nanos(rng.range(2, 250) * MS);
     }
-    Ok(cx.tr.finish())
+    Ok((cx.tr.finish(), cx.log))
 }
 
 fn msg(rng: &mut Rng, from: Side, lo: usize, hi: usize) -> Step {
@@ -114,6 +283,19 @@ fn msg(rng: &mut Rng, from: Side, lo: usize, hi: usize) -> Step {
 fn tcp_plain(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut c = cx.conn(rng);
     let mut steps = Vec::new();
+    if cx.mode != Mode::LanFw && rng.chance(20) {
+        // Path-MTU discovery (RFC 1191): the inside end's first write is one full-sized DF
+        // segment that a remote router refuses with a fragmentation-needed.
+        let n = c.mss_after_handshake(c.local_side()) as usize;
+        steps.push(Step::Pmtu {
+            data: rng.bytes(n),
+            think_us: rng.range(100, 5_000),
+            router: [203, 0, 113, 1],
+            router_ttl: 250,
+            router_ip_id: rng.next_u16(),
+            mtu: if rng.chance(50) { 1280 } else { 1400 },
+        });
+    }
     for k in 0..rng.range(1, 4) {
         let from = if k % 2 == 0 { Side::A } else { Side::B };
         steps.push(msg(rng, from, 1, 6_000));
@@ -475,11 +657,12 @@ fn tcp_simultaneous_open(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), Synt
     let port = 33333;
     let rport = rng.range_u16(1024, 65535);
     let mut c = Conn::new(
-        EndCfg { ip: OUR_IP, port, ttl: 64, os: Os::Linux, mss: 1460, local: true },
+        cx.me.end(port),
         EndCfg { ip: h.ip, port: rport, ttl: h.ttl, os: Os::Linux, mss: 1460, local: false },
         h.rtt,
         rng,
     );
+    cx.note(&c);
     // Our SYN leaves; the peer's SYN (sent before ours reached it) arrives a bit later.
     let a_syn = c.send_with(
         &mut cx.tr,
@@ -610,7 +793,7 @@ fn tcp_fin_variant(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError
 
 fn udp_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut h = cx.host(rng);
-    let me = UdpEnd { ip: OUR_IP, port: if rng.chance(50) { 33333 } else { cx.port(rng) } };
+    let me = UdpEnd { ip: cx.me.ip, port: if rng.chance(50) { 33333 } else { cx.port(rng) } };
     let peer = UdpEnd { ip: h.ip, port: rng.range_u16(1024, 65535) };
     let outbound = rng.chance(50);
     let (src, dst) = if outbound { (me, peer) } else { (peer, me) };
@@ -620,8 +803,8 @@ fn udp_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
         for _ in 0..rng.range(1, 3) {
             let n = rng.range_usize(8, 400);
             let q = rng.bytes(n);
-            let id = if outbound { 0 } else { h.next_id() };
-            let ttl = if outbound { 64 } else { h.ttl };
+            let id = if outbound { cx.me.udp_id() } else { h.next_id() };
+            let ttl = if outbound { cx.me.ttl } else { h.ttl };
             let f = udp(&mut cx.tr, tt, src, dst, ttl, id, &q)?;
             if outbound {
                 cx.ours.push(f);
@@ -635,8 +818,8 @@ fn udp_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
             };
             let n = rng.range_usize(8, 600);
             let r = rng.bytes(n);
-            let id = if outbound { h.next_id() } else { 0 };
-            let ttl = if outbound { h.ttl } else { 64 };
+            let id = if outbound { h.next_id() } else { cx.me.udp_id() };
+            let ttl = if outbound { h.ttl } else { cx.me.ttl };
             udp(&mut cx.tr, rt, dst, src, ttl, id, &r)?;
             tt = rt.add_nanos(rng.range(1, 800) * MS);
         }
@@ -645,8 +828,8 @@ fn udp_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
         for _ in 0..rng.range(3, 12) {
             let n = rng.range_usize(20, 200);
             let p = rng.bytes(n);
-            let id = if outbound { 0 } else { h.next_id() };
-            let ttl = if outbound { 64 } else { h.ttl };
+            let id = if outbound { cx.me.udp_id() } else { h.next_id() };
+            let ttl = if outbound { cx.me.ttl } else { h.ttl };
             let f = udp(&mut cx.tr, tt, src, dst, ttl, id, &p)?;
             if outbound {
                 cx.ours.push(f);
@@ -663,8 +846,9 @@ fn icmp_echo_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthErr
     let plen = rng.range_usize(8, 56);
     let payload = rng.bytes(plen);
     let outbound = rng.chance(50);
-    let (src, dst, ttl) = if outbound { (OUR_IP, h.ip, 64) } else { (h.ip, OUR_IP, h.ttl) };
-    let (rttl, rid_base) = if outbound { (h.ttl, h.next_id()) } else { (64, rng.next_u16()) };
+    let (me, my_ttl) = (cx.me.ip, cx.me.ttl);
+    let (src, dst, ttl) = if outbound { (me, h.ip, my_ttl) } else { (h.ip, me, h.ttl) };
+    let (rttl, rid_base) = if outbound { (h.ttl, h.next_id()) } else { (my_ttl, rng.next_u16()) };
     match rng.range(0, 3) {
         0 | 1 => {
             // Matching request/reply pairs.
@@ -691,7 +875,7 @@ fn icmp_echo_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthErr
         }
         2 => {
             // A reply nobody asked for.
-            echo(&mut cx.tr, t, h.ip, OUR_IP, h.ttl, h.next_id(), false, false, id, 1, &payload)?;
+            echo(&mut cx.tr, t, h.ip, me, h.ttl, h.next_id(), false, false, id, 1, &payload)?;
         }
         _ => {
             // The reply carries another id than the request.
@@ -713,31 +897,39 @@ fn phantom_datagram(rng: &mut Rng, src: [u8; 4], dst: [u8; 4]) -> Result<Vec<u8>
 
 fn icmp_error_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut h = cx.host(rng);
+    let me = cx.me.ip;
     let unreach = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
-    match rng.range(0, 5) {
+    let mut variant = rng.range(0, 5);
+    if variant == 1 && cx.mode == Mode::LanFw {
+        // No router between our lan0 and a LAN host: a port unreachable instead.
+        variant = 0;
+    }
+    match variant {
         0 => {
-            // Port unreachable for a fresh outbound datagram.
-            let me = UdpEnd { ip: OUR_IP, port: cx.port(rng) };
+            // Port unreachable for a fresh datagram of the inside endpoint.
+            let src = UdpEnd { ip: me, port: cx.port(rng) };
             let dst = UdpEnd { ip: h.ip, port: rng.range_u16(1024, 65535) };
             let n = rng.range_usize(10, 700);
-            let f = udp(&mut cx.tr, t, me, dst, 64, rng.next_u16(), &rng.bytes(n))?;
+            let f = udp(&mut cx.tr, t, src, dst, cx.me.ttl, rng.next_u16(), &rng.bytes(n))?;
             cx.ours.push(f);
             let q = if rng.chance(50) { Quote::Rfc792 } else { Quote::Linux576 };
-            icmp_error(&mut cx.tr, t.add_nanos(h.rtt), h.ip, OUR_IP, h.ttl, h.next_id(), unreach, f, q)?;
+            icmp_error(&mut cx.tr, t.add_nanos(h.rtt), h.ip, me, h.ttl, h.next_id(), unreach, f, q)?;
         }
         1 => {
-            // Traceroute-style: TTL-limited datagram, time exceeded from a router.
-            let me = UdpEnd { ip: OUR_IP, port: cx.port(rng) };
+            // Traceroute-style: TTL-limited datagram, time exceeded from a router `hops` away
+            // from our host. A LAN host's probe needs one more hop (our host forwards it).
+            let src = UdpEnd { ip: me, port: cx.port(rng) };
             let dst = UdpEnd { ip: h.ip, port: 33434 + rng.range_u16(0, 30) };
-            let ttl = rng.range(1, 4) as u8;
-            let f = udp(&mut cx.tr, t, me, dst, ttl, rng.next_u16(), &[0u8; 32])?;
-            let router = [203, 0, 113, 1 + ttl];
+            let hops = rng.range(1, 4) as u8;
+            let ttl = if cx.mode == Mode::Lan { hops + 1 } else { hops };
+            let f = udp(&mut cx.tr, t, src, dst, ttl, rng.next_u16(), &[0u8; 32])?;
+            let router = [203, 0, 113, 1 + hops];
             icmp_error(
                 &mut cx.tr,
-                t.add_nanos(u64::from(ttl) * 2 * MS),
+                t.add_nanos(u64::from(hops) * 2 * MS),
                 router,
-                OUR_IP,
-                255 - ttl,
+                me,
+                255 - hops,
                 rng.next_u16(),
                 Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit),
                 f,
@@ -745,42 +937,58 @@ fn icmp_error_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthEr
             )?;
         }
         2 => {
-            // Error about an earlier datagram of ours (existing flow), or a phantom one.
+            // Error about an earlier datagram of an inside endpoint (existing flow; the error
+            // goes to that datagram's source), or about a phantom one of ours (unknown flow).
             let quoted = match rng.pick(&cx.ours).copied() {
                 Some(f) if rng.chance(70) => cx.tr.datagram(f)?,
-                _ => phantom_datagram(rng, OUR_IP, h.ip)?,
+                _ => phantom_datagram(rng, me, h.ip)?,
             };
             let body = crate::world::quote_bytes(&quoted, Quote::Rfc792);
-            let src = quoted.get(16..20).and_then(|d| <[u8; 4]>::try_from(d).ok()).unwrap_or(h.ip);
-            icmp_error_raw(&mut cx.tr, t, src, OUR_IP, h.ttl, h.next_id(), unreach, &body)?;
+            let addr = |r: std::ops::Range<usize>| quoted.get(r).and_then(|d| <[u8; 4]>::try_from(d).ok());
+            let src = addr(16..20).unwrap_or(h.ip);
+            let dst = addr(12..16).unwrap_or(me);
+            let ttl = if in_lan(src) { 64 } else { h.ttl };
+            icmp_error_raw(&mut cx.tr, t, src, dst, ttl, h.next_id(), unreach, &body)?;
         }
         3 => {
-            // Forged: the quoted packet was not sent by us (foreign inner source).
-            let other = [198, 51, 100, rng.range(2, 254) as u8];
+            // Forged: the quoted packet was not sent by the inside endpoint (foreign inner
+            // source; for a LAN host sometimes another LAN host).
+            let other = if cx.mode == Mode::Lan && rng.chance(50) {
+                [10, 1, 0, rng.range(2, 50) as u8]
+            } else {
+                [198, 51, 100, rng.range(2, 254) as u8]
+            };
             let quoted = phantom_datagram(rng, other, h.ip)?;
             let body = crate::world::quote_bytes(&quoted, Quote::Rfc792);
-            icmp_error_raw(&mut cx.tr, t, h.ip, OUR_IP, h.ttl, h.next_id(), unreach, &body)?;
+            icmp_error_raw(&mut cx.tr, t, h.ip, me, h.ttl, h.next_id(), unreach, &body)?;
         }
         _ => {
-            // Forged: quoting a packet we received (outer destination ≠ inner source), or a
-            // host unreachable for a SYN we sent.
+            // Forged: quoting a packet an inside endpoint received (outer destination ≠ inner
+            // source), or a host unreachable for a SYN the inside endpoint sent (from a remote
+            // router; from the LAN host itself, administratively prohibited, on the LAN).
             if let Some(f) = rng.pick(&cx.theirs).copied() {
                 let quoted = cx.tr.datagram(f)?;
                 let body = crate::world::quote_bytes(&quoted, Quote::Rfc792);
-                icmp_error_raw(&mut cx.tr, t, h.ip, OUR_IP, h.ttl, h.next_id(), unreach, &body)?;
+                icmp_error_raw(&mut cx.tr, t, h.ip, me, h.ttl, h.next_id(), unreach, &body)?;
             } else {
                 let mut c = cx.conn(rng);
                 let local = c.local_side();
                 if local == Side::A {
                     let syn = c.send(&mut cx.tr, t, Side::A, flags::SYN, &[])?;
+                    let peer = c.end(Side::B).cfg;
+                    let (src, ttl, code) = if cx.mode == Mode::LanFw {
+                        (peer.ip, peer.ttl, DestUnreachableHeader::FilterProhibited)
+                    } else {
+                        ([203, 0, 113, 1], 250, DestUnreachableHeader::Host)
+                    };
                     icmp_error(
                         &mut cx.tr,
                         t.add_nanos(c.rtt / 2),
-                        [203, 0, 113, 1],
-                        OUR_IP,
-                        250,
+                        src,
+                        me,
+                        ttl,
                         rng.next_u16(),
-                        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Host),
+                        Icmpv4Type::DestinationUnreachable(code),
                         syn.id,
                         Quote::Rfc792,
                     )?;
@@ -803,9 +1011,9 @@ fn other_proto(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
                 continue;
             }
             let (src, dst, ttl, id) = if outbound {
-                (OUR_IP, h.ip, 64, rng.next_u16())
+                (cx.me.ip, h.ip, cx.me.ttl, rng.next_u16())
             } else {
-                (h.ip, OUR_IP, h.ttl, h.next_id())
+                (h.ip, cx.me.ip, h.ttl, h.next_id())
             };
             let ip = Ip4 { src, dst, ttl, id, df: !gre, tos: 0 };
             let n = rng.range_usize(40, 300);
@@ -847,6 +1055,202 @@ mod tests {
                 etherparse::SlicedPacket::from_ethernet(&f.data).unwrap();
             }
         }
+    }
+
+    use crate::check::check_tcp;
+    use crate::packet::{lan_host_mac, FW_LAN_MAC, GW_MAC, OUR_MAC};
+    use crate::Frame;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// Kinds whose TCP flows are protocol-correct from SYN to close (the others break the
+    /// checker's invariants on purpose: capture gaps, odd RSTs, second SYNs, no handshake).
+    const CLEAN: &[&str] = &["tcp_plain", "tcp_retrans", "tcp_zero_window", "tcp_fin_variant", "icmp_error"];
+    /// Kinds whose every flow must show its anomaly to the checker.
+    const BROKEN: &[&str] = &[
+        "tcp_loss_or_reorder",
+        "tcp_out_of_window",
+        "tcp_syn_on_established",
+        "tcp_simultaneous_open",
+        "tcp_midstream",
+    ];
+
+    fn is_lan_host(ip: [u8; 4]) -> bool {
+        in_lan(ip) && ip != FW_LAN_IP
+    }
+
+    fn ip4(f: &Frame) -> Option<([u8; 4], [u8; 4], u8, u8)> {
+        let d = &f.data;
+        if d[12..14] != [8, 0] {
+            return None;
+        }
+        let a = |o: usize| <[u8; 4]>::try_from(&d[o..o + 4]).unwrap();
+        Some((a(26), a(30), d[22], d[23]))
+    }
+
+    fn frames_of(frames: &[Frame], t: &Tuple) -> Vec<Frame> {
+        frames
+            .iter()
+            .filter(|f| {
+                crate::check::tcp_segments(std::slice::from_ref(f))
+                    .first()
+                    .is_some_and(|s| (s.src, s.dst) == *t || (s.dst, s.src) == *t)
+            })
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn same_seed_same_capture_and_episodes() {
+        for seed in [0u64, 5, 17] {
+            let (a, la) = generate_logged(seed, crate::DEFAULT_START).unwrap();
+            let (b, lb) = generate_logged(seed, crate::DEFAULT_START).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(format!("{la:?}"), format!("{lb:?}"));
+            assert_eq!(generate(seed, crate::DEFAULT_START).unwrap(), a);
+            assert_ne!(generate(seed + 1, crate::DEFAULT_START).unwrap(), a);
+        }
+    }
+
+    #[test]
+    fn tcp_flows_pass_the_checker_over_40_seeds() {
+        // Checked flows per inside endpoint kind.
+        let mut checked: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut broken = 0;
+        for seed in 0..40 {
+            let (frames, log) = generate_logged(seed, crate::DEFAULT_START).unwrap();
+            let mut clean = BTreeSet::new();
+            for e in &log {
+                for t in &e.tcp {
+                    if CLEAN.contains(&e.kind) {
+                        clean.insert(*t);
+                        let who = match e.mode {
+                            Mode::Fw => "fw",
+                            Mode::Lan => "lan",
+                            Mode::LanFw => "lanfw",
+                        };
+                        *checked.entry(who).or_default() += 1;
+                    } else if BROKEN.contains(&e.kind) {
+                        let f = frames_of(&frames, t);
+                        assert!(check_tcp(&f).is_err(), "seed {seed} {} {t:?} shows no anomaly", e.kind);
+                        broken += 1;
+                    }
+                }
+            }
+            let sel: Vec<Frame> = frames
+                .iter()
+                .filter(|f| {
+                    crate::check::tcp_segments(std::slice::from_ref(f))
+                        .first()
+                        .is_some_and(|s| clean.contains(&(s.src, s.dst)) || clean.contains(&(s.dst, s.src)))
+                })
+                .cloned()
+                .collect();
+            let reports = check_tcp(&sel).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert!(reports.iter().all(|r| r.segments >= 3));
+        }
+        assert!(checked["fw"] >= 40 && checked["lan"] >= 60 && checked["lanfw"] >= 5, "{checked:?}");
+        assert!(broken >= 100, "{broken}");
+    }
+
+    #[test]
+    fn both_kinds_of_endpoints_across_seeds_1_to_20() {
+        let mut modes: BTreeMap<String, usize> = BTreeMap::new();
+        let mut lan_kinds = BTreeSet::new();
+        let (mut fw, mut fwd, mut lanfw) = (0, 0, 0);
+        for seed in 1..=20 {
+            let (frames, log) = generate_logged(seed, crate::DEFAULT_START).unwrap();
+            for e in &log {
+                *modes.entry(format!("{:?}", e.mode)).or_default() += 1;
+                if e.mode == Mode::Lan {
+                    assert!(is_lan_host(e.inside));
+                    lan_kinds.insert(e.kind);
+                }
+            }
+            for f in &frames {
+                let Some((src, dst, _, _)) = ip4(f) else { continue };
+                match (src, dst) {
+                    (OUR_IP, _) | (_, OUR_IP) => fw += 1,
+                    (FW_LAN_IP, d) | (d, FW_LAN_IP) if is_lan_host(d) => lanfw += 1,
+                    (s, d) if is_lan_host(s) != is_lan_host(d) => fwd += 1,
+                    (s, d) => panic!("seed {seed}: unexpected pair {s:?} -> {d:?}"),
+                }
+            }
+        }
+        assert!(fw > 300 && fwd > 300 && lanfw > 20, "fw {fw} forwarded {fwd} lan↔fw {lanfw}");
+        let total: usize = modes.values().sum();
+        let share = |m: &str| modes.get(m).copied().unwrap_or(0) * 100 / total;
+        assert!((30..=50).contains(&share("Fw")), "{modes:?}");
+        assert!((40..=60).contains(&share("Lan")), "{modes:?}");
+        assert!((4..=16).contains(&share("LanFw")), "{modes:?}");
+        // Every episode kind ran with a LAN host as the inside endpoint.
+        for (_, k, _) in KINDS {
+            assert!(lan_kinds.contains(k), "{k} never ran through the router");
+        }
+    }
+
+    #[test]
+    fn frames_are_as_seen_on_the_source_side() {
+        for seed in 0..20 {
+            for f in generate(seed, crate::DEFAULT_START).unwrap() {
+                let Some((src, dst, ttl, proto)) = ip4(&f) else { continue };
+                let macs = (
+                    <[u8; 6]>::try_from(&f.data[6..12]).unwrap(),
+                    <[u8; 6]>::try_from(&f.data[0..6]).unwrap(),
+                );
+                let ip_len = usize::from(u16::from_be_bytes([f.data[16], f.data[17]]));
+                let padded = f.data.len() > 14 + ip_len;
+                // Traceroute probes (UDP to 33434-33464) carry a small TTL.
+                let probe =
+                    proto == 17 && (33434..=33464).contains(&u16::from_be_bytes([f.data[36], f.data[37]]));
+                let ctx = format!("seed {seed} {src:?} -> {dst:?}");
+                if src == OUR_IP || src == FW_LAN_IP {
+                    let want =
+                        if src == OUR_IP { (OUR_MAC, GW_MAC) } else { (FW_LAN_MAC, lan_host_mac(dst)) };
+                    assert_eq!(macs, want, "{ctx}");
+                    assert!(!padded, "{ctx}");
+                    assert!(ttl == 64 || (probe && ttl <= 4), "{ctx} ttl {ttl}");
+                } else if is_lan_host(src) {
+                    assert_eq!(macs, (lan_host_mac(src), FW_LAN_MAC), "{ctx}");
+                    assert!(ttl == 64 || ttl == 128 || (probe && (2..=5).contains(&ttl)), "{ctx} ttl {ttl}");
+                    assert!(f.data.len() >= 60, "{ctx}");
+                } else {
+                    assert_eq!(macs, (GW_MAC, OUR_MAC), "{ctx}");
+                    assert!(f.data.len() >= 60, "{ctx}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn remote_routers_send_errors_to_lan_hosts_quoting_their_packets() {
+        let mut seen = BTreeSet::new();
+        for seed in 0..40 {
+            let frames = generate(seed, crate::DEFAULT_START).unwrap();
+            for (i, f) in frames.iter().enumerate() {
+                let Some((src, dst, _, 1)) = ip4(f) else { continue };
+                let ty = f.data[34];
+                if !is_lan_host(dst) || in_lan(src) || !(ty == 3 || ty == 11) {
+                    continue;
+                }
+                let quoted = &f.data[42..14 + usize::from(u16::from_be_bytes([f.data[16], f.data[17]]))];
+                if quoted[12..16] != dst {
+                    continue; // forged quote
+                }
+                // Bit-exact prefix of a datagram the LAN host sent earlier.
+                let earlier = frames[..i]
+                    .iter()
+                    .any(|g| crate::packet::ip_datagram(&g.data).is_some_and(|d| d.starts_with(quoted)));
+                let code = f.data[35];
+                let router = src[..3] == [203, 0, 113] && src[3] <= 5;
+                if earlier {
+                    seen.insert((ty, code, router));
+                }
+            }
+        }
+        // Time exceeded and fragmentation needed from routers, port unreachable from the peer.
+        assert!(seen.contains(&(11, 0, true)), "{seen:?}");
+        assert!(seen.contains(&(3, 4, true)), "{seen:?}");
+        assert!(seen.iter().any(|(t, c, _)| (*t, *c) == (3, 3)), "{seen:?}");
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub(crate) struct End {
     pub cwnd: u32,
     /// Serialisation time per byte on this end's bottleneck link (ns/byte).
     pub ns_per_byte: u64,
+    /// Capture time of the latest segment this end emitted.
+    pub last_tx: Time,
 }
 
 /// seq comparison modulo 2^32: `a` after `b`.
@@ -139,6 +141,7 @@ impl End {
             mtu_mss: u32::from(cfg.mss),
             cwnd: 10,
             ns_per_byte: if cfg.local { 8 } else { rng.range(80, 1600) },
+            last_tx: Time::ZERO,
         }
     }
 }
@@ -425,6 +428,8 @@ impl Conn {
             },
         )?;
         let fid = tr.push(t, frame);
+        let e = self.end_mut(from);
+        e.last_tx = e.last_tx.max(t);
         if c.advance && seq_after(end, self.end(from).snd_nxt) {
             self.end_mut(from).snd_nxt = end;
         }

@@ -4,7 +4,7 @@
 //! Contract: everything here is deterministic given the [`Rng`] passed in; times are capture times
 //! at our host (see [`crate::tcp`]).
 
-use crate::packet::{icmp_frame, udp_frame, FrameId, Ip4, Trace, OUR_IP};
+use crate::packet::{icmp_frame, udp_frame, FrameId, Ip4, Trace};
 use crate::rng::Rng;
 use crate::tcp::{AckLast, CloseStyle, Conn, Os, Side, US};
 use crate::SynthError;
@@ -241,11 +241,17 @@ pub(crate) fn run_dialog(
     for (k, step) in steps.iter().enumerate() {
         let actor = step.actor(local);
         let think = step.think() * US;
-        let t = if actor != prev_actor {
+        let mut t = if actor != prev_actor {
             c.react(prev_data, prev_actor, actor, think)
         } else {
             c.react(prev_ack, prev_acker, actor, think)
         };
+        // With paced segments the actor's own last ACK of the previous transfer can be later than
+        // the last data segment's send time: the next write follows it (never reorders it).
+        let busy = c.end(actor).last_tx;
+        if busy > t {
+            t = busy.add_nanos(think.max(US));
+        }
         let next = steps.get(k + 1);
         let last_mode = match next {
             Some(n) if n.actor(local) != actor && n.think() < 40_000 => AckLast::Piggyback,
@@ -319,7 +325,7 @@ fn pmtu_step(
         tr,
         t_icmp,
         router.0,
-        OUR_IP,
+        c.end(local).cfg.ip,
         router.1,
         router.2,
         Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
