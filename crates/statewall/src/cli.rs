@@ -27,6 +27,13 @@ pub enum Command {
     Compare(CompareArgs),
     /// Write synthetic traffic to a pcap file.
     Synth(SynthArgs),
+    /// Check statewall against the running Linux kernel: send the captures through real netfilter in private
+    /// network namespaces, replay them through statewall with the same timing, and compare packet fates,
+    /// rule counters and conntrack tables.
+    ///
+    /// Needs root. Exit status: 0 everything agrees, 1 a capture disagrees (or is inconclusive), 2 usage or
+    /// environment errors.
+    Verify(crate::verify::VerifyArgs),
 }
 
 #[derive(Args, Debug, Clone)]

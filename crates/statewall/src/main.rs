@@ -9,6 +9,7 @@ mod compare;
 mod load;
 mod replay;
 mod report;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         cli::Command::Replay(args) => replay::run(&args),
         cli::Command::Compare(args) => compare::run(&args),
         cli::Command::Synth(args) => run_synth(&args),
+        cli::Command::Verify(args) => verify::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

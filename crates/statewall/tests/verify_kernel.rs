@@ -1,0 +1,332 @@
+//! `statewall verify` against the real kernel (root only): the seed example agrees for every seed ruleset, a
+//! deliberate difference is caught, Ctrl-C cleans up, and no namespace is ever left behind.
+//!
+//! Without root or the tools these tests print "SKIP: ..." and pass, unless STATEWALL_REQUIRE_KERNEL_TESTS=1
+//! (CI), where they fail instead.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod common;
+use common::*;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn kernel_available() -> bool {
+    let why = if Command::new("id").arg("-u").output().map(|o| o.stdout != b"0\n").unwrap_or(true) {
+        Some("not root".to_string())
+    } else {
+        ["ip", "iptables-legacy", "iptables-legacy-restore", "iptables-legacy-save", "sysctl"]
+            .iter()
+            .find(|t| {
+                Command::new("sh")
+                    .args(["-c", &format!("command -v {t}")])
+                    .output()
+                    .map_or(true, |o| !o.status.success())
+            })
+            .map(|t| format!("{t} missing"))
+    };
+    match why {
+        None => true,
+        Some(why) => {
+            assert!(
+                std::env::var("STATEWALL_REQUIRE_KERNEL_TESTS").as_deref() != Ok("1"),
+                "kernel tests required (STATEWALL_REQUIRE_KERNEL_TESTS=1) but {why}"
+            );
+            eprintln!("SKIP: statewall verify needs root and iproute2/iptables-legacy: {why}");
+            false
+        }
+    }
+}
+
+/// Namespaces of the statewall process `pid` still present.
+fn leftovers(pid: u32) -> Vec<String> {
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let prefix = format!("sw{pid:x}-");
+    String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs verify; returns (exit code, stdout, stderr) after checking no namespace of that run survived.
+fn verify(args: &[&str]) -> (Option<i32>, String, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_statewall"))
+        .arg("verify")
+        .args(args)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(leftovers(pid), Vec::<String>::new(), "namespaces left behind");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn seed_example_agrees_with_the_kernel_for_every_seed_ruleset() {
+    if !kernel_available() {
+        return;
+    }
+    let pcap = seed("p2p.pcap");
+    for rules in ["rules.v4", "rules-notrack.v4", "rules-notrack-late.v4", "rules-notrack-fixed.v4"] {
+        let r = seed(rules);
+        let (code, out, err) = verify(&["--rules", &r, "--local", "192.0.2.10/24", "--max-gap", "2", &pcap]);
+        assert_eq!(code, Some(0), "{rules}:\n{out}\n{err}");
+        assert!(out.starts_with("AGREE"), "{rules}: {out}");
+        assert!(out.contains("fates 1765/1765 agree"), "{rules}: {out}");
+    }
+}
+
+#[test]
+fn a_kernel_configured_differently_is_caught() {
+    if !kernel_available() {
+        return;
+    }
+    // The kernel keeps UDP entries 90 s, the engine the default 30 s: the tables must disagree (exit 1), in
+    // every one of several captures verified in one run, each with its own topology.
+    let dir = scratch("verify_disagreement");
+    let pcap = seed("p2p.pcap");
+    let r = seed("rules.v4");
+    let (code, out, err) = verify(&[
+        "--rules",
+        &r,
+        "--local",
+        "192.0.2.10/24",
+        "--max-gap",
+        "1",
+        "--kernel-only-sysctl",
+        "net.netfilter.nf_conntrack_udp_timeout=90",
+        "--format",
+        "json",
+        "--out",
+        dir.to_str().unwrap(),
+        &pcap,
+        &pcap,
+    ]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["agree"], false);
+    let caps = v["captures"].as_array().unwrap();
+    assert_eq!(caps.len(), 2);
+    for c in caps {
+        assert_eq!(c["status"], "disagree");
+        assert_eq!(c["packets"]["differences"].as_array().unwrap().len(), 0, "fates still agree");
+        let diffs = c["conntrack"]["differences"].as_array().unwrap();
+        assert!(diffs.iter().any(|d| d["kind"] == "timeout" && d["kernel"].as_u64() > Some(60)), "{c}");
+    }
+    for f in ["retimed.pcap", "kernel-counters.txt", "engine-conntrack.txt", "fates.jsonl"] {
+        assert!(dir.join("001-p2p").join(f).exists(), "{f}");
+        assert!(dir.join("002-p2p").join(f).exists(), "{f}");
+    }
+}
+
+#[test]
+fn global_sysctls_are_refused() {
+    if !kernel_available() {
+        return;
+    }
+    let (code, _, err) = verify(&[
+        "--rules",
+        &seed("rules.v4"),
+        "--local",
+        "192.0.2.10/24",
+        "--sysctl",
+        "net.netfilter.nf_conntrack_max=10",
+        &seed("p2p.pcap"),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("nf_conntrack_max is global"), "{err}");
+}
+
+#[test]
+fn interrupting_removes_the_namespaces() {
+    if !kernel_available() {
+        return;
+    }
+    // No --max-gap: the capture's own timing (about 43 s), interrupted after a second.
+    let child = Command::new(env!("CARGO_BIN_EXE_statewall"))
+        .args(["verify", "--rules", &seed("rules.v4"), "--local", "192.0.2.10/24", &seed("p2p.pcap")])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut built = false;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(50));
+        if !leftovers(pid).is_empty() {
+            built = true;
+            break;
+        }
+    }
+    assert!(built, "the topology never appeared");
+    std::thread::sleep(Duration::from_millis(500));
+    Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert_eq!(leftovers(pid), Vec::<String>::new(), "namespaces left behind after Ctrl-C");
+}
+
+/// A small router capture: lan0 10.1.0.0/24, wan0 default route; forwarded TCP (with a retransmission), UDP,
+/// ICMP echo, a fragmented datagram, NEW from the WAN (dropped), pings to the router, a packet from it.
+mod router {
+    use std::net::Ipv4Addr;
+    use wire::checksum::{internet_checksum, l4_checksum_v4};
+
+    pub const HOST: &str = r#"
+forwarding = true
+[[interface]]
+name = "wan0"
+addresses = ["192.0.2.1/24"]
+[[interface]]
+name = "lan0"
+addresses = ["10.1.0.1/24"]
+[[route]]
+dst = "0.0.0.0/0"
+dev = "wan0"
+"#;
+
+    pub const RULES: &str = "*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -i lan0 -p icmp -j ACCEPT
+-A FORWARD -m conntrack --ctstate INVALID -j DROP
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -i lan0 -o wan0 -m conntrack --ctstate NEW -j ACCEPT
+COMMIT
+";
+
+    fn a(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn ip(src: &str, dst: &str, proto: u8, l4: &[u8], id: u16, frag: u16) -> Vec<u8> {
+        let mut h = vec![0x45, 0];
+        h.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+        h.extend_from_slice(&id.to_be_bytes());
+        h.extend_from_slice(&frag.to_be_bytes());
+        h.extend_from_slice(&[64, proto, 0, 0]);
+        h.extend_from_slice(&a(src).octets());
+        h.extend_from_slice(&a(dst).octets());
+        let c = internet_checksum(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        h.extend_from_slice(l4);
+        h
+    }
+
+    fn tcp(src: &str, dst: &str, ports: (u16, u16), seq: u32, ack: u32, flags: u8, data: &[u8]) -> Vec<u8> {
+        let mut s = Vec::new();
+        s.extend_from_slice(&ports.0.to_be_bytes());
+        s.extend_from_slice(&ports.1.to_be_bytes());
+        s.extend_from_slice(&seq.to_be_bytes());
+        s.extend_from_slice(&ack.to_be_bytes());
+        s.extend_from_slice(&[0x50, flags, 0xfa, 0xf0, 0, 0, 0, 0]);
+        s.extend_from_slice(data);
+        let c = l4_checksum_v4(a(src), a(dst), 6, &s);
+        s[16..18].copy_from_slice(&c.to_be_bytes());
+        ip(src, dst, 6, &s, 1, 0)
+    }
+
+    fn udp_seg(src: &str, dst: &str, sp: u16, dp: u16, data: &[u8]) -> Vec<u8> {
+        let mut s = Vec::new();
+        s.extend_from_slice(&sp.to_be_bytes());
+        s.extend_from_slice(&dp.to_be_bytes());
+        s.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+        s.extend_from_slice(&[0, 0]);
+        s.extend_from_slice(data);
+        let c = l4_checksum_v4(a(src), a(dst), 17, &s);
+        s[6..8].copy_from_slice(&c.to_be_bytes());
+        s
+    }
+
+    fn udp(src: &str, dst: &str, sp: u16, dp: u16, data: &[u8]) -> Vec<u8> {
+        ip(src, dst, 17, &udp_seg(src, dst, sp, dp, data), 1, 0)
+    }
+
+    fn echo(src: &str, dst: &str, kind: u8, id: u16) -> Vec<u8> {
+        let mut m = vec![kind, 0, 0, 0];
+        m.extend_from_slice(&id.to_be_bytes());
+        m.extend_from_slice(&[0, 1, b'p', b'i', b'n', b'g']);
+        let c = internet_checksum(&m);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        ip(src, dst, 1, &m, 1, 0)
+    }
+
+    pub fn pcap() -> Vec<u8> {
+        let (l, w, x, fw) = ("10.1.0.5", "198.51.100.7", "203.0.113.9", "10.1.0.1");
+        let web = (40000, 80);
+        let back = (80, 40000);
+        let seg = udp_seg(l, w, 6000, 7000, &[9; 40]);
+        let packets = vec![
+            tcp(l, w, web, 1000, 0, 0x02, b""),
+            tcp(w, l, back, 5000, 1001, 0x12, b""),
+            tcp(l, w, web, 1001, 5001, 0x10, b""),
+            tcp(l, w, web, 1001, 5001, 0x18, b"GET / HTTP/1.0\r\n\r\n"),
+            tcp(w, l, back, 5001, 1019, 0x18, b"HTTP/1.0 200 OK\r\n\r\nhello"),
+            tcp(w, l, back, 5001, 1019, 0x18, b"HTTP/1.0 200 OK\r\n\r\nhello"),
+            tcp(l, w, web, 1019, 5026, 0x11, b""),
+            tcp(w, l, back, 5026, 1020, 0x11, b""),
+            tcp(l, w, web, 1020, 5027, 0x10, b""),
+            tcp(x, l, (5555, 22), 1, 0, 0x02, b""),
+            udp(l, w, 5353, 53, b"query"),
+            udp(w, l, 53, 5353, b"answer"),
+            echo(l, w, 8, 7),
+            echo(w, l, 0, 7),
+            echo(x, fw, 8, 9),
+            echo(l, fw, 8, 9),
+            udp(fw, l, 123, 123, b"ntp"),
+            ip(l, w, 17, &seg[..24], 0x4242, 0x2000),
+            ip(l, w, 17, &seg[24..], 0x4242, 3),
+        ];
+        let mut w = wire::PcapWriter::new(Vec::new(), 1, true).unwrap();
+        for (i, p) in packets.iter().enumerate() {
+            let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
+            f.extend_from_slice(p);
+            w.write_packet(wire::Time(1_700_000_000_000_000_000 + i as u64 * 10_000_000), &f).unwrap();
+        }
+        w.into_inner().unwrap()
+    }
+}
+
+#[test]
+fn forward_mode_router_agrees() {
+    if !kernel_available() {
+        return;
+    }
+    let dir = scratch("verify_forward");
+    let (pcap, host, rules) = (dir.join("router.pcap"), dir.join("host.toml"), dir.join("router.v4"));
+    std::fs::write(&pcap, router::pcap()).unwrap();
+    std::fs::write(&host, router::HOST).unwrap();
+    std::fs::write(&rules, router::RULES).unwrap();
+    let (code, out, err) = verify(&[
+        "--rules",
+        rules.to_str().unwrap(),
+        "--host",
+        host.to_str().unwrap(),
+        "--max-gap",
+        "2",
+        "--format",
+        "json",
+        pcap.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &v["captures"][0];
+    assert_eq!(c["sent"], 19);
+    // Passed: the TCP exchange up to the data (twice the retransmitted reply), UDP, echo both ways, the lan
+    // ping to the router, the router's own packet, both fragments.
+    assert_eq!(c["packets"]["kernel_passed"], 14, "{c}");
+    assert!(c["conntrack"]["kernel_entries"].as_u64() >= Some(5), "{c}");
+}
