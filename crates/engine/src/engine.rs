@@ -288,8 +288,28 @@ impl Engine {
             ],
             PacketPath::Prerouting => &[(Table::Mangle, Hook::PreRouting)],
         };
+        // ip_forward() decrements the TTL after routing and before the FORWARD hook, and drops a packet whose
+        // TTL would expire (time exceeded) without running FORWARD at all.
+        let forwarded = match path {
+            PacketPath::Forward => {
+                let mut p = pkt.clone();
+                p.ip.ttl = p.ip.ttl.saturating_sub(1);
+                Some(p)
+            }
+            _ => None,
+        };
         for &(table, hook) in hooks {
-            self.table(now, pkt, pkttype, table, hook, walk)?;
+            let seen = match (&forwarded, hook) {
+                (Some(f), Hook::Forward | Hook::PostRouting) => {
+                    if pkt.ip.ttl <= 1 {
+                        decision.route_reason = Some("not forwarded: TTL exceeded (ip_forward)");
+                        return Err((rules::Verdict::Drop, None));
+                    }
+                    f
+                }
+                _ => pkt,
+            };
+            self.table(now, seen, pkttype, table, hook, walk)?;
         }
         if path == PacketPath::Prerouting {
             // The routing decision drops it: no rule decides, and the unconfirmed entry dies with it.
@@ -639,6 +659,29 @@ mod tests {
         assert_eq!(e.rule_state().policy_counters(Table::Filter, "FORWARD"), Some((0, 0)));
         assert_eq!(e.conntrack().len(), 0);
         assert_eq!(e.conntrack().count(), 0);
+    }
+
+    #[test]
+    fn forwarding_decrements_ttl_before_forward_and_drops_expiring_packets() {
+        let rules = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+            -A FORWARD -m ttl --ttl-eq 63\nCOMMIT\n";
+        let rs = rules::parse(rules).unwrap();
+        let mut host = Host::with_locals(&["192.0.2.10/24".parse().unwrap()]);
+        host.set_forwarding(true);
+        let mut e = Engine::new(rs, host, conntrack::Config::default());
+        let d = send(&mut e, 0, &udp(PEER, [203, 0, 113, 9], 1, 2));
+        assert_eq!(d.verdict, Some(Verdict::Accept));
+        assert_eq!(
+            e.rule_state().rule_counters(Table::Filter, "FORWARD", 1).unwrap().0,
+            1,
+            "TTL 64 seen as 63"
+        );
+        let mut low = udp(PEER, [203, 0, 113, 9], 3, 4);
+        low[8] = 1; // TTL 1 (the checksum is not checked on this path)
+        let d = send(&mut e, 1, &low);
+        assert_eq!((d.verdict, d.rule.clone()), (Some(Verdict::Drop), None));
+        assert!(d.route_reason.is_some());
+        assert_eq!(e.rule_state().policy_counters(Table::Filter, "FORWARD").unwrap().0, 1);
     }
 
     #[test]

@@ -275,6 +275,11 @@ impl Host {
         self.forwarding
     }
 
+    /// The multicast groups the host has joined (224.0.0.1 always).
+    pub fn multicast_groups(&self) -> &[IpAddr] {
+        &self.groups
+    }
+
     fn build(mut interfaces: Vec<Interface>, mut routes: Vec<Route>) -> Host {
         interfaces.insert(
             0,

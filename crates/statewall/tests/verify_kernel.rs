@@ -11,65 +11,6 @@ use common::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn kernel_available() -> bool {
-    let why = if Command::new("id").arg("-u").output().map(|o| o.stdout != b"0\n").unwrap_or(true) {
-        Some("not root".to_string())
-    } else {
-        ["ip", "iptables-legacy", "iptables-legacy-restore", "iptables-legacy-save", "sysctl"]
-            .iter()
-            .find(|t| {
-                Command::new("sh")
-                    .args(["-c", &format!("command -v {t}")])
-                    .output()
-                    .map_or(true, |o| !o.status.success())
-            })
-            .map(|t| format!("{t} missing"))
-    };
-    match why {
-        None => true,
-        Some(why) => {
-            assert!(
-                std::env::var("STATEWALL_REQUIRE_KERNEL_TESTS").as_deref() != Ok("1"),
-                "kernel tests required (STATEWALL_REQUIRE_KERNEL_TESTS=1) but {why}"
-            );
-            eprintln!("SKIP: statewall verify needs root and iproute2/iptables-legacy: {why}");
-            false
-        }
-    }
-}
-
-/// Namespaces of the statewall process `pid` still present.
-fn leftovers(pid: u32) -> Vec<String> {
-    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let prefix = format!("sw{pid:x}-");
-    String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&prefix))
-        .map(str::to_string)
-        .collect()
-}
-
-/// Runs verify; returns (exit code, stdout, stderr) after checking no namespace of that run survived.
-fn verify(args: &[&str]) -> (Option<i32>, String, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_statewall"))
-        .arg("verify")
-        .args(args)
-        .current_dir(root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(leftovers(pid), Vec::<String>::new(), "namespaces left behind");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn seed_example_agrees_with_the_kernel_for_every_seed_ruleset() {
     if !kernel_available() {
