@@ -106,6 +106,9 @@ pub enum Disposition {
     FragmentHeld,
     /// A fragment dropped by defragmentation (overlap, too big, timeout...).
     FragmentDropped { reason: &'static str },
+    /// Dropped by IPv4 input (`ip_rcv_core`) before any netfilter hook: bad header checksum. No chain sees it
+    /// and conntrack never does.
+    IpInputDrop { reason: &'static str },
 }
 
 /// The engine's answer for one packet.

@@ -114,15 +114,32 @@ impl Engine {
         self.now
     }
 
-    /// One captured frame of link type `linktype` (pcap LINKTYPE_* numbers).
+    /// One captured frame of link type `linktype` (pcap LINKTYPE_* numbers), as long on the wire as captured.
     pub fn handle_packet(&mut self, now: Time, linktype: u32, frame: &[u8]) -> Decision {
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        self.handle_packet_on_wire(now, linktype, frame, len)
+    }
+
+    /// One captured frame whose length on the wire was `wire_len` (the capture's original length: a snaplen
+    /// cuts what was captured, not what the kernel received).
+    pub fn handle_packet_on_wire(
+        &mut self,
+        now: Time,
+        linktype: u32,
+        frame: &[u8],
+        wire_len: u32,
+    ) -> Decision {
         self.stats.packets += 1;
         let now = self.advance(now);
         if self.poll_timeout().is_some_and(|t| t <= now) {
             self.handle_timeout(now);
         }
         let d = match wire::link::strip_link(linktype, frame) {
-            Ok(f) => self.handle_ip_at(now, f.ip, f.pkttype),
+            Ok(f) => {
+                let link_header = frame.len().saturating_sub(f.ip.len());
+                let ip_wire_len = (wire_len as usize).max(frame.len()).saturating_sub(link_header);
+                self.handle_ip_at(now, f.ip, f.pkttype, ip_wire_len)
+            }
             Err(wire::DecodeError::NotIp(t)) => Decision::unfiltered(Disposition::NotIp { ethertype: t }),
             Err(e) => Decision::unfiltered(Disposition::Undecodable { reason: e.to_string() }),
         };
@@ -137,18 +154,38 @@ impl Engine {
         if self.poll_timeout().is_some_and(|t| t <= now) {
             self.handle_timeout(now);
         }
-        let d = self.handle_ip_at(now, bytes, pkttype);
+        let d = self.handle_ip_at(now, bytes, pkttype, bytes.len());
         self.stats.peak_entries = self.stats.peak_entries.max(self.ct.len());
         d
     }
 
-    fn handle_ip_at(&mut self, now: Time, bytes: &[u8], pkttype: PktType) -> Decision {
+    /// `wire_len`: the datagram's length as received (at least the captured bytes).
+    fn handle_ip_at(&mut self, now: Time, bytes: &[u8], pkttype: PktType, wire_len: usize) -> Decision {
         let pkt = match wire::decode_ip(bytes) {
             Ok(p) => p,
             Err(e) => return Decision::unfiltered(Disposition::Undecodable { reason: e.to_string() }),
         };
         if !pkt.is_v4() {
             return Decision::unfiltered(Disposition::NotFiltered { reason: "IPv6: no IPv6 ruleset" });
+        }
+        // ip_rcv_core validates the header of packets arriving from a device before NF_INET_PRE_ROUTING: a bad
+        // header checksum (e.g. a capture taken on the sender with checksum offload) never reaches netfilter.
+        // Locally generated packets get their header checksum filled in by the stack.
+        let (route, _, _) = self.host.classify(pkt.ip.src, pkt.ip.dst);
+        let from_wire = !matches!(route, PathKind::Output | PathKind::Loopback);
+        if from_wire && !wire::checksum::ipv4_header_ok(bytes) {
+            let mut d = Decision::unfiltered(Disposition::IpInputDrop { reason: "bad IPv4 header checksum" });
+            d.verdict = Some(Verdict::Drop);
+            d.flow = Some(crate::decision::FlowSummary::of(&pkt));
+            return d;
+        }
+        // ... and drops a datagram shorter on the wire than its header's total length.
+        if from_wire && wire_len < pkt.ip.total_len {
+            let reason = "truncated: shorter on the wire than its IPv4 total length";
+            let mut d = Decision::unfiltered(Disposition::IpInputDrop { reason });
+            d.verdict = Some(Verdict::Drop);
+            d.flow = Some(crate::decision::FlowSummary::of(&pkt));
+            return d;
         }
         // Defragmentation runs first (priority -400), before the raw table: the rules and conntrack only ever
         // see whole datagrams (nf_defrag_ipv4).
@@ -677,12 +714,34 @@ mod tests {
             "TTL 64 seen as 63"
         );
         let mut low = udp(PEER, [203, 0, 113, 9], 3, 4);
-        low[8] = 1; // TTL 1 (the checksum is not checked on this path)
+        low[8] = 1; // TTL 1, with a fixed-up header checksum
+        low[10] = 0;
+        low[11] = 0;
+        let c = wire::checksum::internet_checksum(&low[..20]);
+        low[10..12].copy_from_slice(&c.to_be_bytes());
         let d = send(&mut e, 1, &low);
         assert_eq!((d.verdict, d.rule.clone()), (Some(Verdict::Drop), None));
         assert!(d.route_reason.is_some());
         assert_eq!(e.rule_state().policy_counters(Table::Filter, "FORWARD").unwrap().0, 1);
     }
+
+    #[test]
+    fn bad_header_checksum_from_the_wire_never_reaches_netfilter() {
+        let mut e = engine(STATEWALL_COUNT);
+        let mut p = udp(PEER, HOST, 5000, 53);
+        p[10] ^= 0xff;
+        let d = send(&mut e, 0, &p);
+        assert!(matches!(d.disposition, Disposition::IpInputDrop { .. }));
+        assert_eq!(d.verdict, Some(Verdict::Drop));
+        assert_eq!(e.rule_state().policy_counters(Table::Filter, "INPUT"), Some((0, 0)));
+        // Locally generated: the stack fills the checksum in, so a bad one in the capture is irrelevant.
+        let mut p = udp(HOST, PEER, 5000, 53);
+        p[10] ^= 0xff;
+        assert_eq!(send(&mut e, 1, &p).disposition, Disposition::Filtered);
+    }
+
+    const STATEWALL_COUNT: &str =
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
 
     #[test]
     fn loopback_goes_out_and_back_in() {

@@ -182,6 +182,8 @@ pub enum AddrKind {
 pub struct Host {
     interfaces: Vec<Interface>,
     routes: Vec<Route>,
+    /// The routes given by the user (the rest of `routes` are the connected subnets).
+    explicit_routes: Vec<Route>,
     /// `net.ipv4.ip_forward` (kernel default 0).
     forwarding: bool,
     /// IPv4 multicast groups joined (the kernel always joins 224.0.0.1 on an up interface).
@@ -275,12 +277,18 @@ impl Host {
         self.forwarding
     }
 
+    /// The routes the user gave (default routes included), without the connected subnets.
+    pub fn explicit_routes(&self) -> &[Route] {
+        &self.explicit_routes
+    }
+
     /// The multicast groups the host has joined (224.0.0.1 always).
     pub fn multicast_groups(&self) -> &[IpAddr] {
         &self.groups
     }
 
     fn build(mut interfaces: Vec<Interface>, mut routes: Vec<Route>) -> Host {
+        let explicit_routes = routes.clone();
         interfaces.insert(
             0,
             Interface {
@@ -298,7 +306,7 @@ impl Host {
             }
         }
         let groups = vec![IpAddr::V4(Ipv4Addr::new(224, 0, 0, 1))];
-        Host { interfaces, routes, forwarding: false, groups }
+        Host { interfaces, routes, explicit_routes, forwarding: false, groups }
     }
 
     pub fn interfaces(&self) -> &[Interface] {

@@ -49,6 +49,8 @@ pub struct Summary {
     pub undecodable_reasons: BTreeMap<String, u64>,
     pub fragments_held: u64,
     pub fragments_dropped: u64,
+    /// Dropped by IPv4 input before any hook (bad header checksum).
+    pub ip_input_drops: u64,
     pub reject_replies: u64,
     pub conntrack_drops: u64,
     pub clock_regressions: u64,
@@ -103,7 +105,7 @@ pub fn run_engine(
             partial: c.capture.truncated.as_ref().map(|e| e.to_string()),
         });
         for r in &c.capture.records {
-            let d = engine.handle_packet(r.ts, r.linktype, &r.data);
+            let d = engine.handle_packet_on_wire(r.ts, r.linktype, &r.data, r.origlen);
             let now = engine.now();
             account(&mut s, &d);
             let len = engine.conntrack().len();
@@ -192,6 +194,7 @@ fn account(s: &mut Summary, d: &Decision) {
         }
         Disposition::FragmentHeld => s.fragments_held += 1,
         Disposition::FragmentDropped { .. } => s.fragments_dropped += 1,
+        Disposition::IpInputDrop { .. } => s.ip_input_drops += 1,
     }
 }
 
@@ -210,6 +213,7 @@ pub fn verdict_line(p: &PacketResult, multi_file: bool) -> String {
         Disposition::NotFiltered { reason } => ("not-filtered", Some((*reason).to_string())),
         Disposition::FragmentHeld => ("fragment-held", None),
         Disposition::FragmentDropped { reason } => ("fragment-dropped", Some((*reason).to_string())),
+        Disposition::IpInputDrop { reason } => ("ip-input-drop", Some((*reason).to_string())),
     };
     o.insert("path".into(), d.path.map(PacketPath::as_str).into());
     o.insert("verdict".into(), d.verdict.map(Verdict::as_str).into());

@@ -71,6 +71,13 @@ pub fn summary_body(o: &mut String, s: &Summary, engine: &Engine, rules: &Path) 
     for (r, n) in &s.undecodable_reasons {
         writeln!(o, "    {n:>6}  {r}")?;
     }
+    if s.ip_input_drops > 0 {
+        writeln!(
+            o,
+            "  IP input    {:>8}  dropped by IPv4 input before PREROUTING (bad header checksum, truncated)",
+            s.ip_input_drops
+        )?;
+    }
     if s.fragments_held + s.fragments_dropped > 0 {
         writeln!(
             o,

@@ -110,7 +110,9 @@ pub fn engine_fate(d: &Decision) -> Option<Fate> {
                 && matches!(d.verdict, None | Some(Verdict::Accept));
             Some(if passed { Fate::Passed } else { Fate::Dropped })
         }
-        Disposition::Undecodable { .. } | Disposition::FragmentDropped { .. } => Some(Fate::Dropped),
+        Disposition::Undecodable { .. }
+        | Disposition::FragmentDropped { .. }
+        | Disposition::IpInputDrop { .. } => Some(Fate::Dropped),
         Disposition::FragmentHeld | Disposition::NotIp { .. } | Disposition::NotFiltered { .. } => None,
     }
 }

@@ -183,6 +183,11 @@ impl Topology {
             batch.push_str(&format!("link set dev {} up\n", p.fw_if));
         }
         for (p, iface) in self.peers.iter().zip(&plan.interfaces) {
+            for (a, len) in &iface.routes {
+                let mask = if *len == 0 { 0 } else { u32::MAX << (32 - u32::from((*len).min(32))) };
+                let net = std::net::Ipv4Addr::from(u32::from(*a) & mask);
+                batch.push_str(&format!("route replace {net}/{len} dev {}\n", p.fw_if));
+            }
             for a in &iface.remotes {
                 batch.push_str(&format!(
                     "neigh replace {a} lladdr {} dev {} nud permanent\n",

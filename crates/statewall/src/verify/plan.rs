@@ -68,6 +68,9 @@ pub struct Iface {
     /// Remote unicast addresses the host model routes through this interface (neighbour entries, and a /32
     /// route when no connected subnet of the interface covers them).
     pub remotes: BTreeSet<Ipv4Addr>,
+    /// The host model's own IPv4 routes through this interface (e.g. the default route), so that the kernel
+    /// routes what the model routes, multicast included.
+    pub routes: Vec<(Ipv4Addr, u8)>,
 }
 
 /// The whole plan for one capture.
@@ -98,6 +101,15 @@ impl Plan {
                     })
                     .collect(),
                 remotes: BTreeSet::new(),
+                routes: host
+                    .explicit_routes()
+                    .iter()
+                    .filter(|r| r.dev == i.name)
+                    .filter_map(|r| match r.dst.addr {
+                        IpAddr::V4(a) => Some((a, r.dst.len)),
+                        IpAddr::V6(_) => None,
+                    })
+                    .collect(),
             })
             .collect();
         let mut plan = Plan { steps: Vec::new(), interfaces, local_protos: BTreeSet::new(), max_ip_len: 0 };
