@@ -26,6 +26,41 @@ fn seed_example_agrees_with_the_kernel_for_every_seed_ruleset() {
     }
 }
 
+/// With the capture's own timing (43 s): the UDP 2-second stream rule, ASSURED and the remaining timeouts are
+/// compared on a real clock, not a compressed one.
+#[test]
+fn seed_example_agrees_in_real_time() {
+    if !kernel_available() {
+        return;
+    }
+    let (code, out, err) =
+        verify(&["--rules", &seed("rules.v4"), "--local", "192.0.2.10/24", &seed("p2p.pcap")]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("fates 1765/1765 agree"), "{out}");
+}
+
+/// The nft backend of iptables (the same rules through nf_tables' xt compatibility) agrees too.
+#[test]
+fn seed_example_agrees_with_the_nft_backend() {
+    if !kernel_available() {
+        return;
+    }
+    let nft = std::process::Command::new("sh").args(["-c", "command -v iptables-nft-restore"]).output();
+    if !nft.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIP: iptables-nft-restore not installed");
+        return;
+    }
+    for rules in ["rules.v4", "rules-notrack.v4"] {
+        let args =
+            ["--rules", &seed(rules), "--local", "192.0.2.10/24", "--backend", "nft", "--max-gap", "2"];
+        let pcap = seed("p2p.pcap");
+        let mut all: Vec<&str> = args.to_vec();
+        all.push(&pcap);
+        let (code, out, err) = verify(&all);
+        assert_eq!(code, Some(0), "{rules}:\n{out}\n{err}");
+    }
+}
+
 #[test]
 fn a_kernel_configured_differently_is_caught() {
     if !kernel_available() {
