@@ -50,6 +50,14 @@ pub struct Config {
     pub generic_timeout: u32,
     pub gre_timeout: u32,
     pub gre_timeout_stream: u32,
+    pub sctp_timeout_closed: u32,
+    pub sctp_timeout_cookie_wait: u32,
+    pub sctp_timeout_cookie_echoed: u32,
+    pub sctp_timeout_established: u32,
+    pub sctp_timeout_shutdown_sent: u32,
+    pub sctp_timeout_shutdown_recd: u32,
+    pub sctp_timeout_shutdown_ack_sent: u32,
+    pub sctp_timeout_heartbeat_sent: u32,
     /// `nf_conntrack_checksum`: verify L4 checksums at PREROUTING.
     pub checksum: bool,
     /// `nf_conntrack_max`; 0 means no limit (6.18 behaviour, reference §9 T8b).
@@ -92,6 +100,14 @@ impl Default for Config {
             generic_timeout: 600,
             gre_timeout: 30,
             gre_timeout_stream: 180,
+            sctp_timeout_closed: 10,
+            sctp_timeout_cookie_wait: 3,
+            sctp_timeout_cookie_echoed: 3,
+            sctp_timeout_established: 210,
+            sctp_timeout_shutdown_sent: 3,
+            sctp_timeout_shutdown_recd: 3,
+            sctp_timeout_shutdown_ack_sent: 3,
+            sctp_timeout_heartbeat_sent: 30,
             checksum: true,
             max: 262_144,
             buckets: 262_144,
@@ -174,6 +190,16 @@ impl Config {
             "nf_conntrack_generic_timeout" => timeout(&mut self.generic_timeout),
             "nf_conntrack_gre_timeout" => timeout(&mut self.gre_timeout),
             "nf_conntrack_gre_timeout_stream" => timeout(&mut self.gre_timeout_stream),
+            "nf_conntrack_sctp_timeout_closed" => timeout(&mut self.sctp_timeout_closed),
+            "nf_conntrack_sctp_timeout_cookie_wait" => timeout(&mut self.sctp_timeout_cookie_wait),
+            "nf_conntrack_sctp_timeout_cookie_echoed" => timeout(&mut self.sctp_timeout_cookie_echoed),
+            "nf_conntrack_sctp_timeout_established" => timeout(&mut self.sctp_timeout_established),
+            "nf_conntrack_sctp_timeout_shutdown_sent" => timeout(&mut self.sctp_timeout_shutdown_sent),
+            "nf_conntrack_sctp_timeout_shutdown_recd" => timeout(&mut self.sctp_timeout_shutdown_recd),
+            "nf_conntrack_sctp_timeout_shutdown_ack_sent" => {
+                timeout(&mut self.sctp_timeout_shutdown_ack_sent)
+            }
+            "nf_conntrack_sctp_timeout_heartbeat_sent" => timeout(&mut self.sctp_timeout_heartbeat_sent),
             "nf_conntrack_checksum" => boolean(&mut self.checksum),
             "nf_conntrack_acct" => boolean(&mut self.acct),
             "nf_conntrack_timestamp" => boolean(&mut self.timestamp),
@@ -244,6 +270,43 @@ mod tests {
         assert_eq!(c.max, 0);
         c.set("nf_conntrack_acct", "1").unwrap();
         assert!(c.acct);
+    }
+
+    #[test]
+    fn every_tcp_and_sctp_sysctl_of_the_kernel_is_settable() {
+        // Documentation/networking/nf_conntrack-sysctl.rst (6.18) and /proc/sys/net/netfilter
+        let keys = [
+            "nf_conntrack_tcp_be_liberal",
+            "nf_conntrack_tcp_ignore_invalid_rst",
+            "nf_conntrack_tcp_loose",
+            "nf_conntrack_tcp_max_retrans",
+            "nf_conntrack_tcp_timeout_close",
+            "nf_conntrack_tcp_timeout_close_wait",
+            "nf_conntrack_tcp_timeout_established",
+            "nf_conntrack_tcp_timeout_fin_wait",
+            "nf_conntrack_tcp_timeout_last_ack",
+            "nf_conntrack_tcp_timeout_max_retrans",
+            "nf_conntrack_tcp_timeout_syn_recv",
+            "nf_conntrack_tcp_timeout_syn_sent",
+            "nf_conntrack_tcp_timeout_time_wait",
+            "nf_conntrack_tcp_timeout_unacknowledged",
+            "nf_conntrack_sctp_timeout_closed",
+            "nf_conntrack_sctp_timeout_cookie_wait",
+            "nf_conntrack_sctp_timeout_cookie_echoed",
+            "nf_conntrack_sctp_timeout_established",
+            "nf_conntrack_sctp_timeout_shutdown_sent",
+            "nf_conntrack_sctp_timeout_shutdown_recd",
+            "nf_conntrack_sctp_timeout_shutdown_ack_sent",
+            "nf_conntrack_sctp_timeout_heartbeat_sent",
+        ];
+        let mut c = Config::default();
+        for k in keys {
+            c.set(&format!("net.netfilter.{k}"), "1").unwrap();
+        }
+        assert_eq!((c.sctp_timeout_established, c.tcp_timeout_close, c.tcp_max_retrans), (1, 1, 1));
+        assert!(c.tcp_be_liberal && c.tcp_ignore_invalid_rst && c.tcp_loose);
+        c.set("net.netfilter.nf_conntrack_max", "64").unwrap();
+        assert_eq!(c.max, 64);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::fmt;
 
 use wire::Time;
 
+use crate::sctp::{SctpConn, SctpState};
 use crate::tcp::{TcpConn, TcpState};
 use crate::tuple::Tuple;
 
@@ -140,10 +141,45 @@ impl CtInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId(pub(crate) u32, pub(crate) u32);
 
-/// What `-j CT` attached in the raw table; used only when a packet creates an entry.
+/// Which directions a conntrack zone applies to (`CT --zone` / `--zone-orig` / `--zone-reply`,
+/// `NF_CT_ZONE_DIR_*`). A zone bound to one direction only is the default zone (0) for the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ZoneDir {
+    /// `--zone N`: both directions (`NF_CT_DEFAULT_ZONE_DIR`).
+    #[default]
+    Both,
+    /// `--zone-orig N`: only the original direction.
+    Orig,
+    /// `--zone-reply N`: only the reply direction.
+    Reply,
+}
+
+impl ZoneDir {
+    /// Does a zone with these directions apply to direction `dir` (`nf_ct_zone_id`)?
+    pub fn applies(self, dir: Dir) -> bool {
+        match self {
+            ZoneDir::Both => true,
+            ZoneDir::Orig => dir == Dir::Original,
+            ZoneDir::Reply => dir == Dir::Reply,
+        }
+    }
+    /// The zone id seen in direction `dir` for zone `id` with these directions (`nf_ct_zone_id`).
+    pub fn id(self, id: u16, dir: Dir) -> u16 {
+        if self.applies(dir) {
+            id
+        } else {
+            0
+        }
+    }
+}
+
+/// What `-j CT` attached in the raw table; used only when a packet creates an entry (and, for
+/// the zone, to look the packet up, as `nf_ct_zone_tmpl`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Template {
     pub zone: u16,
+    /// Directions the zone applies to (`--zone-orig` / `--zone-reply`; `Both` for `--zone`).
+    pub zone_dir: ZoneDir,
     /// Helper name (`--helper`); recorded on the entry (HELPER status bit, `helper=` in `conntrack -L`).
     pub helper: Option<String>,
 }
@@ -170,6 +206,7 @@ pub(crate) enum ProtoState {
         timeout: u32,
         stream_timeout: u32,
     },
+    Sctp(SctpConn),
     Generic,
 }
 
@@ -180,6 +217,9 @@ pub struct Conn {
     pub(crate) status: Status,
     pub(crate) mark: u32,
     pub(crate) zone: u16,
+    pub(crate) zone_dir: ZoneDir,
+    /// Cached event bits (`nf_conntrack_ecache`), delivered at the confirm hook.
+    pub(crate) ecache: u8,
     /// Has the timestamp extension (`nf_conntrack_timestamp=1` at creation).
     pub(crate) tstamp: bool,
     pub(crate) gen: u32,
@@ -212,8 +252,17 @@ impl Conn {
     pub fn mark(&self) -> u32 {
         self.mark
     }
+    /// The zone id (as given to `CT --zone`/`--zone-orig`/`--zone-reply`).
     pub fn zone(&self) -> u16 {
         self.zone
+    }
+    /// The directions the zone applies to.
+    pub fn zone_dir(&self) -> ZoneDir {
+        self.zone_dir
+    }
+    /// The zone id used for lookups of direction `dir` (`nf_ct_zone_id`).
+    pub fn zone_id(&self, dir: Dir) -> u16 {
+        self.zone_dir.id(self.zone, dir)
     }
     pub fn helper(&self) -> Option<&str> {
         self.helper.as_deref()
@@ -240,6 +289,21 @@ impl Conn {
     pub fn tcp_state(&self) -> Option<TcpState> {
         match &self.proto {
             ProtoState::Tcp(t) => Some(t.state),
+            _ => None,
+        }
+    }
+    /// SCTP state, for SCTP entries.
+    pub fn sctp_state(&self) -> Option<SctpState> {
+        match &self.proto {
+            ProtoState::Sctp(s) => Some(s.state),
+            _ => None,
+        }
+    }
+    /// The protocol state name `/proc` and `conntrack -L` print (TCP and SCTP), if any.
+    pub fn proto_state_name(&self) -> Option<&'static str> {
+        match &self.proto {
+            ProtoState::Tcp(t) => Some(t.state.name()),
+            ProtoState::Sctp(s) => Some(s.state.name()),
             _ => None,
         }
     }

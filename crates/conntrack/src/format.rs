@@ -6,6 +6,12 @@
 //!   IPv6 addresses are printed like `%pI6` (eight 4-digit groups, no compression).
 //! - [`write_conntrack_l`] writes `conntrack -L` lines (libnetfilter_conntrack's default output):
 //!   no L3 columns, `zone=` only when non-zero, `helper=` when set, `use=1`, compressed IPv6.
+//! - [`write_conntrack_l_extended`]: `conntrack -L -o extended` (the same with the L3 columns).
+//! - `zone-orig=N` / `zone-reply=N` follow the tuple of their direction; `zone=N` (direction-less
+//!   zones) comes after the mark (always in `/proc`, only when non-zero in `conntrack -L`).
+//! - [`write_stats_conntrack_s`] / [`write_proc_stat`]: `conntrack -S` and `/proc/net/stat/nf_conntrack`.
+//! - [`write_event`]: a `conntrack -E -o timestamp` line. Event messages carry no `use=`, the mark only
+//!   when non-zero (or just changed), and counters / `delta-time` only in DESTROY messages.
 //! - Entries come in the table's deterministic order (not the kernel's hash order).
 
 use std::fmt::{self, Write};
@@ -13,10 +19,11 @@ use std::net::IpAddr;
 
 use wire::Time;
 
-use crate::conn::{Conn, Status};
+use crate::conn::{Conn, Dir, Status, ZoneDir};
+use crate::event::{Event, EventKind};
 use crate::table::Conntrack;
 use crate::tuple::{
-    Tuple, TupleL4, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE,
+    Tuple, TupleL4, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE,
 };
 
 /// L4 protocol name as the kernel's `/proc` prints it (`l4proto_name`).
@@ -28,7 +35,7 @@ fn proc_l4_name(proto: u8) -> &'static str {
         PROTO_ICMPV6 => "icmpv6",
         PROTO_UDPLITE => "udplite",
         PROTO_GRE => "gre",
-        132 => "sctp",
+        PROTO_SCTP => "sctp",
         _ => "unknown",
     }
 }
@@ -42,7 +49,7 @@ fn lib_l4_name(proto: u8) -> &'static str {
         PROTO_ICMPV6 => "icmpv6",
         PROTO_UDPLITE => "udplite",
         PROTO_GRE => "gre",
-        132 => "sctp",
+        PROTO_SCTP => "sctp",
         33 => "dccp",
         _ => "unknown",
     }
@@ -105,68 +112,162 @@ fn write_flag(out: &mut dyn Write, s: Status) -> fmt::Result {
     }
 }
 
-/// One `/proc/net/nf_conntrack` line for `c` at `now` (with the newline).
-pub fn write_proc_line(c: &Conn, now: Time, out: &mut dyn Write) -> fmt::Result {
-    let (l3, l3num) = match c.orig().src {
+/// `zone-orig=N ` / `zone-reply=N ` after the tuple of `dir` when the zone is bound to that
+/// direction only. `/proc` (`ct_show_zone`) prints it even for id 0; netlink omits id 0.
+fn write_dir_zone(out: &mut dyn Write, c: &Conn, dir: Dir, proc_style: bool) -> fmt::Result {
+    if c.zone() == 0 && !proc_style {
+        return Ok(());
+    }
+    match (c.zone_dir(), dir) {
+        (ZoneDir::Orig, Dir::Original) => write!(out, "zone-orig={} ", c.zone()),
+        (ZoneDir::Reply, Dir::Reply) => write!(out, "zone-reply={} ", c.zone()),
+        _ => Ok(()),
+    }
+}
+
+fn l3_columns(c: &Conn) -> (&'static str, u8) {
+    match c.orig().src {
         IpAddr::V4(_) => ("ipv4", 2),
         IpAddr::V6(_) => ("ipv6", 10),
-    };
+    }
+}
+
+/// `delta-time` as libnetfilter_conntrack computes it: whole seconds of the stop time (or of now)
+/// minus whole seconds of the start time.
+fn lib_delta(start: Time, stop: Time) -> u64 {
+    (stop.0 / Time::NANOS_PER_SEC).saturating_sub(start.0 / Time::NANOS_PER_SEC)
+}
+
+/// One `/proc/net/nf_conntrack` line for `c` at `now` (with the newline).
+pub fn write_proc_line(c: &Conn, now: Time, out: &mut dyn Write) -> fmt::Result {
+    let (l3, l3num) = l3_columns(c);
     let proto = c.l4proto();
     write!(out, "{l3:<8} {l3num} {:<8} {proto} ", proc_l4_name(proto))?;
     if !c.status().contains(Status::OFFLOAD) {
         write!(out, "{} ", c.remaining_secs(now))?;
     }
-    if let Some(s) = c.tcp_state() {
+    if let Some(s) = c.proto_state_name() {
         write!(out, "{s} ")?;
     }
     if let Some((t, st)) = c.gre_timeouts() {
         write!(out, "timeout={t}, stream_timeout={st} ")?;
     }
     write_tuple(out, c.orig(), true)?;
+    write_dir_zone(out, c, Dir::Original, true)?;
     write_counter(out, c, 0)?;
     if !c.status().seen_reply() {
         out.write_str("[UNREPLIED] ")?;
     }
     write_tuple(out, c.reply(), true)?;
+    write_dir_zone(out, c, Dir::Reply, true)?;
     write_counter(out, c, 1)?;
     write_flag(out, c.status())?;
     write!(out, "mark={} ", c.mark())?;
-    write!(out, "zone={} ", c.zone())?;
+    if c.zone_dir() == ZoneDir::Both {
+        // `zone=0` included (ct_show_zone)
+        write!(out, "zone={} ", c.zone())?;
+    }
     if let Some(start) = c.timestamp_start() {
         write!(out, "delta-time={} ", now.nanos_since(start) / Time::NANOS_PER_SEC)?;
     }
     out.write_str("use=2\n")
 }
 
-/// One `conntrack -L` line for `c` at `now` (with the newline).
-pub fn write_conntrack_l_line(c: &Conn, now: Time, out: &mut dyn Write) -> fmt::Result {
+/// What a libnetfilter_conntrack-style line is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LibStyle {
+    /// `conntrack -L` (`extended`: with the L3 columns, `-o extended`).
+    List { extended: bool },
+    /// A `conntrack -E` message.
+    Event { kind: EventKind, mark_changed: bool },
+}
+
+/// A line in libnetfilter_conntrack's default format (`__snprintf_conntrack_default`), without
+/// the newline and without a trailing space.
+fn write_lib(c: &Conn, now: Time, style: LibStyle, out: &mut dyn Write) -> fmt::Result {
+    let mut line = String::new();
+    let w: &mut dyn Write = &mut line;
     let proto = c.l4proto();
-    write!(out, "{:<8} {proto} ", lib_l4_name(proto))?;
-    write!(out, "{} ", c.remaining_secs(now))?;
-    if let Some(s) = c.tcp_state() {
-        write!(out, "{s} ")?;
+    if let LibStyle::List { extended: true } = style {
+        let (l3, l3num) = l3_columns(c);
+        write!(w, "{l3:<8} {l3num} ")?;
     }
-    write_tuple(out, c.orig(), false)?;
-    write_counter(out, c, 0)?;
+    write!(w, "{:<8} {proto} ", lib_l4_name(proto))?;
+    let destroy = matches!(style, LibStyle::Event { kind: EventKind::Destroy, .. });
+    let remaining = c.remaining_secs(now);
+    // ctnetlink_dump_timeout: skipped when zero for DESTROY messages
+    if !(destroy && remaining == 0) {
+        write!(w, "{remaining} ")?;
+    }
+    if let Some(s) = c.proto_state_name() {
+        write!(w, "{s} ")?;
+    }
+    // counters and the timestamp are in dumps and in DESTROY events only
+    let with_acct = !matches!(style, LibStyle::Event { kind: EventKind::New | EventKind::Update, .. });
+    write_tuple(w, c.orig(), false)?;
+    write_dir_zone(w, c, Dir::Original, false)?;
+    if with_acct {
+        write_counter(w, c, 0)?;
+    }
     if !c.status().seen_reply() {
-        out.write_str("[UNREPLIED] ")?;
+        w.write_str("[UNREPLIED] ")?;
     }
-    write_tuple(out, c.reply(), false)?;
-    write_counter(out, c, 1)?;
-    write_flag(out, c.status())?;
-    write!(out, "mark={} ", c.mark())?;
-    if c.zone() != 0 {
-        write!(out, "zone={} ", c.zone())?;
+    write_tuple(w, c.reply(), false)?;
+    write_dir_zone(w, c, Dir::Reply, false)?;
+    if with_acct {
+        write_counter(w, c, 1)?;
+    }
+    write_flag(w, c.status())?;
+    match style {
+        // dumps always carry the mark; events only when set or when it changed
+        LibStyle::List { .. } => write!(w, "mark={} ", c.mark())?,
+        LibStyle::Event { mark_changed, .. } => {
+            if c.mark() != 0 || mark_changed {
+                write!(w, "mark={} ", c.mark())?;
+            }
+        }
+    }
+    if c.zone_dir() == ZoneDir::Both && c.zone() != 0 {
+        write!(w, "zone={} ", c.zone())?;
     }
     if let Some(start) = c.timestamp_start() {
-        // libnetfilter_conntrack: whole wall-clock seconds now minus whole seconds at start
-        let delta = (now.0 / Time::NANOS_PER_SEC).saturating_sub(start.0 / Time::NANOS_PER_SEC);
-        write!(out, "delta-time={delta} ")?;
+        match style {
+            LibStyle::List { .. } => write!(w, "delta-time={} ", lib_delta(start, now))?,
+            LibStyle::Event { kind: EventKind::Destroy, .. } => {
+                // nf_ct_delete: an expired entry's stop time is its expiry time
+                let stop = if c.is_expired(now) { c.expires() } else { now };
+                write!(w, "delta-time={} ", lib_delta(start, stop))?;
+            }
+            LibStyle::Event { .. } => {}
+        }
     }
     if let Some(h) = c.helper() {
-        write!(out, "helper={h} ")?;
+        write!(w, "helper={h} ")?;
     }
-    out.write_str("use=1\n")
+    if let LibStyle::List { .. } = style {
+        w.write_str("use=1 ")?;
+    }
+    out.write_str(line.trim_end())
+}
+
+/// One `conntrack -L` line for `c` at `now` (with the newline).
+pub fn write_conntrack_l_line(c: &Conn, now: Time, out: &mut dyn Write) -> fmt::Result {
+    write_lib(c, now, LibStyle::List { extended: false }, out)?;
+    out.write_char('\n')
+}
+
+/// One `conntrack -L -o extended` line for `c` at `now` (with the newline).
+pub fn write_conntrack_l_extended_line(c: &Conn, now: Time, out: &mut dyn Write) -> fmt::Result {
+    write_lib(c, now, LibStyle::List { extended: true }, out)?;
+    out.write_char('\n')
+}
+
+/// The text of a `conntrack -E` message for `c` at `now` (no label, no timestamp, no newline).
+pub(crate) fn event_text(c: &Conn, now: Time, kind: EventKind, mark_changed: bool) -> String {
+    let mut s = String::new();
+    // writing into a String cannot fail
+    let _ = write_lib(c, now, LibStyle::Event { kind, mark_changed }, &mut s);
+    s
 }
 
 /// `/proc/net/nf_conntrack` for every confirmed entry alive at `now`.
@@ -183,6 +284,63 @@ pub fn write_conntrack_l(ct: &Conntrack, now: Time, out: &mut dyn Write) -> fmt:
         write_conntrack_l_line(c, now, out)?;
     }
     Ok(())
+}
+
+/// `conntrack -L -o extended` for every confirmed entry alive at `now` (no stderr trailer).
+pub fn write_conntrack_l_extended(ct: &Conntrack, now: Time, out: &mut dyn Write) -> fmt::Result {
+    for c in ct.iter().filter(|c| !c.is_expired(now)) {
+        write_conntrack_l_extended_line(c, now, out)?;
+    }
+    Ok(())
+}
+
+/// `conntrack -S`: one line (this model has a single CPU), with the tool's trailing space.
+pub fn write_stats_conntrack_s(ct: &Conntrack, out: &mut dyn Write) -> fmt::Result {
+    writeln!(out, "{} ", ct.stats())
+}
+
+/// `/proc/net/stat/nf_conntrack`: the header and one line of 8-digit hex counters (`ct_cpu_seq_show`;
+/// `entries` is `nf_conntrack_count`, `new`, `ignore` and `delete` are always 0).
+pub fn write_proc_stat(ct: &Conntrack, out: &mut dyn Write) -> fmt::Result {
+    let s = ct.stats();
+    out.write_str(
+        "entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart\n",
+    )?;
+    let h = |v: u64| format!("{:08x}", v & 0xffff_ffff);
+    writeln!(
+        out,
+        "{}  {} {} {} {} {} {} {} {} {} {} {} {}  {} {} {} {}",
+        h(ct.count() as u64),
+        h(s.clash_resolve),
+        h(s.found),
+        h(0),
+        h(s.invalid),
+        h(0),
+        h(0),
+        h(s.chaintoolong),
+        h(s.insert),
+        h(s.insert_failed),
+        h(s.drop),
+        h(s.early_drop),
+        h(s.error),
+        h(s.expect_new),
+        h(s.expect_create),
+        h(s.expect_delete),
+        h(s.search_restart),
+    )
+}
+
+/// One `conntrack -E -o timestamp` line: `[secs.usecs]\t` then the right-aligned message type
+/// (`    [NEW]`, ` [UPDATE]`, `[DESTROY]`), a space and the message (with the newline).
+pub fn write_event(e: &Event, out: &mut dyn Write) -> fmt::Result {
+    let secs = e.time.0 / Time::NANOS_PER_SEC;
+    let usecs = (e.time.0 % Time::NANOS_PER_SEC) / 1000;
+    let label = match e.kind {
+        EventKind::New => "[NEW]",
+        EventKind::Update => "[UPDATE]",
+        EventKind::Destroy => "[DESTROY]",
+    };
+    writeln!(out, "[{secs}.{usecs:06}]\t{label:>9} {}", e.line)
 }
 
 #[cfg(test)]

@@ -18,18 +18,23 @@
 //! - [`format`]: `/proc/net/nf_conntrack` and `conntrack -L` output.
 //! - [`stats`]: `conntrack -S` counters.
 //!
-//! ICMPv6 neighbour discovery / MLD packets are UNTRACKED by the kernel's conntrack itself; the
-//! engine should check [`auto_untracked`] before calling [`Conntrack::handle_packet`] (which reports
-//! such packets as INVALID without counting them).
+//! ICMPv6 neighbour discovery / MLD packets are UNTRACKED by the kernel's conntrack itself:
+//! [`Conntrack::handle_packet`] returns [`InResult::Untracked`] for them ([`auto_untracked`] tells
+//! in advance). Events (`conntrack -E`) are queued and drained with [`Conntrack::poll_event`].
+//!
+//! Modules (continued):
+//! - [`sctp`]: the SCTP tracker. [`event`]: `conntrack -E` events.
 //!
 //! Not modelled yet (clear places are left): NAT (the reply tuple is stored separately), helpers and
 //! expectations (EXPECTED status / RELATED ctinfo of expected connections; see `Conntrack::alloc`),
-//! timeout policies, SCTP and DCCP trackers (SCTP is tracked as a generic protocol).
+//! timeout policies. DCCP is tracked as a generic protocol, as on 6.18.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod conn;
+pub mod event;
 pub mod format;
+pub mod sctp;
 pub mod stats;
 pub mod table;
 pub mod tcp;
@@ -39,8 +44,13 @@ pub mod tuple;
 mod testutil;
 
 pub use config::{Config, ConfigError};
-pub use conn::{Conn, ConnId, Counter, CtInfo, Dir, Status, Template};
-pub use format::{write_conntrack_l, write_proc};
+pub use conn::{Conn, ConnId, Counter, CtInfo, Dir, Status, Template, ZoneDir};
+pub use event::{Event, EventKind};
+pub use format::{
+    write_conntrack_l, write_conntrack_l_extended, write_event, write_proc, write_proc_stat,
+    write_stats_conntrack_s,
+};
+pub use sctp::SctpState;
 pub use stats::Stats;
 pub use table::{auto_untracked, Conntrack, Hook, InResult};
 pub use tcp::TcpState;

@@ -15,7 +15,7 @@
 //! - An entry deleted while its packet still refers to it (an RST on an unreplied TCP entry) stays
 //!   readable through [`Conntrack::conn`] until the next packet or timeout is handled.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
@@ -25,11 +25,14 @@ use slab::Slab;
 use wire::{IcmpHeader, Packet, Time, L4};
 
 use crate::config::Config;
-use crate::conn::{Conn, ConnId, Counter, CtInfo, Dir, ProtoState, Status, Template};
+use crate::conn::{Conn, ConnId, Counter, CtInfo, Dir, ProtoState, Status, Template, ZoneDir};
+use crate::event::{Event, EventKind, EVENT_QUEUE_MAX, EV_ASSURED, EV_MARK, EV_PROTOINFO, EV_REPLY};
+use crate::sctp::{sctp_error, SctpConn};
 use crate::stats::Stats;
 use crate::tcp::{flags_valid, TcpConn, TcpOutcome};
 use crate::tuple::{
-    l4_part, Tuple, TupleL4, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE,
+    l4_part, Tuple, TupleL4, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
+    PROTO_UDPLITE,
 };
 
 /// Where conntrack-in runs. Checksums are verified only at PREROUTING.
@@ -44,9 +47,15 @@ pub enum Hook {
 /// Result of conntrack-in for one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InResult {
-    /// The packet has a conntrack entry (possibly a new, unconfirmed one).
-    Tracked { id: ConnId, info: CtInfo },
-    /// No entry: ctstate INVALID (conntrack itself lets the packet continue).
+    /// The packet has a conntrack entry (possibly a new, unconfirmed one). `note` is set when the
+    /// tracker ignored the packet (accepted, entry unchanged: TCP sIG cells, retransmissions under
+    /// the window, ...) or accepted it without refreshing the timer, and says why.
+    Tracked { id: ConnId, info: CtInfo, note: Option<&'static str> },
+    /// Conntrack made the packet untracked by itself (ICMPv6 neighbour discovery / MLD): ctstate
+    /// UNTRACKED, like `-j NOTRACK`.
+    Untracked,
+    /// No entry: ctstate INVALID (conntrack itself lets the packet continue). `reason` is the
+    /// kernel's log text for the cause where it has one.
     Invalid { reason: &'static str },
     /// Conntrack drops the packet (table full and nothing could be evicted).
     Drop { reason: &'static str },
@@ -65,6 +74,24 @@ fn secs_ns(secs: u32) -> u64 {
     u64::from(secs).saturating_mul(Time::NANOS_PER_SEC)
 }
 
+/// The zone a packet is looked up in (`nf_ct_zone_tmpl`): id and the directions it applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ZoneKey {
+    id: u16,
+    dir: ZoneDir,
+}
+
+impl ZoneKey {
+    const DEFAULT: ZoneKey = ZoneKey { id: 0, dir: ZoneDir::Both };
+    fn of(c: &Conn) -> ZoneKey {
+        ZoneKey { id: c.zone, dir: c.zone_dir }
+    }
+    /// `nf_ct_zone_id(zone, dir)`.
+    fn id(self, dir: Dir) -> u16 {
+        self.dir.id(self.id, dir)
+    }
+}
+
 fn tuple_hash(t: &Tuple, zone: u16) -> u64 {
     FixedState::with_seed(HASH_SEED).hash_one((t, zone))
 }
@@ -73,7 +100,10 @@ fn tuple_hash(t: &Tuple, zone: u16) -> u64 {
 fn node_hash(conns: &Slab<Conn>, node: u32) -> u64 {
     let idx = (node >> 1) as usize;
     let dir = (node & 1) as usize;
-    conns.get(idx).and_then(|c| c.tuples.get(dir).map(|t| tuple_hash(t, c.zone))).unwrap_or(0)
+    conns
+        .get(idx)
+        .and_then(|c| c.tuples.get(dir).map(|t| tuple_hash(t, c.zone_id(Dir::from_index(dir)))))
+        .unwrap_or(0)
 }
 
 /// What the tracker decided, applied by [`Conntrack::apply`].
@@ -82,8 +112,8 @@ enum Action {
         secs: u32,
         assured: bool,
     },
-    /// Accepted without refreshing the timer or counters.
-    Keep,
+    /// Accepted without refreshing the timer or counters; why.
+    Keep(Option<&'static str>),
     /// Accept, account, then delete the entry (the packet keeps it until the next call).
     Kill,
     Invalid(&'static str),
@@ -93,7 +123,7 @@ enum Action {
 }
 
 enum Track {
-    Accept,
+    Accept(Option<&'static str>),
     Invalid(&'static str),
     Reopen,
 }
@@ -103,14 +133,18 @@ enum AllocError {
     Full,
 }
 
+/// ICMPv6 redirect (`NDISC_REDIRECT`).
+const ICMPV6_REDIRECT: u8 = 137;
+
 /// ICMPv6 types conntrack leaves untracked (neighbour discovery, MLD, multicast router discovery).
 fn icmpv6_untracked_type(ty: u8) -> bool {
     matches!(ty, 130..=136 | 143 | 151 | 152)
 }
 
-/// Whether conntrack marks this packet UNTRACKED by itself (ICMPv6 ND/MLD, reference §4.4): the
-/// engine should treat it like `-j NOTRACK` (ctstate UNTRACKED) instead of calling
-/// [`Conntrack::handle_packet`] (which reports it INVALID).
+/// Whether conntrack marks this packet UNTRACKED by itself (ICMPv6 ND/MLD, reference §4.4).
+/// [`Conntrack::handle_packet`] returns [`InResult::Untracked`] for these (unless the ICMPv6
+/// header is short or, at PREROUTING, its checksum is wrong: then INVALID, as the kernel checks
+/// those first).
 pub fn auto_untracked(pkt: &Packet<'_>) -> bool {
     match &pkt.l4 {
         L4::Icmp(i) => {
@@ -136,6 +170,8 @@ pub struct Conntrack {
     /// A deleted entry still referenced by the packet being processed.
     pending_free: Option<usize>,
     stats: Stats,
+    events: VecDeque<Event>,
+    events_lost: u64,
 }
 
 impl Conntrack {
@@ -151,7 +187,25 @@ impl Conntrack {
             now: Time::ZERO,
             pending_free: None,
             stats: Stats::default(),
+            events: VecDeque::new(),
+            events_lost: 0,
         }
+    }
+
+    /// The next queued `conntrack -E` event, oldest first (see [`crate::event`]).
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Events not queued because the queue was full ([`crate::event::EVENT_QUEUE_MAX`]).
+    pub fn events_lost(&self) -> u64 {
+        self.events_lost
+    }
+
+    /// Change a sysctl at run time (e.g. `nf_conntrack_max`): later packets see the new value,
+    /// existing entries keep what they were created with (accounting, timestamp, GRE timeouts).
+    pub fn set_sysctl(&mut self, key: &str, value: &str) -> Result<(), crate::ConfigError> {
+        self.config.set(key, value)
     }
 
     pub fn config(&self) -> &Config {
@@ -189,7 +243,7 @@ impl Conntrack {
 
     /// The handle of a confirmed entry whose original tuple is `orig` in `zone`.
     pub fn find(&self, orig: &Tuple, zone: u16) -> Option<ConnId> {
-        let (idx, _) = self.find_node(orig, zone)?;
+        let (idx, _) = self.find_node(orig, ZoneKey { id: zone, dir: ZoneDir::Both })?;
         let c = self.conns.get(idx)?;
         if c.orig() != orig {
             return None;
@@ -197,10 +251,14 @@ impl Conntrack {
         Some(ConnId(u32::try_from(idx).ok()?, c.gen))
     }
 
-    /// `CONNMARK --set-mark` and friends.
+    /// `CONNMARK --set-mark` and friends. A change is an event (IPCT_MARK, delivered at the
+    /// confirm hook).
     pub fn set_mark(&mut self, id: ConnId, mark: u32) {
         if let Some(c) = self.conn_mut(id) {
-            c.mark = mark;
+            if c.mark != mark {
+                c.mark = mark;
+                c.ecache |= EV_MARK;
+            }
         }
     }
 
@@ -232,12 +290,20 @@ impl Conntrack {
     }
 
     /// The confirm hook: hash an unconfirmed entry, start its timer at now + its timeout and set
-    /// CONFIRMED. No-op for confirmed entries (reply packets, later packets of the flow).
+    /// CONFIRMED (NEW event). For confirmed entries (reply packets, later packets of the flow) it
+    /// only delivers the events cached for the entry (UPDATE).
     pub fn confirm(&mut self, now: Time, id: ConnId) {
         let now = self.advance(now);
         let idx = id.0 as usize;
         let Some(c) = self.conn(id) else { return };
         if c.status.confirmed() {
+            if c.ecache != 0 && !c.status.dying() {
+                let mark_changed = c.ecache & EV_MARK != 0;
+                self.emit(now, idx, EventKind::Update, mark_changed);
+                if let Some(c) = self.conns.get_mut(idx) {
+                    c.ecache = 0;
+                }
+            }
             return;
         }
         if c.status.dying() {
@@ -245,7 +311,7 @@ impl Conntrack {
             self.stats.drop += 1;
             return;
         }
-        let zone = c.zone;
+        let zone = ZoneKey::of(c);
         let proto = c.l4proto();
         let tuples = c.tuples;
         let clash = tuples.iter().any(|t| self.lookup(now, t, zone).is_some());
@@ -268,6 +334,11 @@ impl Conntrack {
             c.status.insert(Status::CONFIRMED);
         }
         self.hash_in(idx);
+        let mark_changed = self.conns.get(idx).is_some_and(|c| c.ecache & EV_MARK != 0);
+        self.emit(now, idx, EventKind::New, mark_changed);
+        if let Some(c) = self.conns.get_mut(idx) {
+            c.ecache = 0;
+        }
     }
 
     /// The packet that created an unconfirmed entry died before confirmation: free the entry.
@@ -287,7 +358,7 @@ impl Conntrack {
     ) -> InResult {
         let now = self.advance(now);
         self.release_pending();
-        let zone = template.map_or(0, |t| t.zone);
+        let zone = template.map_or(ZoneKey::DEFAULT, |t| ZoneKey { id: t.zone, dir: t.zone_dir });
         let v6 = pkt.ip.version == 6;
 
         // ipv4_get_l4proto / ipv6_get_l4proto: no transport header to look at.
@@ -304,7 +375,7 @@ impl Conntrack {
                         return r;
                     }
                 }
-                _ => return self.error("icmp: short header"),
+                _ => return self.error("short packet"),
             }
         }
 
@@ -329,6 +400,7 @@ impl Conntrack {
             let Some(c) = self.conns.get(idx) else {
                 return self.invalid("internal: entry vanished");
             };
+            let before = (c.status, c.proto_state_name());
             let info = if dir == Dir::Reply {
                 CtInfo::EstablishedReply
             } else if c.status.seen_reply() {
@@ -340,13 +412,28 @@ impl Conntrack {
             };
             let id = ConnId(idx as u32, c.gen);
             match self.track(now, idx, dir, is_new, pkt, hook) {
-                Track::Accept => {
-                    if dir == Dir::Reply {
-                        if let Some(c) = self.conns.get_mut(idx) {
+                Track::Accept(note) => {
+                    if let Some(c) = self.conns.get_mut(idx) {
+                        // the event cache (`nf_conntrack_event_cache` call sites)
+                        let mut ev = 0u8;
+                        // nf_conntrack_in sets SEEN_REPLY after any accepted reply, even on an entry the
+                        // tracker just killed (an RST before any reply): rules later in the path see the bit
+                        // (kernel oracle: zeek__tcp__rst-inject-rae.pcap). A dying entry sends no more events.
+                        if dir == Dir::Reply && !c.status.seen_reply() {
                             c.status.insert(Status::SEEN_REPLY);
+                            if !c.status.dying() {
+                                ev |= EV_REPLY;
+                            }
                         }
+                        if c.proto_state_name() != before.1 {
+                            ev |= EV_PROTOINFO;
+                        }
+                        if c.status.assured() && !before.0.assured() {
+                            ev |= EV_ASSURED;
+                        }
+                        c.ecache |= ev;
                     }
-                    return InResult::Tracked { id, info };
+                    return InResult::Tracked { id, info, note };
                 }
                 Track::Invalid(reason) => {
                     if is_new {
@@ -359,7 +446,7 @@ impl Conntrack {
                 }
             }
         }
-        self.invalid("tcp: reopen loop")
+        self.invalid("reopen loop")
     }
 
     // ----- internals -----
@@ -398,27 +485,40 @@ impl Conntrack {
         ((hash >> 32) * u64::from(self.config.buckets.max(1))) >> 32
     }
 
-    fn find_node(&self, tuple: &Tuple, zone: u16) -> Option<(usize, Dir)> {
-        let h = tuple_hash(tuple, zone);
+    /// `__nf_conntrack_find_get` as `resolve_normal_ct` uses it: first with the zone id of the
+    /// original direction, then, if the zone is bound to one direction, with the reply one. A node
+    /// matches when its tuple is equal and the entry's zone id for the node's direction equals the
+    /// packet zone's id for that direction (`nf_ct_zone_equal`).
+    fn find_node(&self, tuple: &Tuple, zone: ZoneKey) -> Option<(usize, Dir)> {
+        let first = zone.id(Dir::Original);
+        let second = zone.id(Dir::Reply);
+        let candidates = if first == second { [Some(first), None] } else { [Some(first), Some(second)] };
         let conns = &self.conns;
-        self.table
-            .find(h, |&node| {
+        for cand in candidates.into_iter().flatten() {
+            let h = tuple_hash(tuple, cand);
+            let found = self.table.find(h, |&node| {
                 let idx = (node >> 1) as usize;
-                let dir = (node & 1) as usize;
-                conns.get(idx).is_some_and(|c| c.zone == zone && c.tuples.get(dir) == Some(tuple))
-            })
-            .map(|&node| {
+                let dir = Dir::from_index((node & 1) as usize);
+                conns.get(idx).is_some_and(|c| {
+                    c.tuples.get(dir.index()) == Some(tuple)
+                        && c.zone_id(dir) == cand
+                        && c.zone_id(dir) == zone.id(dir)
+                })
+            });
+            if let Some(&node) = found {
                 let idx = (node >> 1) as usize;
                 // A flow whose reply tuple equals its original tuple (same address and port on both
                 // ends): the kernel's chain has the reply node in front, so it is found as a reply.
                 let same = conns.get(idx).is_some_and(|c| c.tuples[0] == c.tuples[1]);
                 let dir = if same { Dir::Reply } else { Dir::from_index((node & 1) as usize) };
-                (idx, dir)
-            })
+                return Some((idx, dir));
+            }
+        }
+        None
     }
 
     /// Lookup with lazy expiry.
-    fn lookup(&mut self, now: Time, tuple: &Tuple, zone: u16) -> Option<(usize, Dir)> {
+    fn lookup(&mut self, now: Time, tuple: &Tuple, zone: ZoneKey) -> Option<(usize, Dir)> {
         let (idx, dir) = self.find_node(tuple, zone)?;
         if self.conns.get(idx).is_some_and(|c| c.is_expired(now)) {
             self.delete(idx);
@@ -431,8 +531,10 @@ impl Conntrack {
         let Some(c) = self.conns.get(idx) else { return };
         let Ok(base) = u32::try_from(idx) else { return };
         let expiry = c.timeout;
-        let zone = c.zone;
-        let hashes = [tuple_hash(&c.tuples[0], zone), tuple_hash(&c.tuples[1], zone)];
+        let hashes = [
+            tuple_hash(&c.tuples[0], c.zone_id(Dir::Original)),
+            tuple_hash(&c.tuples[1], c.zone_id(Dir::Reply)),
+        ];
         for (dir, h) in hashes.into_iter().enumerate() {
             let node = (base << 1) | dir as u32;
             let conns = &self.conns;
@@ -448,8 +550,10 @@ impl Conntrack {
         let Some(c) = self.conns.get(idx) else { return };
         let Ok(base) = u32::try_from(idx) else { return };
         let expiry = c.timeout;
-        let zone = c.zone;
-        let hashes = [tuple_hash(&c.tuples[0], zone), tuple_hash(&c.tuples[1], zone)];
+        let hashes = [
+            tuple_hash(&c.tuples[0], c.zone_id(Dir::Original)),
+            tuple_hash(&c.tuples[1], c.zone_id(Dir::Reply)),
+        ];
         for (dir, h) in hashes.into_iter().enumerate() {
             let node = (base << 1) | dir as u32;
             if let Ok(e) = self.table.find_entry(h, |&n| n == node) {
@@ -466,9 +570,25 @@ impl Conntrack {
         c.status.confirmed() && !c.status.dying()
     }
 
-    /// Delete an entry now (expiry, early drop, reopen, flush).
+    /// Queue an event about entry `idx` at `now` (DESTROY of an expired entry: at its expiry).
+    fn emit(&mut self, now: Time, idx: usize, kind: EventKind, mark_changed: bool) {
+        if self.config.events == 0 {
+            return;
+        }
+        let Some(c) = self.conns.get(idx) else { return };
+        let time = if kind == EventKind::Destroy && c.is_expired(now) { c.expires() } else { now };
+        if self.events.len() >= EVENT_QUEUE_MAX {
+            self.events_lost = self.events_lost.saturating_add(1);
+            return;
+        }
+        let line = crate::format::event_text(c, time, kind, mark_changed);
+        self.events.push_back(Event { time, kind, line });
+    }
+
+    /// Delete an entry now (expiry, early drop, reopen, flush); a confirmed one gets a DESTROY event.
     fn delete(&mut self, idx: usize) {
         if self.conns.get(idx).is_some_and(Self::is_hashed) {
+            self.emit(self.now, idx, EventKind::Destroy, false);
             self.unhash(idx);
         }
         self.conns.try_remove(idx);
@@ -480,6 +600,7 @@ impl Conntrack {
     /// Delete an entry the current packet still refers to: unhash now, free later.
     fn kill_for_packet(&mut self, idx: usize) {
         if self.conns.get(idx).is_some_and(Self::is_hashed) {
+            self.emit(self.now, idx, EventKind::Destroy, false);
             self.unhash(idx);
         }
         if let Some(c) = self.conns.get_mut(idx) {
@@ -530,13 +651,13 @@ impl Conntrack {
         &mut self,
         now: Time,
         tuple: &Tuple,
-        zone: u16,
+        zone: ZoneKey,
         template: Option<&Template>,
     ) -> Result<usize, AllocError> {
         let reply = tuple.invert().ok_or(AllocError::NoInverse)?;
         let max = self.config.max;
         if max != 0 && self.conns.len() >= max as usize {
-            let h = tuple_hash(tuple, zone);
+            let h = tuple_hash(tuple, zone.id(Dir::Original));
             if !self.early_drop(now, h) {
                 return Err(AllocError::Full);
             }
@@ -550,6 +671,7 @@ impl Conntrack {
             PROTO_UDP => ProtoState::Udp { stream_deadline: now.add_nanos(UDP_STREAM_NS) },
             PROTO_UDPLITE => ProtoState::UdpLite,
             PROTO_ICMP | PROTO_ICMPV6 => ProtoState::Icmp,
+            PROTO_SCTP => ProtoState::Sctp(SctpConn::default()),
             PROTO_GRE => ProtoState::Gre {
                 timeout: self.config.gre_timeout,
                 stream_timeout: self.config.gre_timeout_stream,
@@ -568,7 +690,9 @@ impl Conntrack {
             tuples: [*tuple, reply],
             status,
             mark: 0,
-            zone,
+            zone: zone.id,
+            zone_dir: zone.dir,
+            ecache: 0,
             tstamp: self.config.timestamp,
             gen,
             timeout: 0,
@@ -617,33 +741,37 @@ impl Conntrack {
     }
 
     /// ICMP / ICMPv6 pre-checks (`nf_conntrack_icmpv4_error`, `nf_conntrack_icmpv6_error`).
-    /// `Some` = done (RELATED or failure); `None` = continue with normal tracking.
+    /// `Some` = done (RELATED, UNTRACKED or failure); `None` = continue with normal tracking.
     fn icmp_pre(
         &mut self,
         now: Time,
         pkt: &Packet<'_>,
         icmp: &IcmpHeader<'_>,
         hook: Hook,
-        zone: u16,
+        zone: ZoneKey,
     ) -> Option<InResult> {
+        let v6 = pkt.ip.version == 6;
         if hook == Hook::PreRouting
             && self.config.checksum
             && wire::checksum::l4_checksum_ok(pkt) == Some(false)
         {
-            return Some(self.error("icmp: bad checksum"));
+            return Some(self.error(if v6 { "ICMPv6 checksum failed" } else { "bad hw icmp checksum" }));
         }
         let ty = icmp.icmp_type;
-        if pkt.ip.version == 6 {
+        if v6 {
             if icmpv6_untracked_type(ty) {
-                // the kernel marks these UNTRACKED; see `auto_untracked`
-                return Some(InResult::Invalid { reason: "icmpv6: neighbour discovery / MLD is untracked" });
+                // neighbour discovery, MLD, multicast router discovery: untracked by conntrack itself
+                return Some(InResult::Untracked);
+            }
+            if ty == ICMPV6_REDIRECT {
+                return self.icmpv6_redirect(now, pkt, icmp, zone);
             }
             if ty >= 128 {
                 return None;
             }
         } else {
             if ty > 18 {
-                return Some(self.error("icmp: invalid type"));
+                return Some(self.error("invalid icmp type"));
             }
             // errors: unreachable, source quench, redirect, time exceeded, parameter problem
             if !matches!(ty, 3 | 4 | 5 | 11 | 12) {
@@ -653,8 +781,44 @@ impl Conntrack {
         Some(self.related(now, pkt, icmp.payload, zone))
     }
 
-    /// `nf_conntrack_inet_error`: find the entry an ICMP error quotes.
-    fn related(&mut self, now: Time, pkt: &Packet<'_>, quoted: &[u8], zone: u16) -> InResult {
+    /// ICMPv6 redirect (reference §4.4): only a well-formed redirect from a link-local router with
+    /// hop limit 255 whose first option is a "redirected header" is looked up as an error; code != 0
+    /// or another first option falls through to ordinary tracking (which cannot invert type 137).
+    fn icmpv6_redirect(
+        &mut self,
+        now: Time,
+        pkt: &Packet<'_>,
+        icmp: &IcmpHeader<'_>,
+        zone: ZoneKey,
+    ) -> Option<InResult> {
+        if icmp.code != 0 {
+            return None;
+        }
+        let link_local = match pkt.ip.src {
+            IpAddr::V6(a) => a.segments().first().is_some_and(|s| s & 0xffc0 == 0xfe80),
+            IpAddr::V4(_) => false,
+        };
+        if pkt.ip.ttl != 255 || !link_local {
+            return Some(self.error("icmpv6 redirect: hop limit not 255 or source not link-local"));
+        }
+        // target (16) and destination (16) addresses, then the options
+        let opts = icmp.payload.get(32..).unwrap_or(&[]);
+        let (Some(&opt_type), Some(&opt_len)) = (opts.first(), opts.get(1)) else {
+            return Some(self.error("icmpv6 redirect: no option"));
+        };
+        if opt_len == 0 {
+            return Some(self.error("icmpv6 redirect: zero-length option"));
+        }
+        if opt_type != 4 {
+            return None;
+        }
+        // redirected header option: type, length, 6 reserved bytes, then the packet
+        Some(self.related(now, pkt, opts.get(8..).unwrap_or(&[]), zone))
+    }
+
+    /// `nf_conntrack_inet_error`: find the entry an ICMP error quotes (extension headers of a quoted
+    /// IPv6 packet are walked; a quoted non-first fragment cannot be used).
+    fn related(&mut self, now: Time, pkt: &Packet<'_>, quoted: &[u8], zone: ZoneKey) -> InResult {
         let Ok(q) = wire::packet::decode_quoted(quoted) else {
             return self.error("icmp error: quoted header unusable");
         };
@@ -679,13 +843,13 @@ impl Conntrack {
         };
         // The matched direction's destination must be where the error goes.
         if c.tuple(dir).dst != pkt.ip.dst {
-            return self.error("icmp error: outer daddr != inner");
+            return self.error("outer daddr != inner");
         }
         let info = match dir {
             Dir::Original => CtInfo::Related,
             Dir::Reply => CtInfo::RelatedReply,
         };
-        InResult::Tracked { id: ConnId(idx as u32, c.gen), info }
+        InResult::Tracked { id: ConnId(idx as u32, c.gen), info, note: None }
     }
 
     /// Run the protocol tracker and apply its decision.
@@ -716,6 +880,7 @@ impl Conntrack {
         hook: Hook,
     ) -> Action {
         let checksum_bad = self.checksum_bad(pkt, hook);
+        let checksum_on = hook == Hook::PreRouting && self.config.checksum;
         let cfg = &self.config;
         let Some(c) = self.conns.get_mut(idx) else {
             return Action::Invalid("internal: entry vanished");
@@ -726,13 +891,13 @@ impl Conntrack {
             PROTO_TCP => {
                 let h = match &pkt.l4 {
                     L4::Tcp(h) => h,
-                    _ => return Action::Invalid("tcp: truncated packet"),
+                    _ => return Action::Invalid("truncated packet"),
                 };
                 if checksum_bad {
-                    return Action::Invalid("tcp: bad checksum");
+                    return Action::Invalid("bad checksum");
                 }
                 if !flags_valid(h.flags) {
-                    return Action::Invalid("tcp: invalid flag combination");
+                    return Action::Invalid("invalid tcp flag combination");
                 }
                 if is_new {
                     match TcpConn::new_conn(cfg, h) {
@@ -744,8 +909,11 @@ impl Conntrack {
                     return Action::Invalid("internal: not a tcp entry");
                 };
                 match t.packet(cfg, dir, status, h) {
-                    TcpOutcome::Accept { timeout: Some(secs), assured } => Action::Refresh { secs, assured },
-                    TcpOutcome::Accept { timeout: None, .. } | TcpOutcome::Ignore => Action::Keep,
+                    TcpOutcome::Accept { timeout: Some(secs), assured, .. } => {
+                        Action::Refresh { secs, assured }
+                    }
+                    TcpOutcome::Accept { timeout: None, note, .. } => Action::Keep(note),
+                    TcpOutcome::Ignore(note) => Action::Keep(Some(note)),
                     TcpOutcome::Kill => Action::Kill,
                     TcpOutcome::Invalid { reason, shrink } => {
                         if shrink {
@@ -760,11 +928,11 @@ impl Conntrack {
             PROTO_UDP => {
                 let u = match &pkt.l4 {
                     L4::Udp(u) => u,
-                    _ => return Action::Invalid("udp: truncated or malformed packet"),
+                    _ => return Action::Invalid("truncated/malformed packet"),
                 };
                 // checksum 0 = none (also accepted for IPv6, as udp_error does)
                 if u.checksum != 0 && checksum_bad {
-                    return Action::Invalid("udp: bad checksum");
+                    return Action::Invalid("bad checksum");
                 }
                 let deadline = match c.proto {
                     ProtoState::Udp { stream_deadline } => stream_deadline,
@@ -825,6 +993,33 @@ impl Conntrack {
                 }
                 Action::Refresh { secs: cfg.icmpv6_timeout, assured: false }
             }
+            PROTO_SCTP => {
+                let raw = pkt.bytes.get(pkt.ip.header_len..).unwrap_or(&[]);
+                let claimed = pkt.ip.total_len.saturating_sub(pkt.ip.header_len);
+                let l4 = raw.get(..claimed).unwrap_or(raw);
+                if let Err(reason) = sctp_error(l4, claimed, checksum_on) {
+                    return Action::Invalid(reason);
+                }
+                let mut st = match &c.proto {
+                    ProtoState::Sctp(s) if !is_new => Some(s.clone()),
+                    _ => None,
+                };
+                let out = SctpConn::packet(&mut st, cfg, dir, l4);
+                if let Some(s) = st {
+                    c.proto = ProtoState::Sctp(s);
+                }
+                if out.assured && !status.assured() {
+                    // set while walking the chunks, even if a later chunk turns out invalid
+                    c.status.insert(Status::ASSURED);
+                }
+                match out.verdict {
+                    Ok(Some(secs)) => Action::Refresh { secs, assured: false },
+                    Ok(None) => Action::Keep(Some(
+                        "sctp: INIT retransmission / heartbeat with a new tag (timer not refreshed)",
+                    )),
+                    Err(reason) => Action::Invalid(reason),
+                }
+            }
             PROTO_GRE => {
                 let (timeout, stream) = match c.proto {
                     ProtoState::Gre { timeout, stream_timeout } => (timeout, stream_timeout),
@@ -850,15 +1045,15 @@ impl Conntrack {
                         c.status.insert(Status::ASSURED);
                     }
                 }
-                Track::Accept
+                Track::Accept(None)
             }
-            Action::Keep => Track::Accept,
+            Action::Keep(note) => Track::Accept(note),
             Action::Kill => {
                 if let Some(c) = self.conns.get_mut(idx) {
                     c.account(dir, bytes);
                 }
                 self.kill_for_packet(idx);
-                Track::Accept
+                Track::Accept(None)
             }
             Action::Invalid(reason) => Track::Invalid(reason),
             Action::InvalidShrink(reason) => {
@@ -965,13 +1160,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::field_reassign_with_default)]
     use super::*;
     use crate::testutil::*;
-
-    fn ids(r: InResult) -> ConnId {
-        match r {
-            InResult::Tracked { id, .. } => id,
-            other => panic!("not tracked: {other:?}"),
-        }
-    }
 
     #[test]
     fn udp_original_packets_stay_new_until_a_reply() {
@@ -1282,7 +1470,7 @@ mod tests {
         let mut lab = Lab::new();
         let b = udp(A, 1, B, 7000, b"x");
         let p = wire::decode_ip(&b).unwrap();
-        let z1 = Template { zone: 1, helper: Some("ftp".into()) };
+        let z1 = Template { zone: 1, helper: Some("ftp".into()), ..Template::default() };
         let r = lab.ct.handle_packet(t(0.0), &p, Hook::PreRouting, Some(&z1));
         lab.ct.confirm(t(0.0), ids(r));
         let r0 = lab.ct.handle_packet(t(0.1), &p, Hook::PreRouting, None);
@@ -1358,19 +1546,370 @@ mod tests {
     }
 
     #[test]
-    fn icmpv6_neighbour_discovery_is_untracked() {
-        // IPv6 + ICMPv6 neighbour solicitation (135)
-        let mut b = vec![0x60, 0, 0, 0, 0, 8, 58, 255];
-        b.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        b.extend_from_slice(&[0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 2]);
-        b.extend_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
-        let p = wire::decode_ip(&b).unwrap();
-        assert!(auto_untracked(&p));
-        let mut ct = Conntrack::new(Config::default());
-        let r = ct.handle_packet(t(0.0), &p, Hook::LocalOut, None);
-        assert!(matches!(r, InResult::Invalid { .. }));
-        assert_eq!(ct.count(), 0);
-        assert_eq!(ct.stats().invalid, 0);
+    fn icmpv6_neighbour_discovery_and_mld_are_untracked() {
+        // reference §4.4 / §9 T5d: NS (135), MLDv2 report (143), MRD (151, 152 checked on 6.18)
+        let mut lab = Lab::new();
+        for ty in [130u8, 133, 134, 135, 136, 143, 151, 152] {
+            let p = icmp6_ext(R6, "ff02::1", 255, &[], ty, 0, [0; 4], &[0; 16]);
+            assert!(auto_untracked(&wire::decode_ip(&p).unwrap()));
+            assert_eq!(info(lab.pass(0.0, &p)), "UNTRACKED", "type {ty}");
+        }
+        assert_eq!((lab.ct.count(), lab.ct.stats().invalid, lab.ct.stats().error), (0, 0, 0));
+        // the checksum is verified first: a corrupted NS at PREROUTING is INVALID (error stat)
+        let mut bad = icmp6_ext(R6, "ff02::1", 255, &[], 135, 0, [0; 4], &[0; 16]);
+        bad[42] ^= 0xff;
+        assert_eq!(info(lab.pass(0.1, &bad)), "INVALID");
+        assert_eq!(lab.ct.stats().error, 1);
+        // 141 (inverse ND solicitation) is not in the list: no inverse => INVALID
+        assert_eq!(info(lab.pass(0.2, &icmp6(A6, B6, 141, 0, [0; 4], b""))), "INVALID");
+        assert_eq!(lab.ct.stats().invalid, 1);
+    }
+
+    #[test]
+    fn icmpv6_echo_creates_and_replies() {
+        // reference §9 T5d: echo id 85
+        let mut lab = Lab::new();
+        assert_eq!(info(lab.pass(0.0, &echo6(A6, B6, 128, 85, 1))), "NEW");
+        assert_eq!(info(lab.pass(0.001, &echo6(B6, A6, 129, 85, 1))), "ESTABLISHED_REPLY");
+        assert_eq!(
+            lab.list(0.5),
+            "icmpv6   58 29 src=fd99::1 dst=fd99::2 type=128 code=0 id=85 src=fd99::2 dst=fd99::1 type=129 code=0 id=85 mark=0 use=1\n"
+        );
+        assert_eq!(
+            lab.proc(0.5),
+            "ipv6     10 icmpv6   58 29 src=fd99:0000:0000:0000:0000:0000:0000:0001 dst=fd99:0000:0000:0000:0000:0000:0000:0002 type=128 code=0 id=85 src=fd99:0000:0000:0000:0000:0000:0000:0002 dst=fd99:0000:0000:0000:0000:0000:0000:0001 type=129 code=0 id=85 mark=0 zone=0 use=2\n"
+        );
+        // an unsolicited echo reply and a node-information reply cannot create
+        assert_eq!(info(lab.pass(1.0, &echo6(A6, B6, 129, 9, 1))), "INVALID");
+        assert_eq!(info(lab.pass(1.0, &icmp6(A6, B6, 140, 0, [0; 4], b""))), "INVALID");
+        // node information query creates
+        assert_eq!(info(lab.pass(1.0, &icmp6(A6, B6, 139, 0, [0, 7, 0, 0], b""))), "NEW");
+        assert_eq!(lab.ct.len(), 2);
+    }
+
+    #[test]
+    fn icmpv6_packet_too_big_quoting_an_extension_header_is_related() {
+        // reference §4.2/§4.4: the quoted packet's extension headers are walked
+        let mut lab = Lab::new();
+        let q = ipv6_ext(A6, B6, 64, &[dstopts()], 17, &{
+            let mut u = vec![0x0f, 0xa0, 0x00, 0x35, 0, 12, 0, 0];
+            u.extend_from_slice(b"abcd");
+            u
+        });
+        // the flow itself, with the same extension header
+        let flow = {
+            let mut u = vec![0x0f, 0xa0, 0x00, 0x35, 0, 12, 0, 0];
+            u.extend_from_slice(b"abcd");
+            let c = wire::checksum::l4_checksum_v6(v6(A6), v6(B6), 17, &u);
+            u[6] = (c >> 8) as u8;
+            u[7] = c as u8;
+            ipv6_ext(A6, B6, 64, &[dstopts()], 17, &u)
+        };
+        assert_eq!(info(lab.pass(0.0, &flow)), "NEW");
+        // a router on the path says the packet was too big (type 2, MTU 1280)
+        let ptb = icmp6(R6, A6, 2, 0, 1280u32.to_be_bytes(), &q);
+        assert_eq!(info(lab.pass(0.1, &ptb)), "RELATED_REPLY");
+        // the entry is untouched: still unreplied, timer from t=0
+        let c = lab.ct.iter().next().unwrap();
+        assert!(!c.status().seen_reply());
+        assert_eq!(c.remaining_secs(t(0.1)), 29);
+        // the same error sent to someone else: outer daddr != inner (error stat)
+        assert_eq!(info(lab.pass(0.2, &icmp6(R6, "fd99::7", 2, 0, [0, 0, 5, 0], &q))), "INVALID");
+        assert_eq!(
+            reason(lab.pass(0.2, &icmp6(R6, "fd99::7", 2, 0, [0, 0, 5, 0], &q))),
+            "outer daddr != inner"
+        );
+        // quoting a non-first fragment: nothing to look up
+        let qf = ipv6_ext(A6, B6, 64, &[frag_hdr(1232, false, 7)], 17, b"abcdefgh");
+        assert_eq!(info(lab.pass(0.3, &icmp6(R6, A6, 2, 0, [0, 0, 5, 0], &qf))), "INVALID");
+        // quoting an unknown flow
+        let other = udp6(A6, 4001, B6, 53, b"x");
+        assert_eq!(info(lab.pass(0.4, &icmp6(B6, A6, 1, 4, [0; 4], &other))), "INVALID");
+        assert_eq!((lab.ct.stats().error, lab.ct.stats().invalid), (4, 0));
+    }
+
+    #[test]
+    fn icmpv6_redirect_rules() {
+        let mut lab = Lab::new();
+        let flow = udp6(A6, 4000, B6, 53, b"abcd");
+        lab.pass(0.0, &flow);
+        let body = |first_opt: u8| {
+            let mut b = Vec::new();
+            b.extend_from_slice(&v6("fe80::2").octets()); // target
+            b.extend_from_slice(&v6(B6).octets()); // destination
+            let quoted = &flow[..flow.len().min(48)];
+            let len8 = (8 + quoted.len()).div_ceil(8);
+            b.push(first_opt);
+            b.push(len8 as u8);
+            b.extend_from_slice(&[0; 6]);
+            b.extend_from_slice(quoted);
+            b.resize(32 + len8 * 8, 0);
+            b
+        };
+        // from a link-local router, hop limit 255, redirected-header option: RELATED
+        let ok = icmp6_ext(R6, A6, 255, &[], 137, 0, [0; 4], &body(4));
+        assert_eq!(info(lab.pass(0.1, &ok)), "RELATED_REPLY");
+        // hop limit 64: INVALID on the error path
+        let hop = icmp6_ext(R6, A6, 64, &[], 137, 0, [0; 4], &body(4));
+        assert_eq!(info(lab.pass(0.2, &hop)), "INVALID");
+        assert_eq!(lab.ct.stats().error, 1);
+        // first option a target link-layer address: ordinary tracking, 137 has no inverse
+        let lla = icmp6_ext(R6, A6, 255, &[], 137, 0, [0; 4], &body(2));
+        assert_eq!(info(lab.pass(0.3, &lla)), "INVALID");
+        assert_eq!((lab.ct.stats().error, lab.ct.stats().invalid), (1, 1));
+    }
+
+    #[test]
+    fn zone_orig_and_zone_reply_follow_the_packet_direction() {
+        // CT --zone-orig 5 / --zone-reply 6 (6.18 formats checked in a namespace pair)
+        let mut lab = Lab::new();
+        let orig5 = Template { zone: 5, zone_dir: ZoneDir::Orig, ..Template::default() };
+        let reply6 = Template { zone: 6, zone_dir: ZoneDir::Reply, ..Template::default() };
+        lab.pass_tmpl(0.0, &udp(A, 4001, B, 7001, b"x"), &orig5);
+        lab.pass_tmpl(0.0, &udp(A, 4002, B, 7002, b"x"), &reply6);
+        assert_eq!(
+            lab.proc(0.5),
+            "ipv4     2 udp      17 29 src=10.99.0.1 dst=10.99.0.2 sport=4001 dport=7001 zone-orig=5 [UNREPLIED] src=10.99.0.2 dst=10.99.0.1 sport=7001 dport=4001 mark=0 use=2\n\
+             ipv4     2 udp      17 29 src=10.99.0.1 dst=10.99.0.2 sport=4002 dport=7002 [UNREPLIED] src=10.99.0.2 dst=10.99.0.1 sport=7002 dport=4002 zone-reply=6 mark=0 use=2\n"
+        );
+        assert_eq!(
+            lab.list(0.5),
+            "udp      17 29 src=10.99.0.1 dst=10.99.0.2 sport=4001 dport=7001 zone-orig=5 [UNREPLIED] src=10.99.0.2 dst=10.99.0.1 sport=7001 dport=4001 mark=0 use=1\n\
+             udp      17 29 src=10.99.0.1 dst=10.99.0.2 sport=4002 dport=7002 [UNREPLIED] src=10.99.0.2 dst=10.99.0.1 sport=7002 dport=4002 zone-reply=6 mark=0 use=1\n"
+        );
+        // a reply without template is in zone 0: it matches the zone-orig entry (reply side is 0)...
+        assert_eq!(info(lab.pass(0.6, &udp(B, 7001, A, 4001, b"r"))), "ESTABLISHED_REPLY");
+        // ...but not the zone-reply one, whose reply side is zone 6: NEW (its confirmation then
+        // clashes with the zone-reply entry's original node, which is in zone 0)
+        assert_eq!(info(lab.inn(0.7, &udp(B, 7002, A, 4002, b"r"))), "NEW");
+        assert!(!lab.ct.iter().any(|c| c.status().seen_reply() && c.zone_dir() == ZoneDir::Reply));
+        // an original packet without template does not find the zone-orig entry either
+        assert_eq!(info(lab.pass(0.8, &udp(A, 4001, B, 7001, b"x"))), "NEW");
+        // with the template it does
+        assert_eq!(info(lab.pass_tmpl(0.9, &udp(A, 4001, B, 7001, b"x"), &orig5)), "ESTABLISHED");
+        // an ICMP error in zone 0 about the zone-reply flow (reply direction) is not related
+        lab.pass_tmpl(1.0, &udp(A, 4003, B, 7003, b"x"), &reply6);
+        let q = udp(A, 4003, B, 7003, b"x");
+        let before = lab.ct.stats().error;
+        assert_eq!(info(lab.pass(1.1, &icmp_error(B, A, 3, 3, &q))), "INVALID");
+        assert_eq!(lab.ct.stats().error, before + 1);
+        // a direction-less zone prints zone=N at the end, in both views
+        let mut lab = Lab::new();
+        let z7 = Template { zone: 7, ..Template::default() };
+        lab.pass_tmpl(0.0, &udp(A, 4004, B, 7004, b"x"), &z7);
+        assert!(lab.proc(0.5).ends_with(" mark=0 zone=7 use=2\n"));
+        assert!(lab.list(0.5).ends_with(" mark=0 zone=7 use=1\n"));
+    }
+
+    #[test]
+    fn events_udp_new_update_destroy() {
+        // conntrack -E -o timestamp on 6.18 (namespace pair): NEW at confirmation with the full
+        // timeout, UPDATE on the first reply, DESTROY at expiry without timeout
+        let mut cfg = Config::default();
+        cfg.acct = true;
+        cfg.timestamp = true;
+        let mut lab = Lab::with(cfg);
+        lab.pass(0.0, &udp(A, 4000, B, 7000, b"x"));
+        lab.pass(0.106388, &udp(B, 7000, A, 4000, b"yy"));
+        lab.pass(0.2, &udp(A, 4000, B, 7000, b"x"));
+        lab.ct.handle_timeout(t(40.0));
+        assert_eq!(
+            lab.events(),
+            [
+                "[1700000000.000000]\t    [NEW] udp      17 30 src=10.99.0.1 dst=10.99.0.2 sport=4000 dport=7000 [UNREPLIED] src=10.99.0.2 dst=10.99.0.1 sport=7000 dport=4000",
+                "[1700000000.106388]\t [UPDATE] udp      17 30 src=10.99.0.1 dst=10.99.0.2 sport=4000 dport=7000 src=10.99.0.2 dst=10.99.0.1 sport=7000 dport=4000",
+                "[1700000030.200000]\t[DESTROY] udp      17 src=10.99.0.1 dst=10.99.0.2 sport=4000 dport=7000 packets=2 bytes=58 src=10.99.0.2 dst=10.99.0.1 sport=7000 dport=4000 packets=1 bytes=30 delta-time=30",
+            ]
+        );
+        assert!(lab.ct.poll_event().is_none());
+    }
+
+    #[test]
+    fn events_tcp_handshake_and_close_like_the_kernel() {
+        // the sequence seen on 6.18: NEW SYN_SENT 120, UPDATE SYN_RECV 60, UPDATE ESTABLISHED
+        // 432000 [ASSURED]; data does not produce events; FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT
+        let mut lab = Lab::new();
+        let c = |f: &'static str, s: u32, a: u32| tcp(A, 41000, B, 8000, f, s, a).bytes();
+        let sv = |f: &'static str, s: u32, a: u32| tcp(B, 8000, A, 41000, f, s, a).bytes();
+        lab.pass(0.0, &c("S", 1000, 0));
+        lab.pass(0.01, &sv("SA", 5000, 1001));
+        lab.pass(0.02, &c("A", 1001, 5001));
+        lab.pass(0.03, &tcp(A, 41000, B, 8000, "PA", 1001, 5001).data(4).bytes());
+        lab.pass(0.04, &sv("A", 5001, 1005));
+        lab.pass(1.0, &c("FA", 1005, 5001));
+        lab.pass(1.1, &sv("A", 5001, 1006));
+        lab.pass(1.2, &sv("FA", 5001, 1006));
+        lab.pass(1.3, &c("A", 1006, 5002));
+        let tuples = "src=10.99.0.1 dst=10.99.0.2 sport=41000 dport=8000 src=10.99.0.2 dst=10.99.0.1 sport=8000 dport=41000";
+        let ev = lab.events();
+        let texts: Vec<&str> = ev.iter().map(|l| l.split_once('\t').unwrap().1).collect();
+        assert_eq!(
+            texts,
+            [
+                "    [NEW] tcp      6 120 SYN_SENT src=10.99.0.1 dst=10.99.0.2 sport=41000 dport=8000 [UNREPLIED] src=10.99.0.2 dst=10.99.0.1 sport=8000 dport=41000".to_string(),
+                format!(" [UPDATE] tcp      6 60 SYN_RECV {tuples}"),
+                format!(" [UPDATE] tcp      6 432000 ESTABLISHED {tuples} [ASSURED]"),
+                format!(" [UPDATE] tcp      6 120 FIN_WAIT {tuples} [ASSURED]"),
+                format!(" [UPDATE] tcp      6 60 CLOSE_WAIT {tuples} [ASSURED]"),
+                format!(" [UPDATE] tcp      6 30 LAST_ACK {tuples} [ASSURED]"),
+                format!(" [UPDATE] tcp      6 120 TIME_WAIT {tuples} [ASSURED]"),
+            ]
+        );
+    }
+
+    #[test]
+    fn events_cached_on_a_dropped_packet_go_out_with_the_next_one() {
+        let mut lab = Lab::new();
+        let q = udp(A, 4000, B, 7000, b"x");
+        let id = ids(lab.pass(0.0, &q));
+        lab.events();
+        // the first reply is dropped by the rules after conntrack: SEEN_REPLY is set, the event
+        // stays cached
+        lab.drop(0.1, &udp(B, 7000, A, 4000, b"r"));
+        assert!(lab.events().is_empty());
+        // CONNMARK on the next packet: one UPDATE carrying both changes, mark shown
+        let r = lab.inn(0.2, &q);
+        lab.ct.set_mark(ids(r), 9);
+        lab.ct.confirm(t(0.2), ids(r));
+        assert_eq!(
+            lab.events(),
+            ["[1700000000.200000]\t [UPDATE] udp      17 30 src=10.99.0.1 dst=10.99.0.2 sport=4000 dport=7000 src=10.99.0.2 dst=10.99.0.1 sport=7000 dport=4000 mark=9"]
+        );
+        // setting the same mark again is no change, no event
+        lab.ct.set_mark(id, 9);
+        lab.pass(0.3, &q);
+        assert!(lab.events().is_empty());
+        // a mark reset to 0 is shown as mark=0 in that update only
+        lab.ct.set_mark(id, 0);
+        lab.pass(0.4, &q);
+        assert!(lab.events()[0].ends_with("dport=4000 mark=0"));
+    }
+
+    #[test]
+    fn events_destroy_on_rst_early_drop_and_lazy_expiry() {
+        let mut cfg = Config::default();
+        cfg.max = 1;
+        cfg.buckets = 1;
+        let mut lab = Lab::with(cfg);
+        // RST answering a SYN: the unreplied entry is destroyed at once (with its remaining time)
+        lab.pass(0.0, &tcp(A, 41001, B, 8009, "S", 1000, 0).bytes());
+        lab.pass(0.5, &tcp(B, 8009, A, 41001, "RA", 0, 1001).bytes());
+        let ev = lab.events();
+        assert_eq!(ev.len(), 2);
+        assert_eq!(
+            ev[1],
+            "[1700000000.500000]\t[DESTROY] tcp      6 119 CLOSE src=10.99.0.1 dst=10.99.0.2 sport=41001 dport=8009 [UNREPLIED] src=10.99.0.2 dst=10.99.0.1 sport=8009 dport=41001"
+        );
+        // early drop of an unassured entry to make room
+        lab.pass(1.0, &udp(A, 1, B, 7000, b"x"));
+        lab.pass(1.5, &udp(A, 2, B, 7000, b"x"));
+        let ev = lab.events();
+        assert_eq!(ev.len(), 3);
+        assert!(ev[1].starts_with(
+            "[1700000001.500000]\t[DESTROY] udp      17 29 src=10.99.0.1 dst=10.99.0.2 sport=1 "
+        ));
+        // an expired entry found on lookup: DESTROY stamped with its expiry time
+        lab.pass(100.0, &udp(A, 2, B, 7000, b"x"));
+        let ev = lab.events();
+        assert!(ev[0].starts_with("[1700000031.500000]\t[DESTROY] udp      17 src="), "{ev:?}");
+        assert!(ev[1].contains("[NEW]"));
+        // nf_conntrack_events=0: nothing is queued
+        let mut cfg = Config::default();
+        cfg.events = 0;
+        let mut lab = Lab::with(cfg);
+        lab.pass(0.0, &udp(A, 1, B, 7000, b"x"));
+        assert!(lab.events().is_empty());
+    }
+
+    #[test]
+    fn notes_explain_ignored_tcp_packets() {
+        let mut lab = Lab::new();
+        let c = |f: &'static str, s: u32, a: u32| tcp(A, 41000, B, 8000, f, s, a);
+        let sv = |f: &'static str, s: u32, a: u32| tcp(B, 8000, A, 41000, f, s, a);
+        let mut fresh = Lab::new();
+        fresh.pass(0.0, &c("S", 1000, 0).bytes());
+        fresh.pass(0.1, &sv("SA", 5000, 1001).bytes());
+        fresh.pass(0.2, &c("A", 1001, 5001).bytes());
+        // below the peer's highest ACK (RFC 5961 §3.2 blind reset)
+        assert_eq!(reason(fresh.pass(0.3, &c("R", 900, 0).bytes())), "invalid rst");
+        lab.pass(0.0, &c("S", 1000, 0).bytes());
+        // SYN retransmission: accepted, NEW, timer not refreshed
+        assert_eq!(
+            note(lab.pass(0.5, &c("S", 1000, 0).bytes())),
+            Some("retransmitted SYN on an unreplied entry (timer not refreshed)")
+        );
+        lab.pass(0.6, &sv("SA", 5000, 1001).bytes());
+        assert_eq!(note(lab.pass(0.7, &c("A", 1001, 5001).bytes())), None);
+        // SYN on the established tuple (RFC 5961): ignored, the server will send a challenge ACK
+        assert_eq!(
+            note(lab.pass(1.0, &c("S", 90_000, 0).bytes())),
+            Some("ignored SYN on established tuple (challenge ACK expected)")
+        );
+        // data far below the window: an old retransmission
+        assert_eq!(
+            note(lab.pass(1.1, &c("PA", 1001u32.wrapping_sub(10_000_000), 5001).data(10).bytes())),
+            Some("SEQ is under lower bound (already ACKed data retransmitted)")
+        );
+        // INVALID reasons name the bound or the table cell
+        assert_eq!(
+            reason(lab.pass(1.2, &c("A", 1001u32.wrapping_add(1 << 31), 5001).bytes())),
+            "SEQ is over upper bound (over the window of the receiver)"
+        );
+        assert_eq!(
+            reason(lab.pass(1.3, &c("A", 1001, 5001 + 100_000).bytes())),
+            "ACK is over upper bound (ACKed data not seen yet)"
+        );
+        assert_eq!(
+            reason(lab.pass(1.5, &c("SA", 1001, 5001).bytes())),
+            "invalid state: synack original in ESTABLISHED"
+        );
+        assert_eq!(reason(lab.pass(1.6, &c("SFA", 1001, 5001).bytes())), "invalid tcp flag combination");
+        assert_eq!(reason(lab.pass(1.7, &c("A", 1001, 5001).bad_checksum().bytes())), "bad checksum");
+        assert_eq!(
+            reason(lab.pass(1.8, &tcp(A, 41999, B, 8000, "FA", 1, 1).bytes())),
+            "invalid state: fin original in NONE"
+        );
+    }
+
+    #[test]
+    fn table_full_is_a_drop_with_its_reason_and_max_is_settable() {
+        let mut lab = Lab::new();
+        lab.ct.set_sysctl("net.netfilter.nf_conntrack_max", "2").unwrap();
+        assert_eq!(lab.ct.config().max, 2);
+        lab.pass(0.0, &udp(A, 1, B, 7000, b"x"));
+        lab.pass(0.0, &udp(A, 2, B, 7000, b"x"));
+        let r = lab.pass(0.1, &udp(A, 3, B, 7000, b"x"));
+        assert_eq!((info(r), reason(r)), ("DROP", "table full"));
+        assert_eq!(lab.ct.stats().drop, 1);
+        let mut s = String::new();
+        crate::write_stats_conntrack_s(&lab.ct, &mut s).unwrap();
+        assert_eq!(
+            s,
+            "cpu=0   \tfound=0 invalid=0 insert=0 insert_failed=0 drop=1 early_drop=0 error=0 search_restart=0 clash_resolve=0 chaintoolong=0 \n"
+        );
+        let mut s = String::new();
+        crate::write_proc_stat(&lab.ct, &mut s).unwrap();
+        assert_eq!(
+            s,
+            "entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart\n\
+             00000002  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000001 00000000 00000000  00000000 00000000 00000000 00000000\n"
+        );
+        assert!(lab.ct.set_sysctl("nf_conntrack_max", "-1").is_err());
+    }
+
+    #[test]
+    fn conntrack_l_extended_has_the_l3_columns() {
+        // conntrack -L -o extended on 6.18: "ipv4     2 udp      17 ..." / "ipv6     10 udp ..."
+        let mut lab = Lab::new();
+        lab.pass(0.0, &udp(A, 4000, B, 7000, b"x"));
+        lab.pass(0.0, &udp6(A6, 4004, B6, 7000, b"x"));
+        let mut s = String::new();
+        crate::write_conntrack_l_extended(&lab.ct, t(1.5), &mut s).unwrap();
+        assert_eq!(
+            s,
+            "ipv4     2 udp      17 28 src=10.99.0.1 dst=10.99.0.2 sport=4000 dport=7000 [UNREPLIED] src=10.99.0.2 dst=10.99.0.1 sport=7000 dport=4000 mark=0 use=1\n\
+             ipv6     10 udp      17 28 src=fd99::1 dst=fd99::2 sport=4004 dport=7000 [UNREPLIED] src=fd99::2 dst=fd99::1 sport=7000 dport=4004 mark=0 use=1\n"
+        );
     }
 }
 
@@ -1386,9 +1925,9 @@ impl Conntrack {
         for c in self.iter() {
             assert!(self.timers.contains(&(
                 c.timeout,
-                self.find_node(c.orig(), c.zone).map_or(u32::MAX, |(i, _)| i as u32)
+                self.find_node(c.orig(), ZoneKey::of(c)).map_or(u32::MAX, |(i, _)| i as u32)
             )));
-            assert!(self.find_node(c.reply(), c.zone).is_some());
+            assert!(self.find_node(c.reply(), ZoneKey::of(c)).is_some());
         }
     }
 }
@@ -1503,7 +2042,7 @@ mod proptests {
                             ct.discard(id);
                         }
                     }
-                    InResult::Invalid { .. } | InResult::Drop { .. } => {}
+                    InResult::Untracked | InResult::Invalid { .. } | InResult::Drop { .. } => {}
                 }
             }
             assert!(ct.len() <= 6, "table over max");

@@ -166,6 +166,60 @@ fn lookup(dir: Dir, index: Index, state: TcpState) -> Cell {
         .unwrap_or(Cell::Invalid)
 }
 
+/// `invalid state` messages naming the table cell: `[dir][index][state]`.
+#[rustfmt::skip]
+const INVALID_CELLS: [[[&str; 10]; 6]; 2] = [
+    [
+        ["invalid state: syn original in NONE", "invalid state: syn original in SYN_SENT", "invalid state: syn original in SYN_RECV", "invalid state: syn original in ESTABLISHED", "invalid state: syn original in FIN_WAIT", "invalid state: syn original in CLOSE_WAIT", "invalid state: syn original in LAST_ACK", "invalid state: syn original in TIME_WAIT", "invalid state: syn original in CLOSE", "invalid state: syn original in SYN_SENT2"],
+        ["invalid state: synack original in NONE", "invalid state: synack original in SYN_SENT", "invalid state: synack original in SYN_RECV", "invalid state: synack original in ESTABLISHED", "invalid state: synack original in FIN_WAIT", "invalid state: synack original in CLOSE_WAIT", "invalid state: synack original in LAST_ACK", "invalid state: synack original in TIME_WAIT", "invalid state: synack original in CLOSE", "invalid state: synack original in SYN_SENT2"],
+        ["invalid state: fin original in NONE", "invalid state: fin original in SYN_SENT", "invalid state: fin original in SYN_RECV", "invalid state: fin original in ESTABLISHED", "invalid state: fin original in FIN_WAIT", "invalid state: fin original in CLOSE_WAIT", "invalid state: fin original in LAST_ACK", "invalid state: fin original in TIME_WAIT", "invalid state: fin original in CLOSE", "invalid state: fin original in SYN_SENT2"],
+        ["invalid state: ack original in NONE", "invalid state: ack original in SYN_SENT", "invalid state: ack original in SYN_RECV", "invalid state: ack original in ESTABLISHED", "invalid state: ack original in FIN_WAIT", "invalid state: ack original in CLOSE_WAIT", "invalid state: ack original in LAST_ACK", "invalid state: ack original in TIME_WAIT", "invalid state: ack original in CLOSE", "invalid state: ack original in SYN_SENT2"],
+        ["invalid state: rst original in NONE", "invalid state: rst original in SYN_SENT", "invalid state: rst original in SYN_RECV", "invalid state: rst original in ESTABLISHED", "invalid state: rst original in FIN_WAIT", "invalid state: rst original in CLOSE_WAIT", "invalid state: rst original in LAST_ACK", "invalid state: rst original in TIME_WAIT", "invalid state: rst original in CLOSE", "invalid state: rst original in SYN_SENT2"],
+        ["invalid state: none original in NONE", "invalid state: none original in SYN_SENT", "invalid state: none original in SYN_RECV", "invalid state: none original in ESTABLISHED", "invalid state: none original in FIN_WAIT", "invalid state: none original in CLOSE_WAIT", "invalid state: none original in LAST_ACK", "invalid state: none original in TIME_WAIT", "invalid state: none original in CLOSE", "invalid state: none original in SYN_SENT2"],
+    ],
+    [
+        ["invalid state: syn reply in NONE", "invalid state: syn reply in SYN_SENT", "invalid state: syn reply in SYN_RECV", "invalid state: syn reply in ESTABLISHED", "invalid state: syn reply in FIN_WAIT", "invalid state: syn reply in CLOSE_WAIT", "invalid state: syn reply in LAST_ACK", "invalid state: syn reply in TIME_WAIT", "invalid state: syn reply in CLOSE", "invalid state: syn reply in SYN_SENT2"],
+        ["invalid state: synack reply in NONE", "invalid state: synack reply in SYN_SENT", "invalid state: synack reply in SYN_RECV", "invalid state: synack reply in ESTABLISHED", "invalid state: synack reply in FIN_WAIT", "invalid state: synack reply in CLOSE_WAIT", "invalid state: synack reply in LAST_ACK", "invalid state: synack reply in TIME_WAIT", "invalid state: synack reply in CLOSE", "invalid state: synack reply in SYN_SENT2"],
+        ["invalid state: fin reply in NONE", "invalid state: fin reply in SYN_SENT", "invalid state: fin reply in SYN_RECV", "invalid state: fin reply in ESTABLISHED", "invalid state: fin reply in FIN_WAIT", "invalid state: fin reply in CLOSE_WAIT", "invalid state: fin reply in LAST_ACK", "invalid state: fin reply in TIME_WAIT", "invalid state: fin reply in CLOSE", "invalid state: fin reply in SYN_SENT2"],
+        ["invalid state: ack reply in NONE", "invalid state: ack reply in SYN_SENT", "invalid state: ack reply in SYN_RECV", "invalid state: ack reply in ESTABLISHED", "invalid state: ack reply in FIN_WAIT", "invalid state: ack reply in CLOSE_WAIT", "invalid state: ack reply in LAST_ACK", "invalid state: ack reply in TIME_WAIT", "invalid state: ack reply in CLOSE", "invalid state: ack reply in SYN_SENT2"],
+        ["invalid state: rst reply in NONE", "invalid state: rst reply in SYN_SENT", "invalid state: rst reply in SYN_RECV", "invalid state: rst reply in ESTABLISHED", "invalid state: rst reply in FIN_WAIT", "invalid state: rst reply in CLOSE_WAIT", "invalid state: rst reply in LAST_ACK", "invalid state: rst reply in TIME_WAIT", "invalid state: rst reply in CLOSE", "invalid state: rst reply in SYN_SENT2"],
+        ["invalid state: none reply in NONE", "invalid state: none reply in SYN_SENT", "invalid state: none reply in SYN_RECV", "invalid state: none reply in ESTABLISHED", "invalid state: none reply in FIN_WAIT", "invalid state: none reply in CLOSE_WAIT", "invalid state: none reply in LAST_ACK", "invalid state: none reply in TIME_WAIT", "invalid state: none reply in CLOSE", "invalid state: none reply in SYN_SENT2"],
+    ],
+];
+
+/// The `invalid state` message of a table cell.
+fn invalid_cell(dir: Dir, index: Index, state: TcpState) -> &'static str {
+    INVALID_CELLS
+        .get(dir.index())
+        .and_then(|d| d.get(index.row()))
+        .and_then(|r| r.get(state.column()))
+        .copied()
+        .unwrap_or("invalid state")
+}
+
+/// Why a packet hit an sIG cell (`invalid packet ignored in state X`), RFC 5961 cases named.
+fn ignored_note(dir: Dir, index: Index, state: TcpState) -> &'static str {
+    match (dir, index, state) {
+        (Dir::Original, Index::Syn, TcpState::LastAck) => "ignored SYN in LAST_ACK (challenge ACK expected)",
+        (Dir::Original, Index::Syn, TcpState::TimeWait | TcpState::Close) => {
+            "ignored SYN on a closed tuple not closed by its sender (may resync on the SYN/ACK)"
+        }
+        (Dir::Original, Index::Syn, _) => "ignored SYN on established tuple (challenge ACK expected)",
+        (Dir::Reply, Index::SynAck, _) => "ignored SYN/ACK (may answer an ignored SYN)",
+        (Dir::Reply, Index::Ack, TcpState::SynSent) => "ignored ACK in SYN_SENT (challenge ACK or stale)",
+        (_, _, TcpState::None) => "invalid packet ignored in state NONE",
+        (_, _, TcpState::SynSent) => "invalid packet ignored in state SYN_SENT",
+        (_, _, TcpState::SynRecv) => "invalid packet ignored in state SYN_RECV",
+        (_, _, TcpState::Established) => "invalid packet ignored in state ESTABLISHED",
+        (_, _, TcpState::FinWait) => "invalid packet ignored in state FIN_WAIT",
+        (_, _, TcpState::CloseWait) => "invalid packet ignored in state CLOSE_WAIT",
+        (_, _, TcpState::LastAck) => "invalid packet ignored in state LAST_ACK",
+        (_, _, TcpState::TimeWait) => "invalid packet ignored in state TIME_WAIT",
+        (_, _, TcpState::Close) => "invalid packet ignored in state CLOSE",
+        (_, _, TcpState::SynSent2) => "invalid packet ignored in state SYN_SENT2",
+    }
+}
+
 // Per-direction flags (`IP_CT_TCP_FLAG_*`).
 pub(crate) const F_WINDOW_SCALE: u8 = 0x01;
 pub(crate) const F_SACK_PERM: u8 = 0x02;
@@ -231,11 +285,12 @@ pub(crate) enum TcpOutcome {
     /// Accepted. `timeout`: refresh the timer to now + that many seconds (with accounting); `None` =
     /// do not touch timer nor counters (SYN retransmit on an unreplied SYN_SENT entry). `assured`:
     /// set ASSURED.
-    Accept { timeout: Option<u32>, assured: bool },
+    Accept { timeout: Option<u32>, assured: bool, note: Option<&'static str> },
     /// Accepted, but the entry has never seen a reply and this is an RST: account, then delete it.
     Kill,
-    /// Accepted without changing the entry (sIG cells, old retransmissions, challenge ACKs).
-    Ignore,
+    /// Accepted without changing the entry (sIG cells, old retransmissions, challenge ACKs); the
+    /// note says why (the kernel's log text where it has one).
+    Ignore(&'static str),
     /// INVALID. `shrink`: the invalid FIN/RST rule asks to lower an ASSURED entry's timer to the
     /// unacknowledged timeout if at least 120 s remain (`nf_tcp_handle_invalid`).
     Invalid { reason: &'static str, shrink: bool },
@@ -245,7 +300,7 @@ pub(crate) enum TcpOutcome {
 
 enum Window {
     Accept,
-    Ignore,
+    Ignore(&'static str),
     Invalid(&'static str),
 }
 
@@ -397,7 +452,7 @@ impl TcpConn {
             }
             Cell::To(_) => {
                 if !cfg.tcp_loose {
-                    return Err("tcp: mid-stream pickup disabled (nf_conntrack_tcp_loose=0)");
+                    return Err("invalid new: mid-stream pickup disabled (nf_conntrack_tcp_loose=0)");
                 }
                 // Picked up in the middle: history lost, use what the packet says and be liberal.
                 let s = &mut c.seen[0];
@@ -407,7 +462,7 @@ impl TcpConn {
                 c.seen[0].flags = F_SACK_PERM | F_BE_LIBERAL;
                 c.seen[1].flags = F_SACK_PERM | F_BE_LIBERAL;
             }
-            Cell::Invalid | Cell::Ignore => return Err("tcp: invalid packet for a new connection"),
+            Cell::Invalid | Cell::Ignore => return Err(invalid_cell(Dir::Original, index, TcpState::None)),
         }
         c.last_index = Index::None;
         Ok(c)
@@ -456,11 +511,11 @@ impl TcpConn {
                     TcpState::SynRecv
                 } else {
                     self.remember_ignored(dir, index, old_state, h);
-                    return TcpOutcome::Ignore;
+                    return TcpOutcome::Ignore(ignored_note(dir, index, old_state));
                 }
             }
             Cell::Invalid => {
-                return TcpOutcome::Invalid { reason: "tcp: invalid state transition", shrink: false };
+                return TcpOutcome::Invalid { reason: invalid_cell(dir, index, old_state), shrink: false };
             }
             Cell::To(s) => s,
         };
@@ -475,7 +530,7 @@ impl TcpConn {
                     && self.last_flags & F_EXP_CHALLENGE_ACK != 0 =>
             {
                 self.last_flags &= !F_EXP_CHALLENGE_ACK;
-                return TcpOutcome::Ignore;
+                return TcpOutcome::Ignore("challenge ACK answering an ignored SYN (state kept)");
             }
             TcpState::SynSent2 => {
                 // §3.5.5: simultaneous open.
@@ -497,9 +552,7 @@ impl TcpConn {
                         new_state = old_state;
                         check_window = false;
                     }
-                    RstCheck::Invalid => {
-                        return TcpOutcome::Invalid { reason: "tcp: invalid rst", shrink: false }
-                    }
+                    RstCheck::Invalid => return TcpOutcome::Invalid { reason: "invalid rst", shrink: false },
                 }
             }
             _ => {}
@@ -508,7 +561,7 @@ impl TcpConn {
         if check_window {
             match self.in_window(cfg, dir, index, h) {
                 Window::Accept => {}
-                Window::Ignore => return TcpOutcome::Ignore,
+                Window::Ignore(note) => return TcpOutcome::Ignore(note),
                 Window::Invalid(reason) => {
                     let shrink = self.handle_invalid(dir, index, status);
                     return TcpOutcome::Invalid { reason, shrink };
@@ -550,18 +603,22 @@ impl TcpConn {
             }
             // A retransmitted SYN must not keep an unanswered entry alive.
             if index == Index::Syn && old_state == TcpState::SynSent {
-                return TcpOutcome::Accept { timeout: None, assured: false };
+                return TcpOutcome::Accept {
+                    timeout: None,
+                    assured: false,
+                    note: Some("retransmitted SYN on an unreplied entry (timer not refreshed)"),
+                };
             }
             // Mid-stream pickup without reply: no 5-day timeout.
             if new_state == TcpState::Established && timeout > t.unack() {
                 timeout = t.unack();
             }
-            return TcpOutcome::Accept { timeout: Some(timeout), assured: false };
+            return TcpOutcome::Accept { timeout: Some(timeout), assured: false, note: None };
         }
         let assured = !status.assured()
             && matches!(old_state, TcpState::SynRecv | TcpState::Established)
             && new_state == TcpState::Established;
-        TcpOutcome::Accept { timeout: Some(timeout), assured }
+        TcpOutcome::Accept { timeout: Some(timeout), assured, note: None }
     }
 
     /// IGNORE bookkeeping (§3.5.2 "otherwise"): remember the packet so a later SYN/ACK, RST or
@@ -742,23 +799,23 @@ impl TcpConn {
                 // A sender exceeding the window a little: let the peer's ACK for it through later.
                 sender.td_end = end;
                 sender.flags |= F_DATA_UNACKNOWLEDGED;
-                return fail(Window::Ignore);
+                return fail(Window::Ignore("bytes more than expected (sender overshot the window)"));
             }
-            return fail(Window::Invalid("tcp: SEQ is over the upper bound"));
+            return fail(Window::Invalid("SEQ is over upper bound (over the window of the receiver)"));
         }
         // 2. upper bound for acknowledgements
         if !before(sack, receiver.td_end.wrapping_add(1)) {
-            return fail(Window::Invalid("tcp: ACK is over the upper bound"));
+            return fail(Window::Invalid("ACK is over upper bound (ACKed data not seen yet)"));
         }
         // 3. lower bound for sequence numbers
         let in_recv_win = receiver.td_maxwin == 0
             || after(end, sender.td_end.wrapping_sub(receiver.td_maxwin).wrapping_sub(1));
         if !in_recv_win {
-            return fail(Window::Ignore);
+            return fail(Window::Ignore("SEQ is under lower bound (already ACKed data retransmitted)"));
         }
         // 4. lower bound for acknowledgements
         if !after(sack, receiver.td_end.wrapping_sub(max_ack_window).wrapping_sub(1)) {
-            return fail(Window::Ignore);
+            return fail(Window::Ignore("ignored ACK under lower bound (possible overly delayed)"));
         }
 
         // Updates.

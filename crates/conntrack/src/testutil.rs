@@ -1,6 +1,6 @@
 //! Test helpers: hand-built IPv4 datagrams (with correct checksums) and a small "lab" that pushes
 //! them through conntrack-in and the confirm hook like the engine does.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::expect_used, clippy::too_many_arguments)]
 
 use std::net::Ipv4Addr;
 
@@ -236,7 +236,192 @@ pub fn info(r: InResult) -> &'static str {
             crate::CtInfo::EstablishedReply => "ESTABLISHED_REPLY",
             crate::CtInfo::RelatedReply => "RELATED_REPLY",
         },
+        InResult::Untracked => "UNTRACKED",
         InResult::Invalid { .. } => "INVALID",
         InResult::Drop { .. } => "DROP",
+    }
+}
+
+// ----- IPv6 -----
+
+pub const A6: &str = "fd99::1";
+pub const B6: &str = "fd99::2";
+pub const R6: &str = "fe80::1";
+
+pub fn v6(s: &str) -> std::net::Ipv6Addr {
+    s.parse().unwrap()
+}
+
+/// An IPv6 datagram; `ext` = extension headers as (next header of *this* header's type, bytes):
+/// each entry is (type, body) where body is the header without its next-header byte handled here.
+pub fn ipv6_ext(src: &str, dst: &str, hop: u8, ext: &[(u8, Vec<u8>)], proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    let first = ext.first().map_or(proto, |e| e.0);
+    for (i, (_, body)) in ext.iter().enumerate() {
+        let next = ext.get(i + 1).map_or(proto, |e| e.0);
+        let mut h = body.clone();
+        h[0] = next;
+        payload.extend_from_slice(&h);
+    }
+    payload.extend_from_slice(l4);
+    let mut b = vec![0x60, 0, 0, 0];
+    b.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    b.push(first);
+    b.push(hop);
+    b.extend_from_slice(&v6(src).octets());
+    b.extend_from_slice(&v6(dst).octets());
+    b.extend_from_slice(&payload);
+    b
+}
+
+pub fn udp6(src: &str, sport: u16, dst: &str, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = 8 + payload.len();
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&(len as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let c = wire::checksum::l4_checksum_v6(v6(src), v6(dst), 17, &u);
+    u[6] = (c >> 8) as u8;
+    u[7] = c as u8;
+    ipv6_ext(src, dst, 64, &[], 17, &u)
+}
+
+/// ICMPv6 message with a correct checksum, optional extension headers before it.
+pub fn icmp6_ext(
+    src: &str,
+    dst: &str,
+    hop: u8,
+    ext: &[(u8, Vec<u8>)],
+    ty: u8,
+    code: u8,
+    rest: [u8; 4],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut m = vec![ty, code, 0, 0];
+    m.extend_from_slice(&rest);
+    m.extend_from_slice(body);
+    let c = wire::checksum::l4_checksum_v6(v6(src), v6(dst), 58, &m);
+    m[2] = (c >> 8) as u8;
+    m[3] = c as u8;
+    ipv6_ext(src, dst, hop, ext, 58, &m)
+}
+
+pub fn icmp6(src: &str, dst: &str, ty: u8, code: u8, rest: [u8; 4], body: &[u8]) -> Vec<u8> {
+    icmp6_ext(src, dst, 64, &[], ty, code, rest, body)
+}
+
+pub fn echo6(src: &str, dst: &str, ty: u8, id: u16, seq: u16) -> Vec<u8> {
+    let [a, b] = id.to_be_bytes();
+    let [c, d] = seq.to_be_bytes();
+    icmp6(src, dst, ty, 0, [a, b, c, d], b"ping")
+}
+
+/// A destination-options extension header (8 bytes, PadN).
+pub fn dstopts() -> (u8, Vec<u8>) {
+    (60, vec![0, 0, 1, 4, 0, 0, 0, 0])
+}
+
+/// A fragment header with `offset` (bytes) and the MF flag.
+pub fn frag_hdr(offset: u16, more: bool, id: u32) -> (u8, Vec<u8>) {
+    let field = (offset & 0xfff8) | u16::from(more);
+    let mut h = vec![0, 0];
+    h.extend_from_slice(&field.to_be_bytes());
+    h.extend_from_slice(&id.to_be_bytes());
+    (44, h)
+}
+
+// ----- SCTP -----
+
+pub fn sctp_chunk(ty: u8, flags: u8, body: &[u8]) -> Vec<u8> {
+    let len = 4 + body.len();
+    let mut c = vec![ty, flags];
+    c.extend_from_slice(&(len as u16).to_be_bytes());
+    c.extend_from_slice(body);
+    while c.len() % 4 != 0 {
+        c.push(0);
+    }
+    c
+}
+
+/// INIT / INIT_ACK chunk with initiate tag `tag`.
+pub fn sctp_init(ty: u8, tag: u32) -> Vec<u8> {
+    let mut b = tag.to_be_bytes().to_vec();
+    b.extend_from_slice(&65535u32.to_be_bytes());
+    b.extend_from_slice(&[0, 1, 0, 1]);
+    b.extend_from_slice(&100u32.to_be_bytes());
+    sctp_chunk(ty, 0, &b)
+}
+
+/// An IPv4 SCTP packet with a correct CRC32c (unless `bad_crc`).
+pub fn sctp(
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    vtag: u32,
+    chunks: &[Vec<u8>],
+    bad_crc: bool,
+) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&vtag.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 0]);
+    for c in chunks {
+        p.extend_from_slice(c);
+    }
+    let mut crc = crate::sctp::crc32c(&p);
+    if bad_crc {
+        crc ^= 1;
+    }
+    p[8..12].copy_from_slice(&crc.to_le_bytes());
+    ipv4(src, dst, 132, &p)
+}
+
+/// The tracked entry of a result.
+pub fn ids(r: InResult) -> crate::ConnId {
+    match r {
+        InResult::Tracked { id, .. } => id,
+        other => panic!("not tracked: {other:?}"),
+    }
+}
+
+/// The note of a tracked result.
+pub fn note(r: InResult) -> Option<&'static str> {
+    match r {
+        InResult::Tracked { note, .. } => note,
+        _ => None,
+    }
+}
+
+/// The reason of an INVALID / DROP result.
+pub fn reason(r: InResult) -> &'static str {
+    match r {
+        InResult::Invalid { reason } | InResult::Drop { reason } => reason,
+        _ => "",
+    }
+}
+
+impl Lab {
+    /// Conntrack-in with a template, rules accept, confirm.
+    pub fn pass_tmpl(&mut self, at: f64, bytes: &[u8], tmpl: &crate::Template) -> InResult {
+        let p = wire::decode_ip(bytes).expect("test packet decodes");
+        let r = self.ct.handle_packet(t(at), &p, self.hook, Some(tmpl));
+        if let InResult::Tracked { id, .. } = r {
+            self.ct.confirm(t(at), id);
+        }
+        r
+    }
+    /// All queued events as `conntrack -E -o timestamp` lines.
+    pub fn events(&mut self) -> Vec<String> {
+        let mut v = Vec::new();
+        while let Some(e) = self.ct.poll_event() {
+            let mut s = String::new();
+            crate::write_event(&e, &mut s).unwrap();
+            v.push(s.trim_end_matches('\n').to_string());
+        }
+        v
     }
 }

@@ -13,6 +13,7 @@ pub(crate) const PROTO_TCP: u8 = 6;
 pub(crate) const PROTO_UDP: u8 = 17;
 pub(crate) const PROTO_GRE: u8 = 47;
 pub(crate) const PROTO_ICMPV6: u8 = 58;
+pub(crate) const PROTO_SCTP: u8 = 132;
 pub(crate) const PROTO_UDPLITE: u8 = 136;
 
 /// The L4 part of a tuple.
@@ -113,7 +114,7 @@ pub(crate) enum TupleError {
 /// datagrams inside ICMP errors and for headers the wire decoder could not parse).
 pub(crate) fn l4_part(proto: u8, l4: &[u8]) -> Result<TupleL4, TupleError> {
     match proto {
-        PROTO_TCP | PROTO_UDP | PROTO_UDPLITE => {
+        PROTO_TCP | PROTO_UDP | PROTO_UDPLITE | PROTO_SCTP => {
             // only the first four bytes are needed
             let sport = be16(l4, 0).ok_or(TupleError::Short)?;
             let dport = be16(l4, 2).ok_or(TupleError::Short)?;

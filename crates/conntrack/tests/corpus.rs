@@ -30,10 +30,11 @@ fn replay(path: &Path, ct: &mut Conntrack) -> Vec<String> {
         };
         let r = ct.handle_packet(rec.ts, &pkt, Hook::PreRouting, None);
         let label = match r {
-            InResult::Tracked { id, info } => {
+            InResult::Tracked { id, info, .. } => {
                 ct.confirm(rec.ts, id);
                 format!("{info:?}")
             }
+            InResult::Untracked => "UNTRACKED".to_string(),
             InResult::Invalid { .. } => "INVALID".to_string(),
             InResult::Drop { .. } => "DROP".to_string(),
         };

@@ -129,6 +129,11 @@ pub struct Decision {
     pub ct_reason: Option<&'static str>,
     /// Conntrack itself dropped the packet (table full).
     pub ct_dropped: bool,
+    /// Why conntrack accepted the packet without changing its entry (TCP "ignore" outcomes), when it did.
+    pub ct_note: Option<&'static str>,
+    /// TRACE: every rule the packet traversed (`table:chain:rule|return|policy:N`) and conntrack's verdict, in
+    /// order; empty unless tracing is on.
+    pub trace: Vec<String>,
     /// Why routing discarded the packet after PREROUTING (path `Prerouting`).
     pub route_reason: Option<&'static str>,
     /// This packet created a conntrack entry that got confirmed.
@@ -163,7 +168,10 @@ impl FlowSummary {
             _ => None,
         };
         let quoted = match &pkt.l4 {
-            wire::L4::Icmp(i) if pkt.is_v4() && matches!(i.icmp_type, 3 | 4 | 5 | 11 | 12) => {
+            wire::L4::Icmp(i)
+                if (pkt.is_v4() && matches!(i.icmp_type, 3 | 4 | 5 | 11 | 12))
+                    || (!pkt.is_v4() && i.icmp_type < 128) =>
+            {
                 wire::packet::decode_quoted(i.payload).ok().map(|q| {
                     let ports = match (q.ip.proto, q.l4) {
                         (6 | 17 | 136 | 132, [a, b, c, d, ..]) => {
@@ -172,7 +180,7 @@ impl FlowSummary {
                         _ => None,
                     };
                     let icmp = match (q.ip.proto, q.l4) {
-                        (1, [t, c, ..]) => Some((*t, *c)),
+                        (1 | 58, [t, c, ..]) => Some((*t, *c)),
                         _ => None,
                     };
                     Box::new(FlowSummary {
@@ -235,6 +243,8 @@ impl Decision {
             rule: None,
             ct_reason: None,
             ct_dropped: false,
+            ct_note: None,
+            trace: Vec::new(),
             route_reason: None,
             ct_created: false,
             in_iface: None,

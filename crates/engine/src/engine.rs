@@ -24,11 +24,15 @@ pub struct EngineStats {
 pub struct Engine {
     ruleset: Ruleset,
     rule_state: RuleState,
+    /// The IPv6 ruleset (ip6tables); without one, IPv6 packets are decoded and counted but not filtered.
+    ruleset6: Option<(Ruleset, RuleState)>,
     ct: Conntrack,
     host: std::sync::Arc<Host>,
     defrag: wire::defrag::Defrag,
     now: Time,
     stats: EngineStats,
+    /// Record the rules each packet traverses (TRACE) in its decision.
+    tracing: bool,
 }
 
 /// Where conntrack-in runs for a path.
@@ -54,6 +58,10 @@ struct Walk<'h> {
     last_rule: Option<RuleRef>,
     logs: Vec<String>,
     ct_reason: Option<&'static str>,
+    /// Why conntrack ignored the packet (accepted it without changing the entry), when it did.
+    ct_note: Option<&'static str>,
+    /// TRACE lines, when tracing.
+    trace: Option<Vec<String>>,
 }
 
 impl Engine {
@@ -62,16 +70,41 @@ impl Engine {
         Engine {
             ruleset,
             rule_state,
+            ruleset6: None,
             ct: Conntrack::new(ct_config),
             host: std::sync::Arc::new(host),
             defrag: wire::defrag::Defrag::default(),
             now: Time::ZERO,
             stats: EngineStats::default(),
+            tracing: false,
         }
     }
 
     pub fn ruleset(&self) -> &Ruleset {
         &self.ruleset
+    }
+
+    /// Record, for every packet, the rules it traverses (like the TRACE target) and conntrack's verdict, in
+    /// [`Decision::trace`]. Off by default (it costs an allocation per packet).
+    pub fn set_tracing(&mut self, on: bool) {
+        self.tracing = on;
+    }
+
+    /// The next conntrack event (`conntrack -E`: NEW, UPDATE, DESTROY), in the order they happened.
+    pub fn poll_event(&mut self) -> Option<conntrack::Event> {
+        self.ct.poll_event()
+    }
+
+    /// Filter IPv6 packets with `ruleset6` (the ip6tables tables).
+    pub fn with_ipv6_rules(mut self, ruleset6: Ruleset) -> Engine {
+        let state = ruleset6.new_state();
+        self.ruleset6 = Some((ruleset6, state));
+        self
+    }
+
+    /// The IPv6 ruleset and its counters, when one was given.
+    pub fn ruleset6(&self) -> Option<(&Ruleset, &RuleState)> {
+        self.ruleset6.as_ref().map(|(r, s)| (r, s))
     }
     pub fn rule_state(&self) -> &RuleState {
         &self.rule_state
@@ -165,7 +198,7 @@ impl Engine {
             Ok(p) => p,
             Err(e) => return Decision::unfiltered(Disposition::Undecodable { reason: e.to_string() }),
         };
-        if !pkt.is_v4() {
+        if !pkt.is_v4() && self.ruleset6.is_none() {
             return Decision::unfiltered(Disposition::NotFiltered { reason: "IPv6: no IPv6 ruleset" });
         }
         // ip_rcv_core validates the header of packets arriving from a device before NF_INET_PRE_ROUTING: a bad
@@ -173,7 +206,7 @@ impl Engine {
         // Locally generated packets get their header checksum filled in by the stack.
         let (route, _, _) = self.host.classify(pkt.ip.src, pkt.ip.dst);
         let from_wire = !matches!(route, PathKind::Output | PathKind::Loopback);
-        if from_wire && !wire::checksum::ipv4_header_ok(bytes) {
+        if from_wire && pkt.is_v4() && !wire::checksum::ipv4_header_ok(bytes) {
             let mut d = Decision::unfiltered(Disposition::IpInputDrop { reason: "bad IPv4 header checksum" });
             d.verdict = Some(Verdict::Drop);
             d.flow = Some(crate::decision::FlowSummary::of(&pkt));
@@ -181,7 +214,7 @@ impl Engine {
         }
         // ... and drops a datagram shorter on the wire than its header's total length.
         if from_wire && wire_len < pkt.ip.total_len {
-            let reason = "truncated: shorter on the wire than its IPv4 total length";
+            let reason = "truncated: shorter on the wire than its IP header says";
             let mut d = Decision::unfiltered(Disposition::IpInputDrop { reason });
             d.verdict = Some(Verdict::Drop);
             d.flow = Some(crate::decision::FlowSummary::of(&pkt));
@@ -230,6 +263,8 @@ impl Engine {
             last_rule: None,
             logs: Vec::new(),
             ct_reason: None,
+            ct_note: None,
+            trace: self.tracing.then(Vec::new),
         };
         let mut decision = Decision::unfiltered(Disposition::Filtered);
         decision.path = Some(path);
@@ -263,9 +298,12 @@ impl Engine {
             decision.rule = walk.filter_rule.take().or(walk.last_rule.take());
         }
         decision.verdict = Some(verdict);
-        decision.ctstate = Some(label(&walk.ct));
+        // A packet conntrack itself dropped never got a state (NF_DROP in conntrack-in).
+        decision.ctstate = if decision.ct_dropped { None } else { Some(label(&walk.ct)) };
         decision.reply_dir = matches!(&walk.ct, CtMatch::Tracked(v) if v.reply_dir);
         decision.ct_reason = walk.ct_reason;
+        decision.ct_note = walk.ct_note;
+        decision.trace = walk.trace.take().unwrap_or_default();
         decision.logs = walk.logs;
         decision
     }
@@ -291,9 +329,14 @@ impl Engine {
             walk.ct = CtMatch::Untracked;
         } else {
             match self.ct.handle_packet(now, pkt, ct_hook(path), walk.template.as_ref()) {
-                InResult::Tracked { id, info } => {
+                InResult::Tracked { id, info, note } => {
                     walk.conn = Some((id, info));
                     walk.ct = self.view(now, id, info);
+                    walk.ct_note = note;
+                }
+                InResult::Untracked => {
+                    // ICMPv6 neighbour discovery and MLD: conntrack itself leaves them untracked.
+                    walk.ct = CtMatch::Untracked;
                 }
                 InResult::Invalid { reason } => {
                     walk.ct = CtMatch::Invalid;
@@ -305,6 +348,15 @@ impl Engine {
                     return Err((rules::Verdict::Drop, None));
                 }
             }
+        }
+        if let Some(lines) = walk.trace.as_mut() {
+            let state = label(&walk.ct).as_str();
+            let line = match (walk.ct_reason, walk.ct_note) {
+                (Some(r), _) => format!("conntrack:{state} ({r})"),
+                (None, Some(n)) => format!("conntrack:{state} (ignored: {n})"),
+                (None, None) => format!("conntrack:{state}"),
+            };
+            lines.push(line);
         }
         let hooks: &[(Table, Hook)] = match path {
             PacketPath::Input => &[
@@ -428,7 +480,12 @@ impl Engine {
         hook: Hook,
         walk: &mut Walk<'_>,
     ) -> Result<(), (rules::Verdict, Option<RuleRef>)> {
-        if !self.ruleset.has_chain(table, hook) {
+        let has_chain = match (pkt.is_v4(), &self.ruleset6) {
+            (true, _) => self.ruleset.has_chain(table, hook),
+            (false, Some((r, _))) => r.has_chain(table, hook),
+            (false, None) => false,
+        };
+        if !has_chain {
             return Ok(());
         }
         // Refresh the view: an earlier table may have changed the ctmark, and the remaining lifetime is read
@@ -446,9 +503,16 @@ impl Engine {
             pkttype: rules_pkttype(pkttype, pkt, &self.host),
             host: &*self.host,
             effects: Vec::new(),
+            trace: walk.trace.as_ref().map(|_| Vec::new()),
         };
-        let outcome = self.ruleset.evaluate(table, hook, &mut ctx, &mut self.rule_state);
+        let outcome = match (pkt.is_v4(), self.ruleset6.as_mut()) {
+            (false, Some((r, st))) => r.evaluate(table, hook, &mut ctx, st),
+            _ => self.ruleset.evaluate(table, hook, &mut ctx, &mut self.rule_state),
+        };
         let effects = std::mem::take(&mut ctx.effects);
+        if let (Some(lines), Some(entries)) = (walk.trace.as_mut(), ctx.trace.take()) {
+            lines.extend(entries.iter().map(|e| e.to_string()));
+        }
         walk.mark = ctx.mark;
         walk.ct = ctx.ct;
         for e in effects {
@@ -468,7 +532,13 @@ impl Engine {
                 }
                 Effect::CtTemplate(t) => {
                     if walk.conn.is_none() {
-                        walk.template = Some(conntrack::Template { zone: t.zone, helper: t.helper });
+                        let zone_dir = match t.zone_dir {
+                            rules::ZoneDir::Both => conntrack::ZoneDir::Both,
+                            rules::ZoneDir::Orig => conntrack::ZoneDir::Orig,
+                            rules::ZoneDir::Reply => conntrack::ZoneDir::Reply,
+                        };
+                        walk.template =
+                            Some(conntrack::Template { zone: t.zone, zone_dir, helper: t.helper });
                     }
                 }
                 Effect::Log { log, rule } => {
@@ -525,12 +595,15 @@ fn reject_reply(pkt: &Packet<'_>, kind: &str, host: &Host) -> RejectReply {
     let sent = if kind == "tcp-reset" {
         matches!(&pkt.l4, wire::L4::Tcp(t) if !t.flags.rst()) && !non_first_frag
     } else {
-        let icmp_error = matches!(&pkt.l4, wire::L4::Icmp(i) if matches!(i.icmp_type, 3 | 4 | 5 | 11 | 12));
+        // ICMP errors: IPv4 types 3, 4, 5, 11, 12; ICMPv6 types below 128 (icmpv6_send refuses to answer them).
+        let icmp_error = matches!(&pkt.l4, wire::L4::Icmp(i)
+            if (pkt.is_v4() && matches!(i.icmp_type, 3 | 4 | 5 | 11 | 12)) || (!pkt.is_v4() && i.icmp_type < 128));
         let dst_kind = host.addr_kind(pkt.ip.dst);
         !icmp_error
             && !non_first_frag
             && !matches!(dst_kind, AddrKind::Broadcast | AddrKind::Multicast)
             && !matches!(pkt.ip.src, IpAddr::V4(a) if a.is_broadcast() || a.is_multicast() || a.is_unspecified())
+            && !matches!(pkt.ip.src, IpAddr::V6(a) if a.is_multicast() || a.is_unspecified())
     };
     RejectReply { kind: kind.to_string(), to: pkt.ip.src, sent }
 }

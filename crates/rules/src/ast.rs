@@ -12,6 +12,7 @@
 //! quote ends the argument (so `""` is an empty argument). Single quotes are ordinary characters.
 
 use crate::error::{ErrorKind, ParseError};
+use crate::model::Family;
 use crate::spec::{self, BaseId, ModuleSpec, OptSpec};
 
 /// A position in the input: 1-based line and column (characters), byte offset and byte length.
@@ -30,9 +31,11 @@ pub struct Token {
     pub span: Span,
 }
 
-/// A whole file: the table blocks in file order.
+/// A whole file: the table blocks in file order, and the family it was read as (iptables-save
+/// or ip6tables-save: the modules and options available depend on it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct File {
+    pub family: Family,
     pub tables: Vec<TableBlock>,
 }
 
@@ -126,8 +129,13 @@ pub struct OptionAst {
     pub args: Vec<Token>,
 }
 
-/// Parse the text into a [`File`].
+/// Parse iptables-save text into a [`File`].
 pub fn parse_file(text: &str) -> Result<File, ParseError> {
+    parse_file_family(text, Family::V4)
+}
+
+/// Parse iptables-save (`V4`) or ip6tables-save (`V6`) text into a [`File`].
+pub fn parse_file_family(text: &str, family: Family) -> Result<File, ParseError> {
     let mut tables: Vec<TableBlock> = Vec::new();
     let mut open: Option<(Token, Vec<Item>)> = None;
     let mut offset = 0usize;
@@ -191,7 +199,7 @@ pub fn parse_file(text: &str) -> Result<File, ParseError> {
             continue;
         }
         let span = Span { line: line_no, column: 1, offset: line_start, len: raw_line.len() };
-        items.push(Item::Rule(parse_rule_line(tokens, span)?));
+        items.push(Item::Rule(parse_rule_line(tokens, span, family)?));
     }
     if let Some((name, _)) = open {
         return Err(ParseError::new(
@@ -203,7 +211,7 @@ pub fn parse_file(text: &str) -> Result<File, ParseError> {
         .with_expected("COMMIT")
         .with_hint("iptables-restore applies a table only at its COMMIT line"));
     }
-    Ok(File { tables })
+    Ok(File { family, tables })
 }
 
 fn span_end(line: &str, line_no: u32, line_start: usize) -> Span {
@@ -358,10 +366,13 @@ enum Resolved {
     Module(usize, &'static OptSpec),
 }
 
-fn resolve_long(name: &str, loaded: &[Loaded]) -> Result<Option<Resolved>, Vec<String>> {
+fn resolve_long(name: &str, loaded: &[Loaded], family: Family) -> Result<Option<Resolved>, Vec<String>> {
+    // ip6tables has no `--fragment`.
+    let base =
+        || spec::BASE_LONG.iter().filter(move |(_, id)| !(family == Family::V6 && *id == BaseId::Fragment));
     // Exact match first: base options, then modules newest first (iptables merges the options
     // of a newly loaded module in front of the older ones).
-    if let Some((_, id)) = spec::BASE_LONG.iter().find(|(n, _)| *n == name) {
+    if let Some((_, id)) = base().find(|(n, _)| *n == name) {
         return Ok(Some(Resolved::Base(*id)));
     }
     for (li, l) in loaded.iter().enumerate().rev() {
@@ -372,7 +383,7 @@ fn resolve_long(name: &str, loaded: &[Loaded]) -> Result<Option<Resolved>, Vec<S
     // Then unambiguous prefixes (getopt_long abbreviations).
     let mut found: Vec<(Resolved, String)> = Vec::new();
     let mut seen_base: Vec<BaseId> = Vec::new();
-    for (n, id) in spec::BASE_LONG {
+    for (n, id) in base() {
         if n.starts_with(name) && !seen_base.contains(id) {
             seen_base.push(*id);
             found.push((Resolved::Base(*id), format!("--{n}")));
@@ -394,21 +405,23 @@ fn resolve_long(name: &str, loaded: &[Loaded]) -> Result<Option<Resolved>, Vec<S
 }
 
 /// The module iptables loads implicitly for `-p NAME` when an option is unknown.
-fn implicit_module(proto: &str) -> Option<&'static str> {
+fn implicit_module(proto: &str, family: Family) -> Option<&'static str> {
     let lower = proto.to_ascii_lowercase();
     let name = match crate::names::parse_uint(&lower, 255) {
         Some(n) => crate::names::proto_name(u8::try_from(n).ok()?)?.to_string(),
         None => lower,
     };
-    match name.as_str() {
-        "tcp" => Some("tcp"),
-        "udp" => Some("udp"),
-        "icmp" => Some("icmp"),
+    match (name.as_str(), family) {
+        ("tcp", _) => Some("tcp"),
+        ("udp", _) => Some("udp"),
+        ("icmp", Family::V4) => Some("icmp"),
+        // libxtables maps every spelling of ICMPv6 to the icmp6 module.
+        ("ipv6-icmp" | "icmpv6" | "icmp6", Family::V6) => Some("icmp6"),
         _ => None,
     }
 }
 
-fn parse_rule_line(tokens: Vec<Token>, span: Span) -> Result<RuleLine, ParseError> {
+fn parse_rule_line(tokens: Vec<Token>, span: Span, family: Family) -> Result<RuleLine, ParseError> {
     let mut iter = tokens.into_iter().peekable();
     let mut counters = None;
     if let Some(t) = iter.peek() {
@@ -466,7 +479,7 @@ fn parse_rule_line(tokens: Vec<Token>, span: Span) -> Result<RuleLine, ParseErro
         let mut attempt = 0;
         let resolved = loop {
             let r = if is_long {
-                resolve_long(&resolved_name, &loaded).map_err(|cands| {
+                resolve_long(&resolved_name, &loaded, family).map_err(|cands| {
                     ParseError::new(
                         ErrorKind::AmbiguousOption,
                         &tok.span,
@@ -485,7 +498,7 @@ fn parse_rule_line(tokens: Vec<Token>, span: Span) -> Result<RuleLine, ParseErro
             // Unknown option: iptables loads the module named after `-p` once, then retries.
             if is_long && attempt == 0 && !proto_used {
                 if let Some(p) = &proto {
-                    if let Some(m) = implicit_module(p).and_then(spec::match_spec) {
+                    if let Some(m) = implicit_module(p, family).and_then(|n| spec::match_spec(n, family)) {
                         proto_used = true;
                         attempt += 1;
                         matches.push(MatchAst {
@@ -541,11 +554,32 @@ fn parse_rule_line(tokens: Vec<Token>, span: Span) -> Result<RuleLine, ParseErro
                 if spec::KNOWN_UNSUPPORTED_MATCHES.contains(&lower.as_str()) {
                     e = e.with_hint(format!("the {lower} match module is not supported by statewall"));
                 }
-            } else if matches!(resolved_name.as_str(), "dport" | "sport" | "syn" | "tcp-flags" | "icmp-type")
-            {
+            } else if matches!(
+                resolved_name.as_str(),
+                "dport" | "sport" | "syn" | "tcp-flags" | "icmp-type" | "icmpv6-type"
+            ) {
+                e = e.with_hint(match family {
+                    Family::V4 => {
+                        "port and flag options need `-p tcp`/`-p udp`/`-p icmp` (or `-m tcp`...) first"
+                    }
+                    Family::V6 => {
+                        "port and type options need `-p tcp`/`-p udp`/`-p ipv6-icmp` (or `-m tcp`...) first"
+                    }
+                });
+            }
+            if family == Family::V4 && resolved_name == "icmpv6-type" {
                 e = e.with_hint(
-                    "port and flag options need `-p tcp`/`-p udp`/`-p icmp` (or `-m tcp`...) first",
+                    "`--icmpv6-type` belongs to ip6tables: is this an ip6tables-save (IPv6) file?",
                 );
+            }
+            if family == Family::V6 && resolved_name == "icmp-type" {
+                e = e.with_hint("ip6tables matches ICMPv6 with `-p ipv6-icmp --icmpv6-type TYPE`");
+            }
+            if family == Family::V6
+                && resolved_name.starts_with("frag")
+                && "fragment".starts_with(&resolved_name)
+            {
+                e = e.with_hint("`-f` is not supported in IPv6, use `-m frag` instead");
             }
             return Err(e);
         };
@@ -561,6 +595,17 @@ fn parse_rule_line(tokens: Vec<Token>, span: Span) -> Result<RuleLine, ParseErro
                             format!("option `{}` cannot be inverted", tok.text),
                         ));
                     }
+                }
+                if id == BaseId::Fragment && family == Family::V6 {
+                    return Err(ParseError::new(
+                        ErrorKind::UnknownOption,
+                        &tok.span,
+                        &tok.text,
+                        format!("`{}` is not an ip6tables option", tok.text),
+                    )
+                    .with_hint(
+                        "`-f` is not supported in IPv6, use `-m frag` (e.g. `-m frag --fragmore`) instead",
+                    ));
                 }
                 if id == BaseId::Unsupported {
                     return Err(ParseError::new(
@@ -600,18 +645,29 @@ fn parse_rule_line(tokens: Vec<Token>, span: Span) -> Result<RuleLine, ParseErro
                     }
                     BaseId::Match => {
                         let Some(name) = arg else { continue };
-                        let Some(m) = spec::match_spec(&name.text) else {
+                        let Some(m) = spec::match_spec(&name.text, family) else {
                             let mut e = ParseError::new(
                                 ErrorKind::UnknownMatch,
                                 &name.span,
                                 &name.text,
                                 format!("unknown match module `{}`", name.text),
                             )
-                            .with_expected(
-                                "tcp, udp, icmp, multiport, iprange, conntrack, state, mark, connmark, \
-                                 comment, length, ttl, limit, addrtype or pkttype",
-                            );
-                            if spec::KNOWN_UNSUPPORTED_MATCHES.contains(&name.text.as_str()) {
+                            .with_expected(format!("one of {}", spec::match_names(family)));
+                            if let Some(other) = spec::other_family_match(&name.text, family) {
+                                e = e.with_hint(format!(
+                                    "`{}` is an {} match: {} rulesets cannot use it{}",
+                                    name.text,
+                                    other.tool(),
+                                    family.tool(),
+                                    match name.text.as_str() {
+                                        "ttl" => " (use `-m hl`)",
+                                        "hl" => " (use `-m ttl`)",
+                                        "icmp" => " (use `-p ipv6-icmp -m icmp6`)",
+                                        "icmp6" => " (use `-p icmp -m icmp`)",
+                                        _ => "",
+                                    }
+                                ));
+                            } else if spec::KNOWN_UNSUPPORTED_MATCHES.contains(&name.text.as_str()) {
                                 e = e.with_hint(format!(
                                     "iptables has a `{}` match but statewall does not model it",
                                     name.text
@@ -619,6 +675,8 @@ fn parse_rule_line(tokens: Vec<Token>, span: Span) -> Result<RuleLine, ParseErro
                             }
                             return Err(e);
                         };
+                        // An alias (`-m icmpv6`) is stored under the module's own name.
+                        let name = Token { text: m.name.to_string(), span: name.span };
                         matches.push(MatchAst { name, implicit: false, options: Vec::new() });
                         loaded.push(Loaded { spec: m, owner: Owner::Match(matches.len().saturating_sub(1)) });
                         continue;

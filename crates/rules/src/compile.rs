@@ -4,10 +4,11 @@
 //! functions accept (for the supported tables, matches and targets) and refuses the rest with a
 //! [`ParseError`] pointing at the offending token. Values are stored the way the kernel stores them
 //! (e.g. `-s` addresses masked, MARK operations folded into value/mask), so printing them back gives
-//! iptables-save's canonical text.
+//! iptables-save's canonical text. The file's [`Family`] decides the address syntax (IPv4 for
+//! iptables, IPv6 for ip6tables), the modules available and their checkentry rules.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::ast::{self, BaseKind, Item, OptionAst, Span, Token};
@@ -53,8 +54,9 @@ struct PendingChain {
     rules: Vec<PendingRule>,
 }
 
-/// Compile a syntax tree.
+/// Compile a syntax tree (of the family it was parsed as).
 pub fn compile(file: &ast::File) -> Result<Ruleset, ParseError> {
+    let family = file.family;
     let mut tables: Vec<TableRules> = Vec::new();
     let mut rule_slots = 0usize;
     let mut policy_slots = 0usize;
@@ -115,7 +117,7 @@ pub fn compile(file: &ast::File) -> Result<Ruleset, ParseError> {
                     let hook = chains.get(ci).and_then(|c| c.builtin.map(|(h, _)| h));
                     let user_chains: Vec<&str> =
                         chains.iter().filter(|c| c.builtin.is_none()).map(|c| c.name.as_str()).collect();
-                    let pending = compile_rule(table, hook, line, &user_chains)?;
+                    let pending = compile_rule(family, table, hook, line, &user_chains)?;
                     if let Some(c) = chains.get_mut(ci) {
                         c.rules.push(pending);
                     }
@@ -171,7 +173,7 @@ pub fn compile(file: &ast::File) -> Result<Ruleset, ParseError> {
         check_hook_contexts(&out_chains, &hooks, block)?;
         tables.push(TableRules { table, chains: out_chains });
     }
-    Ok(Ruleset { tables, rule_slots, policy_slots, limit_slots })
+    Ok(Ruleset { family, tables, rule_slots, policy_slots, limit_slots })
 }
 
 fn declare_chain(
@@ -351,6 +353,7 @@ fn rule_line(block: &ast::TableBlock, chain: &str, idx: usize) -> Span {
 }
 
 fn compile_rule(
+    family: Family,
     table: Table,
     hook: Option<Hook>,
     line: &ast::RuleLine,
@@ -362,7 +365,7 @@ fn compile_rule(
         match b.kind {
             BaseKind::Source | BaseKind::Destination => {
                 let Some(a) = arg else { continue };
-                let v = Neg { value: parse_addr_mask(a, true)?, negated: b.negated };
+                let v = Neg { value: parse_addr_mask(a, true, family)?, negated: b.negated };
                 if b.kind == BaseKind::Source {
                     ip.src = Some(v);
                 } else {
@@ -383,6 +386,10 @@ fn compile_rule(
                             a,
                             "rule would never match protocol (`! -p all`)",
                         ));
+                    }
+                    if family == Family::V6 {
+                        // ip6tables sets IP6T_F_PROTO even for `-p all`.
+                        ip.proto = Some(Neg { value: 0, negated: false });
                     }
                 } else {
                     ip.proto = Some(Neg { value: p, negated: b.negated });
@@ -436,11 +443,11 @@ fn compile_rule(
     }
     let mut matches = Vec::with_capacity(line.matches.len());
     for m in &line.matches {
-        matches.push(compile_match(m, &ip)?);
+        matches.push(compile_match(m, &ip, family)?);
     }
     let (target, jump) = match &line.target {
         None => (Target::None, None),
-        Some(t) => compile_target(table, &ip, t, user_chains)?,
+        Some(t) => compile_target(family, table, &ip, t, user_chains)?,
     };
     Ok(PendingRule {
         rule: Rule {
@@ -455,8 +462,53 @@ fn compile_rule(
     })
 }
 
+/// An address of `family` with an optional mask. `mask_addr`: store the address masked (as
+/// -s/-d do).
+fn parse_addr_mask(tok: &Token, mask_addr: bool, family: Family) -> Result<AddrMask, ParseError> {
+    match family {
+        Family::V4 => parse_addr_mask4(tok, mask_addr),
+        Family::V6 => parse_addr_mask6(tok, mask_addr),
+    }
+}
+
+/// `ADDR[/len|/mask]` as `xtables_ip6parse_any` reads it: a numeric IPv6 address (host names are not
+/// resolved), a prefix length 0-128 or an IPv6 mask.
+fn parse_addr_mask6(tok: &Token, mask_addr: bool) -> Result<AddrMask, ParseError> {
+    let text = tok.text.as_str();
+    if text.contains(',') {
+        return Err(err(ErrorKind::BadValue, tok, format!("multiple addresses `{text}` are not supported"))
+            .with_hint("write one rule per address"));
+    }
+    let (a, m) = match text.split_once('/') {
+        Some((a, m)) => (a, Some(m)),
+        None => (text, None),
+    };
+    let addr = names::parse_ipv6(a).ok_or_else(|| {
+        let e = bad(
+            tok,
+            "IPv6 address",
+            "a numeric IPv6 address like 2001:db8::/32 (host names are not resolved)",
+        );
+        if names::parse_ipv4(a).is_some() && a.contains('.') {
+            e.with_hint("this is an ip6tables ruleset: IPv4 addresses belong in the iptables (IPv4) ruleset")
+        } else if a.contains('%') {
+            e.with_hint("ip6tables does not accept a zone index (`%eth0`)")
+        } else {
+            e
+        }
+    })?;
+    let mask = match m {
+        None => u128::MAX,
+        Some(m) => {
+            names::parse_mask6(m).ok_or_else(|| bad(tok, "address mask", "/0-/128 or an IPv6 mask"))?
+        }
+    };
+    let addr = if mask_addr { Ipv6Addr::from(u128::from(addr) & mask) } else { addr };
+    Ok(AddrMask::v6(addr, mask))
+}
+
 /// `a.b.c.d[/len|/mask]`. `mask_addr`: store the address masked (as -s/-d do).
-fn parse_addr_mask(tok: &Token, mask_addr: bool) -> Result<AddrMask, ParseError> {
+fn parse_addr_mask4(tok: &Token, mask_addr: bool) -> Result<AddrMask, ParseError> {
     let text = tok.text.as_str();
     if text.contains(',') {
         return Err(err(ErrorKind::BadValue, tok, format!("multiple addresses `{text}` are not supported"))
@@ -467,14 +519,20 @@ fn parse_addr_mask(tok: &Token, mask_addr: bool) -> Result<AddrMask, ParseError>
         None => (text, None),
     };
     let addr = names::parse_ipv4(a).ok_or_else(|| {
-        bad(tok, "IPv4 address", "a numeric IPv4 address like 10.0.0.0/8 (host names are not resolved)")
+        let e =
+            bad(tok, "IPv4 address", "a numeric IPv4 address like 10.0.0.0/8 (host names are not resolved)");
+        if names::parse_ipv6(a).is_some() {
+            e.with_hint("this is an iptables ruleset: IPv6 addresses belong in the ip6tables (IPv6) ruleset")
+        } else {
+            e
+        }
     })?;
     let mask = match m {
         None => u32::MAX,
         Some(m) => names::parse_mask(m).ok_or_else(|| bad(tok, "address mask", "/0-/32 or a dotted mask"))?,
     };
     let addr = if mask_addr { Ipv4Addr::from(u32::from(addr) & mask) } else { addr };
-    Ok(AddrMask { addr, mask })
+    Ok(AddrMask::v4(addr, mask))
 }
 
 fn only_once(opts: &[OptionAst]) -> Result<(), ParseError> {
@@ -574,7 +632,7 @@ fn require_proto(m: &Token, ip: &IpSpec, allowed: &[u8], what: &str) -> Result<(
     }
 }
 
-fn compile_match(m: &ast::MatchAst, ip: &IpSpec) -> Result<Match, ParseError> {
+fn compile_match(m: &ast::MatchAst, ip: &IpSpec, family: Family) -> Result<Match, ParseError> {
     let opts = &m.options;
     only_once(opts)?;
     let name = m.name.text.as_str();
@@ -703,8 +761,14 @@ fn compile_match(m: &ast::MatchAst, ip: &IpSpec) -> Result<Match, ParseError> {
             for o in opts {
                 let t = arg(o)?;
                 let (a, b) = t.text.split_once('-').unwrap_or((t.text.as_str(), t.text.as_str()));
-                let parse =
-                    |s: &str| names::parse_ipv4(s).ok_or_else(|| bad(t, "address range", "a.b.c.d-e.f.g.h"));
+                let parse = |s: &str| match family {
+                    Family::V4 => names::parse_ipv4(s)
+                        .map(IpAddr::V4)
+                        .ok_or_else(|| bad(t, "address range", "a.b.c.d-e.f.g.h")),
+                    Family::V6 => names::parse_ipv6(s).map(IpAddr::V6).ok_or_else(|| {
+                        bad(t, "address range", "an IPv6 range like 2001:db8::1-2001:db8::ff")
+                    }),
+                };
                 let v = Some(Neg { value: Range { min: parse(a)?, max: parse(b)? }, negated: o.negated });
                 if o.name == "src-range" {
                     r.src = v;
@@ -745,11 +809,14 @@ fn compile_match(m: &ast::MatchAst, ip: &IpSpec) -> Result<Match, ParseError> {
                         c.proto = Some(Neg { value: p, negated: neg });
                     }
                     "ctorigsrc" | "ctorigdst" | "ctreplsrc" | "ctrepldst" => {
-                        let mut v = parse_addr_mask(t, false)?;
-                        if names::mask_len(v.mask).is_none() {
+                        let mut v = parse_addr_mask(t, false, family)?;
+                        if v.prefix_len().is_none() {
                             // libxt_conntrack keeps only a prefix length: a non-contiguous
-                            // dotted mask ends up as a host match (iptables-save prints no mask).
-                            v.mask = u32::MAX;
+                            // mask ends up as a host match (iptables-save prints no mask).
+                            v.mask = match v.mask {
+                                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::BROADCAST),
+                                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(u128::MAX)),
+                            };
                         }
                         let v = Some(Neg { value: v, negated: neg });
                         match o.name {
@@ -932,6 +999,28 @@ fn compile_match(m: &ast::MatchAst, ip: &IpSpec) -> Result<Match, ParseError> {
                     "addrtype: you must specify --src-type or --dst-type",
                 ));
             }
+            if family == Family::V6 {
+                // xt_addrtype checkentry for IPv6.
+                let all = a.src.map_or(0, |v| v.value.0) | a.dst.map_or(0, |v| v.value.0);
+                let refused = if all & AddrTypes::BLACKHOLE.0 != 0 {
+                    Some("ipv6 BLACKHOLE matching not supported")
+                } else if all >= AddrTypes::PROHIBIT.0 {
+                    Some("ipv6 PROHIBIT (THROW, NAT ..) matching not supported")
+                } else if all & AddrTypes::BROADCAST.0 != 0 {
+                    Some("ipv6 does not support BROADCAST matching")
+                } else {
+                    None
+                };
+                if let Some(why) = refused {
+                    let o = opts.iter().find(|o| o.name.ends_with("-type")).and_then(|o| o.args.first());
+                    return Err(err(
+                        ErrorKind::InvalidContext,
+                        o.unwrap_or(&m.name),
+                        format!("addrtype: {why}"),
+                    )
+                    .with_expected("UNSPEC, UNICAST, LOCAL, ANYCAST, MULTICAST or UNREACHABLE"));
+                }
+            }
             Match::AddrType(a)
         }
         "pkttype" => {
@@ -945,6 +1034,130 @@ fn compile_match(m: &ast::MatchAst, ip: &IpSpec) -> Result<Match, ParseError> {
                 _ => return Err(bad(t, "packet type", "unicast, broadcast, multicast or otherhost")),
             };
             Match::PktType(Neg { value: v, negated: o.negated })
+        }
+        "icmp6" => {
+            require_proto(&m.name, ip, &[58], "-p ipv6-icmp")?;
+            let o = opts.first().ok_or_else(|| missing("--icmpv6-type"))?;
+            let t = arg(o)?;
+            let (ty, cmin, cmax) = names::parse_icmpv6_type(&t.text).map_err(|e| {
+                err(ErrorKind::BadValue, t, e)
+                    .with_expected("a type number, TYPE/CODE or a name like echo-request")
+            })?;
+            Match::Icmp6(IcmpMatch {
+                icmp_type: ty,
+                codes: Range { min: cmin, max: cmax },
+                negated: o.negated,
+            })
+        }
+        "hl" => {
+            let o = opts.first().ok_or_else(|| {
+                err(
+                    ErrorKind::MissingOption,
+                    &m.name,
+                    "hl: you must specify one of `--hl-eq', `--hl-lt', `--hl-gt'",
+                )
+            })?;
+            if let Some(second) = opts.get(1) {
+                return Err(err(
+                    ErrorKind::ConflictingOptions,
+                    &second.opt,
+                    format!("hl: option \"--{}\" cannot be used together with \"--{}\"", second.name, o.name),
+                ));
+            }
+            let t = arg(o)?;
+            let v = names::parse_uint(&t.text, 255)
+                .and_then(|v| u8::try_from(v).ok())
+                .ok_or_else(|| bad(t, "hop limit", "0-255"))?;
+            Match::Hl(match (o.name, o.negated) {
+                ("hl-eq", false) => TtlMatch::Eq(v),
+                ("hl-eq", true) => TtlMatch::Ne(v),
+                ("hl-lt", _) => TtlMatch::Lt(v),
+                _ => TtlMatch::Gt(v),
+            })
+        }
+        "ipv6header" => {
+            let mut h = Ipv6HeaderMatch { headers: 0, negated: false, soft: false };
+            let mut seen = false;
+            for o in opts {
+                if o.name == "soft" {
+                    h.soft = true;
+                    continue;
+                }
+                seen = true;
+                let t = arg(o)?;
+                for item in t.text.split(',').filter(|i| !i.is_empty()) {
+                    h.headers |= names::parse_ipv6hdr_item(item).map_err(|e| {
+                        err(ErrorKind::BadValue, t, e).with_expected(
+                            "hop-by-hop (hop), ipv6-opts (dst), ipv6-route (route), ipv6-frag (frag), \
+                             ah (auth), esp, ipv6-nonxt (none), protocol (prot) or their numbers",
+                        )
+                    })?;
+                }
+                if h.headers == 0 {
+                    return Err(err(ErrorKind::BadValue, t, "ip6t_ipv6header: cannot parse header names"));
+                }
+                h.negated = o.negated;
+            }
+            if !seen {
+                return Err(missing("--header"));
+            }
+            Match::Ipv6Header(h)
+        }
+        "frag" => {
+            let mut f = FragMatch {
+                ids: Neg { value: Range { min: 0, max: u32::MAX }, negated: false },
+                len: None,
+                reserved: false,
+                first: false,
+                more: false,
+                last: false,
+            };
+            for o in opts {
+                match o.name {
+                    "fragid" => {
+                        let t = arg(o)?;
+                        let id = |s: &str, default: u32| -> Result<u32, ParseError> {
+                            if s.is_empty() {
+                                return Ok(default);
+                            }
+                            names::parse_uint(s, u64::from(u32::MAX))
+                                .and_then(|v| u32::try_from(v).ok())
+                                .ok_or_else(|| bad(t, "fragment id", "a number 0-4294967295 or a range a:b"))
+                        };
+                        let r = match t.text.split_once(':') {
+                            Some((a, b)) => Range { min: id(a, 0)?, max: id(b, u32::MAX)? },
+                            None if t.text.is_empty() => return Err(bad(t, "fragment id", "a number")),
+                            None => {
+                                let v = id(&t.text, 0)?;
+                                Range { min: v, max: v }
+                            }
+                        };
+                        f.ids = Neg { value: r, negated: o.negated };
+                    }
+                    "fraglen" => {
+                        let t = arg(o)?;
+                        let v = u32_value(t, &t.text, "fragment header length")?;
+                        f.len = Some(Neg { value: v, negated: o.negated });
+                    }
+                    "fragres" => f.reserved = true,
+                    "fragfirst" => f.first = true,
+                    _ => {
+                        if f.more || f.last {
+                            return Err(err(
+                                ErrorKind::ConflictingOptions,
+                                &o.opt,
+                                "frag: option \"--fragmore\" cannot be used together with \"--fraglast\"",
+                            ));
+                        }
+                        if o.name == "fragmore" {
+                            f.more = true;
+                        } else {
+                            f.last = true;
+                        }
+                    }
+                }
+            }
+            Match::Frag(f)
         }
         _ => return Err(err(ErrorKind::UnknownMatch, &m.name, format!("unknown match module `{name}`"))),
     })
@@ -1029,6 +1242,7 @@ fn parse_rate(t: &Token) -> Result<u32, ParseError> {
 type PendingTarget = (Target, Option<(String, bool, Token)>);
 
 fn compile_target(
+    family: Family,
     table: Table,
     ip: &IpSpec,
     t: &ast::TargetAst,
@@ -1076,18 +1290,35 @@ fn compile_target(
     let target = match name {
         "REJECT" => {
             in_table(Table::Filter)?;
-            let mut with = RejectWith::IcmpPortUnreachable;
+            let mut with = match family {
+                Family::V4 => RejectWith::IcmpPortUnreachable,
+                Family::V6 => RejectWith::Icmp6PortUnreachable,
+            };
             if let Some(o) = opts.first() {
                 let a = arg(o)?;
-                with = RejectWith::ALL
-                    .into_iter()
-                    .find(|w| {
+                let found = match family {
+                    Family::V4 => RejectWith::ALL.into_iter().find(|w| {
                         w.name().eq_ignore_ascii_case(&a.text) || w.alias().eq_ignore_ascii_case(&a.text)
-                    })
-                    .ok_or_else(|| {
-                        err(ErrorKind::BadValue, a, format!("unknown reject type `{}`", a.text))
-                            .with_expected(RejectWith::ALL.map(|w| w.name()).join(", "))
-                    })?;
+                    }),
+                    // libip6t_REJECT: the first entry whose name or alias starts with the text.
+                    Family::V6 => RejectWith::ALL_V6.into_iter().find(|w| {
+                        let prefix =
+                            |n: &str| n.get(..a.text.len()).is_some_and(|p| p.eq_ignore_ascii_case(&a.text));
+                        prefix(w.name()) || prefix(w.alias())
+                    }),
+                };
+                with = found.ok_or_else(|| {
+                    let names = match family {
+                        Family::V4 => RejectWith::ALL.map(|w| w.name()).join(", "),
+                        Family::V6 => RejectWith::ALL_V6.map(|w| w.name()).join(", "),
+                    };
+                    let e = err(ErrorKind::BadValue, a, format!("unknown reject type `{}`", a.text)).with_expected(names);
+                    if family == Family::V6 && a.text.to_ascii_lowercase().starts_with("icmp-") {
+                        e.with_hint("ip6tables answers with ICMPv6: e.g. icmp6-port-unreachable, icmp6-adm-prohibited")
+                    } else {
+                        e
+                    }
+                })?;
                 if with == RejectWith::TcpReset && ip.proto != Some(Neg { value: 6, negated: false }) {
                     return Err(err(
                         ErrorKind::InvalidContext,
@@ -1171,7 +1402,7 @@ fn compile_target(
             for o in opts {
                 let needs_proto = |a: &Token| -> Result<(), ParseError> {
                     match ip.proto {
-                        Some(Neg { negated: false, .. }) => Ok(()),
+                        Some(Neg { value, negated: false }) if value != 0 => Ok(()),
                         _ => Err(err(
                             ErrorKind::InvalidContext,
                             a,
@@ -1330,5 +1561,55 @@ mod tests {
         assert!(user2credits(a.wrapping_mul(5)) < user2credits(a));
         let a = 432_000_000u32;
         assert!(user2credits(a.wrapping_mul(5)) >= user2credits(a));
+    }
+
+    fn print6(rule: &str) -> Result<String, String> {
+        let text = format!("*filter\n:INPUT ACCEPT [0:0]\n{rule}\nCOMMIT\n");
+        let rs = crate::parse_family(&text, Family::V6).map_err(|e| e.to_string())?;
+        let out = rs.to_save_string(&rs.new_state(), false);
+        Ok(out.lines().find(|l| l.starts_with("-A")).unwrap_or("").to_string())
+    }
+
+    #[test]
+    fn ip6tables_spellings_seen_on_the_live_tool() {
+        // Each pair: what we were given, what ip6tables-legacy-save printed after restore.
+        for (given, printed) in [
+            ("-A INPUT -p IPv6-ICMP --icmpv6-type 1", "-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 1"),
+            ("-A INPUT -p icmp -j ACCEPT", "-A INPUT -p icmp -j ACCEPT"),
+            ("-A INPUT -p mh -j ACCEPT", "-A INPUT -p mobility-header -j ACCEPT"),
+            (
+                "-A INPUT -p icmpv6 -m icmp6 --icmpv6-type 1 -m icmp6 --icmpv6-type 2",
+                "-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 1 -m icmp6 --icmpv6-type 2",
+            ),
+            ("-A INPUT -s ::/0 -p all", "-A INPUT"),
+            ("-A INPUT ! -s ::/0", "-A INPUT ! -s ::/0"),
+            ("-A INPUT -s ::", "-A INPUT -s ::/128"),
+            ("-A INPUT -m frag ! --fragid 0:4294967295", "-A INPUT -m frag"),
+            (
+                "-A INPUT -m ipv6header ! --header none --soft",
+                "-A INPUT -m ipv6header ! --header ipv6-nonxt --soft",
+            ),
+            (
+                "-A INPUT -m ipv6header --header 255,59,50,51,44",
+                "-A INPUT -m ipv6header --header ipv6-frag,ah,esp,ipv6-nonxt,protocol",
+            ),
+            ("-A INPUT -m addrtype --src-type UNREACHABLE", "-A INPUT -m addrtype --src-type UNREACHABLE"),
+            ("-A INPUT -m conntrack --ctorigsrc ::1/0", "-A INPUT -m conntrack --ctorigsrc ::1/0"),
+        ] {
+            assert_eq!(print6(given).as_deref(), Ok(printed), "{given}");
+        }
+        for refused in [
+            "-A INPUT -p icmp6 -j ACCEPT",
+            "-A INPUT -m ipv6header --header ,",
+            "-A INPUT -j REJECT --reject-with ''",
+            "-A INPUT -m addrtype --src-type NAT",
+            "-A INPUT -m conntrack --ctorigsrc 2001:db8::1/129",
+            "-A INPUT -m iprange --src-range 2001:db8::1/64-2001:db8::f",
+            "-A INPUT -s 2001:db8::1,2001:db8::2",
+            "-A INPUT -p tcp -m tcp --dport 1 -p udp",
+            "-A INPUT -m ipv6header --header esp --header ah",
+        ] {
+            assert!(print6(refused).is_err(), "{refused} should be refused");
+        }
     }
 }

@@ -9,6 +9,19 @@
 //! its counters grow (the kernel jumps to the chain's underflow rule). A match that cannot read
 //! the header it needs "hotdrops" the packet: the verdict is DROP, attributed to that rule, whose
 //! counters do not grow. Nothing here reads a clock: `ctx.now` drives the limit buckets.
+//!
+//! IPv6 packets are matched as `ip6t_do_table` does: `-p` tests the upper-layer protocol found
+//! after the extension headers (`ipv6_find_hdr`, which `wire` already walked into `ip.proto`),
+//! `ip.ttl` is the hop limit, the fragment offset L4 matches see is in bytes (so the IPv4
+//! "offset 1" TCP check never fires), and `ipv6header` / `frag` walk the extension header chain
+//! in `pkt.bytes` themselves.
+//!
+//! Tracing: with `ctx.trace = Some(..)` every rule whose matches all matched is recorded, in
+//! order, as the kernel's TRACE target logs it (`trace_packet` of ip_tables/ip6_tables): "rule",
+//! or — for an unconditional rule with a standard verdict (no `-j`, ACCEPT, DROP, RETURN), which
+//! the kernel cannot tell from a chain tail — "policy" in a built-in chain and "return" in a user
+//! chain; falling off a user chain records its implicit RETURN ("return", rule count + 1) and the
+//! base chain's policy records "policy" (rule count + 1).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -117,6 +130,54 @@ pub struct PacketCtx<'a> {
     pub pkttype: PktType,
     pub host: &'a dyn HostModel,
     pub effects: Vec<Effect>,
+    /// `Some`: record every rule traversed, like the TRACE target (see the module docs). `None`
+    /// costs nothing.
+    pub trace: Option<Vec<TraceEntry>>,
+}
+
+/// What a traced rule was, in the words of the kernel's TRACE log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TraceKind {
+    /// "rule": a rule whose matches all matched (its target is then followed).
+    Rule,
+    /// "return": the implicit RETURN at the end of a user chain (or an unconditional standard
+    /// verdict rule in a user chain).
+    Return,
+    /// "policy": the built-in chain's policy (or an unconditional standard verdict rule in it).
+    Policy,
+}
+
+impl TraceKind {
+    /// "rule", "return" or "policy".
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceKind::Rule => "rule",
+            TraceKind::Return => "return",
+            TraceKind::Policy => "policy",
+        }
+    }
+}
+
+/// One TRACE line: `table:chain:kind:N` (N is the 1-based position in the chain; a chain's
+/// tail — implicit RETURN or policy — is its rule count + 1).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TraceEntry {
+    /// The chain and position; `rule` is always `Some`.
+    pub rule: RuleRef,
+    pub kind: TraceKind,
+}
+
+impl std::fmt::Display for TraceEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}:{}",
+            self.rule.table,
+            self.rule.chain,
+            self.kind.name(),
+            self.rule.rule.unwrap_or(0)
+        )
+    }
 }
 
 /// The final verdict of a chain walk.
@@ -216,32 +277,44 @@ impl From<bool> for M {
     }
 }
 
+/// IPv6 extension headers as `ipv6_ext_hdr` knows them (hop-by-hop, routing, fragment, AH,
+/// no-next-header, destination options).
+fn ipv6_ext_hdr(nh: u8) -> bool {
+    matches!(nh, 0 | 43 | 44 | 51 | 59 | 60)
+}
+
 /// Facts about the packet computed once per walk.
 struct Facts<'p> {
-    src: Option<Ipv4Addr>,
-    dst: Option<Ipv4Addr>,
-    /// Fragment offset in 8-byte units (as `ipt_do_table`'s `fragoff`).
+    v6: bool,
+    src: IpAddr,
+    dst: IpAddr,
+    /// `fragoff` as the matches see it: IPv4 in 8-byte units (`ipt_do_table`), IPv6 in bytes
+    /// (`ipv6_find_hdr`).
     fragoff: u16,
+    /// IPv6: `ipv6_find_hdr` cannot name the upper-layer protocol (a non-first fragment followed
+    /// by another extension header): every `-p` rule hotdrops the packet.
+    v6_proto_unknown: bool,
+    /// The datagram bytes present (up to its claimed length), for extension header walks.
+    dgram: &'p [u8],
     /// Transport bytes present in the skb (from the IP header length to the datagram end).
     l4: &'p [u8],
     len: u64,
 }
 
-fn v4(a: IpAddr) -> Option<Ipv4Addr> {
-    match a {
-        IpAddr::V4(a) => Some(a),
-        IpAddr::V6(_) => None,
-    }
-}
-
 impl<'p> Facts<'p> {
     fn new(pkt: &'p Packet<'p>) -> Self {
         let end = pkt.bytes.len().min(pkt.ip.total_len);
+        let dgram = pkt.bytes.get(..end).unwrap_or(pkt.bytes);
         let l4 = pkt.bytes.get(pkt.ip.header_len..end).unwrap_or(&[]);
+        let v6 = !pkt.is_v4();
+        let offset = pkt.ip.frag.map_or(0, |f| f.offset);
         Facts {
-            src: v4(pkt.ip.src),
-            dst: v4(pkt.ip.dst),
-            fragoff: pkt.ip.frag.map_or(0, |f| f.offset / 8),
+            v6,
+            src: pkt.ip.src,
+            dst: pkt.ip.dst,
+            fragoff: if v6 { offset } else { offset / 8 },
+            v6_proto_unknown: v6 && offset != 0 && ipv6_ext_hdr(pkt.ip.proto) && pkt.ip.proto != 59,
+            dgram,
             l4,
             len: u64::try_from(pkt.ip.total_len).unwrap_or(u64::MAX),
         }
@@ -252,33 +325,151 @@ impl<'p> Facts<'p> {
     }
 }
 
-fn ip_match(ip: &IpSpec, f: &Facts<'_>, ctx: &PacketCtx<'_>) -> bool {
-    let addr = |spec: &Option<Neg<AddrMask>>, a: Option<Ipv4Addr>| match spec {
+/// `ip_packet_match` / `ip6_packet_match`.
+fn ip_match(ip: &IpSpec, f: &Facts<'_>, ctx: &PacketCtx<'_>) -> M {
+    let addr = |spec: &Option<Neg<AddrMask>>, a: IpAddr| match spec {
         None => true,
-        Some(s) => a.is_some_and(|a| s.value.contains(a)) != s.negated,
+        Some(s) => s.value.contains(a) != s.negated,
     };
     if !addr(&ip.src, f.src) || !addr(&ip.dst, f.dst) {
-        return false;
+        return M::No;
     }
     let dev = |spec: &Option<Neg<Iface>>, d: Option<&str>| match spec {
         None => true,
         Some(s) => s.value.matches(d.unwrap_or("")) != s.negated,
     };
     if !dev(&ip.in_iface, ctx.in_iface) || !dev(&ip.out_iface, ctx.out_iface) {
-        return false;
+        return M::No;
     }
     if let Some(p) = ip.proto {
-        if (ctx.pkt.ip.proto == p.value) == p.negated {
-            return false;
+        if f.v6 {
+            if f.v6_proto_unknown {
+                // ipv6_find_hdr failed with a zero fragment offset: hotdrop.
+                return M::Hotdrop;
+            }
+            // ip6_packet_match: protocol 0 (`-p all`) matches any found protocol.
+            let hit = ctx.pkt.ip.proto == p.value;
+            if hit == p.negated && (hit || (p.value != 0 && !p.negated)) {
+                return M::No;
+            }
+        } else if (ctx.pkt.ip.proto == p.value) == p.negated {
+            return M::No;
         }
     }
     if let Some(neg) = ip.fragment {
         // -f matches non-first fragments only; `! -f` the rest.
         if (f.fragoff != 0) == neg {
-            return false;
+            return M::No;
         }
     }
-    true
+    M::Yes
+}
+
+/// `ip6t_ext_hdr`: the headers ipv6header walks (extension headers plus ESP).
+fn ip6t_ext_hdr(nh: u8) -> bool {
+    matches!(nh, 0 | 43 | 44 | 50 | 51 | 59 | 60)
+}
+
+/// ip6t_ipv6header's walk: which headers the datagram has ([`ipv6hdr`] bits), `None` if the chain
+/// runs out of the datagram (no match).
+fn ipv6_header_flags(dgram: &[u8]) -> Option<u8> {
+    let skb_len = i64::try_from(dgram.len()).ok()?;
+    let mut next = *dgram.get(6)?;
+    let mut ptr: i64 = 40;
+    let mut flags = 0u8;
+    while ip6t_ext_hdr(next) {
+        if next == 59 {
+            flags |= ipv6hdr::NONE;
+            break;
+        }
+        if skb_len - ptr < 2 {
+            return None;
+        }
+        if next == 50 {
+            flags |= ipv6hdr::ESP;
+            break;
+        }
+        let at = usize::try_from(ptr).ok()?;
+        let (nh, l) = (*dgram.get(at)?, i64::from(*dgram.get(at.checked_add(1)?)?));
+        let hdrlen = match next {
+            44 => 8,
+            51 => (l + 2) * 4,
+            _ => (l + 1) * 8,
+        };
+        flags |= match next {
+            0 => ipv6hdr::HOPOPTS,
+            43 => ipv6hdr::ROUTING,
+            44 => ipv6hdr::FRAGMENT,
+            51 => ipv6hdr::AH,
+            60 => ipv6hdr::DSTOPTS,
+            _ => return None,
+        };
+        next = nh;
+        ptr += hdrlen;
+        if ptr > skb_len {
+            break;
+        }
+    }
+    if next != 59 && next != 50 {
+        flags |= ipv6hdr::PROTO;
+    }
+    Some(flags)
+}
+
+fn ipv6header_match(h: &Ipv6HeaderMatch, f: &Facts<'_>) -> M {
+    let Some(have) = ipv6_header_flags(f.dgram) else {
+        return M::No;
+    };
+    let inv = if h.negated { 0xFF } else { 0 };
+    if h.soft {
+        ((have ^ h.headers ^ inv) & h.headers == 0).into()
+    } else {
+        ((have == h.headers) != h.negated).into()
+    }
+}
+
+/// `ipv6_find_hdr(skb, NEXTHDR_FRAGMENT)`: offset of the fragment header, `Err(true)` = hotdrop
+/// (header chain truncated), `Err(false)` = no fragment header.
+fn find_fragment_header(dgram: &[u8]) -> Result<usize, bool> {
+    let mut next = *dgram.get(6).ok_or(true)?;
+    let mut ptr = 40usize;
+    // Each step advances by at least 8 bytes: bounded by the datagram length.
+    while next != 44 {
+        if !ipv6_ext_hdr(next) || next == 59 {
+            return Err(false);
+        }
+        let nh = *dgram.get(ptr).ok_or(true)?;
+        let l = usize::from(*dgram.get(ptr.saturating_add(1)).ok_or(true)?);
+        let hdrlen = if next == 51 { (l + 2) * 4 } else { (l + 1) * 8 };
+        next = nh;
+        ptr = ptr.saturating_add(hdrlen);
+    }
+    Ok(ptr)
+}
+
+fn frag_match(m: &FragMatch, f: &Facts<'_>) -> M {
+    let at = match find_fragment_header(f.dgram) {
+        Ok(at) => at,
+        Err(true) => return M::Hotdrop,
+        Err(false) => return M::No,
+    };
+    let Some(h) = at.checked_add(8).and_then(|end| f.dgram.get(at..end)) else {
+        return M::Hotdrop;
+    };
+    let (Some(&reserved), Some(&o0), Some(&o1)) = (h.get(1), h.get(2), h.get(3)) else {
+        return M::Hotdrop;
+    };
+    let off = u16::from_be_bytes([o0, o1]);
+    let id = h.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok()).map_or(0, u32::from_be_bytes);
+    let more = off & 1 != 0;
+    // ip6t_frag: the id range, then each flag given must hold (`--fragres`: reserved fields zero,
+    // `--fragfirst`: offset zero, `--fragmore` / `--fraglast`: M set / clear). `--fraglen` is not
+    // tested by the kernel.
+    let reserved_ok = !m.reserved || (reserved == 0 && off & 0x6 == 0);
+    let first_ok = !m.first || off & !0x7 == 0;
+    let more_ok = !m.more || more;
+    let last_ok = !m.last || !more;
+    (m.ids.value.contains(id) != m.ids.negated && reserved_ok && first_ok && more_ok && last_ok).into()
 }
 
 fn port_in(r: &Neg<Range<u16>>, p: u16) -> bool {
@@ -375,7 +566,7 @@ fn state_bits(ct: &CtMatch, with_nat: bool) -> u16 {
 fn ct_addr(spec: &Option<Neg<AddrMask>>, a: IpAddr) -> bool {
     match spec {
         None => true,
-        Some(s) => v4(a).is_some_and(|a| s.value.contains(a)) != s.negated,
+        Some(s) => s.value.contains(a) != s.negated,
     }
 }
 
@@ -456,7 +647,7 @@ fn limit_match(l: &LimitMatch, b: &mut Bucket, now: Time) -> bool {
 fn pkttype_match(p: &Neg<PktType>, ctx: &PacketCtx<'_>, f: &Facts<'_>) -> bool {
     let ty = match ctx.pkttype {
         PktType::Loopback => {
-            if ctx.pkt.is_v4() && f.dst.is_some_and(|d| d.is_multicast()) || !ctx.pkt.is_v4() {
+            if matches!(f.dst, IpAddr::V4(d) if d.is_multicast()) || f.v6 {
                 PktType::Multicast
             } else {
                 PktType::Broadcast
@@ -519,9 +710,12 @@ fn run_match(m: &Match, f: &Facts<'_>, ctx: &PacketCtx<'_>, limits: &mut [Bucket
             (hit != mp.negated).into()
         }
         Match::IpRange(r) => {
-            let test = |spec: &Option<Neg<Range<Ipv4Addr>>>, a: Option<Ipv4Addr>| match spec {
+            let test = |spec: &Option<Neg<Range<IpAddr>>>, a: IpAddr| match spec {
                 None => true,
-                Some(s) => a.is_some_and(|a| s.value.contains(a)) != s.negated,
+                Some(s) => {
+                    let same = s.value.min.is_ipv4() == a.is_ipv4() && s.value.max.is_ipv4() == a.is_ipv4();
+                    (same && s.value.contains(a)) != s.negated
+                }
             };
             (test(&r.src, f.src) && test(&r.dst, f.dst)).into()
         }
@@ -553,6 +747,62 @@ fn run_match(m: &Match, f: &Facts<'_>, ctx: &PacketCtx<'_>, limits: &mut [Bucket
         },
         Match::AddrType(a) => addrtype_match(a, ctx).into(),
         Match::PktType(p) => pkttype_match(p, ctx, f).into(),
+        Match::Icmp6(i) => {
+            // ip6t icmp6_match: no "any" type; the 8-byte header must be there.
+            if f.fragoff != 0 {
+                return M::No;
+            }
+            let (Some(&ty), Some(&code)) = (f.l4.first(), f.l4.get(1)) else {
+                return M::Hotdrop;
+            };
+            if f.l4.len() < 8 {
+                return M::Hotdrop;
+            }
+            ((ty == i.icmp_type && i.codes.contains(code)) != i.negated).into()
+        }
+        Match::Hl(t) => {
+            let hl = ctx.pkt.ip.ttl;
+            match *t {
+                TtlMatch::Eq(v) => hl == v,
+                TtlMatch::Ne(v) => hl != v,
+                TtlMatch::Lt(v) => hl < v,
+                TtlMatch::Gt(v) => hl > v,
+            }
+            .into()
+        }
+        Match::Ipv6Header(h) => ipv6header_match(h, f),
+        Match::Frag(m) => frag_match(m, f),
+    }
+}
+
+/// Record a TRACE entry if tracing is on.
+fn trace(ctx: &mut PacketCtx<'_>, entry: impl FnOnce() -> TraceEntry) {
+    if let Some(t) = ctx.trace.as_mut() {
+        t.push(entry());
+    }
+}
+
+/// A chain's tail entry (implicit RETURN or policy): position rule count + 1.
+fn tail_ref(table: Table, chain: &Chain) -> RuleRef {
+    RuleRef {
+        table,
+        chain: chain.name.clone(),
+        rule: u32::try_from(chain.rules.len().saturating_add(1)).ok(),
+    }
+}
+
+/// `get_chainname_rulenum`: an unconditional rule with a standard target and a negative verdict
+/// (no target = XT_CONTINUE, ACCEPT, DROP, RETURN) is indistinguishable from a chain tail.
+fn trace_kind(rule: &Rule, chain: &Chain) -> TraceKind {
+    let standard = matches!(rule.target, Target::None | Target::Accept | Target::Drop | Target::Return);
+    if standard && rule.matches.is_empty() && rule.ip.is_unconditional() {
+        if chain.builtin.is_some() {
+            TraceKind::Policy
+        } else {
+            TraceKind::Return
+        }
+    } else {
+        TraceKind::Rule
     }
 }
 
@@ -678,7 +928,11 @@ impl Ruleset {
         let (mut ci, mut ri) = (base, 0usize);
         while let Some(chain) = t.chains.get(ci) {
             let Some(rule) = chain.rules.get(ri) else {
-                // Fell off the end: pop, or the base chain's policy.
+                // Fell off the end: pop, or the base chain's policy. A user chain's tail is its
+                // implicit RETURN rule, which TRACE logs.
+                if chain.builtin.is_none() {
+                    trace(ctx, || TraceEntry { rule: tail_ref(table, chain), kind: TraceKind::Return });
+                }
                 match stack.pop() {
                     Some((c, r)) => {
                         (ci, ri) = (c, r);
@@ -692,9 +946,13 @@ impl Ruleset {
                 chain: t.chains.get(ci).map_or_else(|| Arc::from(""), |c| c.name.clone()),
                 rule: u32::try_from(ri.saturating_add(1)).ok(),
             };
-            if !ip_match(&rule.ip, &facts, ctx) {
-                ri = ri.saturating_add(1);
-                continue;
+            match ip_match(&rule.ip, &facts, ctx) {
+                M::Yes => {}
+                M::No => {
+                    ri = ri.saturating_add(1);
+                    continue;
+                }
+                M::Hotdrop => return Outcome { verdict: Verdict::Drop, rule: here(ci, ri) },
             }
             let mut matched = true;
             for m in &rule.matches {
@@ -712,6 +970,7 @@ impl Ruleset {
                 continue;
             }
             RuleState::count(&mut state.rules, rule.slot, facts.len);
+            trace(ctx, || TraceEntry { rule: here(ci, ri), kind: trace_kind(rule, chain) });
             match &rule.target {
                 Target::Accept => return Outcome { verdict: Verdict::Accept, rule: here(ci, ri) },
                 Target::Drop => return Outcome { verdict: Verdict::Drop, rule: here(ci, ri) },
@@ -733,6 +992,7 @@ impl Ruleset {
         }
         // Underflow: the base chain's policy (its counters grow).
         RuleState::count(&mut state.policies, base_chain.policy_slot, facts.len);
+        trace(ctx, || TraceEntry { rule: tail_ref(table, base_chain), kind: TraceKind::Policy });
         let verdict = match base_chain.builtin {
             Some((_, Policy::Drop)) => Verdict::Drop,
             _ => Verdict::Accept,
@@ -876,6 +1136,7 @@ mod tests {
                 pkttype: PktType::Host,
                 host: &UnicastHost,
                 effects: Vec::new(),
+                trace: None,
             };
             let o = self.rs.evaluate(table, hook, &mut ctx, &mut self.st);
             (o, ctx.ct, ctx.mark, ctx.effects)
@@ -1194,6 +1455,7 @@ mod tests {
                 pkttype,
                 host: &Host,
                 effects: Vec::new(),
+                trace: None,
             };
             let o = rs.evaluate(Table::Filter, Hook::Input, &mut ctx, st);
             (at(&o), ctx.effects.len())
@@ -1206,5 +1468,317 @@ mod tests {
         assert_eq!(eval("eth0", PktType::Broadcast, 64, &mut st).1, 1);
         assert_eq!(eval("eth0", PktType::Host, 9, &mut st).0, "Drop filter:INPUT:3");
         assert_eq!(p.ip.total_len, 28);
+    }
+
+    // ---- IPv6 (ip6tables rulesets) ----
+
+    /// An IPv6 datagram from 2001:db8::1 to 2001:db8::2 with hop limit `hl`: `exts` are
+    /// (header type, body after the next-header byte), then the upper-layer header `proto`/`l4`.
+    fn v6(exts: &[(u8, &[u8])], proto: u8, l4: &[u8], hl: u8) -> Vec<u8> {
+        let mut payload = Vec::new();
+        for (i, (_, body)) in exts.iter().enumerate() {
+            payload.push(exts.get(i + 1).map_or(proto, |e| e.0));
+            payload.extend_from_slice(body);
+        }
+        payload.extend_from_slice(l4);
+        let mut b = vec![0x60, 0, 0, 0];
+        b.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());
+        b.push(exts.first().map_or(proto, |e| e.0));
+        b.push(hl);
+        b.extend_from_slice(&"2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        b.extend_from_slice(&"2001:db8::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        b.extend_from_slice(&payload);
+        b
+    }
+
+    const ECHO6: [u8; 8] = [128, 0, 0, 0, 0, 1, 0, 1];
+    const UDP6: [u8; 8] = [0x0f, 0xa0, 0x00, 0x35, 0, 8, 0, 0];
+    /// Destination options (8 bytes: next, len 0, PadN 4).
+    const DSTOPT: (u8, &[u8]) = (60, &[0, 1, 4, 0, 0, 0, 0]);
+    const HOPOPT: (u8, &[u8]) = (0, &[0, 1, 4, 0, 0, 0, 0]);
+    /// Fragment header: offset 0, more fragments, id 0x1234.
+    const FRAG_FIRST: (u8, &[u8]) = (44, &[0, 0, 1, 0, 0, 0x12, 0x34]);
+
+    /// Evaluates `bytes` in filter INPUT; returns the outcome and the trace.
+    fn eval6(rs: &Ruleset, st: &mut RuleState, bytes: &[u8]) -> (String, Vec<String>) {
+        let pkt = wire::decode_ip(bytes).unwrap();
+        let mut ctx = PacketCtx {
+            now: Time::ZERO,
+            pkt: &pkt,
+            in_iface: Some("eth0"),
+            out_iface: None,
+            mark: 0,
+            ct: CtMatch::Invalid,
+            pkttype: PktType::Host,
+            host: &UnicastHost,
+            effects: Vec::new(),
+            trace: Some(Vec::new()),
+        };
+        let o = rs.evaluate(Table::Filter, Hook::Input, &mut ctx, st);
+        let trace = ctx.trace.unwrap_or_default().iter().map(ToString::to_string).collect();
+        (at(&o), trace)
+    }
+
+    fn rules6(body: &str) -> Ruleset {
+        crate::parse_family(
+            &format!(
+                "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{body}COMMIT\n"
+            ),
+            Family::V6,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ipv6_addresses_protocol_after_extension_headers_and_icmp6() {
+        let rs = rules6(
+            "-A INPUT -s 2001:db8::/ffff:ffff:0:0:0:0:0:fffe -p udp -j LOG\n\
+             -A INPUT -p ipv6-opts -j DROP\n\
+             -A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type echo-reply -j DROP\n\
+             -A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type echo-request -m hl --hl-gt 10 -j ACCEPT\n\
+             -A INPUT ! -s 2001:db8::1 -j DROP\n\
+             -A INPUT -m length --length 48 -j REJECT\n\
+             -A INPUT -p all -j REJECT --reject-with icmp6-adm-prohibited\n",
+        );
+        let mut st = rs.new_state();
+        // An echo request behind a destination options header: `-p ipv6-icmp` sees ICMPv6, not 60.
+        let echo = v6(&[DSTOPT], 58, &ECHO6, 64);
+        assert_eq!(eval6(&rs, &mut st, &echo).0, "Accept filter:INPUT:4");
+        // Hop limit 5: rule 4 fails on hl; length is 40 + payload (8 + 8) = 56, so rule 7 rejects.
+        let low = v6(&[DSTOPT], 58, &ECHO6, 5);
+        assert_eq!(eval6(&rs, &mut st, &low).0, "Reject(Icmp6AdmProhibited) filter:INPUT:7");
+        // A bare echo request of 48 bytes: `-m length` counts the 40-byte header.
+        let bare = v6(&[], 58, &ECHO6, 5);
+        assert_eq!(eval6(&rs, &mut st, &bare).0, "Reject(Icmp6PortUnreachable) filter:INPUT:6");
+        // UDP from 2001:db8::1 matches the odd mask (last bit ignored): LOG, then (48 bytes) rule 6.
+        let udp6 = v6(&[], 17, &UDP6, 64);
+        let (o, trace) = eval6(&rs, &mut st, &udp6);
+        assert_eq!(o, "Reject(Icmp6PortUnreachable) filter:INPUT:6");
+        assert_eq!(trace, ["filter:INPUT:rule:1", "filter:INPUT:rule:6"]);
+        assert_eq!(st.rule_counters(Table::Filter, "INPUT", 1), Some((1, 48)));
+        assert_eq!(st.rule_counters(Table::Filter, "INPUT", 2), Some((0, 0)));
+    }
+
+    #[test]
+    fn icmp6_match_needs_its_header_and_has_no_any() {
+        let rs = rules6(
+            "-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 255 -j ACCEPT\n\
+             -A INPUT -p ipv6-icmp -m icmp6 ! --icmpv6-type 1/4 -j REJECT\n",
+        );
+        let mut st = rs.new_state();
+        // Type 1 code 4 (port unreachable): neither rule; the policy drops.
+        let unreach = v6(&[], 58, &[1, 4, 0, 0, 0, 0, 0, 0], 64);
+        assert_eq!(eval6(&rs, &mut st, &unreach).0, "Drop filter:INPUT:policy");
+        // Type 1 code 3: rule 2 (inverted).
+        let addr = v6(&[], 58, &[1, 3, 0, 0, 0, 0, 0, 0], 64);
+        assert_eq!(eval6(&rs, &mut st, &addr).0, "Reject(Icmp6PortUnreachable) filter:INPUT:2");
+        // A 4-byte ICMPv6 header: the icmp6 match hotdrops (rule 1, not counted).
+        let short = v6(&[], 58, &[128, 0, 0, 0], 64);
+        assert_eq!(eval6(&rs, &mut st, &short).0, "Drop filter:INPUT:1");
+        assert_eq!(st.rule_counters(Table::Filter, "INPUT", 1), Some((0, 0)));
+    }
+
+    #[test]
+    fn ipv6header_hard_and_soft() {
+        let rs = rules6(
+            "-A INPUT -m ipv6header --header hop,dst,prot -j DROP\n\
+             -A INPUT -m ipv6header ! --header frag --soft -m ipv6header --header dst --soft -j REJECT\n\
+             -A INPUT -m ipv6header --header none -j LOG\n\
+             -A INPUT -m ipv6header --header prot -j ACCEPT\n",
+        );
+        let mut st = rs.new_state();
+        let both = v6(&[HOPOPT, DSTOPT], 17, &UDP6, 64);
+        assert_eq!(eval6(&rs, &mut st, &both).0, "Drop filter:INPUT:1");
+        // Only dst options: not exactly hop,dst,prot; no fragment header and has dst: rule 2.
+        let dst = v6(&[DSTOPT], 17, &UDP6, 64);
+        assert_eq!(eval6(&rs, &mut st, &dst).0, "Reject(Icmp6PortUnreachable) filter:INPUT:2");
+        // A first fragment with dst options: rule 2's `! --header frag --soft` fails.
+        let frag = v6(&[FRAG_FIRST, DSTOPT], 17, &UDP6, 64);
+        assert_eq!(eval6(&rs, &mut st, &frag).0, "Drop filter:INPUT:policy");
+        // No next header at all: `none` (hard) matches, then nothing else.
+        let none = v6(&[], 59, &[], 64);
+        let (o, trace) = eval6(&rs, &mut st, &none);
+        assert_eq!(o, "Drop filter:INPUT:policy");
+        assert_eq!(trace, ["filter:INPUT:rule:3", "filter:INPUT:policy:5"]);
+        // Plain UDP: exactly `prot`.
+        let plain = v6(&[], 17, &UDP6, 64);
+        assert_eq!(eval6(&rs, &mut st, &plain).0, "Accept filter:INPUT:4");
+    }
+
+    #[test]
+    fn frag_match_reads_the_fragment_header() {
+        let rs = rules6(
+            "-A INPUT -m frag --fragid 0x1000:0x1fff --fraglast -j DROP\n\
+             -A INPUT -m frag --fragid 0x1234 --fragfirst --fragmore -j LOG\n\
+             -A INPUT -m frag --fragres -j REJECT\n\
+             -A INPUT -m frag ! --fragid 0x1234 -j ACCEPT\n",
+        );
+        let mut st = rs.new_state();
+        // First fragment (offset 0, M=1, id 0x1234) behind hop-by-hop: rule 2 logs, rule 3
+        // matches (`--fragres`: the reserved fields must be zero, as ip6t_frag tests them).
+        let first = v6(&[HOPOPT, FRAG_FIRST], 17, &UDP6, 64);
+        let (o, trace) = eval6(&rs, &mut st, &first);
+        assert_eq!(o, "Reject(Icmp6PortUnreachable) filter:INPUT:3");
+        assert_eq!(trace, ["filter:INPUT:rule:2", "filter:INPUT:rule:3"]);
+        // Last fragment at offset 8 with id 0x1234: rule 1 (--fraglast, id in range).
+        let last = v6(&[(44, &[0, 0, 8, 0, 0, 0x12, 0x34])], 17, &[0; 8], 64);
+        assert_eq!(eval6(&rs, &mut st, &last).0, "Drop filter:INPUT:1");
+        // Reserved bits set in the offset field, id 0x99: not rule 3; rule 4 (id is not 0x1234).
+        let res = v6(&[(44, &[0, 0, 0x10 | 0x2, 0, 0, 0, 0x99])], 17, &[0; 8], 64);
+        assert_eq!(eval6(&rs, &mut st, &res).0, "Accept filter:INPUT:4");
+        // No fragment header: no frag rule matches.
+        let plain = v6(&[], 17, &UDP6, 64);
+        assert_eq!(eval6(&rs, &mut st, &plain).0, "Drop filter:INPUT:policy");
+    }
+
+    #[test]
+    fn non_first_ipv6_fragment_and_l4_matches() {
+        let rs = rules6(
+            "-A INPUT -p udp --dport 53 -j ACCEPT\n\
+             -A INPUT -p udp -j REJECT\n",
+        );
+        let mut st = rs.new_state();
+        // A non-first fragment: `-p udp` matches (the fragment header names UDP) but the udp match
+        // never does (fragoff != 0, no hotdrop: IPv6 offsets are in bytes).
+        let later = v6(&[(44, &[0, 0, 8, 0, 0, 0, 7])], 17, &[0, 0, 0, 53, 0, 8, 0, 0], 64);
+        assert_eq!(eval6(&rs, &mut st, &later).0, "Reject(Icmp6PortUnreachable) filter:INPUT:2");
+        // A non-first fragment followed by a destination options header: ipv6_find_hdr fails with
+        // offset 0 and every `-p` rule hotdrops.
+        let odd = v6(&[(44, &[0, 0, 8, 0, 0, 0, 7]), DSTOPT], 17, &UDP6, 64);
+        assert_eq!(eval6(&rs, &mut st, &odd).0, "Drop filter:INPUT:1");
+    }
+
+    #[test]
+    fn ipv6_iprange_conntrack_and_addrtype() {
+        struct Local6;
+        impl HostModel for Local6 {
+            fn addr_type(&self, addr: IpAddr, _iface: Option<&str>) -> AddrTypes {
+                if addr == "2001:db8::2".parse::<IpAddr>().unwrap() {
+                    AddrTypes::LOCAL
+                } else {
+                    AddrTypes::UNICAST
+                }
+            }
+        }
+        let rs = rules6(
+            "-A INPUT -m iprange --src-range 2001:db8::1-2001:db8::f -m addrtype --dst-type LOCAL -j LOG\n\
+             -A INPUT -m conntrack --ctorigsrc 2001:db8::/64 --ctrepldst 2001:db8::1 -j ACCEPT\n",
+        );
+        let bytes = v6(&[], 17, &UDP6, 64);
+        let pkt = wire::decode_ip(&bytes).unwrap();
+        let (a, b): (IpAddr, IpAddr) = ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap());
+        let mut v = view(CtState::New);
+        (v.orig_src, v.orig_dst, v.repl_src, v.repl_dst) = (a, b, b, a);
+        let mut st = rs.new_state();
+        let mut ctx = PacketCtx {
+            now: Time::ZERO,
+            pkt: &pkt,
+            in_iface: Some("eth0"),
+            out_iface: None,
+            mark: 0,
+            ct: CtMatch::Tracked(v),
+            pkttype: PktType::Host,
+            host: &Local6,
+            effects: Vec::new(),
+            trace: None,
+        };
+        let o = rs.evaluate(Table::Filter, Hook::Input, &mut ctx, &mut st);
+        assert_eq!(at(&o), "Accept filter:INPUT:2");
+        assert_eq!(ctx.effects.len(), 1, "LOG rule 1 matched");
+        assert!(ctx.trace.is_none());
+    }
+
+    // ---- TRACE ----
+
+    #[test]
+    fn trace_lists_rules_returns_and_policies_like_the_kernel() {
+        let rs = crate::parse(
+            "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:a - [0:0]\n:b - [0:0]\n\
+             -A INPUT -p udp -j a\n\
+             -A INPUT -p tcp -g b\n\
+             -A INPUT -s 192.0.2.0/24\n\
+             -A INPUT -p icmp -j ACCEPT\n\
+             -A INPUT -s 0.0.0.0/0 -j DROP\n\
+             -A a -p udp --dport 9 -j RETURN\n\
+             -A a -j LOG\n\
+             -A a -j RETURN\n\
+             -A b -p tcp --dport 80 -j ACCEPT\n\
+             COMMIT\n",
+        )
+        .unwrap();
+        let run = |d: &Dgram| {
+            let pkt = d.packet();
+            let mut st = rs.new_state();
+            let mut ctx = PacketCtx {
+                now: Time::ZERO,
+                pkt: &pkt,
+                in_iface: Some("eth0"),
+                out_iface: None,
+                mark: 0,
+                ct: CtMatch::Invalid,
+                pkttype: PktType::Host,
+                host: &UnicastHost,
+                effects: Vec::new(),
+                trace: Some(Vec::new()),
+            };
+            let o = rs.evaluate(Table::Filter, Hook::Input, &mut ctx, &mut st);
+            let t: Vec<String> = ctx.trace.unwrap_or_default().iter().map(ToString::to_string).collect();
+            (at(&o), t)
+        };
+        // UDP to 9: into `a`, an explicit (conditional) RETURN is a "rule"; back in INPUT the
+        // counting rule 3 has no target but a condition ("rule"); rule 5 (`-s 0/0 -j DROP`) is
+        // unconditional with a standard verdict, so the kernel calls it "policy".
+        let (o, t) = run(&udp(1, 9));
+        assert_eq!(o, "Drop filter:INPUT:5");
+        assert_eq!(
+            t,
+            ["filter:INPUT:rule:1", "filter:a:rule:1", "filter:INPUT:rule:3", "filter:INPUT:policy:5"]
+        );
+        // UDP to 10: LOG ("rule"), then the unconditional `-j RETURN` reads as "return".
+        let (_, t) = run(&udp(1, 10));
+        assert_eq!(t[1..3], ["filter:a:rule:2".to_string(), "filter:a:return:3".to_string()]);
+        // TCP to 81: goto b, falls off b (implicit RETURN: rule count + 1 = 2), which returns to
+        // INPUT's caller: none, so the policy applies (rule count + 1 = 6).
+        let (o, t) = run(&tcp(1, 81, 2));
+        assert_eq!(o, "Drop filter:INPUT:policy");
+        assert_eq!(t, ["filter:INPUT:rule:2", "filter:b:return:2", "filter:INPUT:policy:6"]);
+        // ICMP: rule 4 accepts.
+        let (_, t) = run(&icmp(8, 0));
+        assert_eq!(t, ["filter:INPUT:rule:3", "filter:INPUT:rule:4"]);
+        let e = TraceEntry {
+            rule: RuleRef { table: Table::Raw, chain: Arc::from("PREROUTING"), rule: Some(9) },
+            kind: TraceKind::Policy,
+        };
+        assert_eq!(e.to_string(), "raw:PREROUTING:policy:9");
+    }
+
+    #[test]
+    fn trace_of_a_hotdrop_stops_before_the_rule() {
+        let rs = crate::parse(
+            "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j LOG\n-A INPUT -p tcp --dport 1 -j DROP\nCOMMIT\n",
+        )
+        .unwrap();
+        let d = dgram(6, &[0, 1, 0, 1]);
+        let pkt = d.packet();
+        let mut st = rs.new_state();
+        let mut ctx = PacketCtx {
+            now: Time::ZERO,
+            pkt: &pkt,
+            in_iface: None,
+            out_iface: None,
+            mark: 0,
+            ct: CtMatch::Invalid,
+            pkttype: PktType::Host,
+            host: &UnicastHost,
+            effects: Vec::new(),
+            trace: Some(Vec::new()),
+        };
+        let o = rs.evaluate(Table::Filter, Hook::Input, &mut ctx, &mut st);
+        assert_eq!(at(&o), "Drop filter:INPUT:2");
+        // `-j LOG` without conditions is still a "rule" (LOG is not a standard target).
+        assert_eq!(
+            ctx.trace.unwrap().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["filter:INPUT:rule:1"]
+        );
     }
 }

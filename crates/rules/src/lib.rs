@@ -2,7 +2,9 @@
 //!
 //! Contract:
 //! - [`parse_ast`] reads iptables-save / iptables-restore text (iptables 1.8.9, IPv4) into a syntax
-//!   tree with source positions ([`ast`]).
+//!   tree with source positions ([`ast`]); [`parse_ast_family`] / [`parse_family`] read
+//!   ip6tables-save text too ([`Family::V6`]): IPv6 addresses, the libip6t_* modules, ip6tables'
+//!   REJECT types, no `-f`.
 //! - [`parse`] also compiles it into a [`Ruleset`]: an immutable, always-valid model (every jump
 //!   target exists, no loops, targets valid for their table/chain, policies only on built-in
 //!   chains), independent of the iptables text. Any refusal is a [`ParseError`] with line, column,
@@ -10,10 +12,14 @@
 //! - [`Ruleset::evaluate`] runs one packet through a built-in chain as the kernel's `ipt_do_table`
 //!   does (first match, jumps/goto/RETURN, policies, counters, hotdrop) using a [`PacketCtx`]
 //!   filled by the engine (the conntrack view, interfaces, marks, host model for addrtype).
-//! - [`Ruleset::write_save`] prints what `iptables-legacy-save` prints for the same ruleset.
+//! - [`Ruleset::write_save`] prints what `iptables-legacy-save` (or `ip6tables-legacy-save`) prints
+//!   for the same ruleset.
+//! - With [`PacketCtx::trace`] set, the evaluator records every rule traversed as the kernel's
+//!   TRACE target logs it ([`TraceEntry`], `filter:INPUT:rule:3`).
 //!
 //! Supported: tables raw, mangle, filter; matches tcp, udp, icmp, multiport, iprange, conntrack,
-//! state, mark, connmark, comment, length, ttl, limit, addrtype, pkttype; targets ACCEPT, DROP,
+//! state, mark, connmark, comment, length, ttl, limit, addrtype, pkttype (IPv6: icmp6, hl,
+//! ipv6header, frag instead of icmp and ttl); targets ACCEPT, DROP,
 //! RETURN, REJECT, LOG, NOTRACK, CT, MARK, CONNMARK, jumps and gotos. Time only enters through
 //! [`PacketCtx::now`].
 #![forbid(unsafe_code)]
@@ -30,8 +36,8 @@ mod spec;
 pub use compile::compile;
 pub use error::{ErrorKind, ParseError};
 pub use eval::{
-    status, CtMatch, CtState, CtView, Effect, HostModel, Outcome, PacketCtx, RuleRef, RuleState, UnicastHost,
-    Verdict,
+    status, CtMatch, CtState, CtView, Effect, HostModel, Outcome, PacketCtx, RuleRef, RuleState, TraceEntry,
+    TraceKind, UnicastHost, Verdict,
 };
 pub use model::*;
 
@@ -40,9 +46,20 @@ pub fn parse_ast(text: &str) -> Result<ast::File, ParseError> {
     ast::parse_file(text)
 }
 
-/// Parse and compile iptables-save text into a valid [`Ruleset`].
+/// Parse iptables-save (`V4`) or ip6tables-save (`V6`) text into a syntax tree.
+pub fn parse_ast_family(text: &str, family: Family) -> Result<ast::File, ParseError> {
+    ast::parse_file_family(text, family)
+}
+
+/// Parse and compile iptables-save text into a valid IPv4 [`Ruleset`].
 pub fn parse(text: &str) -> Result<Ruleset, ParseError> {
-    compile(&parse_ast(text)?)
+    parse_family(text, Family::V4)
+}
+
+/// Parse and compile iptables-save (`V4`) or ip6tables-save (`V6`) text into a valid [`Ruleset`]
+/// of that family.
+pub fn parse_family(text: &str, family: Family) -> Result<Ruleset, ParseError> {
+    compile(&parse_ast_family(text, family)?)
 }
 
 impl Ruleset {

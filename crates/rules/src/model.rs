@@ -4,10 +4,49 @@
 //! and is always valid: every jump/goto target is an index of an existing user chain of the same
 //! table, the jump graph has no cycles, targets only appear where the kernel accepts them, and
 //! policies exist only on built-in chains. Chains of a table are stored built-ins first (in hook
-//! order) then user chains sorted by name (the order iptables-save prints them).
+//! order) then user chains sorted by name (the order iptables-save prints them). A ruleset belongs
+//! to one [`Family`]: every address in it (rule, conntrack and iprange addresses) is of that family.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+
+/// The address family of a ruleset: iptables (IPv4) or ip6tables (IPv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Family {
+    #[default]
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The tool whose save format the ruleset uses.
+    pub fn tool(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables",
+            Family::V6 => "ip6tables",
+        }
+    }
+    /// Whether `a` belongs to this family.
+    pub fn holds(self, a: IpAddr) -> bool {
+        matches!((self, a), (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_)))
+    }
+    /// Address width in bits (32 or 128).
+    pub fn bits(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        })
+    }
+}
 
 /// An iptables table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,16 +140,48 @@ impl<T: PartialOrd + Copy> Range<T> {
     }
 }
 
-/// Address and mask (`addr` already masked for -s/-d, as iptables stores it).
+/// Address and mask of one family (`addr` already masked for -s/-d, as iptables stores it).
+/// `mask` is an address of the same family (all ones = host).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddrMask {
-    pub addr: Ipv4Addr,
-    pub mask: u32,
+    pub addr: IpAddr,
+    pub mask: IpAddr,
 }
 
 impl AddrMask {
-    pub fn contains(&self, a: Ipv4Addr) -> bool {
-        (u32::from(a) ^ u32::from(self.addr)) & self.mask == 0
+    /// IPv4 address and mask bits.
+    pub fn v4(addr: Ipv4Addr, mask: u32) -> AddrMask {
+        AddrMask { addr: IpAddr::V4(addr), mask: IpAddr::V4(Ipv4Addr::from(mask)) }
+    }
+    /// IPv6 address and mask bits.
+    pub fn v6(addr: Ipv6Addr, mask: u128) -> AddrMask {
+        AddrMask { addr: IpAddr::V6(addr), mask: IpAddr::V6(Ipv6Addr::from(mask)) }
+    }
+    /// `(a ^ addr) & mask == 0`; an address of the other family never matches.
+    pub fn contains(&self, a: IpAddr) -> bool {
+        match (a, self.addr, self.mask) {
+            (IpAddr::V4(a), IpAddr::V4(b), IpAddr::V4(m)) => {
+                (u32::from(a) ^ u32::from(b)) & u32::from(m) == 0
+            }
+            (IpAddr::V6(a), IpAddr::V6(b), IpAddr::V6(m)) => {
+                (u128::from(a) ^ u128::from(b)) & u128::from(m) == 0
+            }
+            _ => false,
+        }
+    }
+    /// The mask is zero (matches every address of the family).
+    pub fn is_any(&self) -> bool {
+        match self.mask {
+            IpAddr::V4(m) => u32::from(m) == 0,
+            IpAddr::V6(m) => u128::from(m) == 0,
+        }
+    }
+    /// Prefix length of a contiguous mask.
+    pub fn prefix_len(&self) -> Option<u8> {
+        match self.mask {
+            IpAddr::V4(m) => crate::names::mask_len(u32::from(m)),
+            IpAddr::V6(m) => crate::names::mask_len6(u128::from(m)),
+        }
     }
 }
 
@@ -139,10 +210,29 @@ pub struct IpSpec {
     pub dst: Option<Neg<AddrMask>>,
     pub in_iface: Option<Neg<Iface>>,
     pub out_iface: Option<Neg<Iface>>,
-    /// Protocol number (0 = any is represented by `None`).
+    /// Protocol number. IPv4: 0 (`-p all`) is represented by `None`. IPv6: `Some(0)` is `-p all`,
+    /// which ip6tables still flags as a protocol test (`IP6T_F_PROTO`: the upper-layer header must
+    /// be found) although ip6tables-save prints nothing for it.
     pub proto: Option<Neg<u8>>,
-    /// `-f` (`Some(false)`) / `! -f` (`Some(true)`).
+    /// `-f` (`Some(false)`) / `! -f` (`Some(true)`); IPv4 only.
     pub fragment: Option<bool>,
+}
+
+impl IpSpec {
+    /// `unconditional()` of ip_tables/ip6_tables: an all-zero `ipt_ip`/`ip6t_ip6` (no address,
+    /// interface, protocol or fragment test).
+    pub fn is_unconditional(&self) -> bool {
+        let addr = |a: &Option<Neg<AddrMask>>| a.as_ref().is_none_or(|a| a.value.is_any() && !a.negated);
+        let dev = |i: &Option<Neg<Iface>>| {
+            i.as_ref().is_none_or(|i| i.value.name.is_empty() && i.value.wildcard && !i.negated)
+        };
+        addr(&self.src)
+            && addr(&self.dst)
+            && dev(&self.in_iface)
+            && dev(&self.out_iface)
+            && self.proto.is_none()
+            && self.fragment.is_none()
+    }
 }
 
 /// TCP match (`xt_tcp`).
@@ -162,7 +252,7 @@ pub struct UdpMatch {
     pub dport: Neg<Range<u16>>,
 }
 
-/// ICMP match: type 255 = any; code range.
+/// ICMP match (`icmp`: type 255 = any) and ICMPv6 match (`icmp6`: no "any"); code range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IcmpMatch {
     pub icmp_type: u8,
@@ -189,8 +279,8 @@ pub struct MultiportMatch {
 /// iprange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpRangeMatch {
-    pub src: Option<Neg<Range<Ipv4Addr>>>,
-    pub dst: Option<Neg<Range<Ipv4Addr>>>,
+    pub src: Option<Neg<Range<IpAddr>>>,
+    pub dst: Option<Neg<Range<IpAddr>>>,
 }
 
 /// A set of conntrack states (xt_conntrack / xt_state bits; SNAT/DNAT only via `--ctstate`).
@@ -244,7 +334,7 @@ pub struct MarkMask {
     pub mask: u32,
 }
 
-/// ttl match mode.
+/// ttl match mode (also the IPv6 `hl` match: hop limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TtlMatch {
     Eq(u8),
@@ -316,6 +406,42 @@ pub enum PktType {
     Loopback,
 }
 
+/// `ipv6header` header bits (ip6t_ipv6header.h), in ip6tables-save print order.
+pub mod ipv6hdr {
+    pub const HOPOPTS: u8 = 0x80;
+    pub const DSTOPTS: u8 = 0x40;
+    pub const ROUTING: u8 = 0x20;
+    pub const FRAGMENT: u8 = 0x10;
+    pub const AH: u8 = 0x08;
+    pub const ESP: u8 = 0x04;
+    pub const NONE: u8 = 0x02;
+    /// An upper-layer protocol header follows.
+    pub const PROTO: u8 = 0x01;
+}
+
+/// `-m ipv6header`: which extension headers the packet has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6HeaderMatch {
+    /// [`ipv6hdr`] bits.
+    pub headers: u8,
+    pub negated: bool,
+    /// `--soft`: the packet contains at least these (instead of exactly these).
+    pub soft: bool,
+}
+
+/// `-m frag`: the IPv6 fragment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragMatch {
+    /// Identification range (default 0..=u32::MAX).
+    pub ids: Neg<Range<u32>>,
+    /// `--fraglen` (stored and printed; the kernel does not test it).
+    pub len: Option<Neg<u32>>,
+    pub reserved: bool,
+    pub first: bool,
+    pub more: bool,
+    pub last: bool,
+}
+
 /// One match of a rule, evaluated in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Match {
@@ -335,6 +461,12 @@ pub enum Match {
     Limit(LimitMatch),
     AddrType(AddrTypeMatch),
     PktType(Neg<PktType>),
+    /// `-m icmp6 --icmpv6-type` (IPv6).
+    Icmp6(IcmpMatch),
+    /// `-m hl` (IPv6 hop limit).
+    Hl(TtlMatch),
+    Ipv6Header(Ipv6HeaderMatch),
+    Frag(FragMatch),
 }
 
 /// REJECT's reply.
@@ -348,9 +480,31 @@ pub enum RejectWith {
     IcmpHostProhibited,
     IcmpAdminProhibited,
     TcpReset,
+    /// ip6tables' `icmp6-no-route` (ICMPv6 1/0).
+    Icmp6NoRoute,
+    /// `icmp6-adm-prohibited` (1/1).
+    Icmp6AdmProhibited,
+    /// `icmp6-addr-unreachable` (1/3).
+    Icmp6AddrUnreachable,
+    /// `icmp6-port-unreachable` (1/4), ip6tables' default.
+    Icmp6PortUnreachable,
+    /// `icmp6-policy-fail` (1/5).
+    Icmp6PolicyFail,
+    /// `icmp6-reject-route` (1/6).
+    Icmp6RejectRoute,
 }
 
 impl RejectWith {
+    /// ip6tables' reject types in libip6t_REJECT's table order (prefix matching uses it).
+    pub const ALL_V6: [RejectWith; 7] = [
+        RejectWith::Icmp6NoRoute,
+        RejectWith::Icmp6AdmProhibited,
+        RejectWith::Icmp6AddrUnreachable,
+        RejectWith::Icmp6PortUnreachable,
+        RejectWith::TcpReset,
+        RejectWith::Icmp6PolicyFail,
+        RejectWith::Icmp6RejectRoute,
+    ];
     pub const ALL: [RejectWith; 8] = [
         RejectWith::IcmpNetUnreachable,
         RejectWith::IcmpHostUnreachable,
@@ -372,6 +526,12 @@ impl RejectWith {
             RejectWith::IcmpHostProhibited => "icmp-host-prohibited",
             RejectWith::IcmpAdminProhibited => "icmp-admin-prohibited",
             RejectWith::TcpReset => "tcp-reset",
+            RejectWith::Icmp6NoRoute => "icmp6-no-route",
+            RejectWith::Icmp6AdmProhibited => "icmp6-adm-prohibited",
+            RejectWith::Icmp6AddrUnreachable => "icmp6-addr-unreachable",
+            RejectWith::Icmp6PortUnreachable => "icmp6-port-unreachable",
+            RejectWith::Icmp6PolicyFail => "icmp6-policy-fail",
+            RejectWith::Icmp6RejectRoute => "icmp6-reject-route",
         }
     }
     pub(crate) fn alias(self) -> &'static str {
@@ -384,9 +544,20 @@ impl RejectWith {
             RejectWith::IcmpHostProhibited => "host-prohib",
             RejectWith::IcmpAdminProhibited => "admin-prohib",
             RejectWith::TcpReset => "tcp-rst",
+            RejectWith::Icmp6NoRoute => "no-route",
+            RejectWith::Icmp6AdmProhibited => "adm-prohibited",
+            RejectWith::Icmp6AddrUnreachable => "addr-unreach",
+            RejectWith::Icmp6PortUnreachable => "port-unreach",
+            RejectWith::Icmp6PolicyFail => "policy-fail",
+            RejectWith::Icmp6RejectRoute => "reject-route",
         }
     }
-    /// ICMP type/code sent (None for tcp-reset).
+    /// Whether the reply is an ICMPv6 message (an ip6tables reject type).
+    pub fn is_icmpv6(self) -> bool {
+        !matches!(self, RejectWith::TcpReset) && !RejectWith::ALL.contains(&self)
+    }
+    /// ICMP (IPv4 types) or ICMPv6 (IPv6 types, see [`RejectWith::is_icmpv6`]) type/code sent
+    /// (None for tcp-reset).
     pub fn icmp(self) -> Option<(u8, u8)> {
         match self {
             RejectWith::IcmpNetUnreachable => Some((3, 0)),
@@ -397,6 +568,12 @@ impl RejectWith {
             RejectWith::IcmpHostProhibited => Some((3, 10)),
             RejectWith::IcmpAdminProhibited => Some((3, 13)),
             RejectWith::TcpReset => None,
+            RejectWith::Icmp6NoRoute => Some((1, 0)),
+            RejectWith::Icmp6AdmProhibited => Some((1, 1)),
+            RejectWith::Icmp6AddrUnreachable => Some((1, 3)),
+            RejectWith::Icmp6PortUnreachable => Some((1, 4)),
+            RejectWith::Icmp6PolicyFail => Some((1, 5)),
+            RejectWith::Icmp6RejectRoute => Some((1, 6)),
         }
     }
 }
@@ -522,6 +699,7 @@ impl TableRules {
 /// A compiled, valid ruleset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ruleset {
+    pub(crate) family: Family,
     /// Tables in file order.
     pub(crate) tables: Vec<TableRules>,
     pub(crate) rule_slots: usize,
@@ -530,6 +708,10 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
+    /// IPv4 (iptables) or IPv6 (ip6tables).
+    pub fn family(&self) -> Family {
+        self.family
+    }
     /// The tables, in the order they were given.
     pub fn tables(&self) -> &[TableRules] {
         &self.tables

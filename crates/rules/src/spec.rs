@@ -1,6 +1,8 @@
 //! Option tables of the match and target modules we understand (names, arity, invertibility), as
 //! the iptables 1.8.9 extensions declare them. Used by the getopt emulation in [`crate::ast`].
 
+use crate::model::Family;
+
 /// One long option of a module.
 #[derive(Debug)]
 pub(crate) struct OptSpec {
@@ -101,10 +103,34 @@ static ADDRTYPE: ModuleSpec = ModuleSpec {
 };
 static PKTTYPE: ModuleSpec = ModuleSpec { name: "pkttype", opts: &[o("pkt-type", 1, true)] };
 
+static ICMP6: ModuleSpec = ModuleSpec { name: "icmp6", opts: &[o("icmpv6-type", 1, true)] };
+static HL: ModuleSpec = ModuleSpec {
+    name: "hl",
+    opts: &[oa("hl-eq", &["hl"], 1, true), o("hl-lt", 1, false), o("hl-gt", 1, false)],
+};
+static IPV6HEADER: ModuleSpec =
+    ModuleSpec { name: "ipv6header", opts: &[o("header", 1, true), o("soft", 0, false)] };
+static FRAG: ModuleSpec = ModuleSpec {
+    name: "frag",
+    opts: &[
+        o("fragid", 1, true),
+        o("fraglen", 1, true),
+        o("fragres", 0, false),
+        o("fragfirst", 0, false),
+        o("fragmore", 0, false),
+        o("fraglast", 0, false),
+    ],
+};
+
+/// Modules of both families (libxt_*).
 static MATCHES: &[&ModuleSpec] = &[
-    &TCP, &UDP, &ICMP, &MULTIPORT, &IPRANGE, &CONNTRACK, &STATE, &MARK, &CONNMARK, &COMMENT, &LENGTH, &TTL,
-    &LIMIT, &ADDRTYPE, &PKTTYPE,
+    &TCP, &UDP, &MULTIPORT, &IPRANGE, &CONNTRACK, &STATE, &MARK, &CONNMARK, &COMMENT, &LENGTH, &LIMIT,
+    &ADDRTYPE, &PKTTYPE,
 ];
+/// iptables-only modules (libipt_*).
+static MATCHES_V4: &[&ModuleSpec] = &[&ICMP, &TTL];
+/// ip6tables-only modules (libip6t_*).
+static MATCHES_V6: &[&ModuleSpec] = &[&ICMP6, &HL, &IPV6HEADER, &FRAG];
 
 static REJECT: ModuleSpec = ModuleSpec { name: "REJECT", opts: &[o("reject-with", 1, false)] };
 static LOG: ModuleSpec = ModuleSpec {
@@ -164,8 +190,37 @@ static TARGETS: &[&ModuleSpec] = &[&REJECT, &LOG, &NOTRACK, &CT, &MARK_T, &CONNM
 /// Standard verdict names (`-j ACCEPT`...). QUEUE is recognised only to be refused.
 pub(crate) const STANDARD_TARGETS: &[&str] = &["ACCEPT", "DROP", "RETURN", "QUEUE"];
 
-pub(crate) fn match_spec(name: &str) -> Option<&'static ModuleSpec> {
-    MATCHES.iter().copied().find(|m| m.name == name)
+/// The match module `name` of `family`. As libxtables does, `icmpv6` and `ipv6-icmp` name the
+/// `icmp6` module.
+pub(crate) fn match_spec(name: &str, family: Family) -> Option<&'static ModuleSpec> {
+    let own = match family {
+        Family::V4 => MATCHES_V4,
+        Family::V6 => MATCHES_V6,
+    };
+    let name = match (family, name) {
+        (Family::V6, "icmpv6" | "ipv6-icmp") => "icmp6",
+        _ => name,
+    };
+    MATCHES.iter().chain(own.iter()).copied().find(|m| m.name == name)
+}
+
+/// Names of the supported match modules of `family`, for messages.
+pub(crate) fn match_names(family: Family) -> String {
+    let own = match family {
+        Family::V4 => MATCHES_V4,
+        Family::V6 => MATCHES_V6,
+    };
+    let v: Vec<&str> = MATCHES.iter().chain(own.iter()).map(|m| m.name).collect();
+    v.join(", ")
+}
+
+/// Whether `name` is a match module of the other family only (e.g. `icmp6` in an iptables file).
+pub(crate) fn other_family_match(name: &str, family: Family) -> Option<Family> {
+    let other = match family {
+        Family::V4 => Family::V6,
+        Family::V6 => Family::V4,
+    };
+    (match_spec(name, family).is_none() && match_spec(name, other).is_some()).then_some(other)
 }
 
 pub(crate) fn target_spec(name: &str) -> Option<&'static ModuleSpec> {
@@ -208,10 +263,6 @@ pub(crate) const KNOWN_UNSUPPORTED_MATCHES: &[&str] = &[
     "osf",
     "ipvs",
     "cluster",
-    "hl",
-    "icmp6",
-    "ipv6header",
-    "frag",
     "rt",
     "hbh",
     "dst",

@@ -2,7 +2,15 @@
 #![allow(clippy::unwrap_used)]
 
 fn report(text: &str) -> String {
-    let e = rules::parse(text).unwrap_err();
+    report_family(text, rules::Family::V4)
+}
+
+fn report6(text: &str) -> String {
+    report_family(text, rules::Family::V6)
+}
+
+fn report_family(text: &str, family: rules::Family) -> String {
+    let e = rules::parse_family(text, family).unwrap_err();
     let (off, len) = e.span();
     let slice = text.get(off..off + len).unwrap_or("<bad span>");
     format!(
@@ -75,4 +83,52 @@ golden! {
     unknown_ctstate => rule("-A INPUT -m conntrack --ctstate NEW,BOGUS -j ACCEPT");
     line_outside_table => "-A INPUT -j ACCEPT\n";
     bad_rule_counters => rule("[1:x] -A INPUT -j ACCEPT");
+}
+
+macro_rules! golden6 {
+    ($($name:ident => $text:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            insta::assert_snapshot!(stringify!($name), report6(&$text));
+        }
+    )*};
+}
+
+// ip6tables rulesets (`rules::Family::V6`).
+golden6! {
+    v6_fragment_option => rule("-A INPUT -f -j ACCEPT");
+    v6_fragment_long_option => rule("-A INPUT --fragment -j ACCEPT");
+    v6_ipv4_address => rule("-A INPUT -s 192.0.2.1 -j ACCEPT");
+    v6_zone_index => rule("-A INPUT -s fe80::1%eth0 -j ACCEPT");
+    v6_bad_mask => rule("-A INPUT -s 2001:db8::/129 -j ACCEPT");
+    v6_dotted_mask => rule("-A INPUT -d 2001:db8::/64.0 -j ACCEPT");
+    v6_icmp_type_option => rule("-A INPUT -p icmp --icmp-type 8 -j ACCEPT");
+    v6_ttl_match => rule("-A INPUT -m ttl --ttl-eq 3 -j ACCEPT");
+    v6_icmp_match => rule("-A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT");
+    v6_ambiguous_icmpv6_type => rule("-A INPUT -p ipv6-icmp --icmpv6-type echo -j ACCEPT");
+    v6_unknown_icmpv6_type => rule("-A INPUT -p ipv6-icmp --icmpv6-type any -j ACCEPT");
+    v6_bad_icmpv6_code => rule("-A INPUT -p ipv6-icmp --icmpv6-type 1/300 -j ACCEPT");
+    v6_icmp6_needs_protocol => rule("-A INPUT -m icmp6 --icmpv6-type 1 -j ACCEPT");
+    v6_tcp_reset_without_tcp => rule("-A INPUT -p all -j REJECT --reject-with tcp-reset");
+    v6_ipv4_reject_type => rule("-A INPUT -j REJECT --reject-with icmp-port-unreachable");
+    v6_addrtype_broadcast => rule("-A INPUT -m addrtype --dst-type BROADCAST -j DROP");
+    v6_addrtype_blackhole => rule("-A INPUT -m addrtype --src-type LOCAL,BLACKHOLE -j DROP");
+    v6_addrtype_prohibit => rule("-A INPUT -m addrtype --src-type THROW -j DROP");
+    v6_unknown_ipv6_header => rule("-A INPUT -m ipv6header --header hop,tcp -j DROP");
+    v6_ipv6header_case => rule("-A INPUT -m ipv6header --header HOP -j DROP");
+    v6_ipv6header_without_header => rule("-A INPUT -m ipv6header --soft -j DROP");
+    v6_frag_more_and_last => rule("-A INPUT -m frag --fragmore --fraglast -j DROP");
+    v6_bad_fragid => rule("-A INPUT -m frag --fragid abc -j DROP");
+    v6_hl_two_options => rule("-A INPUT -m hl --hl-eq 1 --hl-lt 3 -j DROP");
+    v6_hl_lt_negated => rule("-A INPUT -m hl ! --hl-lt 3 -j DROP");
+    v6_conntrack_ipv4_address => rule("-A INPUT -m conntrack --ctorigsrc 192.0.2.1 -j ACCEPT");
+    v6_iprange_ipv4 => rule("-A INPUT -m iprange --src-range 192.0.2.1-192.0.2.9 -j ACCEPT");
+    v6_ct_helper_with_protocol_all => "*raw\n-A PREROUTING -p all -j CT --helper ftp\nCOMMIT\n";
+}
+
+// IPv6 material in an iptables (IPv4) ruleset.
+golden! {
+    v4_ipv6_address => rule("-A INPUT -s 2001:db8::1 -j ACCEPT");
+    v4_hl_match => rule("-A INPUT -m hl --hl-eq 3 -j ACCEPT");
+    v4_icmpv6_type_option => rule("-A INPUT -p ipv6-icmp --icmpv6-type 128 -j ACCEPT");
 }

@@ -1,6 +1,8 @@
 //! Live check of the printer against the real `iptables-legacy-save -c` on this machine: every ruleset in
 //! tests/data and examples/seed is loaded into a fresh network namespace with `iptables-legacy-restore -c`, and
-//! what the kernel prints back must equal our printer's output for the same file.
+//! what the kernel prints back must equal our printer's output for the same file. The ip6tables
+//! rulesets (`*.rules6`, `*.v6`) go through `ip6tables-legacy-restore -c` / `ip6tables-legacy-save -c`
+//! and [`rules::parse_family`] with [`rules::Family::V6`].
 //!
 //! Needs root, `ip` and iptables-legacy. Skipped with a printed reason otherwise, unless
 //! STATEWALL_REQUIRE_KERNEL_TESTS=1 (CI), where a missing prerequisite fails the test.
@@ -42,7 +44,13 @@ fn prerequisites() -> Result<(), String> {
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Err("not root".into());
     }
-    for tool in ["ip", "iptables-legacy-restore", "iptables-legacy-save"] {
+    for tool in [
+        "ip",
+        "iptables-legacy-restore",
+        "iptables-legacy-save",
+        "ip6tables-legacy-restore",
+        "ip6tables-legacy-save",
+    ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
@@ -78,22 +86,29 @@ fn printer_matches_live_iptables_legacy_save() {
     for dir in dirs {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
-            if matches!(p.extension().and_then(|x| x.to_str()), Some("rules" | "v4")) {
+            if matches!(p.extension().and_then(|x| x.to_str()), Some("rules" | "v4" | "rules6" | "v6")) {
                 files.push(p);
             }
         }
     }
     files.sort();
+    assert!(files.iter().any(|p| p.extension().is_some_and(|x| x == "rules6")), "no IPv6 ruleset found");
     for (i, p) in files.iter().enumerate() {
+        let v6 = matches!(p.extension().and_then(|x| x.to_str()), Some("rules6" | "v6"));
+        let (restore, save, family) = if v6 {
+            ("ip6tables-legacy-restore", "ip6tables-legacy-save", rules::Family::V6)
+        } else {
+            ("iptables-legacy-restore", "iptables-legacy-save", rules::Family::V4)
+        };
         let ns = Netns::new(&i.to_string());
-        ns.exec(&["iptables-legacy-restore", "-c"], Some(p));
+        ns.exec(&[restore, "-c"], Some(p));
         let kernel: String = ns
-            .exec(&["iptables-legacy-save", "-c"], None)
+            .exec(&[save, "-c"], None)
             .lines()
             .filter(|l| !l.starts_with('#'))
             .map(|l| format!("{l}\n"))
             .collect();
-        let rs = rules::parse(&std::fs::read_to_string(p).unwrap()).unwrap();
+        let rs = rules::parse_family(&std::fs::read_to_string(p).unwrap(), family).unwrap();
         let ours = rs.to_save_string(&rs.new_state(), true);
         // Table order depends on module load order in the kernel: compare the tables as a set.
         assert_eq!(sorted_tables(&ours), sorted_tables(&kernel), "{}", p.display());

@@ -38,6 +38,9 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct HostArgs {
+    /// The IPv6 ruleset, in ip6tables-save format. Without it IPv6 packets are counted but not filtered.
+    #[arg(long, value_name = "FILE")]
+    pub rules6: Option<PathBuf>,
     /// An address of the firewall host (repeatable), on a single interface `eth0`. ADDR or ADDR/LEN.
     #[arg(long = "local", value_name = "ADDR")]
     pub local: Vec<String>,
@@ -51,6 +54,19 @@ pub struct HostArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    Proc,
+    Conntrack,
+    Extended,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsFormat {
+    Conntrack,
+    Proc,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,12 +85,32 @@ pub struct ReplayArgs {
     /// Write the rule counters, in `iptables-save -c` format.
     #[arg(long, value_name = "FILE")]
     pub counters: Option<PathBuf>,
-    /// Write the final conntrack table, in /proc/net/nf_conntrack format.
+    /// Write the IPv6 rule counters, in `ip6tables-save -c` format (with --rules6).
+    #[arg(long, value_name = "FILE")]
+    pub counters6: Option<PathBuf>,
+    /// Write the final conntrack table, in /proc/net/nf_conntrack format (see --conntrack-format).
     #[arg(long, value_name = "FILE")]
     pub conntrack: Option<PathBuf>,
     /// Write one JSON object per packet (JSON Lines).
     #[arg(long, value_name = "FILE")]
     pub verdicts: Option<PathBuf>,
+    /// Format of --conntrack: proc (/proc/net/nf_conntrack), conntrack (`conntrack -L`), extended
+    /// (`conntrack -L -o extended`).
+    #[arg(long, value_enum, default_value = "proc")]
+    pub conntrack_format: TableFormat,
+    /// Write conntrack statistics at the end: `conntrack -S` lines, or /proc/net/stat/nf_conntrack with
+    /// --stats-format proc.
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "conntrack")]
+    pub stats_format: StatsFormat,
+    /// Write conntrack events (NEW, UPDATE, DESTROY) as `conntrack -E -o timestamp` prints them.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Write, for every packet, the rules it traversed (like the TRACE target) and conntrack's verdict with its
+    /// reason; the same list goes into --verdicts as `trace`.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// Summary format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,

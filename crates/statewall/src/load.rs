@@ -24,11 +24,16 @@ pub struct RuleDiagnostic {
     hint: Option<String>,
 }
 
-/// Parses the ruleset at `path`.
+/// Parses the IPv4 ruleset at `path` (iptables-save format).
 pub fn ruleset(path: &Path) -> miette::Result<rules::Ruleset> {
+    ruleset_family(path, rules::Family::V4)
+}
+
+/// Parses the ruleset at `path` for `family` (iptables-save or ip6tables-save format).
+pub fn ruleset_family(path: &Path, family: rules::Family) -> miette::Result<rules::Ruleset> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| miette::miette!("cannot read ruleset {}: {e}", path.display()))?;
-    rules::parse(&text).map_err(|e| {
+    rules::parse_family(&text, family).map_err(|e| {
         let (offset, len) = e.span();
         let name = path.display().to_string();
         miette::Report::new(RuleDiagnostic {

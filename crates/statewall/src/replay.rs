@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use engine::{CtStateLabel, Decision, Disposition, Engine, PacketPath, Verdict};
 use wire::Time;
 
-use crate::cli::{Format, HostArgs, ReplayArgs};
+use crate::cli::{Format, HostArgs, ReplayArgs, StatsFormat, TableFormat};
 use crate::load::{self, LoadedCapture};
 use crate::report;
 
@@ -53,6 +53,8 @@ pub struct Summary {
     pub ip_input_drops: u64,
     pub reject_replies: u64,
     pub conntrack_drops: u64,
+    /// The first packet conntrack dropped ("nf_conntrack: table full, dropping packet"): index and time.
+    pub first_conntrack_drop: Option<(usize, f64)>,
     pub clock_regressions: u64,
     pub table_peak: usize,
     pub table_final: usize,
@@ -70,13 +72,20 @@ pub struct Summary {
 /// A resolved replay setup.
 pub struct Setup {
     pub ruleset: rules::Ruleset,
+    /// The IPv6 ruleset (`--rules6`).
+    pub ruleset6: Option<rules::Ruleset>,
     pub host: engine::Host,
     pub config: conntrack::Config,
 }
 
 pub fn setup(rules_path: &Path, host: &HostArgs) -> miette::Result<Setup> {
+    let ruleset6 = match &host.rules6 {
+        Some(p) => Some(load::ruleset_family(p, rules::Family::V6)?),
+        None => None,
+    };
     Ok(Setup {
         ruleset: load::ruleset(rules_path)?,
+        ruleset6,
         host: load::host(host)?,
         config: load::conntrack_config(host)?,
     })
@@ -87,9 +96,34 @@ pub fn run_engine(
     setup: Setup,
     captures: &[LoadedCapture],
     progress: bool,
-    mut sink: impl FnMut(&PacketResult),
+    sink: impl FnMut(&PacketResult),
 ) -> (Engine, Summary) {
+    let opts = RunOptions { progress, tracing: false };
+    run_engine_with(setup, captures, opts, sink, |_| {})
+}
+
+/// How to run the engine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    pub progress: bool,
+    /// Record each packet's TRACE in its decision.
+    pub tracing: bool,
+}
+
+/// [`run_engine`], with options and a sink for conntrack events (drained after every packet and at the end).
+pub fn run_engine_with(
+    setup: Setup,
+    captures: &[LoadedCapture],
+    opts: RunOptions,
+    mut sink: impl FnMut(&PacketResult),
+    mut events: impl FnMut(&conntrack::Event),
+) -> (Engine, Summary) {
+    let progress = opts.progress;
     let mut engine = Engine::new(setup.ruleset, setup.host, setup.config);
+    if let Some(r6) = setup.ruleset6 {
+        engine = engine.with_ipv6_rules(r6);
+    }
+    engine.set_tracing(opts.tracing);
     let mut s = Summary::default();
     let total: usize = captures.iter().map(|c| c.capture.records.len()).sum();
     let bar = progress_bar(progress, total);
@@ -108,6 +142,9 @@ pub fn run_engine(
             let d = engine.handle_packet_on_wire(r.ts, r.linktype, &r.data, r.origlen);
             let now = engine.now();
             account(&mut s, &d);
+            if d.ct_dropped && s.first_conntrack_drop.is_none() {
+                s.first_conntrack_drop = Some((index, r.ts.as_secs_f64()));
+            }
             let len = engine.conntrack().len();
             if let Some((t0, l0)) = last_sample {
                 area += l0 as f64 * now.nanos_since(t0) as f64 / 1e9;
@@ -117,6 +154,9 @@ pub fn run_engine(
             s.last_ts = Some(now.as_secs_f64());
             s.table_peak = s.table_peak.max(len);
             sink(&PacketResult { index, file, file_index: r.index, ts: r.ts, decision: d });
+            while let Some(e) = engine.poll_event() {
+                events(&e);
+            }
             index += 1;
             if let Some(b) = &bar {
                 if index.is_multiple_of(4096) {
@@ -127,6 +167,9 @@ pub fn run_engine(
     }
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    while let Some(e) = engine.poll_event() {
+        events(&e);
     }
     let elapsed = started.elapsed().as_secs_f64();
     s.partial = s.captures.iter().any(|c| c.partial.is_some());
@@ -240,6 +283,12 @@ pub fn verdict_line(p: &PacketResult, multi_file: bool) -> String {
     if !d.logs.is_empty() {
         o.insert("log".into(), d.logs.clone().into());
     }
+    if let Some(n) = d.ct_note {
+        o.insert("ct_note".into(), n.into());
+    }
+    if !d.trace.is_empty() {
+        o.insert("trace".into(), d.trace.clone().into());
+    }
     // `ts` is exact decimal seconds with nanoseconds: a JSON number, written by hand because an f64 would
     // round it.
     let rest = serde_json::Value::Object(o).to_string();
@@ -260,30 +309,94 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> miette::Report + '_ {
     move |e| miette::miette!("writing {}: {e}", path.display())
 }
 
+/// A streaming output file; the first write error is kept and reported at the end.
+struct Stream<'a> {
+    path: &'a Path,
+    w: std::io::BufWriter<std::fs::File>,
+    error: Option<std::io::Error>,
+}
+
+impl<'a> Stream<'a> {
+    fn open(path: Option<&'a PathBuf>) -> miette::Result<Option<Stream<'a>>> {
+        match path {
+            Some(p) => Ok(Some(Stream { path: p, w: create(p)?, error: None })),
+            None => Ok(None),
+        }
+    }
+    fn line(&mut self, text: &str) {
+        if self.error.is_none() {
+            if let Err(e) = writeln!(self.w, "{text}") {
+                self.error = Some(e);
+            }
+        }
+    }
+    fn finish(mut self) -> miette::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(io_err(self.path)(e));
+        }
+        self.w.flush().map_err(io_err(self.path))
+    }
+}
+
+/// One `--trace` line: the packet, then every step it took.
+fn trace_line(p: &PacketResult) -> String {
+    let d = &p.decision;
+    let ts = format!("{}.{:06}", p.ts.0 / 1_000_000_000, (p.ts.0 % 1_000_000_000) / 1000);
+    let flow = d.flow.as_ref().map(|f| f.to_string()).unwrap_or_else(|| "-".into());
+    let path = d.path.map(PacketPath::as_str).unwrap_or("-");
+    let verdict = d.verdict.map(Verdict::as_str).unwrap_or("-");
+    let mut steps = d.trace.join(" ");
+    if let Some(r) = d.route_reason {
+        steps.push_str(&format!(" routing: {r}"));
+    }
+    match &d.disposition {
+        Disposition::Filtered => {}
+        Disposition::IpInputDrop { reason } => steps.push_str(&format!("ip-input: {reason}")),
+        Disposition::NotIp { ethertype } => steps.push_str(&format!("not IP (ethertype {ethertype:#06x})")),
+        Disposition::Undecodable { reason } => steps.push_str(&format!("undecodable: {reason}")),
+        Disposition::NotFiltered { reason } => steps.push_str(&format!("not filtered: {reason}")),
+        Disposition::FragmentHeld => steps.push_str("defrag: held for reassembly"),
+        Disposition::FragmentDropped { reason } => steps.push_str(&format!("defrag: dropped ({reason})")),
+    }
+    format!("#{} {ts} {path} {flow}: {steps} => {verdict}", p.index)
+}
+
 pub fn run(args: &ReplayArgs) -> miette::Result<u8> {
     // Everything that can fail on bad input happens before any output file is created.
     let setup = setup(&args.rules, &args.host)?;
+    let has_v6 = setup.ruleset6.is_some();
+    if args.counters6.is_some() && !has_v6 {
+        return Err(miette::miette!("--counters6 needs an IPv6 ruleset (--rules6)"));
+    }
     let captures = load::captures(&args.captures)?;
-    let mut verdicts = match &args.verdicts {
-        Some(p) => Some((p, create(p)?)),
-        None => None,
-    };
+    let mut verdicts = Stream::open(args.verdicts.as_ref())?;
+    let mut trace = Stream::open(args.trace.as_ref())?;
+    let mut events = Stream::open(args.events.as_ref())?;
     let multi = captures.len() > 1;
-    let mut write_error: Option<miette::Report> = None;
-    let (engine, summary) = run_engine(setup, &captures, !args.host.no_progress, |p| {
-        if let Some((path, w)) = verdicts.as_mut() {
-            if write_error.is_none() {
-                if let Err(e) = writeln!(w, "{}", verdict_line(p, multi)) {
-                    write_error = Some(io_err(path)(e));
+    let opts = RunOptions { progress: !args.host.no_progress, tracing: args.trace.is_some() };
+    let (engine, summary) = run_engine_with(
+        setup,
+        &captures,
+        opts,
+        |p| {
+            if let Some(s) = verdicts.as_mut() {
+                s.line(&verdict_line(p, multi));
+            }
+            if let Some(s) = trace.as_mut() {
+                s.line(&trace_line(p));
+            }
+        },
+        |e| {
+            if let Some(s) = events.as_mut() {
+                let mut text = String::new();
+                if conntrack::write_event(e, &mut text).is_ok() {
+                    s.line(text.trim_end_matches('\n'));
                 }
             }
-        }
-    });
-    if let Some(e) = write_error {
-        return Err(e);
-    }
-    if let Some((path, mut w)) = verdicts {
-        w.flush().map_err(io_err(path))?;
+        },
+    );
+    for s in [verdicts, trace, events].into_iter().flatten() {
+        s.finish()?;
     }
     if let Some(path) = &args.counters {
         let mut text = String::new();
@@ -293,10 +406,29 @@ pub fn run(args: &ReplayArgs) -> miette::Result<u8> {
             .map_err(|e| miette::miette!("formatting counters: {e}"))?;
         std::fs::write(path, text).map_err(io_err(path))?;
     }
+    if let (Some(path), Some((r6, st6))) = (&args.counters6, engine.ruleset6()) {
+        let mut text = String::new();
+        r6.write_save(st6, true, &mut text).map_err(|e| miette::miette!("formatting counters: {e}"))?;
+        std::fs::write(path, text).map_err(io_err(path))?;
+    }
     if let Some(path) = &args.conntrack {
         let mut text = String::new();
-        conntrack::write_proc(engine.conntrack(), engine.now(), &mut text)
-            .map_err(|e| miette::miette!("formatting conntrack table: {e}"))?;
+        let (ct, now) = (engine.conntrack(), engine.now());
+        match args.conntrack_format {
+            TableFormat::Proc => conntrack::write_proc(ct, now, &mut text),
+            TableFormat::Conntrack => conntrack::write_conntrack_l(ct, now, &mut text),
+            TableFormat::Extended => conntrack::write_conntrack_l_extended(ct, now, &mut text),
+        }
+        .map_err(|e| miette::miette!("formatting conntrack table: {e}"))?;
+        std::fs::write(path, text).map_err(io_err(path))?;
+    }
+    if let Some(path) = &args.stats {
+        let mut text = String::new();
+        match args.stats_format {
+            StatsFormat::Conntrack => conntrack::write_stats_conntrack_s(engine.conntrack(), &mut text),
+            StatsFormat::Proc => conntrack::write_proc_stat(engine.conntrack(), &mut text),
+        }
+        .map_err(|e| miette::miette!("formatting statistics: {e}"))?;
         std::fs::write(path, text).map_err(io_err(path))?;
     }
     let out = match args.format {

@@ -95,6 +95,14 @@ pub fn summary_body(o: &mut String, s: &Summary, engine: &Engine, rules: &Path) 
         "conntrack     peak {} entries, final {}, average {:.1}; {} connections confirmed; {} INVALID packets; {} dropped by conntrack",
         s.table_peak, s.table_final, s.table_average, s.connections, s.invalid, s.conntrack_drops
     )?;
+    if let Some((i, ts)) = s.first_conntrack_drop {
+        writeln!(
+            o,
+            "table full    {} packets dropped by conntrack (\"nf_conntrack: table full, dropping packet\"), the first \
+             at packet #{i} (ts {ts:.6})",
+            s.conntrack_drops
+        )?;
+    }
     if s.clock_regressions > 0 {
         writeln!(o, "clock         {} packets stamped earlier than their predecessor (processed at the previous time)", s.clock_regressions)?;
     }

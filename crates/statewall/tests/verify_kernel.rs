@@ -306,3 +306,305 @@ fn forward_mode_router_agrees() {
     assert_eq!(c["packets"]["kernel_passed"], 14, "{c}");
     assert!(c["conntrack"]["kernel_entries"].as_u64() >= Some(5), "{c}");
 }
+
+/// IPv6 needs the ip6tables tools as well.
+fn ipv6_kernel_available() -> bool {
+    if !kernel_available() {
+        return false;
+    }
+    let missing =
+        ["ip6tables-legacy", "ip6tables-legacy-restore", "ip6tables-legacy-save"].into_iter().find(|t| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    match missing {
+        None => true,
+        Some(t) => {
+            assert!(
+                std::env::var("STATEWALL_REQUIRE_KERNEL_TESTS").as_deref() != Ok("1"),
+                "kernel tests required (STATEWALL_REQUIRE_KERNEL_TESTS=1) but {t} is missing"
+            );
+            eprintln!("SKIP: {t} missing");
+            false
+        }
+    }
+}
+
+fn data(file: &str) -> String {
+    root().join("crates/statewall/tests/data").join(file).display().to_string()
+}
+
+/// The IPv6 corpus capture of a host resolving over DNS: two queries from the host, one whole reply, a lone
+/// last fragment of a lost reply (never reassembled), and a reply in three fragments.
+#[test]
+fn ipv6_fragmented_dns_agrees_with_the_kernel() {
+    if !ipv6_kernel_available() {
+        return;
+    }
+    let Some(corpus) = corpus() else {
+        eprintln!("SKIP: ../shared/corpus not present");
+        return;
+    };
+    let pcap = corpus.join("pcaps/zeek__ipv6-fragmented-dns.pcap");
+    let (code, out, err) = verify(&[
+        "--rules",
+        &data("dns6.v4"),
+        "--rules6",
+        &data("dns6.v6"),
+        "--local",
+        "2001:470:1f11:81f:d138:5f55:6d4:1fe2/64",
+        "--max-gap",
+        "200",
+        "--format",
+        "json",
+        pcap.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &v["captures"][0];
+    assert_eq!(c["sent"], 8, "{c}");
+    // Everything passes but the lone fragment.
+    assert_eq!(c["packets"]["kernel_passed"], 7, "{c}");
+    assert_eq!(c["conntrack"]["kernel_entries"], 2, "{c}");
+    assert!(c["suppressed6"].is_array(), "the ip6tables suppression rule was found: {c}");
+}
+
+/// Without --rules6 IPv6 packets are not sent, and nothing else changes.
+#[test]
+fn ipv6_is_skipped_without_rules6() {
+    if !kernel_available() {
+        return;
+    }
+    let dir = scratch("verify_no_rules6");
+    let pcap = dir.join("router6.pcap");
+    std::fs::write(&pcap, router6::pcap()).unwrap();
+    let (code, out, err) = verify(&[
+        "--rules",
+        &data("dns6.v4"),
+        "--local",
+        "2001:db8:1::1/64",
+        "--format",
+        "json",
+        pcap.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &v["captures"][0];
+    assert_eq!(c["sent"], 0, "{c}");
+    assert_eq!(c["skipped"]["IPv6: not sent (no --rules6)"].as_u64(), c["frames"].as_u64(), "{c}");
+}
+
+/// An IPv6 router: lan0 2001:db8:1::/64, wan0 with the default route; forwarded TCP (with a retransmission),
+/// UDP, ICMPv6 echo, a fragmented datagram, NEW from the WAN (dropped), pings to the router from both
+/// sides, a unicast neighbour solicitation to it (untracked), a packet from the router itself.
+mod router6 {
+    use std::net::Ipv6Addr;
+    use wire::checksum::l4_checksum_v6;
+
+    pub const HOST: &str = r#"
+forwarding = true
+[[interface]]
+name = "wan0"
+addresses = ["192.0.2.1/24", "2001:db8:ffff::1/64"]
+[[interface]]
+name = "lan0"
+addresses = ["10.1.0.1/24", "2001:db8:1::1/64"]
+[[route]]
+dst = "0.0.0.0/0"
+dev = "wan0"
+[[route]]
+dst = "::/0"
+dev = "wan0"
+"#;
+
+    pub const RULES6: &str = "*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -i lan0 -p ipv6-icmp -j ACCEPT
+-A FORWARD -m conntrack --ctstate INVALID -j DROP
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -i lan0 -o wan0 -m conntrack --ctstate NEW -j ACCEPT
+COMMIT
+";
+
+    fn a(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    fn ip6(src: &str, dst: &str, next: u8, hop_limit: u8, rest: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&(rest.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[next, hop_limit]);
+        p.extend_from_slice(&a(src).octets());
+        p.extend_from_slice(&a(dst).octets());
+        p.extend_from_slice(rest);
+        p
+    }
+
+    fn tcp(src: &str, dst: &str, ports: (u16, u16), seq: u32, ack: u32, flags: u8, data: &[u8]) -> Vec<u8> {
+        let mut s = Vec::new();
+        s.extend_from_slice(&ports.0.to_be_bytes());
+        s.extend_from_slice(&ports.1.to_be_bytes());
+        s.extend_from_slice(&seq.to_be_bytes());
+        s.extend_from_slice(&ack.to_be_bytes());
+        s.extend_from_slice(&[0x50, flags, 0xfa, 0xf0, 0, 0, 0, 0]);
+        s.extend_from_slice(data);
+        let c = l4_checksum_v6(a(src), a(dst), 6, &s);
+        s[16..18].copy_from_slice(&c.to_be_bytes());
+        ip6(src, dst, 6, 64, &s)
+    }
+
+    fn udp_seg(src: &str, dst: &str, sp: u16, dp: u16, data: &[u8]) -> Vec<u8> {
+        let mut s = Vec::new();
+        s.extend_from_slice(&sp.to_be_bytes());
+        s.extend_from_slice(&dp.to_be_bytes());
+        s.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+        s.extend_from_slice(&[0, 0]);
+        s.extend_from_slice(data);
+        let c = l4_checksum_v6(a(src), a(dst), 17, &s);
+        s[6..8].copy_from_slice(&c.to_be_bytes());
+        s
+    }
+
+    fn udp(src: &str, dst: &str, sp: u16, dp: u16, data: &[u8]) -> Vec<u8> {
+        ip6(src, dst, 17, 64, &udp_seg(src, dst, sp, dp, data))
+    }
+
+    fn icmp6(src: &str, dst: &str, hop_limit: u8, kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind, 0, 0, 0];
+        m.extend_from_slice(body);
+        let c = l4_checksum_v6(a(src), a(dst), 58, &m);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        ip6(src, dst, 58, hop_limit, &m)
+    }
+
+    fn echo(src: &str, dst: &str, kind: u8, id: u16) -> Vec<u8> {
+        let mut b = id.to_be_bytes().to_vec();
+        b.extend_from_slice(&[0, 1, b'p', b'i', b'n', b'g']);
+        icmp6(src, dst, 64, kind, &b)
+    }
+
+    fn fragment(src: &str, dst: &str, part: &[u8], offset: usize, more: bool, id: u32) -> Vec<u8> {
+        let mut f = vec![17, 0];
+        f.extend_from_slice(&((((offset / 8) as u16) << 3) | u16::from(more)).to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(part);
+        ip6(src, dst, 44, 64, &f)
+    }
+
+    pub fn pcap() -> Vec<u8> {
+        let (l, w, x, fw) = ("2001:db8:1::5", "2001:db8:77::7", "2001:db8:66::9", "2001:db8:1::1");
+        let web = (40000, 80);
+        let back = (80, 40000);
+        let seg = udp_seg(l, w, 6000, 7000, &[9; 40]); // 48 bytes
+        let mut ns = vec![0, 0, 0, 0];
+        ns.extend_from_slice(&a(fw).octets());
+        ns.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 5]); // source link-layer address option
+        let packets = vec![
+            tcp(l, w, web, 1000, 0, 0x02, b""),
+            tcp(w, l, back, 5000, 1001, 0x12, b""),
+            tcp(l, w, web, 1001, 5001, 0x10, b""),
+            tcp(l, w, web, 1001, 5001, 0x18, b"GET / HTTP/1.0\r\n\r\n"),
+            tcp(w, l, back, 5001, 1019, 0x18, b"HTTP/1.0 200 OK\r\n\r\nhello"),
+            tcp(w, l, back, 5001, 1019, 0x18, b"HTTP/1.0 200 OK\r\n\r\nhello"),
+            tcp(l, w, web, 1019, 5025, 0x11, b""),
+            tcp(w, l, back, 5025, 1020, 0x11, b""),
+            tcp(l, w, web, 1020, 5026, 0x10, b""),
+            tcp(x, l, (5555, 22), 1, 0, 0x02, b""),
+            udp(l, w, 5353, 53, b"query"),
+            udp(w, l, 53, 5353, b"answer"),
+            echo(l, w, 128, 7),
+            echo(w, l, 129, 7),
+            echo(x, fw, 128, 9),
+            echo(l, fw, 128, 9),
+            icmp6(l, fw, 255, 135, &ns),
+            udp(fw, l, 123, 123, b"ntp"),
+            fragment(l, w, &seg[..24], 0, true, 0x4242),
+            fragment(l, w, &seg[24..], 24, false, 0x4242),
+        ];
+        let mut out = wire::PcapWriter::new(Vec::new(), 1, true).unwrap();
+        for (i, p) in packets.iter().enumerate() {
+            let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd];
+            f.extend_from_slice(p);
+            out.write_packet(wire::Time(1_700_000_000_000_000_000 + i as u64 * 10_000_000), &f).unwrap();
+        }
+        out.into_inner().unwrap()
+    }
+}
+
+#[test]
+fn ipv6_forward_mode_router_agrees() {
+    if !ipv6_kernel_available() {
+        return;
+    }
+    let dir = scratch("verify_forward6");
+    let (pcap, host, rules6) = (dir.join("router6.pcap"), dir.join("host.toml"), dir.join("router.v6"));
+    std::fs::write(&pcap, router6::pcap()).unwrap();
+    std::fs::write(&host, router6::HOST).unwrap();
+    std::fs::write(&rules6, router6::RULES6).unwrap();
+    let (code, out, err) = verify(&[
+        "--rules",
+        &seed("rules.v4"),
+        "--rules6",
+        rules6.to_str().unwrap(),
+        "--host",
+        host.to_str().unwrap(),
+        "--max-gap",
+        "2",
+        "--format",
+        "json",
+        "--out",
+        dir.join("out").to_str().unwrap(),
+        pcap.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &v["captures"][0];
+    assert_eq!(c["sent"], 20, "{c}");
+    assert_eq!(c["unfaithful"].as_array().map(Vec::len), Some(0), "{c}");
+    // Passed: the whole TCP exchange (twice the retransmitted reply), UDP, echo both ways, the LAN ping and
+    // the neighbour solicitation to the router, the router's own packet, both fragments. Dropped: NEW from
+    // the WAN, the WAN's ping to the router.
+    assert_eq!(c["packets"]["kernel_passed"], 18, "{c}");
+    assert_eq!(c["conntrack"]["kernel_entries"], 6, "TCP, UDP twice, two echoes, the router's own: {c}");
+    assert!(dir.join("out/kernel-counters6.txt").exists());
+}
+
+/// A kernel keeping ICMPv6 entries 90 s (the engine: 30 s): the IPv6 entries of the table must disagree.
+#[test]
+fn ipv6_kernel_configured_differently_is_caught() {
+    if !ipv6_kernel_available() {
+        return;
+    }
+    let dir = scratch("verify_disagreement6");
+    let (pcap, host, rules6) = (dir.join("router6.pcap"), dir.join("host.toml"), dir.join("router.v6"));
+    std::fs::write(&pcap, router6::pcap()).unwrap();
+    std::fs::write(&host, router6::HOST).unwrap();
+    std::fs::write(&rules6, router6::RULES6).unwrap();
+    let (code, out, err) = verify(&[
+        "--rules",
+        &seed("rules.v4"),
+        "--rules6",
+        rules6.to_str().unwrap(),
+        "--host",
+        host.to_str().unwrap(),
+        "--max-gap",
+        "2",
+        "--kernel-only-sysctl",
+        "net.netfilter.nf_conntrack_icmpv6_timeout=90",
+        "--format",
+        "json",
+        pcap.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &v["captures"][0];
+    assert_eq!(c["packets"]["differences"].as_array().unwrap().len(), 0, "fates still agree: {c}");
+    let diffs = c["conntrack"]["differences"].as_array().unwrap();
+    assert_eq!(diffs.len(), 2, "the two echo entries: {c}");
+    assert!(diffs.iter().all(|d| d["kind"] == "timeout" && d["line"].as_str().unwrap().contains("icmpv6")));
+}

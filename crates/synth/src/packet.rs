@@ -48,6 +48,9 @@ pub(crate) mod flags {
     pub(crate) const RST: u8 = 0x04;
     pub(crate) const PSH: u8 = 0x08;
     pub(crate) const ACK: u8 = 0x10;
+    pub(crate) const URG: u8 = 0x20;
+    pub(crate) const ECE: u8 = 0x40;
+    pub(crate) const CWR: u8 = 0x80;
 }
 
 /// Ethernet minimum frame length without FCS.
@@ -78,7 +81,7 @@ impl Ip4 {
     /// the gateway, our lan0 frames to the LAN host; a LAN host's frames go to our lan0; every
     /// other source is remote and arrives from the gateway at our eth0/wan0 (also when it is
     /// addressed to a LAN host we forward it to).
-    fn macs(&self) -> ([u8; 6], [u8; 6]) {
+    pub(crate) fn macs(&self) -> ([u8; 6], [u8; 6]) {
         if self.src == OUR_IP {
             (OUR_MAC, GW_MAC)
         } else if self.src == FW_LAN_IP {
@@ -105,7 +108,7 @@ impl Ip4 {
         Ok(PacketBuilder::ethernet2(s, d).ip(IpHeaders::Ipv4(self.header()?, Ipv4Extensions::default())))
     }
 
-    fn finish(&self, mut v: Vec<u8>) -> Vec<u8> {
+    pub(crate) fn finish(&self, mut v: Vec<u8>) -> Vec<u8> {
         if !self.outbound() && v.len() < ETH_MIN {
             v.resize(ETH_MIN, 0);
         }
@@ -140,6 +143,9 @@ pub(crate) fn tcp_frame(ip: &Ip4, seg: &TcpSeg<'_>) -> Result<Vec<u8>, SynthErro
     h.rst = seg.flags & flags::RST != 0;
     h.psh = seg.flags & flags::PSH != 0;
     h.ack = seg.flags & flags::ACK != 0;
+    h.urg = seg.flags & flags::URG != 0;
+    h.ece = seg.flags & flags::ECE != 0;
+    h.cwr = seg.flags & flags::CWR != 0;
     h.set_options_raw(seg.options).map_err(build_err)?;
     let mut v = Vec::new();
     ip.builder()?.tcp_header(h).write_to_vec(&mut v, seg.payload).map_err(build_err)?;
@@ -229,9 +235,25 @@ pub(crate) fn ip_datagram(frame: &[u8]) -> Option<&[u8]> {
 }
 
 /// Capture timeline: frames with timestamps, pushed in any order.
+///
+/// In IPv6 mode ([`Trace::new_v6`], the "random6" scenario) every IPv4 frame pushed is translated
+/// to IPv6 on the way in ([`crate::v6::translate`]); the IPv4 originals are kept so ICMP errors can
+/// still be built by quoting them, and the translation then quotes the IPv6 original instead.
 #[derive(Debug, Default)]
 pub(crate) struct Trace {
     frames: Vec<(Time, Vec<u8>)>,
+    v6: Option<V6State>,
+}
+
+/// IPv6-mode state of a [`Trace`].
+#[derive(Debug, Default)]
+pub(crate) struct V6State {
+    /// IPv4 original of each pushed frame (empty for frames pushed natively).
+    pub orig: Vec<Vec<u8>>,
+    /// Extension headers added to the translated packets of the running episode.
+    pub ext: Option<crate::v6::ExtPlan>,
+    /// First translation failure (reported by [`Trace::finish_checked`]).
+    pub err: Option<SynthError>,
 }
 
 /// Index of a frame pushed into a [`Trace`].
@@ -247,8 +269,47 @@ impl Trace {
     /// keeps causally ordered packets ordered (truncation is monotonic).
     pub(crate) fn push(&mut self, ts: Time, data: Vec<u8>) -> FrameId {
         let ts = Time(ts.as_nanos() / 1_000 * 1_000);
+        let data = match self.v6.take() {
+            None => data,
+            Some(mut st) => {
+                let out = crate::v6::translate(&data, &self.frames, &st).unwrap_or_else(|e| {
+                    st.err.get_or_insert(e);
+                    data.clone()
+                });
+                st.orig.push(data);
+                self.v6 = Some(st);
+                out
+            }
+        };
         self.frames.push((ts, data));
         FrameId(self.frames.len() - 1)
+    }
+
+    /// A trace in IPv6 mode (see the type docs).
+    pub(crate) fn new_v6() -> Trace {
+        Trace { frames: Vec::new(), v6: Some(V6State::default()) }
+    }
+
+    /// True in IPv6 mode.
+    pub(crate) fn is_v6(&self) -> bool {
+        self.v6.is_some()
+    }
+
+    /// Adds a frame that is already in its final form (no translation in IPv6 mode).
+    pub(crate) fn push_native(&mut self, ts: Time, data: Vec<u8>) -> FrameId {
+        let ts = Time(ts.as_nanos() / 1_000 * 1_000);
+        if let Some(st) = self.v6.as_mut() {
+            st.orig.push(Vec::new());
+        }
+        self.frames.push((ts, data));
+        FrameId(self.frames.len() - 1)
+    }
+
+    /// Sets (or clears) the extension headers of the running episode (IPv6 mode only).
+    pub(crate) fn set_ext(&mut self, plan: Option<crate::v6::ExtPlan>) {
+        if let Some(st) = self.v6.as_mut() {
+            st.ext = plan;
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -262,9 +323,12 @@ impl Trace {
 
     /// Bytes of the IP datagram of a pushed frame (what an ICMP error quotes).
     pub(crate) fn datagram(&self, id: FrameId) -> Result<Vec<u8>, SynthError> {
-        self.frames
-            .get(id.0)
-            .and_then(|(_, f)| ip_datagram(f))
+        let frame = match &self.v6 {
+            Some(st) => st.orig.get(id.0),
+            None => self.frames.get(id.0).map(|(_, f)| f),
+        };
+        frame
+            .and_then(|f| ip_datagram(f))
             .map(<[u8]>::to_vec)
             .ok_or(SynthError::Internal("quoted frame is not IPv4"))
     }
@@ -281,6 +345,14 @@ impl Trace {
         if let Some(f) = self.frames.get_mut(id.0) {
             f.0 = ts;
         }
+    }
+
+    /// [`Trace::finish`], failing if an IPv6-mode translation failed.
+    pub(crate) fn finish_checked(mut self) -> Result<Vec<crate::Frame>, SynthError> {
+        if let Some(e) = self.v6.as_mut().and_then(|st| st.err.take()) {
+            return Err(e);
+        }
+        Ok(self.finish())
     }
 
     /// Frames sorted by capture time; frames with equal timestamps keep their push order.

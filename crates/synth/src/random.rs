@@ -70,26 +70,27 @@ pub(crate) enum Mode {
 
 /// The inside endpoint of the current episode (the end at or next to the capture point).
 #[derive(Debug, Clone)]
-struct Me {
-    ip: [u8; 4],
-    ttl: u8,
-    os: Os,
+pub(crate) struct Me {
+    pub ip: [u8; 4],
+    pub ttl: u8,
+    pub os: Os,
     /// IP id counter for datagrams outside TCP connections (non-Linux stacks).
-    ip_id: u16,
+    pub ip_id: u16,
+    pub mss: u16,
 }
 
 impl Me {
-    fn ours(ip: [u8; 4]) -> Me {
-        Me { ip, ttl: 64, os: Os::Linux, ip_id: 0 }
+    fn ours(ip: [u8; 4], mss: u16) -> Me {
+        Me { ip, ttl: 64, os: Os::Linux, ip_id: 0, mss }
     }
 
-    fn end(&self, port: u16) -> EndCfg {
-        EndCfg { ip: self.ip, port, ttl: self.ttl, os: self.os, mss: 1460, local: true }
+    pub(crate) fn end(&self, port: u16) -> EndCfg {
+        EndCfg { ip: self.ip, port, ttl: self.ttl, os: self.os, mss: self.mss, local: true }
     }
 
     /// IP id of a DF datagram from an unconnected UDP socket: 0 on Linux (`ip_select_ident`),
     /// a global counter elsewhere.
-    fn udp_id(&mut self) -> u16 {
+    pub(crate) fn udp_id(&mut self) -> u16 {
         if self.os == Os::Linux {
             return 0;
         }
@@ -127,29 +128,33 @@ pub(crate) struct Episode {
     pub tcp: Vec<Tuple>,
 }
 
-struct Cx {
-    tr: Trace,
-    hosts: Vec<Remote>,
-    lan: Vec<Remote>,
-    ports: Vec<u16>,
+pub(crate) struct Cx {
+    pub tr: Trace,
+    pub hosts: Vec<Remote>,
+    pub lan: Vec<Remote>,
+    pub ports: Vec<u16>,
     /// Datagrams inside endpoints sent that ICMP errors may quote.
-    ours: Vec<FrameId>,
+    pub ours: Vec<FrameId>,
     /// Datagrams inside endpoints received (for forged quotes).
-    theirs: Vec<FrameId>,
-    mode: Mode,
-    me: Me,
-    log: Vec<Episode>,
+    pub theirs: Vec<FrameId>,
+    pub mode: Mode,
+    pub me: Me,
+    pub log: Vec<Episode>,
+    /// Link MSS of every TCP end (1460 for IPv4 and 1440 for IPv6 on a 1500-byte MTU).
+    pub mss: u16,
+    /// Extension header bytes on the inside endpoint's and its peers' packets (IPv6 episodes).
+    pub ext: (u32, u32),
 }
 
 impl Cx {
     /// A peer of the current inside endpoint: a remote host, or a LAN host for [`Mode::LanFw`].
-    fn host(&mut self, rng: &mut Rng) -> Remote {
+    pub(crate) fn host(&mut self, rng: &mut Rng) -> Remote {
         let pool = if self.mode == Mode::LanFw { &self.lan } else { &self.hosts };
         let i = rng.range_usize(0, pool.len().saturating_sub(1));
         pool.get(i).cloned().unwrap_or_else(|| Remote::new(rng, [198, 51, 100, 99]))
     }
 
-    fn port(&mut self, rng: &mut Rng) -> u16 {
+    pub(crate) fn port(&mut self, rng: &mut Rng) -> u16 {
         loop {
             let p = rng.range_u16(32768, 60999);
             if !self.ports.contains(&p) {
@@ -160,7 +165,7 @@ impl Cx {
     }
 
     /// Records a TCP connection of the current episode.
-    fn note(&mut self, c: &Conn) {
+    pub(crate) fn note(&mut self, c: &Conn) {
         let tuple = ((c.a.cfg.ip, c.a.cfg.port), (c.b.cfg.ip, c.b.cfg.port));
         if let Some(e) = self.log.last_mut() {
             e.tcp.push(tuple);
@@ -169,9 +174,9 @@ impl Cx {
 
     /// A connection with the inside endpoint on a random side: server on 33333 / 22 / 443, or
     /// client.
-    fn conn(&mut self, rng: &mut Rng) -> Conn {
+    pub(crate) fn conn(&mut self, rng: &mut Rng) -> Conn {
         let h = self.host(rng);
-        let mss = if rng.chance(80) { 1460 } else { 1400 };
+        let mss = if rng.chance(80) { self.mss } else { self.mss - 60 };
         let remote = |port| EndCfg { ip: h.ip, port, ttl: h.ttl, os: h.os, mss, local: false };
         let me = self.me.clone();
         let lp = self.port(rng);
@@ -183,6 +188,9 @@ impl Cx {
             let dp = *rng.pick(&[33333u16, 443, 80, 6881]).unwrap_or(&443);
             Conn::new(me.end(lp), remote(dp), h.rtt, rng)
         };
+        let mut c = c;
+        c.v6 = self.tr.is_v6();
+        c.ext_len = if c.a.cfg.local { self.ext } else { (self.ext.1, self.ext.0) };
         self.note(&c);
         c
     }
@@ -191,13 +199,13 @@ impl Cx {
     /// host, ~10 % our lan0 address.
     fn enter(&mut self, kind: &'static str, roll: u64, rng: &mut Rng) {
         let (mode, me) = match roll {
-            0..=39 => (Mode::Fw, Me::ours(OUR_IP)),
+            0..=39 => (Mode::Fw, Me::ours(OUR_IP, self.mss)),
             40..=89 => {
                 let i = rng.range_usize(0, self.lan.len().saturating_sub(1));
                 let h = self.lan.get(i).cloned().unwrap_or_else(|| lan_host(rng, [10, 1, 0, 2]));
-                (Mode::Lan, Me { ip: h.ip, ttl: h.ttl, os: h.os, ip_id: h.ip_id })
+                (Mode::Lan, Me { ip: h.ip, ttl: h.ttl, os: h.os, ip_id: h.ip_id, mss: self.mss })
             }
-            _ => (Mode::LanFw, Me::ours(FW_LAN_IP)),
+            _ => (Mode::LanFw, Me::ours(FW_LAN_IP, self.mss)),
         };
         self.log.push(Episode { kind, mode, inside: me.ip, tcp: Vec::new() });
         self.mode = mode;
@@ -205,10 +213,10 @@ impl Cx {
     }
 }
 
-type EpisodeFn = fn(&mut Cx, &mut Rng, Time) -> Result<(), SynthError>;
+pub(crate) type EpisodeFn = fn(&mut Cx, &mut Rng, Time) -> Result<(), SynthError>;
 
 /// Episode kinds with their weights (out of 100).
-const KINDS: &[(u64, &str, EpisodeFn)] = &[
+pub(crate) const KINDS: &[(u64, &str, EpisodeFn)] = &[
     (12, "tcp_plain", tcp_plain),
     (5, "tcp_retrans", tcp_retrans),
     (5, "tcp_loss_or_reorder", tcp_loss_or_reorder),
@@ -235,27 +243,43 @@ pub(crate) fn generate_logged(
     seed: u64,
     start: Time,
 ) -> Result<(Vec<crate::Frame>, Vec<Episode>), SynthError> {
-    let mut rng = Rng::new(seed ^ 0x0a4d_0000_0000_0000);
+    run(Rng::new(seed ^ 0x0a4d_0000_0000_0000), start, KINDS, Trace::new(), 1460)
+}
+
+/// The episode driver shared by "random", "random6" and "random-mix": draws the host pools, a
+/// frame target of 100-330, then episodes (kind by weight out of the table's total, inside
+/// endpoint, start time) until the target is reached. For `KINDS` (total 100) the draws are
+/// exactly those the "random" scenario has always made.
+pub(crate) fn run(
+    mut rng: Rng,
+    start: Time,
+    kinds: &[(u64, &'static str, EpisodeFn)],
+    tr: Trace,
+    mss: u16,
+) -> Result<(Vec<crate::Frame>, Vec<Episode>), SynthError> {
+    let total: u64 = kinds.iter().map(|k| k.0).sum();
     let hosts = remote_pool(&mut rng, 24, &[]);
     let lan = lan_pool(&mut rng, 8);
     let mut cx = Cx {
-        tr: Trace::new(),
+        tr,
         hosts,
         lan,
         ports: Vec::new(),
         ours: Vec::new(),
         theirs: Vec::new(),
         mode: Mode::Fw,
-        me: Me::ours(OUR_IP),
+        me: Me::ours(OUR_IP, mss),
         log: Vec::new(),
+        mss,
+        ext: (0, 0),
     };
     let target = rng.range_usize(100, 330);
     let mut t = Time(start.as_nanos() / US * US);
     while cx.tr.len() < target {
         let mut r = rng.fork(cx.tr.len() as u64);
-        let mut roll = rng.range(0, 99);
+        let mut roll = rng.range(0, total.saturating_sub(1));
         let mut chosen = None;
-        for (w, name, f) in KINDS {
+        for (w, name, f) in kinds {
             if roll < *w {
                 chosen = Some((*name, *f));
                 break;
@@ -268,10 +292,10 @@ pub(crate) fn generate_logged(
         f(&mut cx, &mut r, t)?;
         t = t.add_nanos(rng.range(2, 250) * MS);
     }
-    Ok((cx.tr.finish(), cx.log))
+    Ok((cx.tr.finish_checked()?, cx.log))
 }
 
-fn msg(rng: &mut Rng, from: Side, lo: usize, hi: usize) -> Step {
+pub(crate) fn msg(rng: &mut Rng, from: Side, lo: usize, hi: usize) -> Step {
     let n = rng.range_usize(lo, hi);
     Step::Msg {
         from,
@@ -280,7 +304,7 @@ fn msg(rng: &mut Rng, from: Side, lo: usize, hi: usize) -> Step {
     }
 }
 
-fn tcp_plain(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
+pub(crate) fn tcp_plain(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut c = cx.conn(rng);
     let mut steps = Vec::new();
     if cx.mode != Mode::LanFw && rng.chance(20) {
@@ -316,7 +340,7 @@ fn tcp_plain(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
 }
 
 /// Opens `c` and exchanges one request/response; returns the time after the response was ACKed.
-fn established(cx: &mut Cx, rng: &mut Rng, c: &mut Conn, t: Time) -> Result<Time, SynthError> {
+pub(crate) fn established(cx: &mut Cx, rng: &mut Rng, c: &mut Conn, t: Time) -> Result<Time, SynthError> {
     let t3 = c.open(&mut cx.tr, t)?;
     let n = rng.range_usize(1, 1_200);
     let req = rng.bytes(n);
@@ -330,7 +354,13 @@ fn established(cx: &mut Cx, rng: &mut Rng, c: &mut Conn, t: Time) -> Result<Time
 }
 
 /// Closes with FINs from `first` after the last packet at `t` (by `last_from`).
-fn finish(cx: &mut Cx, rng: &mut Rng, c: &mut Conn, t: Time, last_from: Side) -> Result<Time, SynthError> {
+pub(crate) fn finish(
+    cx: &mut Cx,
+    rng: &mut Rng,
+    c: &mut Conn,
+    t: Time,
+    last_from: Side,
+) -> Result<Time, SynthError> {
     let first = if rng.chance(50) { Side::A } else { Side::B };
     let think = rng.range(1_000, 100_000) * US;
     let tc = c.react(t, last_from, first, think);
@@ -343,7 +373,7 @@ fn rto(c: &Conn) -> u64 {
 
 /// A data segment whose ACK is lost: the sender retransmits it after the RTO and the receiver
 /// answers with a duplicate ACK carrying a D-SACK block (RFC 2883).
-fn tcp_retrans(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
+pub(crate) fn tcp_retrans(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut c = cx.conn(rng);
     let t0 = established(cx, rng, &mut c, t)?;
     let s = if rng.chance(50) { Side::A } else { Side::B };
@@ -391,7 +421,7 @@ fn tcp_retrans(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
 
 /// Three segments from the remote end: the first is lost before our capture (loss) or arrives
 /// after the second (reordering); we send duplicate ACKs with SACK, then a cumulative ACK.
-fn tcp_loss_or_reorder(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
+pub(crate) fn tcp_loss_or_reorder(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut c = cx.conn(rng);
     let t0 = established(cx, rng, &mut c, t)?;
     let local = c.local_side();
@@ -470,7 +500,7 @@ fn tcp_loss_or_reorder(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthE
 }
 
 /// The remote receiver closes its window; we probe (RFC 9293 §3.8.6.1), it re-opens.
-fn tcp_zero_window(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
+pub(crate) fn tcp_zero_window(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut c = cx.conn(rng);
     let t0 = established(cx, rng, &mut c, t)?;
     let local = c.local_side();
@@ -527,7 +557,7 @@ fn tcp_zero_window(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError
 }
 
 /// The remote end sends a segment far beyond our window; we answer with a duplicate ACK.
-fn tcp_out_of_window(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
+pub(crate) fn tcp_out_of_window(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut c = cx.conn(rng);
     let t0 = established(cx, rng, &mut c, t)?;
     let local = c.local_side();
@@ -556,7 +586,7 @@ fn tcp_out_of_window(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthErr
 }
 
 /// RSTs with exact, in-window, out-of-window and below-ACK sequence numbers.
-fn tcp_rst(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
+pub(crate) fn tcp_rst(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut c = cx.conn(rng);
     let t0 = established(cx, rng, &mut c, t)?;
     let from = if rng.chance(70) { c.local_side().other() } else { c.local_side() };
@@ -600,7 +630,7 @@ fn tcp_rst(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
 
 /// A rebooted peer sends a fresh SYN on our established tuple: challenge ACK, RST from the peer
 /// with the acknowledged sequence number, then its SYN again opens a new connection.
-fn tcp_syn_on_established(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
+pub(crate) fn tcp_syn_on_established(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut c = cx.conn(rng);
     let t0 = established(cx, rng, &mut c, t)?;
     let local = c.local_side();
@@ -636,6 +666,7 @@ fn tcp_syn_on_established(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), Syn
     // The peer's SYN retransmission one second later opens a new connection on the same tuple
     // (only when the peer is the client; a stray SYN towards our client port just dies).
     let mut c2 = Conn::new(c.a.cfg, c.b.cfg, c.rtt, rng);
+    c2.v6 = c.v6;
     let t1 = ts.add_nanos(1_000 * MS);
     let steps = [
         msg(rng, Side::A, 1, 800),
@@ -652,16 +683,17 @@ fn tcp_syn_on_established(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), Syn
 }
 
 /// Both ends send SYNs that cross (RFC 9293 §3.5 figure 8), then SYN/ACKs, then data.
-fn tcp_simultaneous_open(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
+pub(crate) fn tcp_simultaneous_open(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let h = cx.host(rng);
     let port = 33333;
     let rport = rng.range_u16(1024, 65535);
     let mut c = Conn::new(
         cx.me.end(port),
-        EndCfg { ip: h.ip, port: rport, ttl: h.ttl, os: Os::Linux, mss: 1460, local: false },
+        EndCfg { ip: h.ip, port: rport, ttl: h.ttl, os: Os::Linux, mss: cx.mss, local: false },
         h.rtt,
         rng,
     );
+    c.v6 = cx.tr.is_v6();
     cx.note(&c);
     // Our SYN leaves; the peer's SYN (sent before ours reached it) arrives a bit later.
     let a_syn = c.send_with(
@@ -699,7 +731,7 @@ fn tcp_simultaneous_open(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), Synt
 }
 
 /// An ordinary dialog whose handshake happened before the capture started.
-fn tcp_midstream(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
+pub(crate) fn tcp_midstream(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut c = cx.conn(rng);
     let first = cx.tr.len();
     let steps = [
@@ -721,7 +753,7 @@ fn tcp_midstream(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> 
     Ok(())
 }
 
-fn tcp_fin_variant(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
+pub(crate) fn tcp_fin_variant(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut c = cx.conn(rng);
     let t0 = established(cx, rng, &mut c, t)?;
     let a = if rng.chance(50) { Side::A } else { Side::B };
@@ -791,7 +823,7 @@ fn tcp_fin_variant(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError
     Ok(())
 }
 
-fn udp_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
+pub(crate) fn udp_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut h = cx.host(rng);
     let me = UdpEnd { ip: cx.me.ip, port: if rng.chance(50) { 33333 } else { cx.port(rng) } };
     let peer = UdpEnd { ip: h.ip, port: rng.range_u16(1024, 65535) };
@@ -840,7 +872,7 @@ fn udp_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     Ok(())
 }
 
-fn icmp_echo_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
+pub(crate) fn icmp_echo_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut h = cx.host(rng);
     let id = rng.next_u16();
     let plen = rng.range_usize(8, 56);
@@ -888,14 +920,14 @@ fn icmp_echo_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthErr
 }
 
 /// A UDP datagram from us that was never captured (quoted by errors about unknown flows).
-fn phantom_datagram(rng: &mut Rng, src: [u8; 4], dst: [u8; 4]) -> Result<Vec<u8>, SynthError> {
+pub(crate) fn phantom_datagram(rng: &mut Rng, src: [u8; 4], dst: [u8; 4]) -> Result<Vec<u8>, SynthError> {
     let ip = Ip4 { src, dst, ttl: 64, id: 0, df: true, tos: 0 };
     let n = rng.range_usize(10, 80);
     let f = udp_frame(&ip, rng.range_u16(1024, 65535), rng.range_u16(1024, 65535), &rng.bytes(n))?;
     Ok(crate::packet::ip_datagram(&f).unwrap_or_default().to_vec())
 }
 
-fn icmp_error_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
+pub(crate) fn icmp_error_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut h = cx.host(rng);
     let me = cx.me.ip;
     let unreach = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
@@ -999,7 +1031,7 @@ fn icmp_error_episode(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthEr
     Ok(())
 }
 
-fn other_proto(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
+pub(crate) fn other_proto(cx: &mut Cx, rng: &mut Rng, t: Time) -> Result<(), SynthError> {
     let mut h = cx.host(rng);
     let gre = rng.chance(50);
     let mut tt = t;
@@ -1087,13 +1119,20 @@ mod tests {
         Some((a(26), a(30), d[22], d[23]))
     }
 
+    type Key = (([u8; 16], u16), ([u8; 16], u16));
+
+    fn key(t: &Tuple) -> Key {
+        let k = crate::check::key4;
+        ((k(t.0 .0), t.0 .1), (k(t.1 .0), t.1 .1))
+    }
+
     fn frames_of(frames: &[Frame], t: &Tuple) -> Vec<Frame> {
         frames
             .iter()
             .filter(|f| {
                 crate::check::tcp_segments(std::slice::from_ref(f))
                     .first()
-                    .is_some_and(|s| (s.src, s.dst) == *t || (s.dst, s.src) == *t)
+                    .is_some_and(|s| (s.src, s.dst) == key(t) || (s.dst, s.src) == key(t))
             })
             .cloned()
             .collect()
@@ -1122,7 +1161,7 @@ mod tests {
             for e in &log {
                 for t in &e.tcp {
                     if CLEAN.contains(&e.kind) {
-                        clean.insert(*t);
+                        clean.insert(key(t));
                         let who = match e.mode {
                             Mode::Fw => "fw",
                             Mode::Lan => "lan",

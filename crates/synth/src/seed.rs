@@ -650,7 +650,7 @@ fn ms(n: u64) -> u64 {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::check::{check_tcp, tcp_segments, verify_checksums};
+    use crate::check::{check_tcp, key4, tcp_segments, verify_checksums};
     use crate::packet::ip_datagram;
     use crate::{Frame, DEFAULT_SEED, DEFAULT_START};
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
@@ -709,8 +709,8 @@ mod tests {
     fn our_tcp_ip_ids_follow_linux() {
         let frames = seed_frames();
         let segs = tcp_segments(&frames);
-        let mut last: std::collections::HashMap<(u16, [u8; 4], u16), u16> = Default::default();
-        for s in segs.iter().filter(|s| s.src.0 == OUR_IP) {
+        let mut last: std::collections::HashMap<(u16, [u8; 16], u16), u16> = Default::default();
+        for s in segs.iter().filter(|s| s.src.0 == key4(OUR_IP)) {
             if s.syn && s.ackf {
                 assert_eq!(s.ip_id, 0, "SYN/ACK from a listener");
                 continue;
@@ -726,10 +726,10 @@ mod tests {
     fn scan_has_no_answer_from_us() {
         let frames = seed_frames();
         let segs = tcp_segments(&frames);
-        let scan: Vec<_> = segs.iter().filter(|s| s.src.0 == SCANNER).collect();
+        let scan: Vec<_> = segs.iter().filter(|s| s.src.0 == key4(SCANNER)).collect();
         assert_eq!(scan.len(), SCAN_PORTS.len());
         assert!(scan.iter().all(|s| s.syn && !s.ackf && s.win == 1024));
-        assert!(!segs.iter().any(|s| s.dst.0 == SCANNER));
+        assert!(!segs.iter().any(|s| s.dst.0 == key4(SCANNER)));
         let udp_to_us_from_scanner = frames
             .iter()
             .filter_map(|f| SlicedPacket::from_ethernet(&f.data).ok())
@@ -789,7 +789,7 @@ mod tests {
     fn frag_needed_quotes_our_33333_segment_with_df_and_we_resegment() {
         let frames = seed_frames();
         let segs = tcp_segments(&frames);
-        let big: Vec<_> = segs.iter().filter(|s| s.src.0 == OUR_IP && s.len + 52 == 1500).collect();
+        let big: Vec<_> = segs.iter().filter(|s| s.src.0 == key4(OUR_IP) && s.len + 52 == 1500).collect();
         assert!(!big.is_empty());
         let pmtu = big
             .iter()

@@ -182,6 +182,11 @@ pub(crate) struct Conn {
     pub ws_ok: bool,
     pub ts_ok: bool,
     pub sack_ok: bool,
+    /// The connection runs over IPv6 (40 more header bytes per segment: MSS = MTU − 60).
+    pub v6: bool,
+    /// Extension header bytes on every packet of A and of B (IPv6 sticky options): taken off the
+    /// sending MSS like Linux `icsk_ext_hdr_len`.
+    pub ext_len: (u32, u32),
     /// Local stack reaction time (µs) range for ACKs and SYN/ACKs.
     rng: Rng,
 }
@@ -194,7 +199,7 @@ impl Conn {
         let mut own = rng.fork(0x7c9);
         let a = End::new(a, &mut own);
         let b = End::new(b, &mut own);
-        Conn { a, b, rtt, ws_ok: false, ts_ok: false, sack_ok: false, rng: own }
+        Conn { a, b, rtt, ws_ok: false, ts_ok: false, sack_ok: false, v6: false, ext_len: (0, 0), rng: own }
     }
 
     pub(crate) fn end(&self, s: Side) -> &End {
@@ -208,6 +213,13 @@ impl Conn {
         match s {
             Side::A => &mut self.a,
             Side::B => &mut self.b,
+        }
+    }
+
+    fn ext_of(&self, s: Side) -> u32 {
+        match s {
+            Side::A => self.ext_len.0,
+            Side::B => self.ext_len.1,
         }
     }
 
@@ -479,8 +491,9 @@ impl Conn {
         let ts_cost = if self.ts_ok { 12 } else { 0 };
         let a_mss = u32::from(self.a.cfg.mss);
         let b_mss = u32::from(self.b.cfg.mss);
-        self.a.send_mss = b_mss.min(self.a.mtu_mss).saturating_sub(ts_cost).max(64);
-        self.b.send_mss = a_mss.min(self.b.mtu_mss).saturating_sub(ts_cost).max(64);
+        let (xa, xb) = self.ext_len;
+        self.a.send_mss = b_mss.min(self.a.mtu_mss).saturating_sub(ts_cost + xa).max(64);
+        self.b.send_mss = a_mss.min(self.b.mtu_mss).saturating_sub(ts_cost + xb).max(64);
         // After the handshake both ends advertise their (scaled) buffers.
         for e in [&mut self.a, &mut self.b] {
             e.rcv_wnd = e.rcv_wnd.max(u32::from(e.syn_win));
@@ -492,15 +505,17 @@ impl Conn {
         let ts = self.a.ts_offer && self.b.ts_offer;
         let own = self.end(s).mtu_mss;
         let peer = u32::from(self.end(s.other()).cfg.mss);
-        peer.min(own).saturating_sub(if ts { 12 } else { 0 }).max(64)
+        peer.min(own).saturating_sub(if ts { 12 } else { 0 } + self.ext_of(s)).max(64)
     }
 
     /// Lowers `s`'s MSS after a fragmentation-needed with next-hop MTU `mtu` (RFC 1191).
     pub(crate) fn pmtu(&mut self, s: Side, mtu: u16) {
         let ts_cost = if self.ts_ok { 12 } else { 0 };
+        let hdr = if self.v6 { 60 } else { 40 };
+        let ext = self.ext_of(s);
         let e = self.end_mut(s);
-        e.mtu_mss = u32::from(mtu).saturating_sub(40);
-        e.send_mss = e.send_mss.min(e.mtu_mss.saturating_sub(ts_cost)).max(64);
+        e.mtu_mss = u32::from(mtu).saturating_sub(hdr);
+        e.send_mss = e.send_mss.min(e.mtu_mss.saturating_sub(ts_cost + ext)).max(64);
     }
 
     /// Sends `data` from `from` to the other end, as slow-start rounds limited by cwnd and by the

@@ -114,13 +114,20 @@ impl CounterRow {
     }
 }
 
-/// Every counter of the engine's ruleset against the kernel's save text (already stripped and filtered).
+/// Parses iptables-save text, or ip6tables-save text when `v6`.
+pub fn parse_save(text: &str, v6: bool) -> Result<Ruleset, rules::ParseError> {
+    rules::parse_family(text, if v6 { rules::Family::V6 } else { rules::Family::V4 })
+}
+
+/// Every counter of the engine's ruleset against the kernel's save text (already stripped and filtered);
+/// `v6`: both are ip6tables rulesets.
 pub fn compare(
     kernel_save: &str,
     engine_rules: &Ruleset,
     state: &RuleState,
+    v6: bool,
 ) -> Result<Vec<CounterRow>, String> {
-    let kernel = rules::parse(kernel_save).map_err(|e| {
+    let kernel = parse_save(kernel_save, v6).map_err(|e| {
         format!("the kernel's iptables-save output does not parse: line {}: {}", e.line(), e.message())
     })?;
     let ktexts = rule_texts(kernel_save);
@@ -236,7 +243,8 @@ COMMIT
         assert!(all_zero(&rs));
         let engine = engine::Engine::new(rs, engine::Host::with_locals(&[]), conntrack::Config::default());
         let (text, _) = strip_suppression(KERNEL);
-        let rows = compare(&keep_tables(&text, &["filter"]), engine.ruleset(), engine.rule_state()).unwrap();
+        let rows =
+            compare(&keep_tables(&text, &["filter"]), engine.ruleset(), engine.rule_state(), false).unwrap();
         let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,

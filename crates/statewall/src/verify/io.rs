@@ -12,10 +12,16 @@
 //!   protocol in the firewall namespace (a raw socket gets a copy of each datagram delivered locally, in
 //!   `ip_local_deliver_finish`, i.e. after the INPUT hook accepted it and after defragmentation). One thread
 //!   per socket drains it while the main thread sends; [`Observers::finish`] stops and joins them.
+//! - IPv6 (when the plan has it): the firewall's own packets leave an `AF_INET6` `IPPROTO_RAW` socket, which
+//!   sends the IPv6 header it is given as is (header included implicitly, `SO_MARK` [`MARK`]); link-local
+//!   and multicast destinations are scoped to the interface the host model routes them out of. Peers send
+//!   frames with ethertype 0x86DD (to the `33:33:...` group address for multicast destinations, as a real
+//!   sender would). Local delivery is seen by one raw `AF_INET6` socket per upper-layer protocol, which gets
+//!   the upper-layer bytes and the source address only ([`Observed::Delivered6`]).
 
 use std::fs::File;
 use std::io::Read;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -64,7 +70,26 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VerifyError
 /// The sockets of one run.
 pub struct Sockets {
     raw: Socket,
-    peers: Vec<(Box<dyn DataLinkSender>, Vec<u8>)>,
+    raw6: Option<Socket>,
+    peers: Vec<PeerTx>,
+    /// Interface index of each plan interface in the firewall namespace (IPv6 scope ids).
+    scopes: Vec<u32>,
+}
+
+/// A peer's sender, with its own and the firewall interface's MAC.
+struct PeerTx {
+    tx: Box<dyn DataLinkSender>,
+    mac: [u8; 6],
+    fw_mac: [u8; 6],
+}
+
+/// One packet seen coming out of the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// A whole IP packet: leaving by a peer, or an IPv4 packet delivered locally.
+    Ip(Vec<u8>),
+    /// An IPv6 packet delivered locally to the raw socket of `proto`: its source and upper-layer bytes.
+    Delivered6 { src: Ipv6Addr, proto: u8, l4: Vec<u8> },
 }
 
 /// Opens the sending sockets and starts the observers.
@@ -73,7 +98,7 @@ pub fn open(
     plan: &Plan,
     stop: &Arc<AtomicBool>,
 ) -> Result<(Sockets, Observers), VerifyError> {
-    let (raw, locals) = in_netns(&topo.fw, || {
+    let (raw, raw6, locals, locals6) = in_netns(&topo.fw, || {
         let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))
             .map_err(io_err("opening the raw injection socket"))?;
         raw.set_header_included_v4(true).map_err(io_err("IP_HDRINCL"))?;
@@ -87,13 +112,42 @@ pub fn open(
             let _ = s.set_recv_buffer_size(8 << 20);
             locals.push(s);
         }
-        Ok((raw, locals))
+        let mut raw6 = None;
+        let mut locals6 = Vec::new();
+        if plan.ipv6 {
+            // IPPROTO_RAW on AF_INET6 includes the header implicitly (inet6_create sets hdrincl).
+            let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(255)))
+                .map_err(io_err("opening the raw IPv6 injection socket"))?;
+            s.set_mark(MARK).map_err(io_err("SO_MARK"))?;
+            raw6 = Some(s);
+            for &p in &plan.local_protos6 {
+                let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(i32::from(p))))
+                    .map_err(io_err(format!("opening a raw IPv6 socket for next header {p}")))?;
+                s.set_read_timeout(Some(POLL)).map_err(io_err("SO_RCVTIMEO"))?;
+                let _ = s.set_recv_buffer_size(8 << 20);
+                locals6.push((p, s));
+            }
+        }
+        Ok((raw, raw6, locals, locals6))
     })?;
     let mut observers = Observers { stop: Arc::clone(stop), threads: Vec::new() };
     for s in locals {
         let stop = Arc::clone(stop);
         observers.threads.push(std::thread::spawn(move || drain_raw(s, &stop)));
     }
+    for (p, s) in locals6 {
+        let stop = Arc::clone(stop);
+        observers.threads.push(std::thread::spawn(move || drain_raw6(s, p, &stop)));
+    }
+    let scopes = if plan.ipv6 {
+        let idx = topo.fw_ifindexes()?;
+        plan.interfaces
+            .iter()
+            .map(|i| idx.iter().find(|(n, _)| *n == i.name).map_or(0, |(_, x)| *x))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut peers = Vec::new();
     for p in &topo.peers {
         let dev = p.dev.clone();
@@ -116,13 +170,31 @@ pub fn open(
         })?;
         let stop = Arc::clone(stop);
         observers.threads.push(std::thread::spawn(move || drain_link(rx, &stop)));
-        let mut eth = Vec::with_capacity(14);
-        eth.extend_from_slice(&p.fw_mac);
-        eth.extend_from_slice(&p.mac);
-        eth.extend_from_slice(&0x0800u16.to_be_bytes());
-        peers.push((tx, eth));
+        peers.push(PeerTx { tx, mac: p.mac, fw_mac: p.fw_mac });
     }
-    Ok((Sockets { raw, peers }, observers))
+    Ok((Sockets { raw, raw6, peers, scopes }, observers))
+}
+
+/// The Ethernet header a peer puts in front of `ip`: to the firewall's MAC, or for an IPv6 multicast
+/// destination to its `33:33` group address (RFC 2464 section 7).
+pub fn eth_header(ip: &[u8], peer_mac: [u8; 6], fw_mac: [u8; 6]) -> [u8; 14] {
+    let v6 = ip.first().map(|b| b >> 4) == Some(6);
+    let mut h = [0u8; 14];
+    let mut dst = fw_mac;
+    if v6 && ip.get(24) == Some(&0xff) {
+        if let Some(g) = ip.get(36..40) {
+            dst = [0x33, 0x33, g.first().copied().unwrap_or(0), g.get(1).copied().unwrap_or(0), 0, 0];
+            if let (Some(a), Some(b)) = (g.get(2), g.get(3)) {
+                dst[4] = *a;
+                dst[5] = *b;
+            }
+        }
+    }
+    let ethertype: u16 = if v6 { 0x86dd } else { 0x0800 };
+    for (d, s) in h.iter_mut().zip(dst.iter().chain(&peer_mac).chain(&ethertype.to_be_bytes())) {
+        *d = *s;
+    }
+    h
 }
 
 fn keep_going(e: &std::io::Error, stop: &AtomicBool) -> bool {
@@ -138,27 +210,47 @@ fn keep_going(e: &std::io::Error, stop: &AtomicBool) -> bool {
     true
 }
 
-fn drain_raw(s: Socket, stop: &AtomicBool) -> Vec<Vec<u8>> {
+fn drain_raw(s: Socket, stop: &AtomicBool) -> Vec<Observed> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; FRAME_MAX];
     loop {
         match (&s).read(&mut buf) {
-            Ok(n) => out.push(buf.get(..n).unwrap_or(&[]).to_vec()),
+            Ok(n) => out.push(Observed::Ip(buf.get(..n).unwrap_or(&[]).to_vec())),
             Err(e) if keep_going(&e, stop) => {}
             Err(_) => return out,
         }
     }
 }
 
-fn drain_link(mut rx: Box<dyn DataLinkReceiver>, stop: &AtomicBool) -> Vec<Vec<u8>> {
+/// A raw IPv6 socket: the sender is peeked (`MSG_PEEK`), then the datagram read.
+fn drain_raw6(s: Socket, proto: u8, stop: &AtomicBool) -> Vec<Observed> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; FRAME_MAX];
+    loop {
+        let got = s.peek_sender().and_then(|from| Ok((from, (&s).read(&mut buf)?)));
+        match got {
+            Ok((from, n)) => {
+                if let Some(a) = from.as_socket_ipv6() {
+                    let l4 = buf.get(..n).unwrap_or(&[]).to_vec();
+                    out.push(Observed::Delivered6 { src: *a.ip(), proto, l4 });
+                }
+            }
+            Err(e) if keep_going(&e, stop) => {}
+            Err(_) => return out,
+        }
+    }
+}
+
+fn drain_link(mut rx: Box<dyn DataLinkReceiver>, stop: &AtomicBool) -> Vec<Observed> {
     let mut out = Vec::new();
     loop {
         match rx.next() {
             Ok(frame) => {
-                // IPv4 frames only (the firewall sends no ARP: every neighbour is permanent).
-                if frame.get(12..14) == Some(&[0x08, 0x00]) {
+                // IP frames only (the firewall sends no ARP or neighbour discovery: every neighbour is
+                // permanent).
+                if matches!(frame.get(12..14), Some([0x08, 0x00] | [0x86, 0xdd])) {
                     if let Some(ip) = frame.get(14..) {
-                        out.push(ip.to_vec());
+                        out.push(Observed::Ip(ip.to_vec()));
                     }
                 }
             }
@@ -171,12 +263,12 @@ fn drain_link(mut rx: Box<dyn DataLinkReceiver>, stop: &AtomicBool) -> Vec<Vec<u
 /// The observing threads. Dropping stops and joins them (so no socket outlives the run).
 pub struct Observers {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<Vec<Vec<u8>>>>,
+    threads: Vec<JoinHandle<Vec<Observed>>>,
 }
 
 impl Observers {
-    /// Stops the observers once their sockets are drained; every IPv4 packet they saw.
-    pub fn finish(mut self) -> Vec<Vec<u8>> {
+    /// Stops the observers once their sockets are drained; every packet they saw.
+    pub fn finish(mut self) -> Vec<Observed> {
         self.stop.store(true, Ordering::SeqCst);
         let mut all = Vec::new();
         for t in self.threads.drain(..) {
@@ -244,12 +336,21 @@ pub fn send_all(
         }
         stamps.push(now());
         let Step::Send(s) = step else { continue };
-        let res = match s.via {
-            Via::Local => socks.raw.send_to(&s.ip, &SockAddr::from(SocketAddrV4::new(s.dst, 0))).map(drop),
-            Via::Peer(n) => match socks.peers.get_mut(n) {
-                Some((tx, eth)) => {
+        let res = match (s.via, s.dst) {
+            (Via::Local, IpAddr::V4(dst)) => {
+                socks.raw.send_to(&s.ip, &SockAddr::from(SocketAddrV4::new(dst, 0))).map(drop)
+            }
+            (Via::Local, IpAddr::V6(dst)) => match &socks.raw6 {
+                Some(raw6) => {
+                    let scope = s.out.and_then(|n| socks.scopes.get(n)).copied().unwrap_or(0);
+                    raw6.send_to(&s.ip, &SockAddr::from(SocketAddrV6::new(dst, 0, 0, scope))).map(drop)
+                }
+                None => Err(std::io::Error::other("no raw IPv6 socket")),
+            },
+            (Via::Peer(n), _) => match socks.peers.get_mut(n) {
+                Some(PeerTx { tx, mac, fw_mac }) => {
                     frame.clear();
-                    frame.extend_from_slice(eth.as_slice());
+                    frame.extend_from_slice(&eth_header(&s.ip, *mac, *fw_mac));
                     frame.extend_from_slice(&s.ip);
                     tx.send_to(&frame, None).unwrap_or(Ok(()))
                 }
@@ -274,4 +375,26 @@ pub fn read_conntrack(ns: &str) -> Result<(Time, String), VerifyError> {
             Err(e) => Err(VerifyError::Io { what: "reading /proc/net/nf_conntrack".into(), source: e }),
         }
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::verify::ip6::tests::{ip6, A};
+
+    const PEER: [u8; 6] = [2, 0x73, 0x77, 0, 0, 1];
+    const FW: [u8; 6] = [2, 0x73, 0x77, 0, 0, 2];
+
+    #[test]
+    fn ethernet_headers_per_family_and_destination() {
+        let v4 = crate::verify::plan::tests::udp_ip([203, 0, 113, 80], [192, 0, 2, 10], 1, 2, b"", 1, 0);
+        assert_eq!(eth_header(&v4, PEER, FW), [2, 0x73, 0x77, 0, 0, 2, 2, 0x73, 0x77, 0, 0, 1, 8, 0]);
+        let uni = ip6(A, "2001:db8::10", 59, b"");
+        assert_eq!(eth_header(&uni, PEER, FW)[..6], FW);
+        assert_eq!(eth_header(&uni, PEER, FW)[12..], [0x86, 0xdd]);
+        // Neighbour solicitation to the solicited-node group of 2001:db8::10.
+        let ns = ip6(A, "ff02::1:ff00:10", 58, b"");
+        assert_eq!(eth_header(&ns, PEER, FW)[..6], [0x33, 0x33, 0xff, 0, 0, 0x10]);
+    }
 }

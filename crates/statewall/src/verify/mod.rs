@@ -3,6 +3,8 @@
 //! Contract: for each capture, verify builds a private topology of network namespaces from the host model
 //! ([`netns`]), loads the ruleset into the firewall namespace with the real iptables, sends every IPv4
 //! packet through the kernel on the path the host model gives it with the capture's timing ([`plan`], [`io`]),
+//! and every IPv6 packet too when an IPv6 ruleset is given (`--rules6`, loaded with ip6tables; the firewall
+//! then gets the model's IPv6 addresses and routes, see [`netns`] and [`ip6`]); it
 //! records what came out and when each packet was actually sent, reads the kernel's counters and conntrack
 //! table, then replays the same records with the recorded send times through the engine and compares packet
 //! fates ([`fate`]), every rule and policy counter ([`counters`]) and the final conntrack table ([`table`]).
@@ -17,6 +19,7 @@
 pub mod counters;
 pub mod fate;
 pub mod io;
+pub mod ip6;
 pub mod netns;
 pub mod plan;
 pub mod report;
@@ -113,7 +116,13 @@ pub fn kernel_sysctls(kv: &[String]) -> Result<Vec<(String, String)>, VerifyErro
         let (k, v) = (k.trim(), v.trim());
         let dotted = k.replace('/', ".");
         let dotted = dotted.trim_start_matches(".proc.sys.");
-        if matches!(dotted, "net.ipv4.ip_forward" | "net.ipv4.conf.all.forwarding") {
+        if matches!(
+            dotted,
+            "net.ipv4.ip_forward"
+                | "net.ipv4.conf.all.forwarding"
+                | "net.ipv6.conf.all.forwarding"
+                | "net.ipv6.conf.default.forwarding"
+        ) {
             continue;
         }
         let name = ["net.netfilter.", "net."].iter().find_map(|p| dotted.strip_prefix(p)).unwrap_or(dotted);
@@ -136,17 +145,22 @@ fn find_in_path(tool: &str) -> bool {
     std::env::split_paths(&path).any(|d| d.join(tool).is_file())
 }
 
-fn check_environment(backend: Backend) -> Result<(), VerifyError> {
+fn check_environment(backend: Backend, ipv6: bool) -> Result<(), VerifyError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(VerifyError::NotRoot);
     }
-    let tools = [
+    let mut tools = vec![
         ("ip".to_string(), "iproute2: namespaces, links, addresses"),
         ("sysctl".to_string(), "procps: namespace sysctls"),
         (backend.tool(""), "the suppression rules"),
         (backend.tool("-restore"), "loading the ruleset"),
         (backend.tool("-save"), "reading the counters back"),
     ];
+    if ipv6 {
+        tools.push((backend.tool6(""), "the IPv6 suppression rules"));
+        tools.push((backend.tool6("-restore"), "loading the IPv6 ruleset"));
+        tools.push((backend.tool6("-save"), "reading the IPv6 counters back"));
+    }
     for (tool, why) in tools {
         if !find_in_path(&tool) {
             return Err(VerifyError::MissingTool { tool, why });
@@ -155,12 +169,32 @@ fn check_environment(backend: Backend) -> Result<(), VerifyError> {
     Ok(())
 }
 
+/// The IPv6 ruleset file (`--rules6`), when given.
+fn rules6_path(host: &HostArgs) -> Option<&Path> {
+    host.rules6.as_deref()
+}
+
+/// The IPv6 ruleset: its text and its tables, parsed as ip6tables-save.
+struct Rules6 {
+    text: String,
+    ruleset: rules::Ruleset,
+}
+
+fn load_rules6(host: &HostArgs) -> miette::Result<Option<Rules6>> {
+    let Some(path) = rules6_path(host) else { return Ok(None) };
+    let ruleset = load::ruleset_family(path, rules::Family::V6)?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| miette::miette!("cannot read IPv6 ruleset {}: {e}", path.display()))?;
+    Ok(Some(Rules6 { text, ruleset }))
+}
+
 pub fn run(args: &VerifyArgs) -> miette::Result<u8> {
-    check_environment(args.backend)?;
+    check_environment(args.backend, rules6_path(&args.host).is_some())?;
     // Everything the user gave, parsed before anything is built.
     let setup = replay::setup(&args.rules, &args.host)?;
     let rules_text = std::fs::read_to_string(&args.rules)
         .map_err(|e| miette::miette!("cannot read ruleset {}: {e}", args.rules.display()))?;
+    let rules6 = load_rules6(&args.host)?;
     let mut sysctls = kernel_sysctls(&args.host.sysctl)?;
     let extra = kernel_sysctls(&args.kernel_only_sysctl)?;
     sysctls.extend(extra);
@@ -186,7 +220,16 @@ pub fn run(args: &VerifyArgs) -> miette::Result<u8> {
             args.out
                 .as_ref()
                 .map(|d| if several { d.join(artefact_dir_name(n, &cap.path)) } else { d.clone() });
-        let r = verify_capture(args, &rules_text, &sysctls, cap, id, &abort, out_dir.as_deref())?;
+        let r = verify_capture(
+            args,
+            &rules_text,
+            rules6.as_ref(),
+            &sysctls,
+            cap,
+            id,
+            &abort,
+            out_dir.as_deref(),
+        )?;
         if args.format == Format::Text {
             if several {
                 println!("{}", r.line());
@@ -228,10 +271,12 @@ fn artefact_dir_name(n: usize, path: &Path) -> String {
 struct KernelRun {
     stamps: Vec<wire::Time>,
     send_errors: Vec<(usize, String)>,
-    observed: Vec<Vec<u8>>,
+    observed: Vec<io::Observed>,
     read_at: wire::Time,
     conntrack: String,
     save: String,
+    /// `ip6tables-save -c`, when IPv6 is verified.
+    save6: Option<String>,
 }
 
 fn kernel_run(
@@ -253,18 +298,24 @@ fn kernel_run(
     std::thread::sleep(STRAGGLERS);
     let (read_at, conntrack) = io::read_conntrack(&topo.fw)?;
     let save = netns::ns_run(&topo.fw, &[&fw.backend.tool("-save"), "-c"], None)?;
+    let save6 = match fw.ipv6 {
+        Some(_) => Some(netns::ns_run(&topo.fw, &[&fw.backend.tool6("-save"), "-c"], None)?),
+        None => None,
+    };
     let observed = observers.finish();
     drop(socks);
     let left = topo.destroy();
     if !left.is_empty() {
         return Err(VerifyError::Setup(format!("namespaces left behind: {}", left.join(" "))));
     }
-    Ok(KernelRun { stamps: sent.stamps, send_errors: sent.errors, observed, read_at, conntrack, save })
+    Ok(KernelRun { stamps: sent.stamps, send_errors: sent.errors, observed, read_at, conntrack, save, save6 })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn verify_capture(
     args: &VerifyArgs,
     rules_text: &str,
+    rules6: Option<&Rules6>,
     sysctls: &[(String, String)],
     cap: &LoadedCapture,
     id: u32,
@@ -272,8 +323,10 @@ fn verify_capture(
     out: Option<&Path>,
 ) -> miette::Result<CaptureReport> {
     let setup = replay::setup(&args.rules, &args.host)?;
-    let plan = Plan::build(&cap.capture.records, &setup.host);
+    let plan = Plan::build(&cap.capture.records, &setup.host, rules6.is_some());
     let tables: Vec<&str> = setup.ruleset.tables().iter().map(|t| t.table.name()).collect();
+    let tables6: Vec<&str> =
+        rules6.map(|r| r.ruleset.tables().iter().map(|t| t.table.name()).collect()).unwrap_or_default();
     let fw = FirewallSetup {
         backend: args.backend,
         rules_text,
@@ -281,6 +334,11 @@ fn verify_capture(
         tables: &tables,
         forwarding: setup.host.forwarding(),
         sysctls,
+        ipv6: rules6.map(|r| netns::Rules6 {
+            rules_text: &r.text,
+            zero_counters: counters::all_zero(&r.ruleset),
+            tables: &tables6,
+        }),
     };
     let k = kernel_run(args, &plan, cap, &fw, id, abort)?;
 
@@ -301,7 +359,7 @@ fn verify_capture(
 
     // Fates.
     let mut unfaithful = Vec::new();
-    let mut keys = Vec::with_capacity(plan.steps.len());
+    let mut sent_ips: Vec<Option<&[u8]>> = Vec::with_capacity(plan.steps.len());
     for (i, step) in plan.steps.iter().enumerate() {
         let refused = k.send_errors.iter().find(|(j, _)| *j == i);
         match (step, refused) {
@@ -309,19 +367,23 @@ fn verify_capture(
                 if let Some(u) = &s.unfaithful {
                     unfaithful.push(format!("record {i}: {u}"));
                 }
-                keys.push(fate::sent_key(&s.ip));
+                sent_ips.push(Some(&s.ip));
             }
             (Step::Send(_), Some((_, e))) => {
                 unfaithful.push(format!("record {i}: the kernel refused to send it: {e}"));
-                keys.push(None);
+                sent_ips.push(None);
             }
-            (Step::Skip(_), _) => keys.push(None),
+            (Step::Skip(_), _) => sent_ips.push(None),
         }
     }
+    let keys = fate::sent_keys(&sent_ips);
     let engine_fates: Vec<Option<fate::Fate>> = decisions.iter().map(fate::engine_fate).collect();
     let mut obs = fate::Observations::default();
-    for ip in &k.observed {
-        obs.handle_ip(ip);
+    for o in &k.observed {
+        match o {
+            io::Observed::Ip(ip) => obs.handle_ip(ip),
+            io::Observed::Delivered6 { src, proto, l4 } => obs.handle_delivered6(*src, *proto, l4),
+        }
     }
     let fates = fate::fates(&keys, &engine_fates, &obs);
     let mut packets = report::Packets { compared: fates.len(), ..Default::default() };
@@ -350,12 +412,39 @@ fn verify_capture(
     if suppressed.is_none() {
         ctr.error = Some("the suppression rule is missing from the kernel's raw OUTPUT".into());
     }
-    match counters::compare(&kernel_counters, engine.ruleset(), engine.rule_state()) {
+    match counters::compare(&kernel_counters, engine.ruleset(), engine.rule_state(), false) {
         Ok(rows) => {
             ctr.compared = rows.len();
             ctr.differences = rows.into_iter().filter(|r| !r.agrees()).collect();
         }
         Err(e) => ctr.error = Some(e),
+    }
+    let mut suppressed6 = None;
+    let mut kernel_counters6 = String::new();
+    if let Some(save6) = &k.save6 {
+        let (stripped6, s6) = counters::strip_suppression(save6);
+        suppressed6 = s6;
+        kernel_counters6 = counters::keep_tables(&stripped6, &tables6);
+        let mut errors = Vec::new();
+        if s6.is_none() {
+            errors.push("the suppression rule is missing from the kernel's ip6tables raw OUTPUT".to_string());
+        }
+        match engine.ruleset6() {
+            Some((rs6, state6)) => match counters::compare(&kernel_counters6, rs6, state6, true) {
+                Ok(rows) => {
+                    ctr.compared += rows.len();
+                    ctr.differences.extend(rows.into_iter().filter(|r| !r.agrees()).map(|mut r| {
+                        r.name = format!("ip6:{}", r.name);
+                        r
+                    }));
+                }
+                Err(e) => errors.push(format!("IPv6: {e}")),
+            },
+            None => errors.push("the engine was given no IPv6 ruleset".into()),
+        }
+        if !errors.is_empty() {
+            ctr.error = Some(ctr.error.take().into_iter().chain(errors).collect::<Vec<_>>().join("; "));
+        }
     }
 
     // Conntrack tables: the engine's at its last packet, the kernel's at read time.
@@ -384,6 +473,7 @@ fn verify_capture(
         unfaithful,
         observed: obs.total,
         suppressed,
+        suppressed6,
         packets,
         counters: ctr,
         conntrack: table,
@@ -396,6 +486,11 @@ fn verify_capture(
             .ruleset()
             .write_save(engine.rule_state(), true, &mut engine_counters)
             .map_err(|e| miette::miette!("formatting counters: {e}"))?;
+        let mut engine_counters6 = String::new();
+        if let Some((rs6, state6)) = engine.ruleset6() {
+            rs6.write_save(state6, true, &mut engine_counters6)
+                .map_err(|e| miette::miette!("formatting IPv6 counters: {e}"))?;
+        }
         let mut lines = String::new();
         for f in &fates {
             let v = serde_json::json!({
@@ -414,6 +509,9 @@ fn verify_capture(
             &[
                 ("kernel-counters.txt", kernel_counters.as_bytes()),
                 ("kernel-counters-full.txt", k.save.as_bytes()),
+                ("kernel-counters6.txt", kernel_counters6.as_bytes()),
+                ("kernel-counters6-full.txt", k.save6.as_deref().unwrap_or("").as_bytes()),
+                ("engine-counters6.txt", engine_counters6.as_bytes()),
                 ("engine-counters.txt", engine_counters.as_bytes()),
                 ("kernel-conntrack.txt", k.conntrack.as_bytes()),
                 ("engine-conntrack.txt", engine_ct.as_bytes()),

@@ -6,32 +6,37 @@
 //!   ([`Via::Local`]), so it traverses OUTPUT and POSTROUTING like the stack's own traffic;
 //! - any other IPv4 packet is injected from the peer namespace of the interface its *source* lives behind
 //!   (`Host::classify`'s reverse-path interface, [`Via::Peer`]);
-//! - everything else (ARP, IPv6, undecodable link layers, sources no interface leads to) is skipped, with the
+//! - IPv6 packets the same way when the capture is verified with an IPv6 ruleset (`ipv6`), else skipped;
+//! - everything else (ARP, undecodable link layers, sources no interface leads to) is skipped, with the
 //!   reason.
 //!
 //! A step that is sent but cannot reach the kernel exactly as captured (cut by the snaplen, or a header the raw
 //! socket would reject or rewrite) carries an `unfaithful` note: the kernel is no oracle for it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use engine::host::{AddrKind, PathKind, LOOPBACK};
 use engine::Host;
 use wire::Record;
+
+use super::ip6;
 
 /// Where a packet is shown to the kernel from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
     /// Injected as an Ethernet frame from the peer of firewall interface `n` (index into [`Plan::interfaces`]).
     Peer(usize),
-    /// Emitted by a raw socket inside the firewall namespace (`IP_HDRINCL`).
+    /// Emitted by a raw socket inside the firewall namespace (`IP_HDRINCL`; for IPv6 an `IPPROTO_RAW` socket,
+    /// which sends the given header as is).
     Local,
 }
 
 /// Where a copy of the packet shows up when the kernel lets it through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
-    /// Delivered locally: a raw socket of the packet's protocol gets a copy (INPUT accepted it).
+    /// Delivered locally: a raw socket of the packet's protocol gets a copy (INPUT accepted it). For IPv6 the
+    /// protocol at the end of the extension header chain.
     Delivered,
     /// Leaves by firewall interface `n`: the peer sees the frame.
     Leaves(usize),
@@ -44,10 +49,13 @@ pub enum Expect {
 pub struct Send {
     pub via: Via,
     pub expect: Expect,
-    /// The IPv4 packet to send, as captured (link-layer padding beyond the IP total length removed for local
-    /// sends, which the kernel would otherwise count into the rewritten total length).
+    /// The IP packet to send, as captured (link-layer padding beyond the IP total length, or the IPv6 payload
+    /// length, removed for local sends: the raw socket would send it).
     pub ip: Vec<u8>,
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
+    /// The interface the host model routes it out of, if any (the scope of link-local and multicast
+    /// destinations for local IPv6 sends).
+    pub out: Option<usize>,
     /// Why the kernel cannot see this packet as captured, if it cannot.
     pub unfaithful: Option<String>,
 }
@@ -71,6 +79,10 @@ pub struct Iface {
     /// The host model's own IPv4 routes through this interface (e.g. the default route), so that the kernel
     /// routes what the model routes, multicast included.
     pub routes: Vec<(Ipv4Addr, u8)>,
+    /// The same three for IPv6 (filled only when the plan sends IPv6).
+    pub addresses6: Vec<(Ipv6Addr, u8)>,
+    pub remotes6: BTreeSet<Ipv6Addr>,
+    pub routes6: Vec<(Ipv6Addr, u8)>,
 }
 
 /// The whole plan for one capture.
@@ -80,39 +92,65 @@ pub struct Plan {
     pub interfaces: Vec<Iface>,
     /// IP protocols of packets expected to be delivered locally (one raw receive socket each).
     pub local_protos: BTreeSet<u8>,
-    /// Largest IPv4 packet sent (to size the MTU).
+    /// The same for IPv6: upper-layer protocols (one raw IPv6 receive socket each).
+    pub local_protos6: BTreeSet<u8>,
+    /// IPv6 is verified too: the firewall gets IPv6 addresses and routes, the ip6tables ruleset, and a raw
+    /// IPv6 socket for its own packets.
+    pub ipv6: bool,
+    /// Largest IP packet sent (to size the MTU).
     pub max_ip_len: usize,
 }
 
+fn v4_of(addr: IpAddr) -> Option<Ipv4Addr> {
+    match addr {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn v6_of(addr: IpAddr) -> Option<Ipv6Addr> {
+    match addr {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
+    }
+}
+
 impl Plan {
-    pub fn build(records: &[Record], host: &Host) -> Plan {
+    /// The plan for `records` on `host`; IPv6 packets are sent only when `ipv6` (an IPv6 ruleset is given).
+    pub fn build(records: &[Record], host: &Host, ipv6: bool) -> Plan {
         let interfaces: Vec<Iface> = host
             .interfaces()
             .iter()
             .filter(|i| i.name != LOOPBACK)
-            .map(|i| Iface {
-                name: i.name.clone(),
-                addresses: i
-                    .addresses
-                    .iter()
-                    .filter_map(|p| match p.addr {
-                        IpAddr::V4(a) => Some((a, p.len)),
-                        IpAddr::V6(_) => None,
-                    })
-                    .collect(),
-                remotes: BTreeSet::new(),
-                routes: host
-                    .explicit_routes()
-                    .iter()
-                    .filter(|r| r.dev == i.name)
-                    .filter_map(|r| match r.dst.addr {
-                        IpAddr::V4(a) => Some((a, r.dst.len)),
-                        IpAddr::V6(_) => None,
-                    })
-                    .collect(),
+            .map(|i| {
+                let routes = host.explicit_routes().iter().filter(|r| r.dev == i.name);
+                Iface {
+                    name: i.name.clone(),
+                    addresses: i.addresses.iter().filter_map(|p| Some((v4_of(p.addr)?, p.len))).collect(),
+                    remotes: BTreeSet::new(),
+                    routes: routes.clone().filter_map(|r| Some((v4_of(r.dst.addr)?, r.dst.len))).collect(),
+                    addresses6: if ipv6 {
+                        i.addresses.iter().filter_map(|p| Some((v6_of(p.addr)?, p.len))).collect()
+                    } else {
+                        Vec::new()
+                    },
+                    remotes6: BTreeSet::new(),
+                    routes6: if ipv6 {
+                        routes.filter_map(|r| Some((v6_of(r.dst.addr)?, r.dst.len))).collect()
+                    } else {
+                        Vec::new()
+                    },
+                }
             })
             .collect();
-        let mut plan = Plan { steps: Vec::new(), interfaces, local_protos: BTreeSet::new(), max_ip_len: 0 };
+        let mut plan = Plan {
+            steps: Vec::new(),
+            interfaces,
+            local_protos: BTreeSet::new(),
+            local_protos6: BTreeSet::new(),
+            ipv6,
+            max_ip_len: 0,
+        };
         for r in records {
             let step = plan.step(r, host);
             if let Step::Send(s) = &step {
@@ -128,16 +166,37 @@ impl Plan {
         self.interfaces.iter().position(|i| i.name == name)
     }
 
-    fn note_remote(&mut self, host: &Host, addr: Ipv4Addr) {
-        let ip = IpAddr::V4(addr);
+    fn note_remote(&mut self, host: &Host, ip: IpAddr) {
         if host.is_local(ip) || host.addr_kind(ip) != AddrKind::Unicast {
             return;
         }
         if let Some(n) = self.iface_index(host.route(ip)) {
             if let Some(i) = self.interfaces.get_mut(n) {
-                i.remotes.insert(addr);
+                match ip {
+                    IpAddr::V4(a) => i.remotes.insert(a),
+                    IpAddr::V6(a) => i.remotes6.insert(a),
+                };
             }
         }
+    }
+
+    /// Where a packet from `src` to `dst` is sent from and where it should show up, as the host model
+    /// routes it; `None` when no interface leads to the source.
+    fn route(&mut self, host: &Host, src: IpAddr, dst: IpAddr) -> Option<(Via, Expect, Option<usize>)> {
+        let (path, in_if, out_if) = host.classify(src, dst);
+        let out = self.iface_index(out_if);
+        let via = if host.is_local(src) { Via::Local } else { Via::Peer(self.iface_index(in_if)?) };
+        let expect = match path {
+            PathKind::Input | PathKind::Loopback => Expect::Delivered,
+            PathKind::Output | PathKind::Forward => match out {
+                Some(n) => Expect::Leaves(n),
+                None => Expect::Nowhere,
+            },
+            PathKind::Unrouted(_) => Expect::Nowhere,
+        };
+        self.note_remote(host, src);
+        self.note_remote(host, dst);
+        Some((via, expect, out))
     }
 
     fn step(&mut self, r: &Record, host: &Host) -> Step {
@@ -148,31 +207,16 @@ impl Plan {
         let ip = frame.ip;
         match ip.first().map(|b| b >> 4) {
             Some(4) => {}
-            Some(6) => return Step::Skip("IPv6: not sent (IPv4 only)".into()),
+            Some(6) if self.ipv6 => return self.step6(r, ip, host),
+            Some(6) => return Step::Skip("IPv6: not sent (no --rules6)".into()),
             _ => return Step::Skip("not IPv4".into()),
         }
         let (Some(src), Some(dst), Some(&proto)) = (addr_at(ip, 12), addr_at(ip, 16), ip.get(9)) else {
             return Step::Skip("IPv4 header shorter than 20 bytes: not sent".into());
         };
-        let (path, in_if, out_if) = host.classify(IpAddr::V4(src), IpAddr::V4(dst));
-        let via = if host.is_local(IpAddr::V4(src)) {
-            Via::Local
-        } else {
-            match self.iface_index(in_if) {
-                Some(n) => Via::Peer(n),
-                None => return Step::Skip("no interface leads to the source address: not sent".into()),
-            }
+        let Some((via, expect, out)) = self.route(host, IpAddr::V4(src), IpAddr::V4(dst)) else {
+            return Step::Skip("no interface leads to the source address: not sent".into());
         };
-        let expect = match path {
-            PathKind::Input | PathKind::Loopback => Expect::Delivered,
-            PathKind::Output | PathKind::Forward => match self.iface_index(out_if) {
-                Some(n) => Expect::Leaves(n),
-                None => Expect::Nowhere,
-            },
-            PathKind::Unrouted(_) => Expect::Nowhere,
-        };
-        self.note_remote(host, src);
-        self.note_remote(host, dst);
         let ihl = usize::from(ip.first().map_or(0, |b| b & 0x0f)) * 4;
         let tot = usize::from(u16::from_be_bytes([
             ip.get(2).copied().unwrap_or(0),
@@ -216,7 +260,64 @@ impl Plan {
                 self.local_protos.insert(proto);
             }
         }
-        Step::Send(Send { via, expect, ip: bytes.to_vec(), dst, unfaithful })
+        Step::Send(Send { via, expect, ip: bytes.to_vec(), dst: IpAddr::V4(dst), out, unfaithful })
+    }
+
+    /// An IPv6 packet. A raw `IPPROTO_RAW` IPv6 socket sends the header it is given unchanged
+    /// (`rawv6_send_hdrinc` rewrites nothing), so only a cut capture or a delivery no raw socket can see makes
+    /// a packet unfaithful.
+    fn step6(&mut self, r: &Record, ip: &[u8], host: &Host) -> Step {
+        let Some(h) = ip6::header(ip) else {
+            return Step::Skip("IPv6 header shorter than 40 bytes: not sent".into());
+        };
+        let (src, dst) = (IpAddr::V6(h.src), IpAddr::V6(h.dst));
+        let Some((via, expect, out)) = self.route(host, src, dst) else {
+            return Step::Skip("no interface leads to the source address: not sent".into());
+        };
+        let whole = h.payload_len.saturating_add(40);
+        let mut unfaithful = None;
+        let mut bytes = ip;
+        if whole > ip.len() && r.origlen > r.caplen {
+            // From a peer, ipv6_rcv drops it (payload length beyond the buffer); the engine sees the same cut.
+            unfaithful =
+                Some(format!("truncated by the capture (captured {} of {} bytes)", r.caplen, r.origlen));
+        } else if h.payload_len == 0 && h.next == ip6::HOP_BY_HOP && ip.len() > 40 {
+            unfaithful = Some("jumbogram (payload length 0): not followed".into());
+        } else if via == Via::Local {
+            if let Some(b) = ip.get(..whole) {
+                bytes = b;
+            }
+        }
+        if expect == Expect::Delivered {
+            let upper = match ip6::walk(h.next, h.payload) {
+                Some(ip6::Upper::Whole { proto, l4 }) => Some((proto, Some(l4))),
+                Some(ip6::Upper::Fragment { offset: 0, next, data, .. }) => match ip6::walk(next, data) {
+                    Some(ip6::Upper::Whole { proto, .. }) => Some((proto, None)),
+                    _ => None,
+                },
+                Some(ip6::Upper::Fragment { next, .. }) if !is_ext(next) => Some((next, None)),
+                // A later fragment whose datagram starts with extension headers: its first fragment names
+                // the protocol.
+                Some(ip6::Upper::Fragment { .. }) => None,
+                None => Some((h.next, None)),
+            };
+            let unseen = match upper {
+                Some((255, _)) => Some("next header 255: no raw socket can observe its delivery"),
+                // rawv6_rcv_skb verifies the checksum of ICMPv6 raw sockets and drops the copy.
+                Some((58, Some(l4))) if wire::checksum::l4_checksum_v6(h.src, h.dst, 58, l4) != 0 => {
+                    Some("ICMPv6 with a bad checksum: the raw ICMPv6 socket drops its copy, delivery unseen")
+                }
+                Some((proto, _)) => {
+                    self.local_protos6.insert(proto);
+                    None
+                }
+                None => None,
+            };
+            if unfaithful.is_none() {
+                unfaithful = unseen.map(str::to_string);
+            }
+        }
+        Step::Send(Send { via, expect, ip: bytes.to_vec(), dst, out, unfaithful })
     }
 
     /// Frames not sent, by reason.
@@ -229,6 +330,10 @@ impl Plan {
         }
         m
     }
+}
+
+fn is_ext(next: u8) -> bool {
+    matches!(next, ip6::HOP_BY_HOP | ip6::ROUTING | ip6::FRAGMENT | ip6::AUTH | ip6::DEST_OPTS)
 }
 
 fn addr_at(ip: &[u8], at: usize) -> Option<Ipv4Addr> {
@@ -305,7 +410,7 @@ pub(crate) mod tests {
             record(3, 3, udp_frame([203, 0, 113, 80], [198, 51, 100, 1], 1, 2, b"")),
             record(4, 4, udp_frame([192, 0, 2, 1], [192, 0, 2, 255], 1, 2, b"")),
         ];
-        let p = Plan::build(&recs, &host());
+        let p = Plan::build(&recs, &host(), false);
         assert!(matches!(&p.steps[0], Step::Skip(_)));
         let Step::Send(s1) = &p.steps[1] else { panic!() };
         assert_eq!((s1.via, s1.expect), (Via::Peer(0), Expect::Delivered));
@@ -331,7 +436,7 @@ pub(crate) mod tests {
         let mut padded = udp_frame([192, 0, 2, 10], [203, 0, 113, 80], 1, 2, b"x");
         padded.extend_from_slice(&[0; 10]);
         let recs = vec![cut, record(1, 0, bad_ihl), record(2, 0, padded)];
-        let p = Plan::build(&recs, &host());
+        let p = Plan::build(&recs, &host(), false);
         let u: Vec<Option<String>> = p
             .steps
             .iter()
@@ -345,5 +450,78 @@ pub(crate) mod tests {
         assert_eq!(u[2], None);
         let Step::Send(s) = &p.steps[2] else { panic!() };
         assert_eq!(s.ip.len(), 29, "Ethernet padding stripped before a local send");
+    }
+
+    fn host6() -> Host {
+        Host::with_locals(&["192.0.2.10/24".parse().unwrap(), "2001:db8::10/64".parse().unwrap()])
+    }
+
+    fn eth6(ip: Vec<u8>) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd];
+        f.extend_from_slice(&ip);
+        f
+    }
+
+    /// An ICMPv6 echo request with a correct checksum (`good`) or a wrong one.
+    fn echo6(src: &str, dst: &str, good: bool) -> Vec<u8> {
+        let mut m = vec![128, 0, 0, 0, 0, 7, 0, 1, b'p'];
+        let c = wire::checksum::l4_checksum_v6(src.parse().unwrap(), dst.parse().unwrap(), 58, &m);
+        m[2..4].copy_from_slice(&(if good { c } else { c ^ 1 }).to_be_bytes());
+        ip6(src, dst, 58, &m)
+    }
+
+    use crate::verify::ip6::tests::{frag, ip6};
+
+    #[test]
+    fn ipv6_is_skipped_without_rules6() {
+        let recs = vec![record(0, 0, eth6(echo6("2001:db8::1", "2001:db8::10", true)))];
+        let p = Plan::build(&recs, &host6(), false);
+        assert_eq!(p.steps, [Step::Skip("IPv6: not sent (no --rules6)".into())]);
+        assert!(p.interfaces[0].addresses6.is_empty() && p.interfaces[0].routes6.is_empty());
+    }
+
+    #[test]
+    fn ipv6_host_mode_paths_remotes_and_sockets() {
+        let mut padded = echo6("2001:db8::10", "2001:db8:9::9", true);
+        padded.extend_from_slice(&[0; 6]);
+        let mut first = frag(17, 0, true, 77);
+        first.extend_from_slice(&[0x10, 0, 0, 53, 0, 24, 0, 0]);
+        let recs = vec![
+            // t=0 ping from the LAN to the firewall: delivered to the ICMPv6 raw socket.
+            record(0, 0, eth6(echo6("2001:db8::1", "2001:db8::10", true))),
+            // t=1 the firewall's own ping out (Ethernet padding behind it): raw socket, leaves by eth0.
+            record(1, 1, eth6(padded)),
+            // t=2 not for us, forwarding off: dies after PREROUTING.
+            record(2, 2, eth6(echo6("2001:db8::1", "2001:db8:9::9", true))),
+            // t=3 a bad checksum on a delivered ICMPv6 packet: its copy is never seen.
+            record(3, 3, eth6(echo6("2001:db8::1", "2001:db8::10", false))),
+            // t=4 the first fragment of a UDP datagram to us: the UDP raw socket sees the datagram.
+            record(4, 4, eth6(ip6("2001:db8::1", "2001:db8::10", 44, &first))),
+        ];
+        let p = Plan::build(&recs, &host6(), true);
+        let sends: Vec<&Send> = p
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Send(s) => s,
+                Step::Skip(w) => panic!("{w}"),
+            })
+            .collect();
+        assert_eq!(
+            (sends[0].via, sends[0].expect, sends[0].unfaithful.as_deref()),
+            (Via::Peer(0), Expect::Delivered, None)
+        );
+        assert_eq!((sends[1].via, sends[1].expect, sends[1].out), (Via::Local, Expect::Leaves(0), Some(0)));
+        assert_eq!(sends[1].ip.len(), 40 + 9, "padding stripped before a local send");
+        assert_eq!(sends[2].expect, Expect::Nowhere);
+        assert!(sends[3].unfaithful.as_deref().unwrap().contains("bad checksum"));
+        assert_eq!(sends[4].expect, Expect::Delivered);
+        assert_eq!(p.local_protos6, BTreeSet::from([17, 58]));
+        assert!(p.local_protos.is_empty());
+        let i = &p.interfaces[0];
+        assert_eq!(i.addresses6, [("2001:db8::10".parse().unwrap(), 64)]);
+        assert_eq!(i.routes6, [(Ipv6Addr::UNSPECIFIED, 0)]);
+        let remotes: Vec<String> = i.remotes6.iter().map(|a| a.to_string()).collect();
+        assert_eq!(remotes, ["2001:db8::1", "2001:db8:9::9"], "no local address");
     }
 }

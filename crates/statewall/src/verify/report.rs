@@ -79,6 +79,9 @@ pub struct CaptureReport {
     pub observed: u64,
     /// `[packets, bytes]` the suppression rule dropped (the stack's own replies).
     pub suppressed: Option<(u64, u64)>,
+    /// The same in ip6tables (the stack's own IPv6 replies, MLD reports), when IPv6 is verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed6: Option<(u64, u64)>,
     pub packets: Packets,
     pub counters: Counters,
     pub conntrack: Table,
@@ -161,6 +164,9 @@ fn body(o: &mut String, r: &CaptureReport) -> std::fmt::Result {
     }
     if let Some((p, b)) = r.suppressed {
         writeln!(o, "  stack replies suppressed in raw OUTPUT: {p} packets, {b} bytes")?;
+    }
+    if let Some((p, b)) = r.suppressed6 {
+        writeln!(o, "  stack packets suppressed in ip6tables raw OUTPUT: {p} packets, {b} bytes")?;
     }
     if !r.packets.differences.is_empty() {
         writeln!(
@@ -281,6 +287,7 @@ mod tests {
             unfaithful: vec![],
             observed: 1,
             suppressed: Some((1, 40)),
+            suppressed6: None,
             packets: Packets { compared: 2, kernel_passed: 1, engine_passed: 1, differences: vec![] },
             counters: Counters { compared: 4, differences: vec![], error: None },
             conntrack: Table {
