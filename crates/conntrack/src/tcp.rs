@@ -686,9 +686,14 @@ impl TcpConn {
             // In window but not exact: keep the state so a challenge ACK can follow.
             keep_state = true;
         }
-        let answers_let_through = ((status.seen_reply() && self.last_index == Index::Syn)
-            || (!status.assured() && self.last_index == Index::Ack))
-            && h.ack == self.last_end;
+        // An RST answering a SYN we let through must come from the SYN's peer: the SYN case checks
+        // that the RST travels the other way (an RST in the SYN's own direction, e.g. a client's
+        // RFC 9293 reset of an unacceptable SYN/ACK, `<SEQ=SEG.ACK><CTL=RST>` with ack field 0, must
+        // not match the `last_end` of its own SYN). The half-open ACK case has no direction check.
+        let answers_let_through =
+            ((status.seen_reply() && self.last_index == Index::Syn && usize::from(self.last_dir) != d)
+                || (!status.assured() && self.last_index == Index::Ack))
+                && h.ack == self.last_end;
         let answers_challenge = old_state == TcpState::SynSent
             && self.last_index == Index::Ack
             && self.last_dir == 1
@@ -1313,6 +1318,66 @@ mod tests {
         assert_eq!(lab.only(1.0).0, "ESTABLISHED");
         assert_eq!(info(lab.pass(1.1, &s2c("RA", 0, 600_001).bytes())), "ESTABLISHED_REPLY");
         assert_eq!(lab.only(1.1), ("CLOSE".into(), 10));
+    }
+
+    /// Reference §3.7 rule 3 as the kernel spells it: the SYN case needs the RST to come from the
+    /// SYN's peer. Our own RST, whose ack field (0) equals the never-recorded `last_end` (0) of our
+    /// own in-window SYN, must not close the entry.
+    #[test]
+    fn stale_syn_ack_answered_by_our_rst_keeps_syn_sent_then_the_right_syn_ack_completes() {
+        let mut lab = Lab::new();
+        // t=0: our SYN
+        assert_eq!(info(lab.pass(0.0, &c2s("S", 1000, 0).opts(&SYN_OPTS).bytes())), "NEW");
+        // t=3 ms: a stale SYN/ACK acking an older ISN of ours, 2 M below: ignored (ACK under the
+        // lower bound), though it initialised the server's window data, which stays
+        let stale_ack = 1001u32.wrapping_sub(2_000_000);
+        let r = lab.pass(0.003, &s2c("SA", 4_000_000_000, stale_ack).win(65160).opts(&SYN_OPTS).bytes());
+        assert_eq!(info(r), "ESTABLISHED_REPLY");
+        assert_eq!(lab.only(0.003), ("SYN_SENT".into(), 119));
+        // t=3.03 ms: our RST <SEQ=SEG.ACK><CTL=RST> (RFC 9293 §3.10.7.3), ack field 0. Not an answer
+        // to a SYN we let through (same direction as our SYN): window-checked, under the lower
+        // bound of the server's (persisting) window, so ignored: accepted, state and timer kept.
+        let r = lab.pass(0.00303, &c2s("R", stale_ack, 0).win(0).bytes());
+        assert_eq!(info(r), "ESTABLISHED");
+        assert_eq!(lab.only(0.5), ("SYN_SENT".into(), 119));
+        // t=20 ms: the right SYN/ACK re-initialises the server's direction (later ISN)
+        assert_eq!(
+            info(lab.pass(0.02, &s2c("SA", 5000, 1001).win(65160).opts(&SYN_OPTS).bytes())),
+            "ESTABLISHED_REPLY"
+        );
+        assert_eq!(lab.only(0.02), ("SYN_RECV".into(), 60));
+        assert_eq!(info(lab.pass(0.021, &c2s("A", 1001, 5001).win(502).bytes())), "ESTABLISHED");
+        assert_eq!(info(lab.pass(0.022, &c2s("PA", 1001, 5001).win(502).data(300).bytes())), "ESTABLISHED");
+        assert_eq!(
+            info(lab.pass(0.04, &s2c("PA", 5001, 1301).win(509).data(1448).bytes())),
+            "ESTABLISHED_REPLY"
+        );
+        assert_eq!(info(lab.pass(0.041, &c2s("FA", 1301, 6449).win(501).bytes())), "ESTABLISHED");
+        assert_eq!(info(lab.pass(0.06, &s2c("FA", 6449, 1302).win(509).bytes())), "ESTABLISHED_REPLY");
+        assert_eq!(info(lab.pass(0.061, &c2s("A", 1302, 6450).win(501).bytes())), "ESTABLISHED");
+        assert_eq!(lab.only(0.061), ("TIME_WAIT".into(), 120));
+        assert!(lab.ct.iter().next().unwrap().status().assured());
+    }
+
+    #[test]
+    fn rst_in_the_direction_of_an_ignored_syn_does_not_answer_it() {
+        let mut lab = Lab::new();
+        handshake(&mut lab);
+        // t=1: a new SYN from the client is ignored and recorded (end 600_001)
+        assert_eq!(info(lab.pass(1.0, &c2s("S", 600_000, 0).bytes())), "ESTABLISHED");
+        // t=1.1: an RST from the client itself with ack = that end, seq far below the window:
+        // window-checked (SEQ under the lower bound, ignored), the entry stays ESTABLISHED
+        assert_eq!(
+            info(lab.pass(1.1, &c2s("R", 1001u32.wrapping_sub(2_000_000), 600_001).bytes())),
+            "ESTABLISHED"
+        );
+        assert_eq!(lab.only(1.1).0, "ESTABLISHED");
+        // t=1.2: the same from the server answers it: closed without window check
+        assert_eq!(
+            info(lab.pass(1.2, &s2c("R", 5001u32.wrapping_sub(2_000_000), 600_001).bytes())),
+            "ESTABLISHED_REPLY"
+        );
+        assert_eq!(lab.only(1.2), ("CLOSE".into(), 10));
     }
 
     #[test]

@@ -159,7 +159,7 @@ pub enum Unrouted {
 impl Unrouted {
     pub fn reason(self) -> &'static str {
         match self {
-            Unrouted::NotForwarding => "not routed: not a local address and net.ipv4.ip_forward=0",
+            Unrouted::NotForwarding => "not routed: not a local address and forwarding is off (ip_forward=0)",
             Unrouted::NoRoute => "not routed: no route to the destination",
             Unrouted::MulticastNotJoined => "not routed: multicast group not joined",
             Unrouted::MartianSource => "not routed: martian source address",
@@ -372,7 +372,7 @@ impl Host {
         }
         match dst_kind {
             AddrKind::Local | AddrKind::Broadcast => (PathKind::Input, in_if, None),
-            AddrKind::Multicast if self.groups.contains(&dst) => (PathKind::Input, in_if, None),
+            AddrKind::Multicast if self.joined(dst, in_if) => (PathKind::Input, in_if, None),
             AddrKind::Multicast => (PathKind::Unrouted(Unrouted::MulticastNotJoined), in_if, None),
             _ if !self.forwarding => (PathKind::Unrouted(Unrouted::NotForwarding), in_if, None),
             _ => match self.route(dst) {
@@ -380,6 +380,39 @@ impl Host {
                 None => (PathKind::Unrouted(Unrouted::NoRoute), in_if, None),
             },
         }
+    }
+
+    /// Whether the host is a member of multicast group `group`: the configured groups, 224.0.0.1 and ff02::1
+    /// (every up interface joins the all-nodes groups), ff02::2 when forwarding (a router joins all-routers),
+    /// and the solicited-node group ff02::1:ffXX:XXXX of each IPv6 address (addrconf joins it on the address's
+    /// own interface: membership is per interface, so `iface` is where the packet arrived).
+    pub fn joined(&self, group: IpAddr, iface: Option<&str>) -> bool {
+        if self.groups.contains(&group) {
+            return true;
+        }
+        let IpAddr::V6(g) = group else { return false };
+        let seg = g.segments();
+        if g == Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1) {
+            return true;
+        }
+        if self.forwarding && g == Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2) {
+            return true;
+        }
+        let solicited = seg[..6] == [0xff02, 0, 0, 0, 0, 1] && seg[6] >> 8 == 0xff;
+        solicited
+            && self
+                .interfaces
+                .iter()
+                .filter(|i| iface.is_none_or(|name| name == i.name))
+                .flat_map(|i| i.addresses.iter())
+                .any(|a| match a.addr {
+                    IpAddr::V6(u) => {
+                        let o = u.octets();
+                        let go = g.octets();
+                        o[13..] == go[13..]
+                    }
+                    IpAddr::V4(_) => false,
+                })
     }
 
     /// Source addresses `ip_route_input_slow` rejects on packets from the wire.
@@ -453,6 +486,17 @@ mod tests {
             PathKind::Unrouted(Unrouted::MulticastNotJoined)
         );
         assert_eq!(h.classify(ip("198.51.100.1"), ip("224.0.0.1")).0, PathKind::Input);
+        let h6 = Host::with_locals(&["2001:db8::10/64".parse().unwrap()]);
+        assert_eq!(h6.classify(ip("fe80::1"), ip("ff02::1")).0, PathKind::Input);
+        assert_eq!(h6.classify(ip("fe80::1"), ip("ff02::1:ff00:10")).0, PathKind::Input, "solicited-node");
+        assert_eq!(
+            h6.classify(ip("fe80::1"), ip("ff02::1:ff00:11")).0,
+            PathKind::Unrouted(Unrouted::MulticastNotJoined)
+        );
+        assert_eq!(
+            h6.classify(ip("fe80::1"), ip("ff02::2")).0,
+            PathKind::Unrouted(Unrouted::MulticastNotJoined)
+        );
         assert_eq!(h.classify(ip("127.0.0.1"), ip("192.0.2.10")).0, PathKind::Loopback);
         assert_eq!(h.classify(ip("0.0.0.0"), ip("255.255.255.255")).0, PathKind::Input);
         assert_eq!(

@@ -138,7 +138,10 @@ pub struct CompareArgs {
 
 #[derive(Args, Debug)]
 pub struct SynthArgs {
-    /// Scenario: seed (the p2p example), flows (benchmark traffic), random (kernel-agreement fodder).
+    /// Scenario: seed (the p2p example), flows (benchmark traffic), random / random6 / random-mix
+    /// (kernel-agreement fodder: IPv4, IPv6, fragments+GRE+SCTP+generic+UDP-Lite), or case:NAME (one behaviour
+    /// each: rst-window, rst-close-wait, retrans-acked, stale-synack, syn-live-tuple, wscale-255, all-flags,
+    /// midstream, icmp-unknown, icmp6-ext-ptb, overlap-frags, syn-flood).
     #[arg(long)]
     pub scenario: String,
     #[arg(long, value_name = "FILE.pcap")]

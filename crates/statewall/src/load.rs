@@ -95,7 +95,11 @@ pub fn host(args: &HostArgs) -> miette::Result<engine::Host> {
 /// The IPv4 routing sysctls the host model understands (everything else goes to conntrack).
 fn is_host_sysctl(key: &str) -> bool {
     let k = key.replace('/', ".");
-    matches!(k.as_str(), "net.ipv4.ip_forward" | "net.ipv4.conf.all.forwarding")
+    // One forwarding switch models both families (the host model has no per-family routing yet).
+    matches!(
+        k.as_str(),
+        "net.ipv4.ip_forward" | "net.ipv4.conf.all.forwarding" | "net.ipv6.conf.all.forwarding"
+    )
 }
 
 fn apply_host_sysctls(host: &mut engine::Host, kv: &[(&str, &str)]) -> miette::Result<()> {

@@ -71,8 +71,13 @@ impl Row {
 fn measure(row: &Row, corpus: &std::path::Path) -> Row {
     let cap = corpus.join("pcaps").join(&row.capture).display().to_string();
     let rules = root().join("examples/logcount/rules.v4").display().to_string();
-    let (code, stdout, stderr) =
-        verify(&["--rules", &rules, "--local", &row.local, "--max-gap", "2", "--format", "json", &cap]);
+    let rules6 = root().join("examples/logcount/rules.v6").display().to_string();
+    let mut args = vec!["--rules", &rules, "--local", &row.local, "--max-gap", "2", "--format", "json"];
+    if row.local.contains(':') {
+        args.extend_from_slice(&["--rules6", &rules6]);
+    }
+    args.push(&cap);
+    let (code, stdout, stderr) = verify(&args);
     assert!(matches!(code, Some(0) | Some(1)), "{}: exit {code:?}\n{stderr}", row.capture);
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let c = &v["captures"][0];
