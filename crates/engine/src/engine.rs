@@ -90,6 +90,12 @@ impl Engine {
         self.tracing = on;
     }
 
+    /// Reassembly settings (`ipfrag_time`, `nf_conntrack_frag6_timeout`, the memory threshold). Resets the
+    /// fragment queues: set it before the first packet.
+    pub fn set_defrag_config(&mut self, cfg: wire::defrag::DefragConfig) {
+        self.defrag = wire::defrag::Defrag::new(cfg);
+    }
+
     /// The next conntrack event (`conntrack -E`: NEW, UPDATE, DESTROY), in the order they happened.
     pub fn poll_event(&mut self) -> Option<conntrack::Event> {
         self.ct.poll_event()

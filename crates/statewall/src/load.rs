@@ -120,10 +120,55 @@ pub fn conntrack_config(args: &HostArgs) -> miette::Result<conntrack::Config> {
         let (k, v) = kv.split_once('=').ok_or_else(|| {
             miette::miette!("--sysctl {kv}: expected KEY=VALUE, e.g. net.netfilter.nf_conntrack_tcp_loose=0")
         })?;
-        if is_host_sysctl(k.trim()) {
+        if is_host_sysctl(k.trim()) || defrag_key(k.trim()).is_some() {
             continue;
         }
         cfg.set(k.trim(), v.trim()).map_err(|e| miette::miette!("--sysctl {kv}: {e}"))?;
+    }
+    Ok(cfg)
+}
+
+/// The defragmentation sysctls (nf_defrag_ipv4 uses the IPv4 stack's, nf_defrag_ipv6 its own).
+#[derive(Clone, Copy)]
+enum DefragKey {
+    Ipv4Time,
+    Ipv4High,
+    Ipv6Time,
+    Ipv6High,
+}
+
+fn defrag_key(key: &str) -> Option<DefragKey> {
+    match key.replace('/', ".").trim_start_matches(".proc.sys.") {
+        "net.ipv4.ipfrag_time" => Some(DefragKey::Ipv4Time),
+        "net.ipv4.ipfrag_high_thresh" => Some(DefragKey::Ipv4High),
+        "net.netfilter.nf_conntrack_frag6_timeout" | "nf_conntrack_frag6_timeout" => {
+            Some(DefragKey::Ipv6Time)
+        }
+        "net.netfilter.nf_conntrack_frag6_high_thresh" | "nf_conntrack_frag6_high_thresh" => {
+            Some(DefragKey::Ipv6High)
+        }
+        _ => None,
+    }
+}
+
+/// Reassembly settings from `--sysctl` (kernel defaults otherwise). The memory threshold is one value for
+/// both families in the model; the last one given wins.
+pub fn defrag_config(args: &HostArgs) -> miette::Result<wire::defrag::DefragConfig> {
+    let mut cfg = wire::defrag::DefragConfig::default();
+    for kv in &args.sysctl {
+        let Some((k, v)) = kv.split_once('=') else { continue };
+        let Some(key) = defrag_key(k.trim()) else { continue };
+        let n: u64 = v.trim().parse().map_err(|_| miette::miette!("--sysctl {kv}: expected a number"))?;
+        if n == 0 {
+            return Err(miette::miette!("--sysctl {kv}: must be positive"));
+        }
+        match key {
+            DefragKey::Ipv4Time => cfg.ipv4_timeout_secs = n,
+            DefragKey::Ipv6Time => cfg.ipv6_timeout_secs = n,
+            DefragKey::Ipv4High | DefragKey::Ipv6High => {
+                cfg.high_thresh = usize::try_from(n).unwrap_or(usize::MAX)
+            }
+        }
     }
     Ok(cfg)
 }

@@ -76,6 +76,7 @@ pub struct Setup {
     pub ruleset6: Option<rules::Ruleset>,
     pub host: engine::Host,
     pub config: conntrack::Config,
+    pub defrag: wire::defrag::DefragConfig,
 }
 
 pub fn setup(rules_path: &Path, host: &HostArgs) -> miette::Result<Setup> {
@@ -88,6 +89,7 @@ pub fn setup(rules_path: &Path, host: &HostArgs) -> miette::Result<Setup> {
         ruleset6,
         host: load::host(host)?,
         config: load::conntrack_config(host)?,
+        defrag: load::defrag_config(host)?,
     })
 }
 
@@ -124,6 +126,7 @@ pub fn run_engine_with(
         engine = engine.with_ipv6_rules(r6);
     }
     engine.set_tracing(opts.tracing);
+    engine.set_defrag_config(setup.defrag);
     let mut s = Summary::default();
     let total: usize = captures.iter().map(|c| c.capture.records.len()).sum();
     let bar = progress_bar(progress, total);

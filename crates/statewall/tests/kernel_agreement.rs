@@ -130,16 +130,14 @@ fn named_cases() {
     }
     let dir = scratch("kernel_agreement_cases");
     let mut caps = Vec::new();
-    // Being fixed (TCP tracker vs kernel on a stale SYN-ACK answered by an RST): see docs/KERNEL-AGREEMENT.md.
-    const PENDING: &[&str] = &["case:stale-synack"];
-    for name in synth::scenario_names().iter().filter(|n| n.starts_with("case:") && !PENDING.contains(n)) {
+    for name in synth::scenario_names().iter().filter(|n| n.starts_with("case:")) {
         let spec =
             synth::ScenarioSpec { name: name.to_string(), seed: 1, flows: None, start: synth::DEFAULT_START };
         let path = dir.join(format!("{}.pcap", name.trim_start_matches("case:")));
         synth::write_pcap(&synth::generate(&spec).unwrap(), std::fs::File::create(&path).unwrap()).unwrap();
         caps.push(path.display().to_string());
     }
-    assert!(caps.len() >= 11, "{caps:?}");
+    assert!(caps.len() >= 12, "{caps:?}");
     let rules = root().join("examples/logcount/rules.v4").display().to_string();
     let rules6 = root().join("examples/logcount/rules.v6").display().to_string();
     let mut args = vec!["--rules", &rules, "--rules6", &rules6, "--local", "192.0.2.10/24"];
@@ -147,4 +145,36 @@ fn named_cases() {
     args.extend(caps.iter().map(String::as_str));
     let (code, stdout, stderr) = verify(&args);
     assert_eq!(code, Some(0), "named cases disagree:\n{stdout}\n{stderr}");
+}
+
+/// Mid-stream pickup with `tcp_loose=0`: the kernel refuses to pick up, statewall too (and with the default
+/// `tcp_loose=1` in `named_cases`, both pick it up).
+#[test]
+fn midstream_without_loose_pickup() {
+    if !kernel_available() {
+        return;
+    }
+    let dir = scratch("kernel_agreement_midstream_noloose");
+    let spec = synth::ScenarioSpec {
+        name: "case:midstream".into(),
+        seed: 1,
+        flows: None,
+        start: synth::DEFAULT_START,
+    };
+    let pcap = dir.join("midstream.pcap");
+    synth::write_pcap(&synth::generate(&spec).unwrap(), std::fs::File::create(&pcap).unwrap()).unwrap();
+    let rules = root().join("examples/logcount/rules.v4").display().to_string();
+    let p = pcap.display().to_string();
+    let (code, stdout, stderr) = verify(&[
+        "--rules",
+        &rules,
+        "--local",
+        "192.0.2.10/24",
+        "--sysctl",
+        "net.netfilter.nf_conntrack_tcp_loose=0",
+        "--max-gap",
+        "2",
+        &p,
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
 }

@@ -210,3 +210,54 @@ fn fixed_notrack_ruleset_keeps_every_verdict_but_one() {
     assert_eq!(changes[0]["b"]["ctstate"], "INVALID");
     assert!(c["table"]["b"]["peak"].as_u64().unwrap() < c["table"]["a"]["peak"].as_u64().unwrap());
 }
+
+#[test]
+fn seed_views_golden() {
+    // conntrack -L / -o extended, conntrack -S, /proc/net/stat/nf_conntrack, conntrack -E -o timestamp, TRACE.
+    let dir = scratch("seed_views_golden");
+    let p = |n: &str| dir.join(n).display().to_string();
+    let pcap = seed("p2p.pcap");
+    let rules = seed("rules.v4");
+    let base = ["replay", "--rules", rules.as_str(), "--local", "192.0.2.10/24"];
+    let run = |extra: &[&str]| {
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend_from_slice(extra);
+        a.push(&pcap);
+        let o = statewall(&a);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    };
+    let (l, x, s, ps, ev, tr) = (p("L"), p("X"), p("S"), p("PS"), p("E"), p("T"));
+    run(&[
+        "--conntrack",
+        &l,
+        "--conntrack-format",
+        "conntrack",
+        "--stats",
+        &s,
+        "--events",
+        &ev,
+        "--trace",
+        &tr,
+    ]);
+    run(&["--conntrack", &x, "--conntrack-format", "extended", "--stats", &ps, "--stats-format", "proc"]);
+    let read = |f: &str| std::fs::read_to_string(f).unwrap();
+    insta::assert_snapshot!("seed_conntrack_L", read(&l));
+    insta::assert_snapshot!("seed_conntrack_L_extended", read(&x));
+    insta::assert_snapshot!("seed_conntrack_S", read(&s));
+    insta::assert_snapshot!("seed_proc_stat", read(&ps));
+    insta::assert_snapshot!("seed_events", read(&ev));
+    let trace = read(&tr);
+    let picked: Vec<&str> = trace
+        .lines()
+        .filter(|line| {
+            ["#2 ", "#3 ", "#10 ", "#12 ", "#538 ", "#701 ", "#878 ", "#1545 "]
+                .iter()
+                .any(|k| line.starts_with(k))
+        })
+        .collect();
+    insta::assert_snapshot!("seed_trace_selected", picked.join("\n"));
+    assert_eq!(trace.lines().count(), 1768);
+    // Every connection confirmed has a NEW event; the table's entries all had one.
+    let news = read(&ev).lines().filter(|l| l.contains("[NEW]")).count();
+    assert_eq!(news, 77);
+}

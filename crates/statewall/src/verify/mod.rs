@@ -72,6 +72,12 @@ pub struct VerifyArgs {
     /// Write the artefacts here: kernel and engine counters and tables, retimed.pcap, fates.jsonl, report.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Set the GLOBAL `net.netfilter.nf_conntrack_max` of this machine to N for the run (restored afterwards,
+    /// also on error or Ctrl-C), and the engine's to the same value. It is global (read-only inside a
+    /// namespace), so this affects the whole host while it runs: refused when the host's own table already holds
+    /// N entries or more.
+    #[arg(long, value_name = "N")]
+    pub global_conntrack_max: Option<u64>,
     /// Test hook: a sysctl applied to the kernel side only (to prove a disagreement is caught).
     #[arg(long = "kernel-only-sysctl", value_name = "KEY=VALUE", hide = true)]
     pub kernel_only_sysctl: Vec<String>,
@@ -105,6 +111,51 @@ pub enum VerifyError {
     Aborted,
 }
 
+/// The host arguments the engine side uses: the user's, plus `nf_conntrack_max` when `--global-conntrack-max`
+/// gives the kernel a different global limit.
+fn engine_host_args(args: &VerifyArgs) -> HostArgs {
+    let mut h = args.host.clone();
+    if let Some(n) = args.global_conntrack_max {
+        h.sysctl.push(format!("net.netfilter.nf_conntrack_max={n}"));
+    }
+    h
+}
+
+const CONNTRACK_MAX: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+const CONNTRACK_COUNT: &str = "/proc/sys/net/netfilter/nf_conntrack_count";
+
+/// The machine-wide `nf_conntrack_max`, changed for the run and restored on drop.
+struct GlobalConntrackMax {
+    previous: String,
+}
+
+impl GlobalConntrackMax {
+    fn set(n: u64) -> Result<GlobalConntrackMax, VerifyError> {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| VerifyError::Setup(format!("cannot read {p} (is nf_conntrack loaded?): {e}")))
+        };
+        let previous = read(CONNTRACK_MAX)?;
+        let count: u64 = read(CONNTRACK_COUNT)?.parse().unwrap_or(u64::MAX);
+        if n == 0 || count >= n {
+            return Err(VerifyError::Setup(format!(
+                "--global-conntrack-max {n}: this host's own conntrack table holds {count} entries; a global limit \
+of {n} would drop its traffic"
+            )));
+        }
+        std::fs::write(CONNTRACK_MAX, n.to_string())
+            .map_err(|e| VerifyError::Setup(format!("cannot write {CONNTRACK_MAX}: {e}")))?;
+        Ok(GlobalConntrackMax { previous })
+    }
+}
+
+impl Drop for GlobalConntrackMax {
+    fn drop(&mut self) {
+        let _ = std::fs::write(CONNTRACK_MAX, &self.previous);
+    }
+}
+
 /// The conntrack sysctls to write in the firewall namespace, as `net.netfilter.NAME` keys. The routing
 /// switches are the host model's business; keys that are global (read-only in a child namespace) are refused.
 pub fn kernel_sysctls(kv: &[String]) -> Result<Vec<(String, String)>, VerifyError> {
@@ -116,6 +167,11 @@ pub fn kernel_sysctls(kv: &[String]) -> Result<Vec<(String, String)>, VerifyErro
         let (k, v) = (k.trim(), v.trim());
         let dotted = k.replace('/', ".");
         let dotted = dotted.trim_start_matches(".proc.sys.");
+        // Per-namespace IPv4 reassembly settings (nf_defrag_ipv4 uses the stack's): written as given.
+        if matches!(dotted, "net.ipv4.ipfrag_time" | "net.ipv4.ipfrag_high_thresh") {
+            out.push((dotted.to_string(), v.to_string()));
+            continue;
+        }
         if matches!(
             dotted,
             "net.ipv4.ip_forward"
@@ -191,7 +247,7 @@ fn load_rules6(host: &HostArgs) -> miette::Result<Option<Rules6>> {
 pub fn run(args: &VerifyArgs) -> miette::Result<u8> {
     check_environment(args.backend, rules6_path(&args.host).is_some())?;
     // Everything the user gave, parsed before anything is built.
-    let setup = replay::setup(&args.rules, &args.host)?;
+    let setup = replay::setup(&args.rules, &engine_host_args(args))?;
     let rules_text = std::fs::read_to_string(&args.rules)
         .map_err(|e| miette::miette!("cannot read ruleset {}: {e}", args.rules.display()))?;
     let rules6 = load_rules6(&args.host)?;
@@ -203,6 +259,12 @@ pub fn run(args: &VerifyArgs) -> miette::Result<u8> {
         std::fs::create_dir_all(dir).map_err(|e| miette::miette!("cannot create {}: {e}", dir.display()))?;
     }
     drop(setup);
+
+    // Restores the global value when dropped (end of run, error, Ctrl-C unwinding through here).
+    let _global_max = match args.global_conntrack_max {
+        Some(n) => Some(GlobalConntrackMax::set(n)?),
+        None => None,
+    };
 
     let abort = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&abort);
@@ -322,7 +384,7 @@ fn verify_capture(
     abort: &AtomicBool,
     out: Option<&Path>,
 ) -> miette::Result<CaptureReport> {
-    let setup = replay::setup(&args.rules, &args.host)?;
+    let setup = replay::setup(&args.rules, &engine_host_args(args))?;
     let plan = Plan::build(&cap.capture.records, &setup.host, rules6.is_some());
     let tables: Vec<&str> = setup.ruleset.tables().iter().map(|t| t.table.name()).collect();
     let tables6: Vec<&str> =
@@ -349,7 +411,7 @@ fn verify_capture(
     }
     let mut decisions = Vec::with_capacity(retimed.capture.records.len());
     let (engine, _summary) = replay::run_engine(
-        replay::setup(&args.rules, &args.host)?,
+        replay::setup(&args.rules, &engine_host_args(args))?,
         std::slice::from_ref(&retimed),
         false,
         |p| {
