@@ -66,7 +66,7 @@ pub fn summary_body(o: &mut String, s: &Summary, engine: &Engine, rules: &Path) 
         s.reject_replies
     )?;
     writeln!(o, "  not IP      {:>8}  (ARP and other non-IP frames, not filtered)", s.not_ip)?;
-    writeln!(o, "  not filtered{:>8}  (IPv6: no IPv6 ruleset yet)", s.not_filtered)?;
+    writeln!(o, "  not filtered{:>8}  (IPv6 without --rules6)", s.not_filtered)?;
     writeln!(o, "  undecodable {:>8}", s.undecodable)?;
     for (r, n) in &s.undecodable_reasons {
         writeln!(o, "    {n:>6}  {r}")?;
