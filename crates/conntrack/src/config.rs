@@ -68,8 +68,13 @@ pub struct Config {
     pub acct: bool,
     /// `nf_conntrack_timestamp`: new entries get a start timestamp (`delta-time=`).
     pub timestamp: bool,
-    /// `nf_conntrack_expect_max` (kept for the helpers).
+    /// `nf_conntrack_expect_max`: the expectation table limit (adding beyond it fails).
     pub expect_max: u32,
+    /// The FTP helper's `loose` module parameter (`/sys/module/nf_conntrack_ftp/parameters/loose`,
+    /// global, default off): expect the address a PORT/EPRT/227 names even when it is not the
+    /// sender's. Set with `nf_conntrack_ftp.loose` / `net.netfilter.nf_conntrack_ftp_loose` /
+    /// `nf_conntrack_ftp.loose` (accepts 0/1, Y/N).
+    pub ftp_loose: bool,
     /// `nf_conntrack_log_invalid` (no effect here; accepted for completeness).
     pub log_invalid: u8,
     /// `nf_conntrack_events` (no effect here; accepted for completeness).
@@ -114,6 +119,7 @@ impl Default for Config {
             acct: false,
             timestamp: false,
             expect_max: 4096,
+            ftp_loose: false,
             log_invalid: 0,
             events: 2,
         }
@@ -230,6 +236,18 @@ impl Config {
                     .map_err(|_| bad(key, value, "out of range"))?;
                 Ok(())
             }
+            "nf_conntrack_ftp.loose"
+            | "nf_conntrack_ftp_loose"
+            | "nf_conntrack_ftp/parameters/loose"
+            | "/sys/module/nf_conntrack_ftp/parameters/loose" => {
+                // a module parameter of type bool: 0/1, y/n
+                self.ftp_loose = match value.trim() {
+                    "1" | "y" | "Y" => true,
+                    "0" | "n" | "N" => false,
+                    _ => return Err(bad(key, value, "not a boolean (0/1, Y/N)")),
+                };
+                Ok(())
+            }
             "nf_conntrack_count" | "nf_conntrack_expect_count" => {
                 Err(ConfigError::ReadOnly { key: key.to_string() })
             }
@@ -320,6 +338,19 @@ mod tests {
         assert!(c.set("nf_conntrack_udp_timeout", "99999999").is_err());
         assert!(c.set("nf_conntrack_buckets", "0").is_err());
         assert!(matches!(c.set("nf_conntrack_count", "1"), Err(ConfigError::ReadOnly { .. })));
+        assert!(c.set("net.netfilter.nf_conntrack_ftp.loose", "2").is_err());
         assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn ftp_loose_module_parameter() {
+        let mut c = Config::default();
+        assert!(!c.ftp_loose);
+        c.set("net.netfilter.nf_conntrack_ftp.loose", "1").unwrap();
+        assert!(c.ftp_loose);
+        c.set("/sys/module/nf_conntrack_ftp/parameters/loose", "N").unwrap();
+        assert!(!c.ftp_loose);
+        c.set("nf_conntrack_ftp_loose", "Y").unwrap();
+        assert!(c.ftp_loose);
     }
 }

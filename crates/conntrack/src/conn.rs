@@ -11,6 +11,7 @@ use std::fmt;
 
 use wire::Time;
 
+use crate::helper::Help;
 use crate::sctp::{SctpConn, SctpState};
 use crate::tcp::{TcpConn, TcpState};
 use crate::tuple::Tuple;
@@ -191,6 +192,15 @@ pub struct Counter {
     pub bytes: u64,
 }
 
+/// What an expected connection keeps about its origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Related {
+    pub(crate) master: ConnId,
+    /// The master's helper (the one that created the expectation).
+    pub(crate) master_helper: &'static str,
+    pub(crate) expectation: Box<str>,
+}
+
 /// Per-protocol tracker state.
 #[derive(Debug, Clone)]
 pub(crate) enum ProtoState {
@@ -228,7 +238,10 @@ pub struct Conn {
     /// Creation time; reset at confirmation (the timestamp extension's start).
     pub(crate) created: Time,
     pub(crate) proto: ProtoState,
-    pub(crate) helper: Option<Box<str>>,
+    /// Helper extension (`nf_conn_help`): name, help function, FTP line tracking.
+    pub(crate) help: Option<Box<Help>>,
+    /// For an expected connection: its master and the expectation it matched.
+    pub(crate) related: Option<Box<Related>>,
     pub(crate) acct: Option<Box<[Counter; 2]>>,
 }
 
@@ -265,7 +278,20 @@ impl Conn {
         self.zone_dir.id(self.zone, dir)
     }
     pub fn helper(&self) -> Option<&str> {
-        self.helper.as_deref()
+        self.help.as_deref().map(|h| &*h.name)
+    }
+    /// The master of an expected connection (`ct->master`).
+    pub fn master(&self) -> Option<ConnId> {
+        self.related.as_deref().map(|r| r.master)
+    }
+    /// For an expected connection: the helper of its master (what `-m helper` matches), kept for
+    /// the entry's whole life.
+    pub fn master_helper(&self) -> Option<&str> {
+        self.related.as_deref().map(|r| r.master_helper)
+    }
+    /// For an expected connection: the expectation it matched, described (helper, tuple, master).
+    pub fn expectation(&self) -> Option<&str> {
+        self.related.as_deref().map(|r| &*r.expectation)
     }
     pub fn l4proto(&self) -> u8 {
         self.tuples[0].proto

@@ -12,6 +12,8 @@
 //! - [`write_stats_conntrack_s`] / [`write_proc_stat`]: `conntrack -S` and `/proc/net/stat/nf_conntrack`.
 //! - [`write_event`]: a `conntrack -E -o timestamp` line. Event messages carry no `use=`, the mark only
 //!   when non-zero (or just changed), and counters / `delta-time` only in DESTROY messages.
+//! - [`write_proc_expect`] / [`write_conntrack_l_expect`]: `/proc/net/nf_conntrack_expect` and
+//!   `conntrack -L expect` (reference §7.2), oldest expectation first.
 //! - Entries come in the table's deterministic order (not the kernel's hash order).
 
 use std::fmt::{self, Write};
@@ -21,6 +23,7 @@ use wire::Time;
 
 use crate::conn::{Conn, Dir, Status, ZoneDir};
 use crate::event::{Event, EventKind};
+use crate::expect::Expectation;
 use crate::table::Conntrack;
 use crate::tuple::{
     Tuple, TupleL4, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE,
@@ -179,7 +182,8 @@ enum LibStyle {
     /// `conntrack -L` (`extended`: with the L3 columns, `-o extended`).
     List { extended: bool },
     /// A `conntrack -E` message.
-    Event { kind: EventKind, mark_changed: bool },
+    /// `bits`: the cached event bits (`EV_*`) delivered with the message.
+    Event { kind: EventKind, bits: u8 },
 }
 
 /// A line in libnetfilter_conntrack's default format (`__snprintf_conntrack_default`), without
@@ -199,7 +203,12 @@ fn write_lib(c: &Conn, now: Time, style: LibStyle, out: &mut dyn Write) -> fmt::
     if !(destroy && remaining == 0) {
         write!(w, "{remaining} ")?;
     }
-    if let Some(s) = c.proto_state_name() {
+    // ctnetlink_conntrack_event: an UPDATE carries the protocol info only when it changed (IPCT_PROTOINFO)
+    let proto_info = match style {
+        LibStyle::Event { kind: EventKind::Update, bits } => bits & crate::event::EV_PROTOINFO != 0,
+        _ => true,
+    };
+    if let Some(s) = c.proto_state_name().filter(|_| proto_info) {
         write!(w, "{s} ")?;
     }
     // counters and the timestamp are in dumps and in DESTROY events only
@@ -221,8 +230,8 @@ fn write_lib(c: &Conn, now: Time, style: LibStyle, out: &mut dyn Write) -> fmt::
     match style {
         // dumps always carry the mark; events only when set or when it changed
         LibStyle::List { .. } => write!(w, "mark={} ", c.mark())?,
-        LibStyle::Event { mark_changed, .. } => {
-            if c.mark() != 0 || mark_changed {
+        LibStyle::Event { bits, .. } => {
+            if c.mark() != 0 || bits & crate::event::EV_MARK != 0 {
                 write!(w, "mark={} ", c.mark())?;
             }
         }
@@ -263,10 +272,10 @@ pub fn write_conntrack_l_extended_line(c: &Conn, now: Time, out: &mut dyn Write)
 }
 
 /// The text of a `conntrack -E` message for `c` at `now` (no label, no timestamp, no newline).
-pub(crate) fn event_text(c: &Conn, now: Time, kind: EventKind, mark_changed: bool) -> String {
+pub(crate) fn event_text(c: &Conn, now: Time, kind: EventKind, bits: u8) -> String {
     let mut s = String::new();
     // writing into a String cannot fail
-    let _ = write_lib(c, now, LibStyle::Event { kind, mark_changed }, &mut s);
+    let _ = write_lib(c, now, LibStyle::Event { kind, bits }, &mut s);
     s
 }
 
@@ -290,6 +299,70 @@ pub fn write_conntrack_l(ct: &Conntrack, now: Time, out: &mut dyn Write) -> fmt:
 pub fn write_conntrack_l_extended(ct: &Conntrack, now: Time, out: &mut dyn Write) -> fmt::Result {
     for c in ct.iter().filter(|c| !c.is_expired(now)) {
         write_conntrack_l_extended_line(c, now, out)?;
+    }
+    Ok(())
+}
+
+/// `print_tuple` of an expectation as `/proc/net/nf_conntrack_expect` shows it.
+fn write_expect_tuple(out: &mut dyn Write, t: &Tuple, full_v6: bool) -> fmt::Result {
+    write_tuple(out, t, full_v6)
+}
+
+fn expect_flags(e: &Expectation) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if e.flags & crate::expect::FLAG_PERMANENT != 0 {
+        v.push("PERMANENT");
+    }
+    if e.flags & crate::expect::FLAG_INACTIVE != 0 {
+        v.push("INACTIVE");
+    }
+    if e.flags & crate::expect::FLAG_USERSPACE != 0 {
+        v.push("USERSPACE");
+    }
+    v
+}
+
+/// `/proc/net/nf_conntrack_expect` (`exp_seq_show`) for every expectation alive at `now`:
+/// `<secs> l3proto = <n> proto=<n> <tuple> [PERMANENT][,INACTIVE][,USERSPACE] <helper>`.
+pub fn write_proc_expect(ct: &Conntrack, now: Time, out: &mut dyn Write) -> fmt::Result {
+    for e in ct.expectations().filter(|e| e.expires > now) {
+        let l3 = if e.tuple.src.is_ipv4() { 2 } else { 10 };
+        write!(out, "{} l3proto = {l3} proto={} ", e.remaining_secs(now), e.tuple.proto)?;
+        write_expect_tuple(out, &e.tuple, true)?;
+        let flags = expect_flags(e);
+        out.write_str(&flags.join(","))?;
+        if !flags.is_empty() {
+            out.write_char(' ')?;
+        }
+        writeln!(out, "{}", e.helper)?;
+    }
+    Ok(())
+}
+
+/// `conntrack -L expect` (libnetfilter_conntrack's default expectation format) for every
+/// expectation alive at `now` (no stderr trailer).
+pub fn write_conntrack_l_expect(ct: &Conntrack, now: Time, out: &mut dyn Write) -> fmt::Result {
+    for e in ct.expectations().filter(|e| e.expires > now) {
+        write!(out, "{} proto={} ", e.remaining_secs(now), e.tuple.proto)?;
+        write_tuple(out, &e.tuple, false)?;
+        // the mask: source as masked, destination all ones
+        let (mask_dst, sport_mask) = match e.tuple.dst {
+            IpAddr::V4(_) => (IpAddr::V4(std::net::Ipv4Addr::BROADCAST), e.mask.sport),
+            IpAddr::V6(_) => (IpAddr::V6(std::net::Ipv6Addr::from([0xffu8; 16])), e.mask.sport),
+        };
+        write!(out, "mask-src={} mask-dst={mask_dst} ", e.mask_src_addr())?;
+        if let TupleL4::Ports { .. } = e.tuple.l4 {
+            write!(out, "sport={sport_mask} dport=65535 ")?;
+        }
+        let m = &e.master_tuple;
+        write!(out, "master-src={} master-dst={} ", m.src, m.dst)?;
+        if let TupleL4::Ports { sport, dport } = m.l4 {
+            write!(out, "sport={sport} dport={dport} ")?;
+        }
+        for f in expect_flags(e) {
+            write!(out, "{f} ")?;
+        }
+        writeln!(out, "class={} helper={}", e.class, e.helper)?;
     }
     Ok(())
 }
@@ -411,5 +484,23 @@ mod tests {
             lab.list(0.5),
             "udp      17 29 src=fd99::1 dst=fd99::2 sport=4000 dport=53 [UNREPLIED] src=fd99::2 dst=fd99::1 sport=53 dport=4000 mark=0 use=1\n"
         );
+    }
+
+    #[test]
+    fn update_events_carry_the_tcp_state_only_when_it_changed() {
+        // ctnetlink_conntrack_event: protoinfo only with IPCT_PROTOINFO (kernel oracle: zones scenarios)
+        let mut lab = Lab::new();
+        lab.pass(0.0, &tcp(A, 41000, B, 8000, "S", 1000, 0).bytes());
+        lab.pass(0.01, &tcp(B, 8000, A, 41000, "SA", 5000, 1001).bytes());
+        lab.pass(0.02, &tcp(A, 41000, B, 8000, "A", 1001, 5001).bytes());
+        lab.events();
+        let orig = *lab.ct.iter().next().unwrap().orig();
+        let id = lab.ct.find(&orig, 0).unwrap();
+        lab.ct.set_mark(id, 1);
+        lab.pass(0.03, &tcp(A, 41000, B, 8000, "A", 1001, 5001).bytes());
+        let ev = lab.events();
+        assert_eq!(ev.len(), 1);
+        assert!(ev[0].contains("[UPDATE] tcp      6 432000 src=10.99.0.1"), "{}", ev[0]);
+        assert!(ev[0].contains("mark=1"), "{}", ev[0]);
     }
 }

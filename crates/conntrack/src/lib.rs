@@ -25,15 +25,22 @@
 //! Modules (continued):
 //! - [`sctp`]: the SCTP tracker. [`event`]: `conntrack -E` events.
 //!
-//! Not modelled yet (clear places are left): NAT (the reply tuple is stored separately), helpers and
-//! expectations (EXPECTED status / RELATED ctinfo of expected connections; see `Conntrack::alloc`),
-//! timeout policies. DCCP is tracked as a generic protocol, as on 6.18.
+//! Helpers and expectations: [`helper`] (FTP, TFTP; [`Conntrack::help`] is the helper step of the
+//! confirm hook) and [`expect`] (the expectation table; expected connections get EXPECTED status,
+//! their master and its mark, and RELATED ctinfo until a reply). Listings: [`write_proc_expect`],
+//! [`write_conntrack_l_expect`].
+//!
+//! Not modelled yet: NAT (the reply tuple is stored separately), timeout policies, the other
+//! helpers (IRC, SIP, ... are recorded by name but parse nothing). DCCP is tracked as a generic
+//! protocol, as on 6.18.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod conn;
 pub mod event;
+pub mod expect;
 pub mod format;
+pub mod helper;
 pub mod sctp;
 pub mod stats;
 pub mod table;
@@ -46,10 +53,12 @@ mod testutil;
 pub use config::{Config, ConfigError};
 pub use conn::{Conn, ConnId, Counter, CtInfo, Dir, Status, Template, ZoneDir};
 pub use event::{Event, EventKind};
+pub use expect::{ExpectMask, Expectation};
 pub use format::{
-    write_conntrack_l, write_conntrack_l_extended, write_event, write_proc, write_proc_stat,
-    write_stats_conntrack_s,
+    write_conntrack_l, write_conntrack_l_expect, write_conntrack_l_extended, write_event, write_proc,
+    write_proc_expect, write_proc_stat, write_stats_conntrack_s,
 };
+pub use helper::{HelperKind, HelperVerdict};
 pub use sctp::SctpState;
 pub use stats::Stats;
 pub use table::{auto_untracked, Conntrack, Hook, InResult};

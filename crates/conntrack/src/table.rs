@@ -25,8 +25,11 @@ use slab::Slab;
 use wire::{IcmpHeader, Packet, Time, L4};
 
 use crate::config::Config;
+use crate::conn::Related;
 use crate::conn::{Conn, ConnId, Counter, CtInfo, Dir, ProtoState, Status, Template, ZoneDir};
 use crate::event::{Event, EventKind, EVENT_QUEUE_MAX, EV_ASSURED, EV_MARK, EV_PROTOINFO, EV_REPLY};
+use crate::expect::{ExpectMask, Expectation, Expectations};
+use crate::helper::{ftp_parse, FtpParse, Help, HelperKind, HelperVerdict};
 use crate::sctp::{sctp_error, SctpConn};
 use crate::stats::Stats;
 use crate::tcp::{flags_valid, TcpConn, TcpOutcome};
@@ -172,6 +175,7 @@ pub struct Conntrack {
     stats: Stats,
     events: VecDeque<Event>,
     events_lost: u64,
+    expects: Expectations,
 }
 
 impl Conntrack {
@@ -189,6 +193,7 @@ impl Conntrack {
             stats: Stats::default(),
             events: VecDeque::new(),
             events_lost: 0,
+            expects: Expectations::default(),
         }
     }
 
@@ -262,9 +267,19 @@ impl Conntrack {
         }
     }
 
-    /// Earliest expiry among confirmed entries.
+    /// Earliest expiry among confirmed entries and expectations.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.timers.first().map(|&(t, _)| Time(t))
+        let ct = self.timers.first().map(|&(t, _)| Time(t));
+        match (ct, self.expects.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The expectation table (`/proc/net/nf_conntrack_expect`), oldest first; may include
+    /// expectations whose timer ran out but were not reaped yet.
+    pub fn expectations(&self) -> impl Iterator<Item = &Expectation> {
+        self.expects.iter()
     }
 
     /// Delete every confirmed entry whose timer ran out at `now` (expiry <= now).
@@ -277,6 +292,7 @@ impl Conntrack {
             }
             self.delete(idx as usize);
         }
+        self.expire_expectations(now);
     }
 
     /// `conntrack -F`: delete every confirmed entry.
@@ -298,8 +314,8 @@ impl Conntrack {
         let Some(c) = self.conn(id) else { return };
         if c.status.confirmed() {
             if c.ecache != 0 && !c.status.dying() {
-                let mark_changed = c.ecache & EV_MARK != 0;
-                self.emit(now, idx, EventKind::Update, mark_changed);
+                let bits = c.ecache;
+                self.emit(now, idx, EventKind::Update, bits);
                 if let Some(c) = self.conns.get_mut(idx) {
                     c.ecache = 0;
                 }
@@ -307,7 +323,7 @@ impl Conntrack {
             return;
         }
         if c.status.dying() {
-            self.conns.try_remove(idx);
+            self.free_slot(idx);
             self.stats.drop += 1;
             return;
         }
@@ -319,7 +335,7 @@ impl Conntrack {
             // Another entry for the same flow got in first (cannot happen with sequential packets
             // unless the caller interleaves them). Protocols with clash resolution merge; TCP and
             // ICMPv4 lose the packet.
-            self.conns.try_remove(idx);
+            self.free_slot(idx);
             if matches!(proto, PROTO_TCP | PROTO_ICMP) {
                 self.stats.insert_failed += 1;
                 self.stats.drop += 1;
@@ -334,17 +350,155 @@ impl Conntrack {
             c.status.insert(Status::CONFIRMED);
         }
         self.hash_in(idx);
-        let mark_changed = self.conns.get(idx).is_some_and(|c| c.ecache & EV_MARK != 0);
-        self.emit(now, idx, EventKind::New, mark_changed);
+        let bits = self.conns.get(idx).map_or(0, |c| c.ecache);
+        self.emit(now, idx, EventKind::New, bits);
         if let Some(c) = self.conns.get_mut(idx) {
             c.ecache = 0;
+        }
+    }
+
+    /// The helper step of the confirm hook (`nf_confirm` → `helper->help`), to be called for every
+    /// packet that reaches the confirm hook with an entry, before [`Conntrack::confirm`]. Runs the
+    /// entry's helper (none: accept) unless the packet is RELATED_REPLY. On
+    /// [`HelperVerdict::Drop`] the caller drops the packet (and [`Conntrack::discard`]s an
+    /// unconfirmed entry). See [`crate::helper`].
+    pub fn help(&mut self, now: Time, id: ConnId, info: CtInfo, pkt: &Packet<'_>) -> HelperVerdict {
+        let now = self.advance(now);
+        if info == CtInfo::RelatedReply {
+            return HelperVerdict::Accept;
+        }
+        let Some(c) = self.conn(id) else { return HelperVerdict::Accept };
+        if c.status.dying() {
+            return HelperVerdict::Accept;
+        }
+        match c.help.as_deref().and_then(|h| h.kind) {
+            Some(HelperKind::Ftp) => self.help_ftp(now, id, info, pkt),
+            Some(HelperKind::Tftp) => self.help_tftp(now, id, pkt),
+            None => HelperVerdict::Accept,
+        }
+    }
+
+    /// Register an expectation for master `id` (`nf_ct_expect_related`).
+    fn expect_related(
+        &mut self,
+        now: Time,
+        id: ConnId,
+        kind: HelperKind,
+        tuple: Tuple,
+        mask: ExpectMask,
+    ) -> Result<(), crate::expect::ExpectError> {
+        let Some(c) = self.conn(id) else { return Ok(()) };
+        let (max_expected, timeout) = kind.policy();
+        let e = Expectation {
+            tuple,
+            mask,
+            master: id,
+            master_tuple: *c.orig(),
+            zone: c.zone,
+            helper: kind.name(),
+            class: 0,
+            flags: 0,
+            expires: now.add_nanos(secs_ns(timeout)),
+        };
+        let mut removed = Vec::new();
+        let r = self.expects.add(e, max_expected, self.config.expect_max as usize, &mut removed);
+        self.stats.expect_delete += removed.len() as u64;
+        if r.is_ok() {
+            self.stats.expect_create += 1;
+        }
+        r
+    }
+
+    /// The FTP helper (`nf_conntrack_ftp.c`, reference §8.3).
+    fn help_ftp(&mut self, now: Time, id: ConnId, info: CtInfo, pkt: &Packet<'_>) -> HelperVerdict {
+        // until traffic was seen both ways, nothing is looked at
+        if !matches!(info, CtInfo::Established | CtInfo::EstablishedReply) {
+            return HelperVerdict::Accept;
+        }
+        let L4::Tcp(h) = &pkt.l4 else { return HelperVerdict::Accept };
+        let datalen = h.payload_len;
+        if datalen == 0 {
+            return HelperVerdict::Accept;
+        }
+        let data = h.payload;
+        let dir = info.dir();
+        // a capture cut short hides the last byte: only a fully captured segment can end in '\n'
+        let ends_in_nl = data.len() == datalen && data.last() == Some(&b'\n');
+        let next_seq = h.seq.wrapping_add(datalen as u32);
+        let loose = self.config.ftp_loose;
+        let Some(c) = self.conn(id) else { return HelperVerdict::Accept };
+        let Some(help) = c.help.as_deref() else { return HelperVerdict::Accept };
+        let sender = c.tuple(dir).src;
+        let other = *c.tuple(dir.opposite());
+        let mut verdict = HelperVerdict::Accept;
+        if help.ftp.at_line_start(dir, h.seq) {
+            match ftp_parse(dir, data, sender) {
+                // a partial match drops the packet and records nothing
+                FtpParse::Partial(reason) => return HelperVerdict::Drop(reason),
+                FtpParse::NoMatch => {}
+                FtpParse::Match { addr, port, .. } => {
+                    // the expected connection comes from the other side of the control connection
+                    let mut daddr = Some(other.dst);
+                    if addr != sender {
+                        // FTP bounce / a third party: not expected unless `loose`
+                        daddr = loose.then_some(addr);
+                    }
+                    if let Some(daddr) = daddr {
+                        let tuple = Tuple {
+                            src: other.src,
+                            dst: daddr,
+                            proto: PROTO_TCP,
+                            l4: TupleL4::Ports { sport: 0, dport: port },
+                        };
+                        let mask = ExpectMask { src_addr: true, sport: 0 };
+                        if self.expect_related(now, id, HelperKind::Ftp, tuple, mask).is_err() {
+                            verdict = HelperVerdict::Drop("ftp: cannot add expectation");
+                        }
+                    }
+                }
+            }
+        }
+        if ends_in_nl {
+            if let Some(help) = self.conn_mut(id).and_then(|c| c.help.as_deref_mut()) {
+                help.ftp.record_line_start(dir, next_seq);
+            }
+        }
+        verdict
+    }
+
+    /// The TFTP helper (`nf_conntrack_tftp.c`, reference §8.4): a read or write request expects
+    /// the server's answer from any port to the client's address and port.
+    fn help_tftp(&mut self, now: Time, id: ConnId, pkt: &Packet<'_>) -> HelperVerdict {
+        if !matches!(pkt.l4, L4::Udp(_)) {
+            return HelperVerdict::Accept;
+        }
+        let payload = pkt.bytes.get(pkt.ip.header_len.saturating_add(8)..).unwrap_or(&[]);
+        let (Some(&hi), Some(&lo)) = (payload.first(), payload.get(1)) else {
+            return HelperVerdict::Accept;
+        };
+        // opcodes 1 (RRQ) and 2 (WRQ); DATA, ACK, ERROR and others are ignored
+        if !matches!(u16::from_be_bytes([hi, lo]), 1 | 2) {
+            return HelperVerdict::Accept;
+        }
+        let Some(c) = self.conn(id) else { return HelperVerdict::Accept };
+        let r = *c.reply();
+        let tuple = Tuple {
+            src: r.src,
+            dst: r.dst,
+            proto: PROTO_UDP,
+            l4: TupleL4::Ports { sport: 0, dport: r.dport().unwrap_or(0) },
+        };
+        let mask = ExpectMask { src_addr: true, sport: 0 };
+        match self.expect_related(now, id, HelperKind::Tftp, tuple, mask) {
+            Ok(()) => HelperVerdict::Accept,
+            Err(_) => HelperVerdict::Drop("tftp: cannot add expectation"),
         }
     }
 
     /// The packet that created an unconfirmed entry died before confirmation: free the entry.
     pub fn discard(&mut self, id: ConnId) {
         if self.conn(id).is_some_and(|c| !c.status.confirmed()) {
-            self.conns.try_remove(id.0 as usize);
+            self.free_slot(id.0 as usize);
         }
     }
 
@@ -358,6 +512,7 @@ impl Conntrack {
     ) -> InResult {
         let now = self.advance(now);
         self.release_pending();
+        self.expire_expectations(now);
         let zone = template.map_or(ZoneKey::DEFAULT, |t| ZoneKey { id: t.zone, dir: t.zone_dir });
         let v6 = pkt.ip.version == 6;
 
@@ -437,7 +592,7 @@ impl Conntrack {
                 }
                 Track::Invalid(reason) => {
                     if is_new {
-                        self.conns.try_remove(idx);
+                        self.free_slot(idx);
                     }
                     return self.invalid(reason);
                 }
@@ -458,6 +613,32 @@ impl Conntrack {
         self.now
     }
 
+    /// Free an entry's slot, removing its expectations first (`nf_ct_remove_expectations`).
+    fn free_slot(&mut self, idx: usize) {
+        self.drop_expectations(idx);
+        self.conns.try_remove(idx);
+    }
+
+    fn drop_expectations(&mut self, idx: usize) {
+        if self.expects.is_empty() {
+            return;
+        }
+        let Some(c) = self.conns.get(idx) else { return };
+        if c.help.is_none() {
+            return;
+        }
+        let Ok(i) = u32::try_from(idx) else { return };
+        let removed = self.expects.remove_master(ConnId(i, c.gen));
+        self.stats.expect_delete += removed.len() as u64;
+    }
+
+    fn expire_expectations(&mut self, now: Time) {
+        if self.expects.poll_timeout().is_some_and(|t| t <= now) {
+            let removed = self.expects.expire(now);
+            self.stats.expect_delete += removed.len() as u64;
+        }
+    }
+
     fn invalid(&mut self, reason: &'static str) -> InResult {
         self.stats.invalid += 1;
         InResult::Invalid { reason }
@@ -475,7 +656,7 @@ impl Conntrack {
     fn release_pending(&mut self) {
         if let Some(idx) = self.pending_free.take() {
             if self.conns.get(idx).is_some_and(|c| c.status.dying()) {
-                self.conns.try_remove(idx);
+                self.free_slot(idx);
             }
         }
     }
@@ -571,7 +752,8 @@ impl Conntrack {
     }
 
     /// Queue an event about entry `idx` at `now` (DESTROY of an expired entry: at its expiry).
-    fn emit(&mut self, now: Time, idx: usize, kind: EventKind, mark_changed: bool) {
+    /// `bits`: the cached event bits delivered with it (`EV_*`).
+    fn emit(&mut self, now: Time, idx: usize, kind: EventKind, bits: u8) {
         if self.config.events == 0 {
             return;
         }
@@ -581,17 +763,17 @@ impl Conntrack {
             self.events_lost = self.events_lost.saturating_add(1);
             return;
         }
-        let line = crate::format::event_text(c, time, kind, mark_changed);
+        let line = crate::format::event_text(c, time, kind, bits);
         self.events.push_back(Event { time, kind, line });
     }
 
     /// Delete an entry now (expiry, early drop, reopen, flush); a confirmed one gets a DESTROY event.
     fn delete(&mut self, idx: usize) {
         if self.conns.get(idx).is_some_and(Self::is_hashed) {
-            self.emit(self.now, idx, EventKind::Destroy, false);
+            self.emit(self.now, idx, EventKind::Destroy, 0);
             self.unhash(idx);
         }
-        self.conns.try_remove(idx);
+        self.free_slot(idx);
         if self.pending_free == Some(idx) {
             self.pending_free = None;
         }
@@ -600,9 +782,10 @@ impl Conntrack {
     /// Delete an entry the current packet still refers to: unhash now, free later.
     fn kill_for_packet(&mut self, idx: usize) {
         if self.conns.get(idx).is_some_and(Self::is_hashed) {
-            self.emit(self.now, idx, EventKind::Destroy, false);
+            self.emit(self.now, idx, EventKind::Destroy, 0);
             self.unhash(idx);
         }
+        self.drop_expectations(idx);
         if let Some(c) = self.conns.get_mut(idx) {
             c.status.insert(Status::DYING);
         }
@@ -678,18 +861,48 @@ impl Conntrack {
             },
             _ => ProtoState::Generic,
         };
-        let helper = template.and_then(|t| t.helper.as_deref()).map(Box::<str>::from);
-        let mut status = Status::empty();
-        if helper.is_some() {
-            status.insert(Status::HELPER);
-        }
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
-        // (Expectation lookup would go here: EXPECTED status, master, helper of the expectation.)
+        let mut status = Status::empty();
+        let mut mark = 0;
+        let mut related = None;
+        // init_conntrack: an expectation matching the new tuple makes an expected connection (its
+        // master must be confirmed and alive); only without one does the template's helper apply.
+        if !self.expects.is_empty() {
+            if let Some((seq, e)) = self.expects.find(tuple, zone.id) {
+                let master = e.master;
+                let alive = self.conn(master).filter(|m| m.status.confirmed() && !m.status.dying());
+                if let Some(m) = alive {
+                    mark = m.mark;
+                    let expectation = e.describe().into_boxed_str();
+                    let master_helper = e.helper;
+                    if self.expects.consume(seq).is_some() {
+                        self.stats.expect_delete += 1;
+                    }
+                    self.stats.expect_new += 1;
+                    status.insert(Status::EXPECTED);
+                    related = Some(Box::new(Related { master, master_helper, expectation }));
+                }
+            }
+        }
+        let help = if related.is_none() {
+            template.and_then(|t| t.helper.as_deref()).map(|name| {
+                Box::new(Help {
+                    name: name.into(),
+                    kind: HelperKind::lookup(name, tuple.proto),
+                    ftp: Default::default(),
+                })
+            })
+        } else {
+            None
+        };
+        if help.is_some() {
+            status.insert(Status::HELPER);
+        }
         let conn = Conn {
             tuples: [*tuple, reply],
             status,
-            mark: 0,
+            mark,
             zone: zone.id,
             zone_dir: zone.dir,
             ecache: 0,
@@ -698,7 +911,8 @@ impl Conntrack {
             timeout: 0,
             created: now,
             proto,
-            helper,
+            help,
+            related,
             acct: self.config.acct.then(|| Box::new([Counter::default(), Counter::default()])),
         };
         Ok(self.conns.insert(conn))

@@ -57,6 +57,8 @@ pub struct Seg {
     pub opts: Vec<u8>,
     pub payload: usize,
     pub bad_checksum: bool,
+    /// Payload bytes (else `payload` bytes of 'x').
+    pub text: Option<Vec<u8>>,
 }
 
 /// `tcp(A, 41000, B, 8000, "S", seq, ack)` with window 64240, no options, no payload.
@@ -81,6 +83,7 @@ pub fn tcp(
         opts: Vec::new(),
         payload: 0,
         bad_checksum: false,
+        text: None,
     }
 }
 
@@ -101,6 +104,12 @@ impl Seg {
         self.opts = o;
         self
     }
+    /// Carry these payload bytes.
+    pub fn text(mut self, t: &[u8]) -> Seg {
+        self.payload = t.len();
+        self.text = Some(t.to_vec());
+        self
+    }
     pub fn bad_checksum(mut self) -> Seg {
         self.bad_checksum = true;
         self
@@ -117,7 +126,10 @@ impl Seg {
         t.extend_from_slice(&self.win.to_be_bytes());
         t.extend_from_slice(&[0, 0, 0, 0]);
         t.extend_from_slice(&self.opts);
-        t.resize(hl + self.payload, b'x');
+        match &self.text {
+            Some(text) => t.extend_from_slice(text),
+            None => t.resize(hl + self.payload, b'x'),
+        }
         let mut c = l4_checksum_v4(Ipv4Addr::from(self.src), Ipv4Addr::from(self.dst), 6, &t);
         if self.bad_checksum {
             c ^= 0x5555;
@@ -424,4 +436,66 @@ impl Lab {
         }
         v
     }
+}
+
+impl Lab {
+    /// Conntrack-in (with an optional template), the helper step, then confirm (or discard when
+    /// the helper drops the packet), as the engine's confirm hook does.
+    pub fn through(
+        &mut self,
+        at: f64,
+        bytes: &[u8],
+        tmpl: Option<&crate::Template>,
+    ) -> (InResult, crate::HelperVerdict) {
+        let p = wire::decode_ip(bytes).expect("test packet decodes");
+        let r = self.ct.handle_packet(t(at), &p, self.hook, tmpl);
+        let mut v = crate::HelperVerdict::Accept;
+        if let InResult::Tracked { id, info, .. } = r {
+            v = self.ct.help(t(at), id, info, &p);
+            match v {
+                crate::HelperVerdict::Accept => self.ct.confirm(t(at), id),
+                crate::HelperVerdict::Drop(_) => self.ct.discard(id),
+            }
+        }
+        (r, v)
+    }
+    /// `/proc/net/nf_conntrack_expect` at `at`.
+    pub fn proc_expect(&self, at: f64) -> String {
+        let mut s = String::new();
+        crate::write_proc_expect(&self.ct, t(at), &mut s).unwrap();
+        s
+    }
+    /// `conntrack -L expect` at `at`.
+    pub fn list_expect(&self, at: f64) -> String {
+        let mut s = String::new();
+        crate::write_conntrack_l_expect(&self.ct, t(at), &mut s).unwrap();
+        s
+    }
+}
+
+/// An IPv6 TCP segment with `text` as payload and a correct checksum.
+pub fn tcp6(
+    src: &str,
+    sport: u16,
+    dst: &str,
+    dport: u16,
+    flags: &'static str,
+    seq: u32,
+    ack: u32,
+    text: &[u8],
+) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&ack.to_be_bytes());
+    t.push(5 << 4);
+    t.push(flags_of(flags));
+    t.extend_from_slice(&64240u16.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 0]);
+    t.extend_from_slice(text);
+    let c = wire::checksum::l4_checksum_v6(v6(src), v6(dst), 6, &t);
+    t[16] = (c >> 8) as u8;
+    t[17] = c as u8;
+    ipv6_ext(src, dst, 64, &[], 6, &t)
 }

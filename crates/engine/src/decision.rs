@@ -125,7 +125,8 @@ pub struct Decision {
     /// (or of the last table run when filter has no chain for that hook). `None`: no table had a chain on
     /// this path (the kernel accepts).
     pub rule: Option<RuleRef>,
-    /// Why conntrack judged the packet INVALID, or why conntrack dropped it.
+    /// Why conntrack judged the packet INVALID, or why conntrack dropped it (table full, or a helper at the
+    /// confirm hook: e.g. "ftp: partial matching of `PORT'"; then `verdict` is drop and `rule` is `None`).
     pub ct_reason: Option<&'static str>,
     /// Conntrack itself dropped the packet (table full).
     pub ct_dropped: bool,
@@ -145,6 +146,9 @@ pub struct Decision {
     pub logs: Vec<String>,
     /// The packet's addresses and ports (for reports), when it decoded as IP.
     pub flow: Option<FlowSummary>,
+    /// For a packet that is RELATED because a helper's expectation matched (the first packets of an FTP data
+    /// connection, a TFTP transfer): the expectation, described (helper, tuple, master).
+    pub expectation: Option<String>,
 }
 
 /// A short description of a packet's flow, for reports.
@@ -252,6 +256,7 @@ impl Decision {
             reject: None,
             logs: Vec::new(),
             flow: None,
+            expectation: None,
         }
     }
 }

@@ -307,6 +307,15 @@ impl Engine {
         // A packet conntrack itself dropped never got a state (NF_DROP in conntrack-in).
         decision.ctstate = if decision.ct_dropped { None } else { Some(label(&walk.ct)) };
         decision.reply_dir = matches!(&walk.ct, CtMatch::Tracked(v) if v.reply_dir);
+        // RELATED because an expectation matched (not an ICMP error): name the expectation.
+        if let Some((id, CtInfo::Related)) = walk.conn {
+            decision.expectation = self
+                .ct
+                .conn(id)
+                .filter(|c| c.l4proto() == pkt.ip.proto)
+                .and_then(|c| c.expectation())
+                .map(str::to_string);
+        }
         decision.ct_reason = walk.ct_reason;
         decision.ct_note = walk.ct_note;
         decision.trace = walk.trace.take().unwrap_or_default();
@@ -410,7 +419,7 @@ impl Engine {
             // The routing decision drops it: no rule decides, and the unconfirmed entry dies with it.
             return Err((rules::Verdict::Drop, None));
         }
-        self.confirm(now, walk, decision);
+        self.confirm(now, pkt, walk, decision)?;
         if path == PacketPath::Loopback {
             // Back in through `lo`: the skb still carries its ct, conntrack-in does nothing, and raw's state
             // matches already see the real state (reference §9 T13).
@@ -432,14 +441,31 @@ impl Engine {
         Ok(())
     }
 
-    fn confirm(&mut self, now: Time, walk: &Walk<'_>, decision: &mut Decision) {
+    /// The confirm hook (nf_confirm): the entry's helper first (except for RELATED_REPLY packets), then
+    /// confirmation. A helper that drops the packet (FTP partial match, expectation refused) ends the walk: the
+    /// packet is dropped by conntrack and its unconfirmed entry dies with it.
+    fn confirm(
+        &mut self,
+        now: Time,
+        pkt: &Packet<'_>,
+        walk: &mut Walk<'_>,
+        decision: &mut Decision,
+    ) -> Result<(), (rules::Verdict, Option<RuleRef>)> {
         if let Some((id, info)) = walk.conn {
+            if let conntrack::HelperVerdict::Drop(reason) = self.ct.help(now, id, info, pkt) {
+                walk.ct_reason = Some(reason);
+                if let Some(lines) = walk.trace.as_mut() {
+                    lines.push(format!("conntrack:helper drop ({reason})"));
+                }
+                return Err((rules::Verdict::Drop, None));
+            }
             let was_confirmed = self.ct.conn(id).is_some_and(|c| c.status().confirmed());
             self.ct.confirm(now, id);
             if !was_confirmed && matches!(info, CtInfo::New | CtInfo::Related) {
                 decision.ct_created = self.ct.conn(id).is_some_and(|c| c.status().confirmed());
             }
         }
+        Ok(())
     }
 
     /// Build the rules' view of the packet's conntrack entry.
@@ -473,6 +499,8 @@ impl Engine {
             expires_secs: c.remaining_secs(now),
             mark: c.mark(),
             helper: c.helper().map(str::to_string),
+            // xt_helper looks at the master's helper only; expectations (issue #5) fill this in.
+            master_helper: c.master_helper().map(str::to_string),
         })
     }
 
@@ -872,5 +900,87 @@ mod tests {
         let d = send(&mut e, 2, &v6);
         assert!(matches!(d.disposition, Disposition::NotFiltered { .. }));
         assert_eq!(e.stats().packets, 3);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn seg(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: Option<u32>,
+        syn: bool,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, seq, 64240);
+        if syn {
+            b = b.syn();
+        }
+        if let Some(a) = ack {
+            b = b.ack(a);
+        }
+        if !data.is_empty() {
+            b = b.psh();
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, data).unwrap();
+        v
+    }
+
+    #[test]
+    fn ftp_helper_drops_partial_matches_and_makes_the_data_connection_related() {
+        // Host = FTP server 192.0.2.10:21, client 198.51.100.7:40000 (client ISN 1000, server ISN 5000).
+        let rules = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+            -A PREROUTING -p tcp -m tcp --dport 21 -j CT --helper ftp\nCOMMIT\n\
+            *filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+            -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+            -A INPUT -p tcp -m tcp --dport 21 -j ACCEPT\nCOMMIT\n";
+        let mut e = engine(rules);
+        let c2s = |seq, ack, syn, data: &[u8]| seg(PEER, HOST, 40000, 21, seq, ack, syn, data);
+        let s2c = |seq, ack, syn, data: &[u8]| seg(HOST, PEER, 21, 40000, seq, ack, syn, data);
+        assert_eq!(send(&mut e, 0, &c2s(1000, None, true, b"")).verdict, Some(Verdict::Accept));
+        send(&mut e, 1, &s2c(5000, Some(1001), true, b""));
+        send(&mut e, 2, &c2s(1001, Some(5001), false, b""));
+        assert!(e.conntrack().iter().any(|c| c.helper() == Some("ftp")));
+        send(&mut e, 3, &s2c(5001, Some(1001), false, b"220 hi\r\n"));
+        send(&mut e, 4, &c2s(1001, Some(5009), false, b"USER x\r\n"));
+        send(&mut e, 5, &s2c(5009, Some(1009), false, b"331 pw\r\n"));
+        // bare LF after PORT: conntrack drops it at the confirm hook (reference §9 T11)
+        let d = send(&mut e, 6, &c2s(1009, Some(5017), false, b"PORT 198,51,100,7,39,16\n"));
+        assert_eq!(d.verdict, Some(Verdict::Drop));
+        assert_eq!(d.ct_reason, Some("ftp: partial matching of `PORT'"));
+        assert_eq!((d.rule, d.ctstate), (None, Some(CtStateLabel::Established)));
+        // the filter rule that accepted it still counted it (the helper runs after the filter table)
+        assert_eq!(e.rule_state().rule_counters(Table::Filter, "INPUT", 1).unwrap().0, 3);
+        // PASV, then the server's 227 (locally generated: OUTPUT, confirm at POSTROUTING)
+        assert_eq!(
+            send(&mut e, 7, &c2s(1009, Some(5017), false, b"PASV\r\n")).verdict,
+            Some(Verdict::Accept)
+        );
+        let d = send(
+            &mut e,
+            8,
+            &s2c(5017, Some(1015), false, b"227 Entering Passive Mode (192,0,2,10,39,16).\r\n"),
+        );
+        assert_eq!(d.verdict, Some(Verdict::Accept));
+        assert_eq!(e.conntrack().expectations().count(), 1);
+        // the data connection's SYN: RELATED through the expectation, accepted by rule 1
+        let d = send(&mut e, 9, &seg(PEER, HOST, 40001, 10000, 7000, None, true, b""));
+        assert_eq!((d.verdict, d.ctstate), (Some(Verdict::Accept), Some(CtStateLabel::Related)));
+        assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:INPUT:1");
+        let exp = d.expectation.unwrap();
+        assert!(
+            exp.starts_with("ftp expectation proto=6 src=198.51.100.7 dst=192.0.2.10 sport=0 dport=10000"),
+            "{exp}"
+        );
+        assert!(d.ct_created);
+        assert_eq!(e.conntrack().expectations().count(), 0);
+        // a second data SYN from another port is plain NEW and dropped by the policy
+        let d = send(&mut e, 10, &seg(PEER, HOST, 40002, 10000, 7000, None, true, b""));
+        assert_eq!(
+            (d.verdict, d.ctstate, d.expectation),
+            (Some(Verdict::Drop), Some(CtStateLabel::New), None)
+        );
     }
 }

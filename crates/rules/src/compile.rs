@@ -1035,6 +1035,12 @@ fn compile_match(m: &ast::MatchAst, ip: &IpSpec, family: Family) -> Result<Match
             };
             Match::PktType(Neg { value: v, negated: o.negated })
         }
+        "helper" => {
+            let o = opts.first().ok_or_else(|| missing("--helper"))?;
+            // xt_helper_info.name holds 29 bytes and a NUL; iptables truncates silently. Any name
+            // is accepted (the match only compares strings at run time).
+            Match::Helper(Neg { value: truncate(&arg(o)?.text, 29), negated: o.negated })
+        }
         "icmp6" => {
             require_proto(&m.name, ip, &[58], "-p ipv6-icmp")?;
             let o = opts.first().ok_or_else(|| missing("--icmpv6-type"))?;
@@ -1241,6 +1247,49 @@ fn parse_rate(t: &Token) -> Result<u32, ParseError> {
 
 type PendingTarget = (Target, Option<(String, bool, Token)>);
 
+/// `xt_ct_find_proto`: `CT --helper`/`--timeout` need a positive, non-zero `-p` in the rule.
+fn ct_needs_proto(ip: &IpSpec, a: &Token) -> Result<u8, ParseError> {
+    match ip.proto {
+        Some(Neg { value, negated: false }) if value != 0 => Ok(value),
+        _ => Err(err(
+            ErrorKind::InvalidContext,
+            a,
+            "CT: you must specify a L4 protocol and not use inversions on it",
+        )
+        .with_hint("add e.g. `-p tcp` to the rule")),
+    }
+}
+
+/// `nf_conntrack_helper_try_module_get(name, family, proto)`: the helper must exist for the
+/// rule's family and protocol (the kernel refuses the rule with ENOENT, "No such helper").
+fn ct_helper_known(family: Family, proto: u8, a: &Token) -> Result<(), ParseError> {
+    let known = helper_names(family, proto);
+    if known.contains(&a.text.as_str()) {
+        return Ok(());
+    }
+    let p = names::proto_name(proto).map_or_else(|| proto.to_string(), str::to_string);
+    let e = err(ErrorKind::BadValue, a, format!("CT: no such helper `{}` for {family} protocol {p}", a.text));
+    if known.is_empty() {
+        return Err(
+            e.with_expected("a rule with `-p tcp` or `-p udp` (no helper exists for other protocols)")
+        );
+    }
+    let e = e.with_expected(format!("one of {}", known.join(", ")));
+    // Say where the name exists, when the mistake is the family or the protocol.
+    let elsewhere: Vec<String> = [(Family::V4, 6u8), (Family::V4, 17), (Family::V6, 6), (Family::V6, 17)]
+        .iter()
+        .filter(|(f, p)| helper_names(*f, *p).contains(&a.text.as_str()))
+        .map(|(f, p)| format!("{f} {}", if *p == 6 { "tcp" } else { "udp" }))
+        .collect();
+    Err(if !elsewhere.is_empty() {
+        e.with_hint(format!("helper `{}` exists only for {}", a.text, elsewhere.join(", ")))
+    } else if let Some(k) = known.iter().find(|k| k.eq_ignore_ascii_case(&a.text)) {
+        e.with_hint(format!("helper names are case-sensitive: `{k}`"))
+    } else {
+        e
+    })
+}
+
 fn compile_target(
     family: Family,
     table: Table,
@@ -1399,29 +1448,27 @@ fn compile_target(
                 zone_dir: ZoneDir::Both,
             };
             let mut zone_seen = false;
+            // Checked after all options are read, as xt_ct_tg_check does: with `--notrack` the
+            // kernel looks neither at the protocol nor at the helper or timeout names.
+            let mut helper_tok: Option<&Token> = None;
+            let mut timeout_tok: Option<&Token> = None;
             for o in opts {
-                let needs_proto = |a: &Token| -> Result<(), ParseError> {
-                    match ip.proto {
-                        Some(Neg { value, negated: false }) if value != 0 => Ok(()),
-                        _ => Err(err(
-                            ErrorKind::InvalidContext,
-                            a,
-                            "CT: you must specify a L4 protocol and not use inversions on it",
-                        )
-                        .with_hint("add e.g. `-p tcp` to the rule")),
-                    }
-                };
                 match o.name {
                     "notrack" => c.notrack = true,
                     "helper" => {
                         let a = arg(o)?;
-                        needs_proto(a)?;
-                        c.helper = Some(a.text.clone());
+                        // An empty name is no helper at all (`info->helper[0] == 0`).
+                        if !a.text.is_empty() {
+                            helper_tok = Some(a);
+                            c.helper = Some(a.text.clone());
+                        }
                     }
                     "timeout" => {
                         let a = arg(o)?;
-                        needs_proto(a)?;
-                        c.timeout = Some(a.text.clone());
+                        if !a.text.is_empty() {
+                            timeout_tok = Some(a);
+                            c.timeout = Some(a.text.clone());
+                        }
                     }
                     "ctevents" | "expevents" => {
                         let a = arg(o)?;
@@ -1456,6 +1503,15 @@ fn compile_target(
                             _ => ZoneDir::Both,
                         };
                     }
+                }
+            }
+            if !c.notrack {
+                if let Some(a) = helper_tok {
+                    let proto = ct_needs_proto(ip, a)?;
+                    ct_helper_known(family, proto, a)?;
+                }
+                if let Some(a) = timeout_tok {
+                    ct_needs_proto(ip, a)?;
                 }
             }
             Target::Ct(c)
@@ -1611,5 +1667,115 @@ mod tests {
         ] {
             assert!(print6(refused).is_err(), "{refused} should be refused");
         }
+    }
+
+    fn raw_rule(rule: &str, family: Family) -> Result<String, ParseError> {
+        let text = format!("*raw\n:PREROUTING ACCEPT [0:0]\n{rule}\nCOMMIT\n");
+        let rs = crate::parse_family(&text, family)?;
+        let out = rs.to_save_string(&rs.new_state(), false);
+        Ok(out.lines().find(|l| l.starts_with("-A")).unwrap_or("").to_string())
+    }
+
+    /// The accepted/refused matrix probed with iptables-legacy-restore / ip6tables-legacy-restore
+    /// on the live 6.18 kernel (`-A PREROUTING -p P -j CT --helper NAME`).
+    #[test]
+    fn ct_helper_names_per_family_and_protocol_as_the_live_kernel() {
+        let probe = [
+            "ftp",
+            "tftp",
+            "irc",
+            "sip",
+            "amanda",
+            "H.245",
+            "Q.931",
+            "RAS",
+            "pptp",
+            "sane",
+            "snmp",
+            "snmp_trap",
+            "netbios-ns",
+            "h323",
+            "FTP",
+            "ftp-21",
+            "ftpx",
+            "ft",
+            "broadcast",
+            "gre",
+        ];
+        let live = [
+            (Family::V4, "tcp", "ftp irc sip Q.931 pptp sane"),
+            (Family::V4, "udp", "tftp sip amanda H.245 RAS snmp snmp_trap netbios-ns"),
+            (Family::V4, "sctp", ""),
+            (Family::V4, "udplite", ""),
+            (Family::V4, "icmp", ""),
+            (Family::V6, "tcp", "ftp sip Q.931 sane"),
+            (Family::V6, "udp", "tftp sip amanda H.245 RAS"),
+            (Family::V6, "sctp", ""),
+            (Family::V6, "ipv6-icmp", ""),
+        ];
+        for (family, proto, accepted) in live {
+            let ours: Vec<&str> = probe
+                .iter()
+                .copied()
+                .filter(|h| raw_rule(&format!("-A PREROUTING -p {proto} -j CT --helper {h}"), family).is_ok())
+                .collect();
+            assert_eq!(ours.join(" "), accepted, "{family} {proto}");
+        }
+    }
+
+    #[test]
+    fn ct_helper_checks_follow_xt_ct_tg_check() {
+        let v4 = |r: &str| raw_rule(r, Family::V4).map_err(|e| e.to_string());
+        // Live: with --notrack the kernel checks neither the protocol nor the names.
+        assert_eq!(
+            v4("-A PREROUTING -p udp -j CT --notrack --helper nosuch").unwrap(),
+            "-A PREROUTING -p udp -j CT --notrack --helper nosuch"
+        );
+        assert_eq!(
+            v4("-A PREROUTING -j CT --helper ftp --notrack").unwrap(),
+            "-A PREROUTING -j CT --notrack --helper ftp"
+        );
+        // Live: an empty name is no helper (no protocol needed) and is not printed.
+        assert_eq!(v4("-A PREROUTING -j CT --helper \"\"").unwrap(), "-A PREROUTING -j CT");
+        assert_eq!(v4("-A PREROUTING ! -p tcp -j CT --helper \"\"").unwrap(), "-A PREROUTING ! -p tcp -j CT");
+        // Numeric protocol, and names printed unquoted by libxt_CT.
+        assert_eq!(
+            v4("-A PREROUTING -p 6 -j CT --helper Q.931").unwrap(),
+            "-A PREROUTING -p tcp -j CT --helper Q.931"
+        );
+        // The protocol is checked before the name, and a negated one is refused.
+        let e = v4("-A PREROUTING ! -p tcp -j CT --helper nosuch").unwrap_err();
+        assert!(e.contains("you must specify a L4 protocol"), "{e}");
+        let e = v4("-A PREROUTING -p udp -j CT --helper ftp").unwrap_err();
+        assert!(e.contains("no such helper `ftp` for IPv4 protocol udp"), "{e}");
+        assert!(e.contains("exists only for IPv4 tcp, IPv6 tcp"), "{e}");
+        let e = v4("-A PREROUTING -p tcp -j CT --helper FTP").unwrap_err();
+        assert!(e.contains("case-sensitive: `ftp`"), "{e}");
+        // Live: twice is an iptables error.
+        assert!(v4("-A PREROUTING -p tcp -j CT --helper ftp --helper irc").is_err());
+    }
+
+    #[test]
+    fn helper_match_is_stored_as_the_kernel_keeps_it() {
+        let v4 = |r: &str| raw_rule(r, Family::V4).map_err(|e| e.to_string());
+        // Live iptables-legacy-save output for each.
+        for (given, printed) in [
+            ("-A PREROUTING -m helper --helper ftp", "-A PREROUTING -m helper --helper ftp"),
+            ("-A PREROUTING -m helper ! --helper ftp", "-A PREROUTING -m helper ! --helper ftp"),
+            ("-A PREROUTING -m helper --helper Q.931", "-A PREROUTING -m helper --helper \"Q.931\""),
+            ("-A PREROUTING -m helper --helper \"\"", "-A PREROUTING -m helper --helper \"\""),
+            ("-A PREROUTING -m helper --helper \"a b\"", "-A PREROUTING -m helper --helper \"a b\""),
+            ("-A PREROUTING -m helper --helper nosuch", "-A PREROUTING -m helper --helper nosuch"),
+            (
+                "-A PREROUTING -m helper --helper abcdefghijklmnopqrstuvwxyz01234567890123456789",
+                "-A PREROUTING -m helper --helper abcdefghijklmnopqrstuvwxyz012",
+            ),
+        ] {
+            assert_eq!(v4(given).unwrap(), printed, "{given}");
+            assert_eq!(raw_rule(given, Family::V6).unwrap(), printed, "{given}");
+        }
+        // Live: mandatory, once.
+        assert!(v4("-A PREROUTING -m helper").unwrap_err().contains("--helper must be specified"));
+        assert!(v4("-A PREROUTING -m helper --helper ftp --helper irc").is_err());
     }
 }

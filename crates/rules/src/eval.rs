@@ -77,7 +77,14 @@ pub struct CtView {
     pub expires_secs: u64,
     /// ctmark.
     pub mark: u32,
+    /// The helper attached to this entry itself (`helper=` in `conntrack -L`). No match reads it:
+    /// `-m helper` looks at [`CtView::master_helper`] only.
     pub helper: Option<String>,
+    /// For an expected connection (one created from an expectation, `ct->master` set): the helper
+    /// of its master entry, for the whole life of the entry (not only while RELATED). `None` when
+    /// the entry has no master or the master has no helper. This is what `-m helper --helper NAME`
+    /// tests (xt_helper): the control connection itself, although it has a helper, never matches.
+    pub master_helper: Option<String>,
 }
 
 /// Status bit values.
@@ -624,6 +631,20 @@ fn conntrack_match(c: &ConntrackMatch, ct: &CtMatch) -> bool {
     true
 }
 
+/// xt_helper: no conntrack entry, no master or a master without helper gives the inversion flag;
+/// otherwise `""` matches any helper, and a name matches when it *starts with* the master helper's
+/// name (the kernel compares only `strlen(helper->name)` bytes: `ftp-2121` matches helper `ftp`).
+fn helper_match(h: &Neg<String>, ct: &CtMatch) -> bool {
+    let master = match ct {
+        CtMatch::Tracked(v) => v.master_helper.as_deref(),
+        CtMatch::Invalid | CtMatch::Untracked => None,
+    };
+    match master {
+        None => h.negated,
+        Some(name) => (h.value.is_empty() || h.value.starts_with(name)) != h.negated,
+    }
+}
+
 fn limit_match(l: &LimitMatch, b: &mut Bucket, now: Time) -> bool {
     // xt_limit: credits accrue per jiffy (HZ=250), capped at the burst; a packet costs `cost`.
     let now_j = now.as_nanos() / (1_000_000_000 / HZ);
@@ -772,6 +793,7 @@ fn run_match(m: &Match, f: &Facts<'_>, ctx: &PacketCtx<'_>, limits: &mut [Bucket
         }
         Match::Ipv6Header(h) => ipv6header_match(h, f),
         Match::Frag(m) => frag_match(m, f),
+        Match::Helper(h) => helper_match(h, &ctx.ct).into(),
     }
 }
 
@@ -826,6 +848,8 @@ fn template_view(c: &CtTarget) -> CtView {
         expires_secs: 0,
         mark: 0,
         helper: c.helper.clone(),
+        // A template has no master.
+        master_helper: None,
     }
 }
 
@@ -1091,6 +1115,7 @@ mod tests {
             expires_secs: 30,
             mark: 0,
             helper: None,
+            master_helper: None,
         }
     }
 
@@ -1413,6 +1438,86 @@ mod tests {
         assert!(matches!(&fx[..], [Effect::CtTemplate(c)] if c.helper.as_deref() == Some("ftp")));
         assert!(matches!(ct, CtMatch::Tracked(v) if v.status & status::TEMPLATE != 0));
         assert_eq!(r.st.rule_counters(Table::Raw, "PREROUTING", 2), Some((1, 40)));
+    }
+
+    /// Live 6.18 (FTP PASV over lo, `-j CT --helper ftp` in raw OUTPUT): every packet of the data
+    /// connection matched `--helper ftp`, `--helper ""` and `--helper ftp-xyz` but not `ft` or
+    /// `irc`; no packet of the control connection (which carries the helper itself) matched
+    /// `--helper ftp` or `--helper ""`, all matched `! --helper ftp`.
+    #[test]
+    fn helper_match_looks_at_the_master_helper_like_the_live_kernel() {
+        let rs = crate::parse(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A INPUT -m helper --helper ftp\n-A INPUT -m helper --helper \"\"\n\
+             -A INPUT -m helper --helper ftp-xyz\n-A INPUT -m helper --helper ft\n\
+             -A INPUT -m helper --helper irc\n-A INPUT -m helper ! --helper ftp\n\
+             -A INPUT -m helper ! --helper \"\"\nCOMMIT\n",
+        )
+        .unwrap();
+        let mut r = Run::new(&rs);
+        let (f, i) = (Table::Filter, Hook::Input);
+        let hits = |r: &Run<'_>| -> Vec<u64> {
+            (1..=7).map(|n| r.st.rule_counters(f, "INPUT", n).map_or(0, |c| c.0)).collect()
+        };
+        // t=0 the data connection's first packet (RELATED, EXPECTED, master has helper ftp).
+        let mut data = view(CtState::Related);
+        data.status |= status::EXPECTED;
+        data.master_helper = Some("ftp".into());
+        r.go(f, i, &tcp(20, 10000, 0x02), CtMatch::Tracked(data.clone()), 0.0);
+        assert_eq!(hits(&r), [1, 1, 1, 0, 0, 0, 0]);
+        // t=1 its later packets are ESTABLISHED and still match: ct->master stays.
+        data.state = CtState::Established;
+        r.go(f, i, &tcp(20, 10000, 0x10), CtMatch::Tracked(data), 1.0);
+        assert_eq!(hits(&r), [2, 2, 2, 0, 0, 0, 0]);
+        // t=2 the control connection has the helper itself but no master: only the negations.
+        let mut control = view(CtState::Established);
+        control.helper = Some("ftp".into());
+        r.go(f, i, &tcp(1000, 21, 0x10), CtMatch::Tracked(control), 2.0);
+        assert_eq!(hits(&r), [2, 2, 2, 0, 0, 1, 1]);
+        // t=3 no conntrack entry, untracked: the inversion flag alone decides.
+        r.go(f, i, &tcp(1000, 21, 0x10), CtMatch::Invalid, 3.0);
+        r.go(f, i, &tcp(1000, 21, 0x10), CtMatch::Untracked, 3.0);
+        assert_eq!(hits(&r), [2, 2, 2, 0, 0, 3, 3]);
+        // t=4 an expected entry whose master has no helper (e.g. expectation via ctnetlink).
+        let mut orphan = view(CtState::Related);
+        orphan.status |= status::EXPECTED;
+        r.go(f, i, &udp(1, 2), CtMatch::Tracked(orphan), 4.0);
+        assert_eq!(hits(&r), [2, 2, 2, 0, 0, 4, 4]);
+    }
+
+    #[test]
+    fn helper_match_with_another_master_helper() {
+        let rs = crate::parse(
+            "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m helper ! --helper tftp -j DROP\n\
+             -A INPUT -m helper --helper \"Q.931\" -j REJECT\nCOMMIT\n",
+        )
+        .unwrap();
+        let mut r = Run::new(&rs);
+        let (f, i) = (Table::Filter, Hook::Input);
+        let mut v = view(CtState::Related);
+        v.master_helper = Some("tftp".into());
+        let (o, ..) = r.go(f, i, &udp(69, 1000), CtMatch::Tracked(v.clone()), 0.0);
+        assert_eq!(at(&o), "Accept filter:INPUT:policy");
+        v.master_helper = Some("Q.931".into());
+        let (o, ..) = r.go(f, i, &udp(69, 1000), CtMatch::Tracked(v), 1.0);
+        assert_eq!(at(&o), "Drop filter:INPUT:1");
+    }
+
+    #[test]
+    fn a_template_never_matches_the_helper_match() {
+        // Raw rules after `CT --helper ftp` see the template, which has no master.
+        let rs = crate::parse(
+            "*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -j CT --helper ftp\n\
+             -A PREROUTING -m helper --helper \"\" -j NOTRACK\nCOMMIT\n",
+        )
+        .unwrap();
+        let mut r = Run::new(&rs);
+        let (_, ct, _, fx) = r.go(Table::Raw, Hook::PreRouting, &tcp(1000, 21, 2), CtMatch::Invalid, 0.0);
+        assert!(
+            matches!(ct, CtMatch::Tracked(v) if v.helper.as_deref() == Some("ftp") && v.master_helper.is_none())
+        );
+        assert_eq!(fx.len(), 1);
+        assert_eq!(r.st.rule_counters(Table::Raw, "PREROUTING", 2), Some((0, 0)));
     }
 
     struct Host;

@@ -18,10 +18,14 @@
 //!   TRACE target logs it ([`TraceEntry`], `filter:INPUT:rule:3`).
 //!
 //! Supported: tables raw, mangle, filter; matches tcp, udp, icmp, multiport, iprange, conntrack,
-//! state, mark, connmark, comment, length, ttl, limit, addrtype, pkttype (IPv6: icmp6, hl,
+//! state, mark, connmark, comment, length, ttl, limit, addrtype, pkttype, helper (IPv6: icmp6, hl,
 //! ipv6header, frag instead of icmp and ttl); targets ACCEPT, DROP,
 //! RETURN, REJECT, LOG, NOTRACK, CT, MARK, CONNMARK, jumps and gotos. Time only enters through
 //! [`PacketCtx::now`].
+//!
+//! Helpers: `CT --helper NAME` is accepted only for a helper the kernel registers for the rule's
+//! family and `-p` ([`helper_names`]); `-m helper` tests the helper of the entry's master
+//! ([`CtView::master_helper`]), as xt_helper does.
 #![forbid(unsafe_code)]
 
 pub mod ast;

@@ -467,6 +467,10 @@ pub enum Match {
     Hl(TtlMatch),
     Ipv6Header(Ipv6HeaderMatch),
     Frag(FragMatch),
+    /// `-m helper --helper NAME` (xt_helper): the packet's conntrack entry is an expected
+    /// connection whose **master** has a helper named like this. The name is stored as the kernel
+    /// keeps it (at most 29 bytes); `""` matches any master helper. See [`crate::CtView::master_helper`].
+    Helper(Neg<String>),
 }
 
 /// REJECT's reply.
@@ -603,6 +607,8 @@ pub enum ZoneDir {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CtTarget {
     pub notrack: bool,
+    /// `--helper NAME`. Unless `notrack`, always one of [`helper_names`] for the rule's family and
+    /// `-p`. `--helper ""` is stored as `None` (the kernel sees no helper; iptables-save omits it).
     pub helper: Option<String>,
     pub timeout: Option<String>,
     /// Bitset in the order new, related, destroy, reply, assured, protoinfo, helper, mark,
@@ -611,6 +617,22 @@ pub struct CtTarget {
     pub expevents: u16,
     pub zone: u16,
     pub zone_dir: ZoneDir,
+}
+
+/// The conntrack helpers a 6.18 kernel (all helper modules built in, default module parameters)
+/// registers for `family` and L4 protocol `l4proto`, in the order statewall lists them. `CT
+/// --helper NAME` is accepted only for one of these (`__nf_conntrack_helper_find`: exact,
+/// case-sensitive name, the rule's family or an any-family helper, the rule's `-p`). Checked on
+/// the live kernel: irc, pptp, snmp, snmp_trap and netbios-ns exist for IPv4 only; H.245 (the
+/// h323 helper for H.245 over UDP) for both families. Protocols other than TCP and UDP have none.
+pub fn helper_names(family: Family, l4proto: u8) -> &'static [&'static str] {
+    match (family, l4proto) {
+        (Family::V4, 6) => &["ftp", "irc", "sip", "Q.931", "pptp", "sane"],
+        (Family::V6, 6) => &["ftp", "sip", "Q.931", "sane"],
+        (Family::V4, 17) => &["tftp", "sip", "amanda", "H.245", "RAS", "snmp", "snmp_trap", "netbios-ns"],
+        (Family::V6, 17) => &["tftp", "sip", "amanda", "H.245", "RAS"],
+        _ => &[],
+    }
 }
 
 /// `CT --ctevents` names, bit i = entry i.

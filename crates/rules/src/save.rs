@@ -404,6 +404,13 @@ fn write_match(mt: &Match, out: &mut dyn Write) -> fmt::Result {
                 TtlMatch::Gt(v) => write!(out, " --ttl-gt {v}"),
             }
         }
+        Match::Helper(h) => {
+            // libxt_helper quotes the name (xtables_save_string), unlike CT --helper.
+            out.write_str(" -m helper")?;
+            bang(out, h.negated)?;
+            out.write_str(" --helper")?;
+            save_string(out, &h.value)
+        }
         Match::Limit(l) => {
             out.write_str(" -m limit --limit")?;
             limit_rate(out, l.avg)?;

@@ -102,6 +102,7 @@ static ADDRTYPE: ModuleSpec = ModuleSpec {
     ],
 };
 static PKTTYPE: ModuleSpec = ModuleSpec { name: "pkttype", opts: &[o("pkt-type", 1, true)] };
+static HELPER: ModuleSpec = ModuleSpec { name: "helper", opts: &[o("helper", 1, true)] };
 
 static ICMP6: ModuleSpec = ModuleSpec { name: "icmp6", opts: &[o("icmpv6-type", 1, true)] };
 static HL: ModuleSpec = ModuleSpec {
@@ -125,7 +126,7 @@ static FRAG: ModuleSpec = ModuleSpec {
 /// Modules of both families (libxt_*).
 static MATCHES: &[&ModuleSpec] = &[
     &TCP, &UDP, &MULTIPORT, &IPRANGE, &CONNTRACK, &STATE, &MARK, &CONNMARK, &COMMENT, &LENGTH, &LIMIT,
-    &ADDRTYPE, &PKTTYPE,
+    &ADDRTYPE, &PKTTYPE, &HELPER,
 ];
 /// iptables-only modules (libipt_*).
 static MATCHES_V4: &[&ModuleSpec] = &[&ICMP, &TTL];
@@ -249,7 +250,6 @@ pub(crate) const KNOWN_UNSUPPORTED_MATCHES: &[&str] = &[
     "tos",
     "ecn",
     "mac",
-    "helper",
     "socket",
     "cgroup",
     "bpf",

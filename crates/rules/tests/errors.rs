@@ -83,6 +83,14 @@ golden! {
     unknown_ctstate => rule("-A INPUT -m conntrack --ctstate NEW,BOGUS -j ACCEPT");
     line_outside_table => "-A INPUT -j ACCEPT\n";
     bad_rule_counters => rule("[1:x] -A INPUT -j ACCEPT");
+    ct_unknown_helper => "*raw\n-A PREROUTING -p tcp --dport 21 -j CT --helper nosuch\nCOMMIT\n";
+    ct_helper_for_another_protocol => "*raw\n-A PREROUTING -p udp --dport 21 -j CT --helper ftp\nCOMMIT\n";
+    ct_helper_wrong_case => "*raw\n-A OUTPUT -p tcp -j CT --helper FTP\nCOMMIT\n";
+    ct_helper_protocol_without_helpers => "*raw\n-A PREROUTING -p sctp -j CT --helper sip\nCOMMIT\n";
+    ct_helper_with_negated_protocol => "*raw\n-A PREROUTING ! -p tcp -j CT --helper ftp\nCOMMIT\n";
+    helper_match_without_helper => rule("-A INPUT -m helper -j ACCEPT");
+    helper_match_twice => rule("-A INPUT -m helper --helper ftp --helper irc -j ACCEPT");
+    helper_match_abbreviation_is_ambiguous => rule("-A INPUT -m helper --hel ftp -j ACCEPT");
 }
 
 macro_rules! golden6 {
@@ -124,6 +132,8 @@ golden6! {
     v6_conntrack_ipv4_address => rule("-A INPUT -m conntrack --ctorigsrc 192.0.2.1 -j ACCEPT");
     v6_iprange_ipv4 => rule("-A INPUT -m iprange --src-range 192.0.2.1-192.0.2.9 -j ACCEPT");
     v6_ct_helper_with_protocol_all => "*raw\n-A PREROUTING -p all -j CT --helper ftp\nCOMMIT\n";
+    v6_ct_irc_helper => "*raw\n-A PREROUTING -p tcp --dport 6667 -j CT --helper irc\nCOMMIT\n";
+    v6_ct_netbios_helper => "*raw\n-A PREROUTING -p udp -j CT --helper netbios-ns\nCOMMIT\n";
 }
 
 // IPv6 material in an iptables (IPv4) ruleset.

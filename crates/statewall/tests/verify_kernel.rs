@@ -608,3 +608,129 @@ fn ipv6_kernel_configured_differently_is_caught() {
     assert_eq!(diffs.len(), 2, "the two echo entries: {c}");
     assert!(diffs.iter().all(|d| d["kind"] == "timeout" && d["line"].as_str().unwrap().contains("icmpv6")));
 }
+
+/// True when conntrack-tools are installed (else prints a SKIP line).
+fn conntrack_tool() -> bool {
+    let ok =
+        Command::new("sh").args(["-c", "command -v conntrack"]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIP: conntrack (conntrack-tools) not installed");
+    }
+    ok
+}
+
+/// What conntrack-tools print in the firewall namespace (`-L`, `-L -o extended`, `-S`, `-C`, `-E -o timestamp`)
+/// agrees with the engine's formatters for the seed example, and every view is in the artefacts.
+#[test]
+fn conntrack_tool_views_agree_for_the_seed_example() {
+    if !kernel_available() || !conntrack_tool() {
+        return;
+    }
+    let dir = scratch("verify_views");
+    let (code, out, err) = verify(&[
+        "--rules",
+        &seed("rules.v4"),
+        "--local",
+        "192.0.2.10/24",
+        "--max-gap",
+        "2",
+        "--format",
+        "json",
+        "--out",
+        dir.to_str().unwrap(),
+        &seed("p2p.pcap"),
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let views = &v["captures"][0]["views"];
+    assert_eq!(views["skipped"], serde_json::Value::Null);
+    for listing in ["list", "extended"] {
+        assert_eq!(views[listing]["kernel_entries"], 76, "{views}");
+        assert_eq!(views[listing]["engine_entries"], 76, "{views}");
+        assert_eq!(views[listing]["differences"].as_array().unwrap().len(), 0, "{views}");
+    }
+    assert_eq!(views["stats"]["compared"], 18);
+    assert_eq!(views["stats"]["differences"].as_array().unwrap().len(), 0, "{views}");
+    assert_eq!(views["count"]["kernel"], 76);
+    let ev = &views["events"];
+    assert!(ev["kernel_events"].as_u64().unwrap() > 200, "{ev}");
+    assert_eq!(ev["kernel_events"], ev["engine_events"]);
+    assert_eq!(ev["timestamps_compared"], ev["engine_events"], "no timer expired during the run: {ev}");
+    assert!(ev["max_skew_ms"].as_f64().unwrap() < 50.0, "{ev}");
+    assert_eq!(ev["differences"].as_array().unwrap().len(), 0, "{ev}");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    assert_eq!(read("kernel-conntrack-L.txt").lines().count(), 76);
+    assert_eq!(read("kernel-conntrack-C.txt").trim(), "76");
+    assert!(read("kernel-conntrack-S.txt").starts_with("cpu=0"));
+    assert!(read("kernel-stat.txt").starts_with("entries  clashres found"));
+    assert!(read("engine-conntrack-L-extended.txt").starts_with("ipv4     2 "));
+    let kev = read("kernel-events.txt");
+    let eev = read("engine-events.txt");
+    assert_eq!(kev.lines().count(), eev.lines().count());
+    assert!(kev.lines().next().unwrap().contains("\t    [NEW] "), "{kev}");
+}
+
+/// A kernel that sends no events (`nf_conntrack_events=0` on the kernel side only): fates, counters and tables
+/// still agree, the events do not (every one is the engine's only), and that alone is a disagreement.
+#[test]
+fn a_kernel_without_events_is_caught() {
+    if !kernel_available() || !conntrack_tool() {
+        return;
+    }
+    let (code, out, err) = verify(&[
+        "--rules",
+        &seed("rules.v4"),
+        "--local",
+        "192.0.2.10/24",
+        "--max-gap",
+        "1",
+        "--kernel-only-sysctl",
+        "net.netfilter.nf_conntrack_events=0",
+        "--format",
+        "json",
+        &seed("p2p.pcap"),
+    ]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &v["captures"][0];
+    assert_eq!(c["status"], "disagree");
+    assert_eq!(c["packets"]["differences"].as_array().unwrap().len(), 0);
+    assert_eq!(c["counters"]["differences"].as_array().unwrap().len(), 0);
+    assert_eq!(c["conntrack"]["differences"].as_array().unwrap().len(), 0);
+    let ev = &c["views"]["events"];
+    assert_eq!(ev["kernel_events"], 0, "{ev}");
+    let diffs = ev["differences"].as_array().unwrap();
+    assert_eq!(diffs.len() as u64, ev["engine_events"].as_u64().unwrap());
+    assert!(diffs.iter().all(|d| d["kind"] == "only_engine"), "{ev}");
+}
+
+/// Without conntrack-tools in PATH the views are skipped with a note, and the rest is verified as before.
+#[test]
+fn views_are_skipped_without_conntrack_tools() {
+    if !kernel_available() {
+        return;
+    }
+    // A PATH with every tool verify needs but conntrack.
+    let bin = scratch("verify_no_conntrack_bin");
+    for tool in ["ip", "sysctl", "iptables-legacy", "iptables-legacy-restore", "iptables-legacy-save"] {
+        let o = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap();
+        let path = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        std::os::unix::fs::symlink(&path, bin.join(tool)).unwrap();
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_statewall"))
+        .args(["verify", "--rules", &seed("rules.v4"), "--local", "192.0.2.10/24", "--max-gap", "1"])
+        .arg(seed("p2p.pcap"))
+        .env("PATH", &bin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(leftovers(pid), Vec::<String>::new(), "namespaces left behind");
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(err.contains("conntrack (conntrack-tools) is not installed"), "{err}");
+    assert!(out.contains("views not compared"), "{out}");
+    assert!(out.contains("views: not compared:"), "{out}");
+}

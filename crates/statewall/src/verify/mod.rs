@@ -8,6 +8,10 @@
 //! records what came out and when each packet was actually sent, reads the kernel's counters and conntrack
 //! table, then replays the same records with the recorded send times through the engine and compares packet
 //! fates ([`fate`]), every rule and policy counter ([`counters`]) and the final conntrack table ([`table`]).
+//! When conntrack-tools are installed it also compares what they print in the firewall namespace with the
+//! engine's formatters ([`views`]: `conntrack -L`, `-L -o extended`, `-S`, `-C`, /proc/net/stat; [`events`]:
+//! `conntrack -E -o timestamp`, listening from before the first packet until the state has been read); without
+//! them those views are skipped with a note.
 //!
 //! Exit status: 0 every capture agrees; 1 some capture disagrees (or is inconclusive: it disagrees and some
 //! packets could not be shown to the kernel as captured); 2 usage or environment errors (not root, a tool
@@ -17,6 +21,7 @@
 //! namespaces are always deleted (guard on drop, and a Ctrl-C/SIGTERM handler that makes the send loop stop).
 
 pub mod counters;
+pub mod events;
 pub mod fate;
 pub mod io;
 pub mod ip6;
@@ -24,6 +29,7 @@ pub mod netns;
 pub mod plan;
 pub mod report;
 pub mod table;
+pub mod views;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -225,6 +231,11 @@ fn check_environment(backend: Backend, ipv6: bool) -> Result<(), VerifyError> {
     Ok(())
 }
 
+/// The conntrack-tools program whose views are compared when it is installed.
+const CONNTRACK_TOOL: &str = "conntrack";
+const NO_CONNTRACK_TOOL: &str =
+    "conntrack (conntrack-tools) is not installed: the conntrack -L/-S/-C/-E views are not compared";
+
 /// The IPv6 ruleset file (`--rules6`), when given.
 fn rules6_path(host: &HostArgs) -> Option<&Path> {
     host.rules6.as_deref()
@@ -255,6 +266,9 @@ pub fn run(args: &VerifyArgs) -> miette::Result<u8> {
     let extra = kernel_sysctls(&args.kernel_only_sysctl)?;
     sysctls.extend(extra);
     let captures = load::captures(&args.captures)?;
+    if !find_in_path(CONNTRACK_TOOL) {
+        eprintln!("note: {NO_CONNTRACK_TOOL}");
+    }
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).map_err(|e| miette::miette!("cannot create {}: {e}", dir.display()))?;
     }
@@ -339,6 +353,9 @@ struct KernelRun {
     save: String,
     /// `ip6tables-save -c`, when IPv6 is verified.
     save6: Option<String>,
+    /// What conntrack-tools printed (None: not installed).
+    views: Option<views::KernelViews>,
+    events: Option<events::KernelEvents>,
 }
 
 fn kernel_run(
@@ -355,22 +372,39 @@ fn kernel_run(
     let stop = Arc::new(AtomicBool::new(false));
     // Declared after `topo`, so dropped (threads joined, sockets closed) before the namespaces go.
     let (mut socks, observers) = io::open(&topo, plan, &stop)?;
+    // Listening before the first packet (declared after `topo`: stopped before the namespaces go).
+    let listener = if find_in_path(CONNTRACK_TOOL) { Some(events::Listener::start(&topo.fw)?) } else { None };
     let sent =
         io::send_all(&mut socks, plan, &cap.capture.records, args.max_gap.map(Duration::from_millis), abort)?;
     std::thread::sleep(STRAGGLERS);
     let (read_at, conntrack) = io::read_conntrack(&topo.fw)?;
+    let kviews = match listener {
+        Some(_) => Some(views::read_kernel(&topo.fw)?),
+        None => None,
+    };
     let save = netns::ns_run(&topo.fw, &[&fw.backend.tool("-save"), "-c"], None)?;
     let save6 = match fw.ipv6 {
         Some(_) => Some(netns::ns_run(&topo.fw, &[&fw.backend.tool6("-save"), "-c"], None)?),
         None => None,
     };
+    let kevents = listener.map(events::Listener::stop).transpose()?;
     let observed = observers.finish();
     drop(socks);
     let left = topo.destroy();
     if !left.is_empty() {
         return Err(VerifyError::Setup(format!("namespaces left behind: {}", left.join(" "))));
     }
-    Ok(KernelRun { stamps: sent.stamps, send_errors: sent.errors, observed, read_at, conntrack, save, save6 })
+    Ok(KernelRun {
+        stamps: sent.stamps,
+        send_errors: sent.errors,
+        observed,
+        read_at,
+        conntrack,
+        save,
+        save6,
+        views: kviews,
+        events: kevents,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -410,12 +444,20 @@ fn verify_capture(
         r.ts = *t;
     }
     let mut decisions = Vec::with_capacity(retimed.capture.records.len());
-    let (engine, _summary) = replay::run_engine(
+    let mut engine_events = Vec::new();
+    // The time of the packet whose events are being drained: an event stamped with it was made by the packet.
+    let current = std::cell::Cell::new(wire::Time(0));
+    let (engine, _summary) = replay::run_engine_with(
         replay::setup(&args.rules, &engine_host_args(args))?,
         std::slice::from_ref(&retimed),
-        false,
+        // Events cost time: only made when the kernel's are there to compare with.
+        replay::RunOptions { events: k.events.is_some(), ..Default::default() },
         |p| {
+            current.set(p.ts);
             decisions.push(p.decision.clone());
+        },
+        |e| {
+            engine_events.push(events::EngineEvent { event: e.clone(), by_packet: e.time == current.get() });
         },
     );
 
@@ -524,6 +566,10 @@ fn verify_capture(
         differences: table::compare(&kt, &et, lag_secs, TOLERANCE_SECS),
     };
 
+    let engine_views = views::engine_views(engine.conntrack(), engine.now())
+        .map_err(|e| miette::miette!("formatting the conntrack views: {e}"))?;
+    let views_report = compare_views(&k, &engine, &engine_views, &engine_events);
+
     let sent = plan.steps.iter().filter(|s| matches!(s, Step::Send(_))).count();
     let mut r = CaptureReport {
         capture: cap.path.display().to_string(),
@@ -539,6 +585,7 @@ fn verify_capture(
         packets,
         counters: ctr,
         conntrack: table,
+        views: views_report,
     };
     r.decide();
 
@@ -577,6 +624,21 @@ fn verify_capture(
                 ("engine-counters.txt", engine_counters.as_bytes()),
                 ("kernel-conntrack.txt", k.conntrack.as_bytes()),
                 ("engine-conntrack.txt", engine_ct.as_bytes()),
+                ("kernel-conntrack-L.txt", k.views.as_ref().map_or("", |v| v.list.as_str()).as_bytes()),
+                ("engine-conntrack-L.txt", engine_views.list.as_bytes()),
+                (
+                    "kernel-conntrack-L-extended.txt",
+                    k.views.as_ref().map_or("", |v| v.extended.as_str()).as_bytes(),
+                ),
+                ("engine-conntrack-L-extended.txt", engine_views.extended.as_bytes()),
+                ("kernel-conntrack-S.txt", k.views.as_ref().map_or("", |v| v.stats.as_str()).as_bytes()),
+                ("engine-conntrack-S.txt", engine_views.stats.as_bytes()),
+                ("kernel-conntrack-C.txt", k.views.as_ref().map_or("", |v| v.count.as_str()).as_bytes()),
+                ("engine-conntrack-C.txt", format!("{}\n", engine.conntrack().count()).as_bytes()),
+                ("kernel-stat.txt", k.views.as_ref().map_or("", |v| v.proc_stat.as_str()).as_bytes()),
+                ("engine-stat.txt", engine_views.proc_stat.as_bytes()),
+                ("kernel-events.txt", k.events.as_ref().map_or("", |v| v.text.as_str()).as_bytes()),
+                ("engine-events.txt", events::engine_text(&engine_events).as_bytes()),
                 ("fates.jsonl", lines.as_bytes()),
                 ("report.json", json.as_bytes()),
                 ("report.txt", report::text(&r).as_bytes()),
@@ -585,6 +647,47 @@ fn verify_capture(
         )?;
     }
     Ok(r)
+}
+
+/// The conntrack-tools views, kernel against engine (skipped with a note when the tool is not installed).
+fn compare_views(
+    k: &KernelRun,
+    engine: &engine::Engine,
+    ev: &views::EngineViews,
+    engine_events: &[events::EngineEvent],
+) -> report::Views {
+    let (Some(kv), Some(ke)) = (&k.views, &k.events) else {
+        return report::Views { skipped: Some(NO_CONNTRACK_TOOL.into()), ..Default::default() };
+    };
+    let now = engine.now();
+    let lag = |t: wire::Time| t.0.saturating_sub(now.0) as f64 / 1e9;
+    let mut expiry = std::collections::BTreeMap::new();
+    for c in engine.conntrack().iter().filter(|c| !c.is_expired(now)) {
+        let mut line = String::new();
+        if conntrack::format::write_conntrack_l_line(c, now, &mut line).is_ok() {
+            expiry.insert(events::flow_key(&line), c.expires());
+        }
+    }
+    report::Views {
+        skipped: None,
+        list: Some(views::compare_listing(
+            &kv.list,
+            &ev.list,
+            table::LIST_TIMEOUT_FIELD,
+            lag(kv.list_at),
+            TOLERANCE_SECS,
+        )),
+        extended: Some(views::compare_listing(
+            &kv.extended,
+            &ev.extended,
+            table::PROC_TIMEOUT_FIELD,
+            lag(kv.extended_at),
+            TOLERANCE_SECS,
+        )),
+        stats: Some(views::compare_stats(kv, ev)),
+        count: Some(views::compare_count(&kv.count, &ev.remaining, lag(kv.extended_at), TOLERANCE_SECS)),
+        events: Some(events::compare(ke, engine_events, now, &expiry, TOLERANCE_SECS)),
+    }
 }
 
 fn write_artefacts(dir: &Path, files: &[(&str, &[u8])], retimed: &LoadedCapture) -> miette::Result<()> {

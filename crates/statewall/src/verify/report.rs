@@ -1,16 +1,19 @@
 //! What `verify` found for one capture, and its text form.
 //!
 //! Contract: [`CaptureReport`] is the structured result (`--format json` prints it); [`CaptureReport::status`]
-//! is `agree` only when every compared packet fate, every counter and the conntrack table agree; a
-//! disagreement with packets the kernel could not see as captured is `inconclusive`. [`text`] renders one line
-//! per capture and then the differences, side by side, at most [`SHOW`] of each kind.
+//! is `agree` only when every compared packet fate, every counter, the conntrack table and the conntrack-tools
+//! views ([`Views`]) agree; a disagreement with packets the kernel could not see as captured is
+//! `inconclusive`. [`text`] renders one line per capture and then the differences, side by side, at most
+//! [`SHOW`] of each kind.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::counters::CounterRow;
+use super::events::{EventDiff, Events};
 use super::fate::Fate;
 use super::table::CtDiff;
+use super::views::{Count, Listing, StatDiff, Stats};
 
 /// How many differences of each kind the text report lists (all of them are in `--out` and the JSON).
 pub const SHOW: usize = 40;
@@ -85,6 +88,36 @@ pub struct CaptureReport {
     pub packets: Packets,
     pub counters: Counters,
     pub conntrack: Table,
+    /// What conntrack-tools print (`-L`, `-L -o extended`, `-S`, `-C`, `-E`) and /proc/net/stat.
+    pub views: Views,
+}
+
+/// The conntrack-tools views compared.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Views {
+    /// Why they were not compared (conntrack-tools not installed).
+    pub skipped: Option<String>,
+    /// `conntrack -L`.
+    pub list: Option<Listing>,
+    /// `conntrack -L -o extended`.
+    pub extended: Option<Listing>,
+    /// `conntrack -S` and `/proc/net/stat/nf_conntrack`.
+    pub stats: Option<Stats>,
+    /// `conntrack -C`.
+    pub count: Option<Count>,
+    /// `conntrack -E -o timestamp`.
+    pub events: Option<Events>,
+}
+
+impl Views {
+    /// Differences that make a disagreement.
+    pub fn disagreements(&self) -> usize {
+        self.list.as_ref().map_or(0, Listing::disagreements)
+            + self.extended.as_ref().map_or(0, Listing::disagreements)
+            + self.stats.as_ref().map_or(0, |s| s.differences.len())
+            + usize::from(self.count.as_ref().is_some_and(|c| !c.agrees()))
+            + self.events.as_ref().map_or(0, Events::disagreements)
+    }
 }
 
 impl CaptureReport {
@@ -93,7 +126,8 @@ impl CaptureReport {
         let agree = self.packets.differences.is_empty()
             && self.counters.differences.is_empty()
             && self.counters.error.is_none()
-            && !self.conntrack.differences.iter().any(CtDiff::is_disagreement);
+            && !self.conntrack.differences.iter().any(CtDiff::is_disagreement)
+            && self.views.disagreements() == 0;
         self.status = if agree {
             Status::Agree
         } else if self.unfaithful.is_empty() {
@@ -115,9 +149,14 @@ impl CaptureReport {
             Status::Inconclusive => "INCONCLUSIVE",
         };
         let skipped: u64 = self.skipped.values().sum();
+        let views = if self.views.skipped.is_some() {
+            "not compared".to_string()
+        } else {
+            format!("{} differences", self.views.disagreements())
+        };
         format!(
             "{status:<12} {}: {} frames, {} sent ({skipped} skipped); fates {}/{} agree; counters {}/{} agree; \
-conntrack {} kernel vs {} engine entries, {} differences (read lag {:.0} ms)",
+conntrack {} kernel vs {} engine entries, {} differences (read lag {:.0} ms); views {views}",
             self.capture,
             self.frames,
             self.sent,
@@ -236,20 +275,11 @@ fn body(o: &mut String, r: &CaptureReport) -> std::fmt::Result {
             r.conntrack.tolerance_secs
         )?;
         for d in r.conntrack.differences.iter().take(SHOW) {
-            match d {
-                CtDiff::Timeout { kernel, engine, expected, line } => writeln!(
-                    o,
-                    "    timeout: kernel {kernel} s, engine {engine} s (expected {expected:.1} at read time)\n      {line}"
-                )?,
-                CtDiff::OnlyKernel { line } => writeln!(o, "    only in kernel: {line}")?,
-                CtDiff::OnlyEngine { line } => writeln!(o, "    only in engine: {line}")?,
-                CtDiff::ExpiredInLag { line } => {
-                    writeln!(o, "    (tolerated: expires within the read lag) only in engine: {line}")?
-                }
-            }
+            ct_diff(o, d)?;
         }
         more(o, r.conntrack.differences.len())?;
     }
+    views(o, &r.views)?;
     if !r.unfaithful.is_empty() {
         let why = match r.status {
             Status::Inconclusive => ": the differences above may come from them",
@@ -260,6 +290,111 @@ fn body(o: &mut String, r: &CaptureReport) -> std::fmt::Result {
             writeln!(o, "    {u}")?;
         }
         more(o, r.unfaithful.len())?;
+    }
+    Ok(())
+}
+
+fn ct_diff(o: &mut String, d: &CtDiff) -> std::fmt::Result {
+    match d {
+        CtDiff::Timeout { kernel, engine, expected, line } => writeln!(
+            o,
+            "    timeout: kernel {kernel} s, engine {engine} s (expected {expected:.1} at read time)\n      {line}"
+        ),
+        CtDiff::DeltaTime { kernel, engine, expected, line } => writeln!(
+            o,
+            "    delta-time: kernel {kernel} s, engine {engine} s (expected {expected:.1} at read time)\n      {line}"
+        ),
+        CtDiff::OnlyKernel { line } => writeln!(o, "    only in kernel: {line}"),
+        CtDiff::OnlyEngine { line } => writeln!(o, "    only in engine: {line}"),
+        CtDiff::ExpiredInLag { line } => {
+            writeln!(o, "    (tolerated: expires within the read lag) only in engine: {line}")
+        }
+    }
+}
+
+fn views(o: &mut String, v: &Views) -> std::fmt::Result {
+    if let Some(why) = &v.skipped {
+        writeln!(o, "  views: not compared: {why}")?;
+        return Ok(());
+    }
+    for (name, l) in [("conntrack -L", &v.list), ("conntrack -L -o extended", &v.extended)] {
+        let Some(l) = l else { continue };
+        if l.differences.is_empty() {
+            continue;
+        }
+        writeln!(
+            o,
+            "  {name}: kernel {} entries, engine {}: {} differences (lag {:.0} ms)",
+            l.kernel_entries,
+            l.engine_entries,
+            l.disagreements(),
+            l.lag_ms
+        )?;
+        for d in l.differences.iter().take(SHOW) {
+            ct_diff(o, d)?;
+        }
+        more(o, l.differences.len())?;
+    }
+    if let Some(s) = v.stats.as_ref().filter(|s| !s.differences.is_empty()) {
+        writeln!(o, "  statistics: {} differences (kernel CPUs {})", s.differences.len(), s.kernel_cpus)?;
+        for d in s.differences.iter().take(SHOW) {
+            match d {
+                StatDiff::Counter { view, field, kernel, engine } => {
+                    writeln!(o, "    {view}: {field}: kernel {kernel}, engine {engine}")?
+                }
+                StatDiff::Missing { view, field, kernel, engine } => {
+                    writeln!(o, "    {view}: {field}: kernel {kernel:?}, engine {engine:?}")?
+                }
+                StatDiff::Shape { view, kernel, engine } => writeln!(
+                    o,
+                    "    {view}: line shape differs\n      kernel: {kernel:?}\n      engine: {engine:?}"
+                )?,
+            }
+        }
+        more(o, s.differences.len())?;
+    }
+    if let Some(c) = v.count.as_ref().filter(|c| !c.agrees()) {
+        let k = c.kernel.map_or_else(|| "(not a number)".to_string(), |k| k.to_string());
+        writeln!(o, "  conntrack -C: kernel {k}, engine {}..={} entries", c.engine_min, c.engine_max)?;
+    }
+    if let Some(e) = &v.events {
+        if let Some(n) = &e.note {
+            writeln!(o, "  events: not compared: {n}")?;
+        }
+        if !e.differences.is_empty() {
+            writeln!(
+                o,
+                "  events: kernel {}, engine {} over {} connections: {} differences (max packet skew {:.1} ms)",
+                e.kernel_events,
+                e.engine_events,
+                e.connections,
+                e.disagreements(),
+                e.max_skew_ms
+            )?;
+            for d in e.differences.iter().take(SHOW) {
+                match d {
+                    EventDiff::Differs { kernel, engine, .. } => {
+                        writeln!(o, "    differs:\n      kernel: {kernel}\n      engine: {engine}")?
+                    }
+                    EventDiff::OnlyKernel { line, .. } => writeln!(o, "    only in kernel: {line}")?,
+                    EventDiff::OnlyEngine { line, .. } => writeln!(o, "    only in engine: {line}")?,
+                    EventDiff::Timeout { kernel, engine, line } => {
+                        writeln!(o, "    timeout: kernel {kernel} s, engine {engine} s\n      {line}")?
+                    }
+                    EventDiff::DeltaTime { kernel, engine, line } => {
+                        writeln!(o, "    delta-time: kernel {kernel} s, engine {engine} s\n      {line}")?
+                    }
+                    EventDiff::Timestamp { skew_ms, line, .. } => {
+                        writeln!(o, "    timestamp: kernel {skew_ms:+.1} ms from the engine's\n      {line}")?
+                    }
+                    EventDiff::ExpiredAfterEnd { line } => writeln!(
+                        o,
+                        "    (tolerated: expired while the kernel's state was read) only in kernel: {line}"
+                    )?,
+                }
+            }
+            more(o, e.differences.len())?;
+        }
     }
     Ok(())
 }
@@ -297,6 +432,7 @@ mod tests {
                 tolerance_secs: 2.0,
                 differences: vec![],
             },
+            views: Views::default(),
         }
     }
 
@@ -327,5 +463,41 @@ mod tests {
         r.conntrack.differences.push(CtDiff::ExpiredInLag { line: "x".into() });
         r.decide();
         assert_eq!(r.status, Status::Agree);
+    }
+
+    #[test]
+    fn a_view_difference_is_a_disagreement_and_shown() {
+        let mut r = report();
+        r.views.count = Some(Count { kernel: Some(3), engine_min: 2, engine_max: 3 });
+        r.views.events = Some(Events {
+            differences: vec![EventDiff::ExpiredAfterEnd { line: "[DESTROY] udp 17 src=a".into() }],
+            ..Default::default()
+        });
+        r.decide();
+        assert_eq!(r.status, Status::Agree, "a tolerated DESTROY and a count in range agree");
+        assert!(r.line().ends_with("; views 0 differences"), "{}", r.line());
+        r.views.stats = Some(Stats {
+            compared: 18,
+            kernel_cpus: 2,
+            differences: vec![StatDiff::Counter {
+                view: "conntrack -S".into(),
+                field: "invalid".into(),
+                kernel: 2,
+                engine: 1,
+            }],
+        });
+        r.views.count = Some(Count { kernel: Some(5), engine_min: 2, engine_max: 3 });
+        r.decide();
+        assert_eq!(r.status, Status::Disagree);
+        let t = text(&r);
+        assert!(t.contains("views 2 differences"), "{t}");
+        assert!(t.contains("    conntrack -S: invalid: kernel 2, engine 1"), "{t}");
+        assert!(t.contains("  conntrack -C: kernel 5, engine 2..=3 entries"), "{t}");
+        // Without conntrack-tools: a note, not a disagreement.
+        let mut r = report();
+        r.views.skipped = Some("conntrack is not installed".into());
+        r.decide();
+        assert_eq!(r.status, Status::Agree);
+        assert!(text(&r).contains("views: not compared: conntrack is not installed"));
     }
 }

@@ -1,37 +1,93 @@
-//! Conntrack tables: the kernel's `/proc/net/nf_conntrack` against the engine's, as multisets of lines.
+//! Conntrack tables: the kernel's listing against the engine's, as multisets of lines. Used for
+//! `/proc/net/nf_conntrack` and for `conntrack -L` (plain and `-o extended`).
 //!
-//! Contract: every field is compared except `use=` (a reference count) and the remaining timeout (the number
-//! after the protocol numbers). The kernel's table is read a little after the last packet, the engine's is
-//! written at the last packet's time, so the engine's timeout minus that lag must be within `tolerance`
-//! seconds of the kernel's. An entry only the engine has is tolerated when it expires within the lag (the
-//! kernel no longer lists it).
+//! Contract: lines are compared byte for byte (spacing included) except `use=` (a reference count, removed),
+//! the remaining timeout (the field at the index given to [`parse_with`]: [`PROC_TIMEOUT_FIELD`] in /proc and
+//! `-o extended`, [`LIST_TIMEOUT_FIELD`] in `conntrack -L`) and `delta-time=` (seconds since creation, with the
+//! timestamp extension). The kernel's table is read a little after the last packet, the engine's is written at
+//! the last packet's time, so the engine's timeout minus that lag (its delta-time plus that lag) must be within
+//! `tolerance` seconds of the kernel's. An entry only the engine has is tolerated when it expires within the lag
+//! (the kernel no longer lists it).
 
 use std::collections::BTreeMap;
+
+/// Index of the remaining timeout among the whitespace-separated fields of a `/proc/net/nf_conntrack` or
+/// `conntrack -L -o extended` line (`ipv4 2 udp 17 TIMEOUT ...`).
+pub const PROC_TIMEOUT_FIELD: usize = 4;
+/// The same in a `conntrack -L` line (`udp 17 TIMEOUT ...`).
+pub const LIST_TIMEOUT_FIELD: usize = 2;
 
 /// One table line, split for comparison.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CtLine {
-    /// The line without `use=` and with the timeout replaced by `T`.
+    /// The line without `use=`, with the timeout replaced by `T` and the delta-time by `D`.
     pub key: String,
     pub timeout: Option<u64>,
+    /// `delta-time=` seconds, when present.
+    pub delta: Option<u64>,
     pub line: String,
 }
 
-pub fn parse(text: &str) -> Vec<CtLine> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut toks: Vec<&str> = line.split_whitespace().filter(|t| !t.starts_with("use=")).collect();
-        if toks.len() < 5 {
+/// A line with its variable fields masked: the key, the timeout (if the field at `timeout_field` is a number)
+/// and the delta-time. The spacing between the fields that stay is kept as it was.
+pub fn mask(line: &str, timeout_field: Option<usize>) -> (String, Option<u64>, Option<u64>) {
+    let mut key = String::with_capacity(line.len());
+    let mut timeout = None;
+    let mut delta = None;
+    let mut prev_end = 0;
+    let mut n = 0;
+    let mut rest = line;
+    let mut offset = 0;
+    loop {
+        let trimmed = rest.trim_start();
+        if trimmed.is_empty() {
+            break;
+        }
+        let start = offset + (rest.len() - trimmed.len());
+        let len = trimmed.find(char::is_whitespace).unwrap_or(trimmed.len());
+        let tok = trimmed.get(..len).unwrap_or("");
+        let sep = line.get(prev_end..start).unwrap_or("");
+        prev_end = start + len;
+        offset = prev_end;
+        rest = trimmed.get(len..).unwrap_or("");
+        let idx = n;
+        n += 1;
+        if tok.starts_with("use=") {
             continue;
         }
-        let mut timeout = None;
-        if let Some(t) = toks.get_mut(4) {
-            if let Ok(v) = t.parse::<u64>() {
+        key.push_str(sep);
+        if Some(idx) == timeout_field {
+            if let Ok(v) = tok.parse::<u64>() {
                 timeout = Some(v);
-                *t = "T";
+                key.push('T');
+                continue;
             }
         }
-        out.push(CtLine { key: toks.join(" "), timeout, line: line.trim().to_string() });
+        if let Some(v) = tok.strip_prefix("delta-time=").and_then(|v| v.parse::<u64>().ok()) {
+            delta = Some(v);
+            key.push_str("delta-time=D");
+            continue;
+        }
+        key.push_str(tok);
+    }
+    key.push_str(line.get(prev_end..).unwrap_or(""));
+    (key, timeout, delta)
+}
+
+/// `/proc/net/nf_conntrack` lines.
+pub fn parse(text: &str) -> Vec<CtLine> {
+    parse_with(text, PROC_TIMEOUT_FIELD)
+}
+
+/// Listing lines whose remaining timeout is field `timeout_field`.
+pub fn parse_with(text: &str, timeout_field: usize) -> Vec<CtLine> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.split_whitespace().count() <= timeout_field {
+            continue;
+        }
+        let (key, timeout, delta) = mask(line, Some(timeout_field));
+        out.push(CtLine { key, timeout, delta, line: line.trim().to_string() });
     }
     out
 }
@@ -41,6 +97,13 @@ pub fn parse(text: &str) -> Vec<CtLine> {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CtDiff {
     Timeout {
+        kernel: u64,
+        engine: u64,
+        expected: f64,
+        line: String,
+    },
+    /// `delta-time=` (timestamp extension) out of tolerance.
+    DeltaTime {
         kernel: u64,
         engine: u64,
         expected: f64,
@@ -89,6 +152,12 @@ pub fn compare(kernel: &[CtLine], engine: &[CtLine], lag_secs: f64, tolerance: f
                     out.push(CtDiff::Timeout { kernel: kt, engine: et, expected, line: kl.line.clone() });
                 }
             }
+            if let (Some(kd), Some(ed)) = (kl.delta, el.delta) {
+                let expected = ed as f64 + lag_secs;
+                if (kd as f64 - expected).abs() > tolerance {
+                    out.push(CtDiff::DeltaTime { kernel: kd, engine: ed, expected, line: kl.line.clone() });
+                }
+            }
         }
         for kl in ks.iter().skip(es.len()) {
             out.push(CtDiff::OnlyKernel { line: kl.line.clone() });
@@ -126,6 +195,36 @@ src=192.0.2.10 dst=203.0.113.80 sport=33333 dport=41966 mark=0 zone=0 use=USE";
         assert_eq!(compare(&kernel, &engine, 1.4, 2.0), vec![], "use= ignored, timeout within tolerance");
         let d = compare(&kernel, &engine, 0.0, 1.0);
         assert!(matches!(d.as_slice(), [CtDiff::Timeout { kernel: 27, engine: 29, .. }]), "{d:?}");
+    }
+
+    #[test]
+    fn masking_keeps_the_spacing_and_drops_use() {
+        let (key, timeout, delta) = mask(
+            "udp      17 28 src=10.99.0.1 dst=10.99.0.2 sport=4444 dport=6001 mark=0 delta-time=1 use=1",
+            Some(LIST_TIMEOUT_FIELD),
+        );
+        assert_eq!(
+            key,
+            "udp      17 T src=10.99.0.1 dst=10.99.0.2 sport=4444 dport=6001 mark=0 delta-time=D"
+        );
+        assert_eq!((timeout, delta), (Some(28), Some(1)));
+        // The same line with one space less after the protocol name is another key.
+        let (other, _, _) = mask("udp     17 28 src=10.99.0.1", Some(LIST_TIMEOUT_FIELD));
+        assert_ne!(other.get(..12), key.get(..12));
+        // No number at the timeout's place (a DESTROY event): nothing masked there.
+        assert_eq!(mask("[DESTROY] udp 17 src=1.2.3.4", Some(3)).0, "[DESTROY] udp 17 src=1.2.3.4");
+    }
+
+    #[test]
+    fn delta_time_compares_after_the_read_lag() {
+        let e = parse_with("udp      17 28 src=10.99.0.1 mark=0 delta-time=1 use=1", LIST_TIMEOUT_FIELD);
+        let k = parse_with("udp      17 27 src=10.99.0.1 mark=0 delta-time=2 use=1", LIST_TIMEOUT_FIELD);
+        assert_eq!(compare(&k, &e, 1.0, 2.0), vec![]);
+        let k = parse_with("udp      17 27 src=10.99.0.1 mark=0 delta-time=9 use=1", LIST_TIMEOUT_FIELD);
+        assert!(matches!(
+            compare(&k, &e, 1.0, 2.0).as_slice(),
+            [CtDiff::DeltaTime { kernel: 9, engine: 1, .. }]
+        ));
     }
 
     #[test]
