@@ -303,6 +303,9 @@ pub fn verdict_line(p: &PacketResult, multi_file: bool) -> String {
     if let Some(n) = d.ct_note {
         o.insert("ct_note".into(), n.into());
     }
+    if let Some(x) = &d.expectation {
+        o.insert("expectation".into(), x.clone().into());
+    }
     if !d.trace.is_empty() {
         o.insert("trace".into(), d.trace.clone().into());
     }

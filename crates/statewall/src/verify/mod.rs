@@ -187,6 +187,14 @@ pub fn kernel_sysctls(kv: &[String]) -> Result<Vec<(String, String)>, VerifyErro
         ) {
             continue;
         }
+        if dotted.contains("nf_conntrack_ftp") {
+            return Err(VerifyError::Sysctl(
+                s.clone(),
+                "the FTP helper's `loose` is a module parameter of the whole machine, not a namespace sysctl: \
+the kernel side cannot be given it (use `statewall replay` for it)"
+                    .into(),
+            ));
+        }
         let name = ["net.netfilter.", "net."].iter().find_map(|p| dotted.strip_prefix(p)).unwrap_or(dotted);
         if matches!(name, "nf_conntrack_max" | "nf_conntrack_buckets" | "nf_conntrack_expect_max") {
             return Err(VerifyError::Sysctl(
