@@ -34,6 +34,12 @@ pub enum Command {
     /// Needs root. Exit status: 0 everything agrees, 1 a capture disagrees (or is inconclusive), 2 usage or
     /// environment errors.
     Verify(crate::verify::VerifyArgs),
+    /// Audit the conntrack application helpers (FTP, TFTP, ...): every expectation the captures create, the
+    /// rule that assigned each helper, the packets that were RELATED only thanks to an expectation, helper
+    /// drops, and warnings for risky patterns.
+    ///
+    /// Exit status: 0 done, 2 bad usage or input, 3 done on partial input (a truncated or corrupt capture).
+    Helpers(HelpersArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -132,6 +138,21 @@ pub struct CompareArgs {
     /// How many changed packets to list individually (the rest are summarised).
     #[arg(long, default_value_t = 50)]
     pub show: usize,
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub captures: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct HelpersArgs {
+    /// The ruleset, in iptables-save format.
+    #[arg(long, value_name = "FILE")]
+    pub rules: PathBuf,
+    #[command(flatten)]
+    pub host: HostArgs,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// pcap or pcapng files, replayed in order as one capture.
     #[arg(required = true, value_name = "CAPTURE")]
     pub captures: Vec<PathBuf>,
 }

@@ -6,6 +6,7 @@
 
 mod cli;
 mod compare;
+mod helpers;
 mod load;
 mod replay;
 mod report;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         cli::Command::Compare(args) => compare::run(&args),
         cli::Command::Synth(args) => run_synth(&args),
         cli::Command::Verify(args) => verify::run(&args),
+        cli::Command::Helpers(args) => helpers::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
