@@ -369,6 +369,9 @@ fn trace_line(p: &PacketResult) -> String {
     if let Some(r) = d.route_reason {
         steps.push_str(&format!(" routing: {r}"));
     }
+    if let Some(x) = &d.expectation {
+        steps.push_str(&format!(" [RELATED through {x}]"));
+    }
     match &d.disposition {
         Disposition::Filtered => {}
         Disposition::IpInputDrop { reason } => steps.push_str(&format!("ip-input: {reason}")),
