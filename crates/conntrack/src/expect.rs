@@ -56,6 +56,8 @@ pub struct Expectation {
     pub class: u8,
     pub flags: u8,
     pub expires: Time,
+    /// The helper the expected entry gets (SIP signalling expectations: `sip`).
+    pub child_helper: Option<&'static str>,
 }
 
 impl Expectation {
@@ -173,7 +175,27 @@ impl Expectations {
         self.timers.first().map(|&(t, _)| Time(t))
     }
 
-    fn remove_seq(&mut self, seq: u64) -> Option<Expectation> {
+    /// The expectations of `master`, newest first (the kernel's per-master list order).
+    pub(crate) fn of_master_newest_first(&self, master: ConnId) -> Vec<(u64, &Expectation)> {
+        self.by_seq.iter().rev().filter(|(_, e)| e.master == master).map(|(&s, e)| (s, e)).collect()
+    }
+
+    /// The newest expectation matching `t` in `zone`, inactive ones included (`__nf_ct_expect_find`).
+    pub(crate) fn find_any(&self, t: &Tuple, zone: u16) -> Option<&Expectation> {
+        self.by_seq.values().rev().find(|e| e.matches(t, zone))
+    }
+
+    /// Give expectation `seq` a new expiry and clear `clear` from its flags.
+    pub(crate) fn retime(&mut self, seq: u64, expires: Time, clear: u8) {
+        if let Some(e) = self.by_seq.get_mut(&seq) {
+            self.timers.remove(&(e.expires.0, seq));
+            e.expires = expires;
+            e.flags &= !clear;
+            self.timers.insert((expires.0, seq));
+        }
+    }
+
+    pub(crate) fn remove_seq(&mut self, seq: u64) -> Option<Expectation> {
         let e = self.by_seq.remove(&seq)?;
         self.timers.remove(&(e.expires.0, seq));
         Some(e)
@@ -304,6 +326,7 @@ mod tests {
             class: 0,
             flags: 0,
             expires: Time(at),
+            child_helper: None,
         }
     }
 

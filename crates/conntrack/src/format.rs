@@ -334,7 +334,12 @@ pub fn write_proc_expect(ct: &Conntrack, now: Time, out: &mut dyn Write) -> fmt:
         if !flags.is_empty() {
             out.write_char(' ')?;
         }
-        writeln!(out, "{}", e.helper)?;
+        // helpers with named expectation classes print `helper/class`
+        if e.helper == "sip" {
+            writeln!(out, "{}/{}", e.helper, crate::sip::class_policy(e.class).2)?;
+        } else {
+            writeln!(out, "{}", e.helper)?;
+        }
     }
     Ok(())
 }

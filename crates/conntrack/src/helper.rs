@@ -1,10 +1,11 @@
 //! Application helpers: FTP and TFTP (reference §8.1, §8.3, §8.4; `nf_conntrack_ftp.c`,
-//! `nf_conntrack_tftp.c`).
+//! `nf_conntrack_tftp.c`); the IRC and Amanda parsers are in [`crate::irc`] and [`crate::amanda`].
 //!
 //! Contract:
 //! - A helper is attached to an entry only through a template (`-j CT --helper NAME`); the entry
 //!   keeps the name (HELPER status bit, `helper=` in `conntrack -L`). Known names with a help
-//!   function: `ftp` (TCP) and `tftp` (UDP); any other name is recorded but parses nothing.
+//!   function: `ftp` (TCP), `tftp` (UDP), `irc` (TCP, IPv4) and `amanda` (UDP); any other name
+//!   is recorded but parses nothing.
 //! - [`crate::Conntrack::help`] runs the helper at the confirm hook for packets of entries with a
 //!   helper, except RELATED_REPLY packets (`nf_confirm`). It returns [`HelperVerdict::Drop`] when
 //!   the kernel's helper returns NF_DROP (FTP partial match, expectation that cannot be added).
@@ -22,6 +23,19 @@
 //!   address is expected.
 //! - TFTP: a read (1) or write (2) request on the helper's entry, whatever its ctinfo, expects
 //!   UDP from the server's address (any port) to the client's address and port.
+//! - IRC (`nf_conntrack_irc.c`): on original-direction ESTABLISHED payload of an IPv4 entry, a
+//!   DCC command ([`crate::irc::dcc_parse`]) naming the client's own address and a non-zero port
+//!   expects TCP from any address and port to the client (reply-direction destination) and that
+//!   port; at most 8 per entry (the oldest evicted), 300 s.
+//! - Amanda (`nf_conntrack_amanda.c`): every reply-direction packet sets the entry's timeout to
+//!   300 s (`master_timeout`); a `CONNECT` line ([`crate::amanda::amanda_parse`]) expects TCP from
+//!   the original source to the original destination and each port announced; at most 3 per
+//!   entry, 180 s. A port that cannot be expected drops the packet (the other ports are still
+//!   tried).
+//! - SIP (`nf_conntrack_sip.c`, IPv4, no NAT): every packet with payload sets the entry's timeout
+//!   to 3600 s (`sip_timeout`); UDP datagrams are one message, TCP segments (ESTABLISHED either
+//!   way) a sequence of messages delimited by `Content-Length`; see [`crate::sip`] for what is
+//!   parsed and expected. Signalling expectations carry the SIP helper to the new entry.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -32,6 +46,12 @@ use crate::conn::Dir;
 pub enum HelperKind {
     Ftp,
     Tftp,
+    /// IRC DCC (IPv4 TCP; [`crate::irc`]).
+    Irc,
+    /// Amanda (UDP; [`crate::amanda`]).
+    Amanda,
+    /// SIP (UDP and TCP; [`crate::sip`]).
+    Sip,
 }
 
 impl HelperKind {
@@ -41,14 +61,24 @@ impl HelperKind {
         match (name, proto) {
             ("ftp", crate::tuple::PROTO_TCP) => Some(HelperKind::Ftp),
             ("tftp", crate::tuple::PROTO_UDP) => Some(HelperKind::Tftp),
+            ("irc", crate::tuple::PROTO_TCP) => Some(HelperKind::Irc),
+            ("amanda", crate::tuple::PROTO_UDP) => Some(HelperKind::Amanda),
+            ("sip", crate::tuple::PROTO_UDP | crate::tuple::PROTO_TCP) => Some(HelperKind::Sip),
             _ => None,
         }
     }
 
-    /// The expectation policy (max_expected, timeout seconds) of class 0.
-    pub(crate) fn policy(self) -> (usize, u32) {
+    /// The expectation policy (max_expected, timeout seconds) of `class`.
+    pub(crate) fn policy(self, class: u8) -> (usize, u32) {
         match self {
+            HelperKind::Sip => {
+                let (max, timeout, _) = crate::sip::class_policy(class);
+                (max, timeout)
+            }
             HelperKind::Ftp | HelperKind::Tftp => (1, 300),
+            // max_dcc_channels, dcc_timeout
+            HelperKind::Irc => (8, 300),
+            HelperKind::Amanda => (3, 180),
         }
     }
 
@@ -56,6 +86,9 @@ impl HelperKind {
         match self {
             HelperKind::Ftp => "ftp",
             HelperKind::Tftp => "tftp",
+            HelperKind::Irc => "irc",
+            HelperKind::Amanda => "amanda",
+            HelperKind::Sip => "sip",
         }
     }
 }
@@ -75,6 +108,9 @@ pub(crate) struct Help {
     pub(crate) name: Box<str>,
     pub(crate) kind: Option<HelperKind>,
     pub(crate) ftp: FtpState,
+    /// SIP: the CSeq of the last INVITE and REGISTER handled (`nf_ct_sip_master`).
+    pub(crate) sip_invite_cseq: u32,
+    pub(crate) sip_register_cseq: u32,
 }
 
 /// How many "sequence number after a newline" values FTP remembers per direction.
@@ -982,5 +1018,97 @@ mod exchanges {
         let (_, v) = lab.through(0.1, &udp(C, 3000, B, 69, b"\x00\x01f\x00"), Some(&tm));
         assert_eq!(v, HelperVerdict::Drop("tftp: cannot add expectation"));
         assert_eq!(lab.ct.len(), 1);
+    }
+
+    /// An IRC session A:40000 → B:6667 with the irc helper; returns the lab and the client's seq.
+    fn irc_session() -> (Lab, u32) {
+        let mut lab = Lab::new();
+        let tm = Template { helper: Some("irc".into()), ..Template::default() };
+        lab.through(0.0, &tcp(A, 40000, B, 6667, "S", 1000, 0).bytes(), Some(&tm));
+        lab.through(0.01, &tcp(B, 6667, A, 40000, "SA", 5000, 1001).bytes(), None);
+        lab.through(0.02, &tcp(A, 40000, B, 6667, "A", 1001, 5001).bytes(), None);
+        (lab, 1001)
+    }
+
+    /// 10.99.0.1 (A) as a DCC address.
+    const A_DCC: u32 = 174_260_225;
+
+    #[test]
+    fn irc_dcc_send_expects_anyone_to_the_client_port() {
+        let (mut lab, seq) = irc_session();
+        let msg = format!("PRIVMSG bob :\x01DCC SEND file.bin {A_DCC} 5000 1024\x01\r\n");
+        let (r, v) =
+            lab.through(0.1, &tcp(A, 40000, B, 6667, "PA", seq, 5001).text(msg.as_bytes()).bytes(), None);
+        assert_eq!((info(r), v), ("ESTABLISHED", HelperVerdict::Accept));
+        assert_eq!(
+            lab.list_expect(0.2),
+            "299 proto=6 src=0.0.0.0 dst=10.99.0.1 sport=0 dport=5000 mask-src=0.0.0.0 mask-dst=255.255.255.255 sport=0 dport=65535 master-src=10.99.0.1 master-dst=10.99.0.2 sport=40000 dport=6667 class=0 helper=irc\n"
+        );
+        // the peer (any address, any port) connects to the client
+        let (r, _) = lab.through(1.0, &tcp(C, 33000, A, 5000, "S", 1, 0).bytes(), None);
+        assert_eq!(info(r), "RELATED");
+        assert_eq!(lab.ct.expectations().count(), 0);
+    }
+
+    #[test]
+    fn irc_forged_port_zero_reply_direction_and_first_packet_create_nothing() {
+        let (mut lab, mut seq) = irc_session();
+        for msg in [
+            // another address than the client's
+            format!("PRIVMSG bob :\x01DCC SEND f {} 5000\x01\r\n", A_DCC + 1),
+            // port 0
+            format!("PRIVMSG bob :\x01DCC CHAT chat {A_DCC} 0\x01\r\n"),
+            // not at the start of the message
+            format!("PRIVMSG bob :hi \x01DCC SEND f {A_DCC} 5000\x01\r\n"),
+        ] {
+            let (_, v) =
+                lab.through(0.1, &tcp(A, 40000, B, 6667, "PA", seq, 5001).text(msg.as_bytes()).bytes(), None);
+            assert_eq!(v, HelperVerdict::Accept);
+            seq = seq.wrapping_add(msg.len() as u32);
+        }
+        // from the server: not looked at
+        let msg = format!("PRIVMSG bob :\x01DCC SEND f {A_DCC} 5000\x01\r\n");
+        lab.through(0.2, &tcp(B, 6667, A, 40000, "PA", 5001, seq).text(msg.as_bytes()).bytes(), None);
+        assert_eq!(lab.ct.expectations().count(), 0);
+    }
+
+    #[test]
+    fn irc_keeps_eight_dcc_channels() {
+        let (mut lab, mut seq) = irc_session();
+        for port in 5000..5009u16 {
+            let msg = format!("PRIVMSG bob :\x01DCC SEND f {A_DCC} {port}\x01\r\n");
+            lab.through(0.1, &tcp(A, 40000, B, 6667, "PA", seq, 5001).text(msg.as_bytes()).bytes(), None);
+            seq = seq.wrapping_add(msg.len() as u32);
+        }
+        let ports: Vec<_> = lab.ct.expectations().map(|e| e.tuple.dport().unwrap()).collect();
+        assert_eq!(ports, (5001..5009).collect::<Vec<_>>(), "the oldest evicted");
+        assert!(lab.ct.expectations().all(|e| e.expires == t(0.1 + 300.0)), "dcc_timeout 300 s");
+    }
+
+    #[test]
+    fn amanda_reply_expects_the_announced_ports_from_the_server_and_refreshes() {
+        let mut lab = Lab::new();
+        let tm = Template { helper: Some("amanda".into()), ..Template::default() };
+        // the server (A) asks the client (B) on 10080
+        lab.through(
+            0.0,
+            &udp(A, 850, B, 10080, b"Amanda 2.6 REQ HANDLE 000 SEQ 1\nSERVICE sendbackup\n"),
+            Some(&tm),
+        );
+        assert_eq!(lab.ct.expectations().count(), 0, "requests are not parsed");
+        let rep = b"Amanda 2.6 REP HANDLE 000 SEQ 1\nCONNECT DATA 50001 MESG 50002 INDEX 50003\n";
+        let (r, v) = lab.through(1.0, &udp(B, 10080, A, 850, rep), None);
+        assert_eq!((info(r), v), ("ESTABLISHED_REPLY", HelperVerdict::Accept));
+        assert_eq!(
+            lab.proc_expect(1.5),
+            "179 l3proto = 2 proto=6 src=10.99.0.1 dst=10.99.0.2 sport=0 dport=50001 amanda\n\
+             179 l3proto = 2 proto=6 src=10.99.0.1 dst=10.99.0.2 sport=0 dport=50002 amanda\n\
+             179 l3proto = 2 proto=6 src=10.99.0.1 dst=10.99.0.2 sport=0 dport=50003 amanda\n"
+        );
+        // the master now lives 300 s (master_timeout), not the UDP 30 s
+        assert_eq!(lab.ct.iter().next().unwrap().expires(), t(301.0));
+        // the server connects to the DATA port from any port: RELATED; another source is not
+        assert_eq!(info(lab.through(2.0, &tcp(A, 40000, B, 50001, "S", 1, 0).bytes(), None).0), "RELATED");
+        assert_eq!(info(lab.through(2.1, &tcp(C, 40000, B, 50002, "S", 1, 0).bytes(), None).0), "NEW");
     }
 }

@@ -25,23 +25,27 @@
 //! Modules (continued):
 //! - [`sctp`]: the SCTP tracker. [`event`]: `conntrack -E` events.
 //!
-//! Helpers and expectations: [`helper`] (FTP, TFTP; [`Conntrack::help`] is the helper step of the
+//! Helpers and expectations: [`helper`] (FTP, TFTP; IRC DCC in [`irc`], Amanda in [`amanda`], SIP in [`sip`];
+//! [`Conntrack::help`] is the helper step of the
 //! confirm hook) and [`expect`] (the expectation table; expected connections get EXPECTED status,
 //! their master and its mark, and RELATED ctinfo until a reply). Listings: [`write_proc_expect`],
 //! [`write_conntrack_l_expect`].
 //!
 //! Not modelled yet: NAT (the reply tuple is stored separately), timeout policies, the other
-//! helpers (IRC, SIP, ... are recorded by name but parse nothing). DCCP is tracked as a generic
+//! helpers (H.323, PPTP, ... are recorded by name but parse nothing). DCCP is tracked as a generic
 //! protocol, as on 6.18.
 #![forbid(unsafe_code)]
 
+pub mod amanda;
 pub mod config;
 pub mod conn;
 pub mod event;
 pub mod expect;
 pub mod format;
 pub mod helper;
+pub mod irc;
 pub mod sctp;
+pub mod sip;
 pub mod stats;
 pub mod table;
 pub mod tcp;

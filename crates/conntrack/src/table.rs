@@ -25,6 +25,169 @@ use slab::Slab;
 use wire::{IcmpHeader, Packet, Time, L4};
 
 use crate::config::Config;
+
+/// `sip_help_tcp`: the messages of one segment, each ending `Content-Length` bytes after the
+/// blank line that follows that header; stops at the first message that cannot be delimited.
+fn sip_tcp<C: crate::sip::SipCtx>(ctx: &mut C, data: &[u8]) -> crate::sip::SipVerdict {
+    use crate::sip::SipVerdict;
+    let mut rest = data;
+    if rest.len() < 11 {
+        return SipVerdict::Accept;
+    }
+    while let Some(msglen) = crate::sip::tcp_message_len(rest) {
+        let msg = rest.get(..msglen.min(rest.len())).unwrap_or(rest);
+        let v = crate::sip::process_msg(ctx, msg);
+        if v != SipVerdict::Accept {
+            return v;
+        }
+        if msglen >= rest.len() {
+            break;
+        }
+        rest = rest.get(msglen..).unwrap_or(&[]);
+    }
+    SipVerdict::Accept
+}
+
+/// The table's side of the SIP logic for one packet of entry `id`.
+struct SipTableCtx<'a> {
+    ct: &'a mut Conntrack,
+    id: ConnId,
+    now: Time,
+    reply: bool,
+    orig: Tuple,
+    reply_t: Tuple,
+    expected: bool,
+    zone: u16,
+}
+
+impl SipTableCtx<'_> {
+    fn help(&self) -> Option<&Help> {
+        self.ct.conn(self.id).and_then(|c| c.help.as_deref())
+    }
+    fn help_mut(&mut self) -> Option<&mut Help> {
+        self.ct.conn_mut(self.id).and_then(|c| c.help.as_deref_mut())
+    }
+    fn remove_expect(&mut self, seq: u64) {
+        if self.ct.expects.remove_seq(seq).is_some() {
+            self.ct.stats.expect_delete += 1;
+        }
+    }
+}
+
+impl crate::sip::SipCtx for SipTableCtx<'_> {
+    fn src(&self, reply: bool) -> IpAddr {
+        if reply {
+            self.reply_t.src
+        } else {
+            self.orig.src
+        }
+    }
+    fn dir_reply(&self) -> bool {
+        self.reply
+    }
+    fn proto(&self) -> u8 {
+        self.orig.proto
+    }
+    fn expected(&self) -> bool {
+        self.expected
+    }
+    fn invite_cseq(&self) -> u32 {
+        self.help().map_or(0, |h| h.sip_invite_cseq)
+    }
+    fn set_invite_cseq(&mut self, cseq: u32) {
+        if let Some(h) = self.help_mut() {
+            h.sip_invite_cseq = cseq;
+        }
+    }
+    fn register_cseq(&self) -> u32 {
+        self.help().map_or(0, |h| h.sip_register_cseq)
+    }
+    fn set_register_cseq(&mut self, cseq: u32) {
+        if let Some(h) = self.help_mut() {
+            h.sip_register_cseq = cseq;
+        }
+    }
+    fn flush(&mut self, media: bool) {
+        let seqs: Vec<(u64, u8)> =
+            self.ct.expects.of_master_newest_first(self.id).into_iter().map(|(s, e)| (s, e.class)).collect();
+        for (seq, class) in seqs {
+            if (class != crate::sip::CLASS_SIGNALLING) != media {
+                continue;
+            }
+            self.remove_expect(seq);
+            if !media {
+                break;
+            }
+        }
+    }
+    fn media_expected_elsewhere(&self, src: IpAddr, dst: IpAddr, port: u16, class: u8) -> bool {
+        let probe = Tuple { src, dst, proto: PROTO_UDP, l4: TupleL4::Ports { sport: 0, dport: port } };
+        let Some(e) = self.ct.expects.find_any(&probe, self.zone) else { return false };
+        let other_sip = self.ct.conn(e.master).and_then(|m| m.helper()) == Some("sip");
+        e.master != self.id && other_sip && e.class == class
+    }
+    fn expect_media(&mut self, src: IpAddr, dst: IpAddr, rtp_port: u16, class: u8) -> bool {
+        let mask = ExpectMask { src_addr: true, sport: 0 };
+        let tuple = |port| Tuple { src, dst, proto: PROTO_UDP, l4: TupleL4::Ports { sport: 0, dport: port } };
+        let ok = |r: Result<(), crate::expect::ExpectError>| r.is_ok();
+        let (now, id) = (self.now, self.id);
+        if !ok(self.ct.expect_related_class(now, id, HelperKind::Sip, class, 0, None, tuple(rtp_port), mask))
+        {
+            return false;
+        }
+        let rtcp = rtp_port.wrapping_add(1);
+        if ok(self.ct.expect_related_class(now, id, HelperKind::Sip, class, 0, None, tuple(rtcp), mask)) {
+            return true;
+        }
+        // nf_ct_unexpect_related: take the RTP expectation back
+        let rtp = tuple(rtp_port);
+        let seq = self
+            .ct
+            .expects
+            .of_master_newest_first(id)
+            .into_iter()
+            .find(|(_, e)| e.tuple == rtp)
+            .map(|(s, _)| s);
+        if let Some(seq) = seq {
+            self.remove_expect(seq);
+        }
+        false
+    }
+    fn expect_signalling(&mut self, src: IpAddr, dst: IpAddr, proto: u8, port: u16) -> bool {
+        let mask = ExpectMask { src_addr: true, sport: 0 };
+        let tuple = Tuple { src, dst, proto, l4: TupleL4::Ports { sport: 0, dport: port } };
+        let flags = crate::expect::FLAG_PERMANENT | crate::expect::FLAG_INACTIVE;
+        let (now, id) = (self.now, self.id);
+        self.ct
+            .expect_related_class(
+                now,
+                id,
+                HelperKind::Sip,
+                crate::sip::CLASS_SIGNALLING,
+                flags,
+                Some("sip"),
+                tuple,
+                mask,
+            )
+            .is_ok()
+    }
+    fn refresh_signalling(&mut self, dst: IpAddr, proto: u8, port: u16, expires: u32) -> bool {
+        let found = self.ct.expects.of_master_newest_first(self.id).into_iter().find(|(_, e)| {
+            e.class == crate::sip::CLASS_SIGNALLING
+                && e.tuple.dst == dst
+                && e.tuple.proto == proto
+                && e.tuple.dport() == Some(port)
+                && e.expires > self.now
+        });
+        let Some((seq, _)) = found else { return false };
+        let at = self.now.add_nanos(secs_ns(expires));
+        self.ct.expects.retime(seq, at, crate::expect::FLAG_INACTIVE);
+        true
+    }
+}
+
+/// `nf_conntrack_amanda`'s `master_timeout` module parameter (default 300 s).
+const AMANDA_MASTER_TIMEOUT: u32 = 300;
 use crate::conn::Related;
 use crate::conn::{Conn, ConnId, Counter, CtInfo, Dir, ProtoState, Status, Template, ZoneDir};
 use crate::event::{Event, EventKind, EVENT_QUEUE_MAX, EV_ASSURED, EV_MARK, EV_PROTOINFO, EV_REPLY};
@@ -374,11 +537,14 @@ impl Conntrack {
         match c.help.as_deref().and_then(|h| h.kind) {
             Some(HelperKind::Ftp) => self.help_ftp(now, id, info, pkt),
             Some(HelperKind::Tftp) => self.help_tftp(now, id, pkt),
+            Some(HelperKind::Irc) => self.help_irc(now, id, info, pkt),
+            Some(HelperKind::Amanda) => self.help_amanda(now, id, info, pkt),
+            Some(HelperKind::Sip) => self.help_sip(now, id, info, pkt),
             None => HelperVerdict::Accept,
         }
     }
 
-    /// Register an expectation for master `id` (`nf_ct_expect_related`).
+    /// Register a class-0 expectation for master `id` (`nf_ct_expect_related`).
     fn expect_related(
         &mut self,
         now: Time,
@@ -387,8 +553,24 @@ impl Conntrack {
         tuple: Tuple,
         mask: ExpectMask,
     ) -> Result<(), crate::expect::ExpectError> {
+        self.expect_related_class(now, id, kind, 0, 0, None, tuple, mask)
+    }
+
+    /// `nf_ct_expect_related` with a class, flags and a helper for the expected entry.
+    #[allow(clippy::too_many_arguments)]
+    fn expect_related_class(
+        &mut self,
+        now: Time,
+        id: ConnId,
+        kind: HelperKind,
+        class: u8,
+        flags: u8,
+        child_helper: Option<&'static str>,
+        tuple: Tuple,
+        mask: ExpectMask,
+    ) -> Result<(), crate::expect::ExpectError> {
         let Some(c) = self.conn(id) else { return Ok(()) };
-        let (max_expected, timeout) = kind.policy();
+        let (max_expected, timeout) = kind.policy(class);
         let e = Expectation {
             tuple,
             mask,
@@ -396,9 +578,10 @@ impl Conntrack {
             master_tuple: *c.orig(),
             zone: c.zone,
             helper: kind.name(),
-            class: 0,
-            flags: 0,
+            class,
+            flags,
             expires: now.add_nanos(secs_ns(timeout)),
+            child_helper,
         };
         let mut removed = Vec::new();
         let r = self.expects.add(e, max_expected, self.config.expect_max as usize, &mut removed);
@@ -407,6 +590,61 @@ impl Conntrack {
             self.stats.expect_create += 1;
         }
         r
+    }
+
+    /// `nf_ct_refresh` from a helper: the entry's timeout becomes `secs` (from now once confirmed).
+    fn helper_refresh(&mut self, now: Time, id: ConnId, secs: u32) {
+        let Some(c) = self.conn_mut(id) else { return };
+        if c.status.contains(Status::FIXED_TIMEOUT) {
+            return;
+        }
+        if c.status.confirmed() {
+            self.set_expiry(id.0 as usize, now.0.saturating_add(secs_ns(secs)));
+        } else {
+            c.timeout = secs_ns(secs);
+        }
+    }
+
+    /// The SIP helper (`nf_conntrack_sip.c`, [`crate::sip`]): UDP datagrams are one message, TCP
+    /// segments a run of messages delimited by their Content-Length.
+    fn help_sip(&mut self, now: Time, id: ConnId, info: CtInfo, pkt: &Packet<'_>) -> HelperVerdict {
+        let (data, real_len, tcp) = match &pkt.l4 {
+            L4::Udp(u) => {
+                let payload = pkt.bytes.get(pkt.ip.header_len.saturating_add(8)..).unwrap_or(&[]);
+                (payload, usize::from(u.length).saturating_sub(8), false)
+            }
+            L4::Tcp(h) => {
+                if !matches!(info, CtInfo::Established | CtInfo::EstablishedReply) {
+                    return HelperVerdict::Accept;
+                }
+                (h.payload, h.payload_len, true)
+            }
+            _ => return HelperVerdict::Accept,
+        };
+        if real_len == 0 {
+            return HelperVerdict::Accept;
+        }
+        self.helper_refresh(now, id, crate::sip::SIP_TIMEOUT);
+        let Some(c) = self.conn(id) else { return HelperVerdict::Accept };
+        // this model parses SIP on IPv4 entries only
+        if !c.orig().src.is_ipv4() {
+            return HelperVerdict::Accept;
+        }
+        let mut ctx = SipTableCtx {
+            orig: *c.orig(),
+            reply_t: *c.reply(),
+            expected: c.status.expected(),
+            zone: c.zone,
+            ct: self,
+            id,
+            now,
+            reply: info.dir() == Dir::Reply,
+        };
+        let verdict = if !tcp { crate::sip::process_msg(&mut ctx, data) } else { sip_tcp(&mut ctx, data) };
+        match verdict {
+            crate::sip::SipVerdict::Accept => HelperVerdict::Accept,
+            crate::sip::SipVerdict::Drop(why) => HelperVerdict::Drop(why),
+        }
     }
 
     /// The FTP helper (`nf_conntrack_ftp.c`, reference §8.3).
@@ -493,6 +731,75 @@ impl Conntrack {
             Ok(()) => HelperVerdict::Accept,
             Err(_) => HelperVerdict::Drop("tftp: cannot add expectation"),
         }
+    }
+
+    /// The IRC helper (`nf_conntrack_irc.c`, reference §8.5): a DCC command from the client naming
+    /// its own address expects a TCP connection from anywhere to the client and the DCC port.
+    fn help_irc(&mut self, now: Time, id: ConnId, info: CtInfo, pkt: &Packet<'_>) -> HelperVerdict {
+        // client → server only, and only once traffic was seen both ways
+        if info != CtInfo::Established {
+            return HelperVerdict::Accept;
+        }
+        let L4::Tcp(h) = &pkt.l4 else { return HelperVerdict::Accept };
+        if h.payload_len == 0 {
+            return HelperVerdict::Accept;
+        }
+        let Some(c) = self.conn(id) else { return HelperVerdict::Accept };
+        let (orig, reply) = (*c.orig(), *c.reply());
+        let (IpAddr::V4(src), IpAddr::V4(rdst)) = (orig.src, reply.dst) else {
+            return HelperVerdict::Accept;
+        };
+        // the kernel may read the byte after its 4095-byte window (linear skb: the next payload byte)
+        let beyond = if h.payload_len > crate::irc::MAX_SEARCH_SIZE {
+            h.payload.get(crate::irc::MAX_SEARCH_SIZE).copied()
+        } else {
+            None
+        };
+        let crate::irc::DccParse::Match { port, .. } = crate::irc::dcc_parse(h.payload, beyond, [src, rdst])
+        else {
+            return HelperVerdict::Accept;
+        };
+        let tuple = Tuple {
+            src: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            dst: reply.dst,
+            proto: PROTO_TCP,
+            l4: TupleL4::Ports { sport: 0, dport: port },
+        };
+        let mask = ExpectMask { src_addr: false, sport: 0 };
+        match self.expect_related(now, id, HelperKind::Irc, tuple, mask) {
+            Ok(()) => HelperVerdict::Accept,
+            Err(_) => HelperVerdict::Drop("irc: cannot add expectation"),
+        }
+    }
+
+    /// The Amanda helper (`nf_conntrack_amanda.c`): reply-direction packets refresh the entry to
+    /// 300 s and the ports of a `CONNECT` line are expected from the server.
+    fn help_amanda(&mut self, now: Time, id: ConnId, info: CtInfo, pkt: &Packet<'_>) -> HelperVerdict {
+        if info.dir() == Dir::Original {
+            return HelperVerdict::Accept;
+        }
+        // nf_ct_refresh(master_timeout): replies from Amanda clients can be much delayed
+        self.helper_refresh(now, id, AMANDA_MASTER_TIMEOUT);
+        if !matches!(pkt.l4, L4::Udp(_)) {
+            return HelperVerdict::Accept;
+        }
+        let payload = pkt.bytes.get(pkt.ip.header_len.saturating_add(8)..).unwrap_or(&[]);
+        let Some(c) = self.conn(id) else { return HelperVerdict::Accept };
+        let orig = *c.orig();
+        let mut verdict = HelperVerdict::Accept;
+        for (_, port) in crate::amanda::amanda_parse(payload) {
+            let tuple = Tuple {
+                src: orig.src,
+                dst: orig.dst,
+                proto: PROTO_TCP,
+                l4: TupleL4::Ports { sport: 0, dport: port },
+            };
+            let mask = ExpectMask { src_addr: true, sport: 0 };
+            if self.expect_related(now, id, HelperKind::Amanda, tuple, mask).is_err() {
+                verdict = HelperVerdict::Drop("amanda: cannot add expectation");
+            }
+        }
+        verdict
     }
 
     /// The packet that created an unconfirmed entry died before confirmation: free the entry.
@@ -866,6 +1173,7 @@ impl Conntrack {
         let mut status = Status::empty();
         let mut mark = 0;
         let mut related = None;
+        let mut child_helper = None;
         // init_conntrack: an expectation matching the new tuple makes an expected connection (its
         // master must be confirmed and alive); only without one does the template's helper apply.
         if !self.expects.is_empty() {
@@ -876,6 +1184,7 @@ impl Conntrack {
                     mark = m.mark;
                     let expectation = e.describe().into_boxed_str();
                     let master_helper = e.helper;
+                    child_helper = e.child_helper;
                     if self.expects.consume(seq).is_some() {
                         self.stats.expect_delete += 1;
                     }
@@ -891,12 +1200,24 @@ impl Conntrack {
                     name: name.into(),
                     kind: HelperKind::lookup(name, tuple.proto),
                     ftp: Default::default(),
+                    sip_invite_cseq: 0,
+                    sip_register_cseq: 0,
                 })
             })
         } else {
-            None
+            // an expectation naming a helper gives it to the new entry (no HELPER status bit)
+            child_helper.map(|name| {
+                Box::new(Help {
+                    name: name.into(),
+                    kind: HelperKind::lookup(name, tuple.proto),
+                    ftp: Default::default(),
+                    sip_invite_cseq: 0,
+                    sip_register_cseq: 0,
+                })
+            })
         };
-        if help.is_some() {
+        let template_helper = related.is_none() && help.is_some();
+        if template_helper {
             status.insert(Status::HELPER);
         }
         let conn = Conn {

@@ -16,7 +16,12 @@ fn helpers(file: &str) -> String {
 
 /// Runs verify on one capture and asserts agreement; returns the text report.
 fn agree(capture: &str, local: &str, v6: bool) -> String {
-    let rules = helpers("rules.v4");
+    agree_with("rules.v4", capture, local, v6)
+}
+
+/// [`agree`] with another IPv4 ruleset of examples/helpers.
+fn agree_with(rules: &str, capture: &str, local: &str, v6: bool) -> String {
+    let rules = helpers(rules);
     let rules6 = helpers("rules.v6");
     let mut args = vec!["--rules", &rules, "--local", local, "--max-gap", "2", "--no-progress"];
     if v6 {
@@ -97,4 +102,68 @@ fn ftp_edge_data_connections_are_related() {
     // 8 expected data connections: PASV, octet 257, EPSV 65537, p1 256, p2 300 (all packed without range
     // checks on 6.18), EPRT port 70000, the PORT after a refused bounce, lower-case eprt
     assert!(line.starts_with("[8:"), "{line}");
+}
+
+/// Runs verify with `rules` on `capture` (local `local`) keeping the artefacts; returns the kernel's packet count
+/// of the RELATED+EXPECTED accept rule.
+fn related_accepted(rules: &str, capture: &str, local: &str, name: &str) -> u64 {
+    let dir = scratch(name);
+    let out_dir = dir.display().to_string();
+    let (code, out, err) = verify(&[
+        "--rules",
+        &helpers(rules),
+        "--local",
+        local,
+        "--max-gap",
+        "2",
+        "--no-progress",
+        "--out",
+        &out_dir,
+        capture,
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.starts_with("AGREE"), "{capture} (local {local}): {out}");
+    let counters = std::fs::read_to_string(dir.join("kernel-counters.txt")).unwrap();
+    let line = counters
+        .lines()
+        .find(|l| l.contains("-A stateful -m conntrack --ctstate RELATED -m conntrack --ctstatus EXPECTED"))
+        .unwrap();
+    line.trim_start_matches('[').split(':').next().unwrap().parse().unwrap()
+}
+
+/// IRC DCC (SEND, CHAT accepted; forged address, port 0, DCC not at the start of the message, NOTICE, DCC from
+/// the server, partial line ignored; 16-bit port wrap) and Amanda (CONNECT DATA/MESG/INDEX, port 0 ending the
+/// list, wrap, no CONNECT) in examples/helpers/irc-amanda.pcap agree from both endpoints, and the expected
+/// connections were really RELATED: 3 DCC connections to the client and 5 Amanda data connections.
+#[test]
+fn crafted_irc_dcc_and_amanda_agree_with_the_kernel() {
+    if !kernel_available() {
+        return;
+    }
+    let cap = helpers("irc-amanda.pcap");
+    assert_eq!(
+        related_accepted("rules-irc-amanda-sip.v4", &cap, "10.1.0.2/16", "kernel_helpers_irc_client"),
+        8
+    );
+    // on the IRC server only the Amanda connections it opens itself pass OUTPUT
+    assert_eq!(
+        related_accepted("rules-irc-amanda-sip.v4", &cap, "10.1.1.1/16", "kernel_helpers_irc_server"),
+        5
+    );
+}
+
+/// The corpus SIP/UDP capture (REGISTER with 401/403/200 answers, INVITEs with SDP, 183 with SDP, CANCEL, 4xx
+/// answers) through the sip helper agrees from the client and from both servers: the master entries' 3600 s
+/// sip_timeout and the expectation counters (`expect_create` / `expect_delete` of the REGISTER signalling and
+/// RTP/RTCP media expectations and their flushes) are compared with the kernel's.
+#[test]
+fn corpus_sip_capture_agrees_with_the_kernel() {
+    if !kernel_available() {
+        return;
+    }
+    let Some(corpus) = corpus() else { return };
+    let cap = corpus.join("pcaps").join("zeek__sip__wireshark.pcap").display().to_string();
+    for local in ["192.168.1.2/24", "212.242.33.35/24", "200.68.120.81/24"] {
+        agree_with("rules-irc-amanda-sip.v4", &cap, local, false);
+    }
 }
