@@ -11,6 +11,13 @@
 //!   reaped by [`crate::Conntrack::handle_timeout`] or found expired on lookup), early drop, an RST
 //!   before any reply, a TCP reopen, a flush.
 //!
+//! Expectation events (`conntrack -E expect`; `nf_ct_expect_event_report`, `ctnetlink_expect_event`) go
+//! to the same queue with [`Event::expect`] set: NEW when an expectation is inserted
+//! (`nf_ct_expect_related`), DESTROY whenever one is unlinked (consumed by a new connection, timer
+//! expiry — stamped with the expiry time —, replaced, evicted over the helper's limit, taken back, or
+//! removed with its master): one DESTROY per `expect_delete`. Their text is the
+//! `conntrack -L expect` line with the timeout remaining at the event.
+//!
 //! The text of a message is fixed when the event happens ([`Event::line`]); [`crate::write_event`]
 //! prints it as `conntrack -E -o timestamp` does. The queue holds at most [`EVENT_QUEUE_MAX`]
 //! events; more are counted as lost (a netlink socket overrun) until the caller drains it.
@@ -33,6 +40,8 @@ pub enum EventKind {
 pub struct Event {
     pub time: Time,
     pub kind: EventKind,
+    /// An expectation event (`conntrack -E expect`), not a conntrack one.
+    pub expect: bool,
     /// The message as `conntrack -E` prints it, without timestamp and type label.
     pub line: String,
 }

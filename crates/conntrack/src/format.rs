@@ -348,28 +348,38 @@ pub fn write_proc_expect(ct: &Conntrack, now: Time, out: &mut dyn Write) -> fmt:
 /// expectation alive at `now` (no stderr trailer).
 pub fn write_conntrack_l_expect(ct: &Conntrack, now: Time, out: &mut dyn Write) -> fmt::Result {
     for e in ct.expectations().filter(|e| e.expires > now) {
-        write!(out, "{} proto={} ", e.remaining_secs(now), e.tuple.proto)?;
-        write_tuple(out, &e.tuple, false)?;
-        // the mask: source as masked, destination all ones
-        let (mask_dst, sport_mask) = match e.tuple.dst {
-            IpAddr::V4(_) => (IpAddr::V4(std::net::Ipv4Addr::BROADCAST), e.mask.sport),
-            IpAddr::V6(_) => (IpAddr::V6(std::net::Ipv6Addr::from([0xffu8; 16])), e.mask.sport),
-        };
-        write!(out, "mask-src={} mask-dst={mask_dst} ", e.mask_src_addr())?;
-        if let TupleL4::Ports { .. } = e.tuple.l4 {
-            write!(out, "sport={sport_mask} dport=65535 ")?;
-        }
-        let m = &e.master_tuple;
-        write!(out, "master-src={} master-dst={} ", m.src, m.dst)?;
-        if let TupleL4::Ports { sport, dport } = m.l4 {
-            write!(out, "sport={sport} dport={dport} ")?;
-        }
-        for f in expect_flags(e) {
-            write!(out, "{f} ")?;
-        }
-        writeln!(out, "class={} helper={}", e.class, e.helper)?;
+        write_conntrack_l_expect_line(e, now, out)?;
+        out.write_char('\n')?;
     }
     Ok(())
+}
+
+/// One expectation as `conntrack -L expect` and `conntrack -E expect` print it (without newline):
+/// `<secs> proto=<n> <tuple> mask-src=.. mask-dst=.. [sport= dport=] master-src=.. master-dst=..
+/// [sport= dport=] [PERMANENT[,INACTIVE][,USERSPACE] ]class=<n> helper=<name>`.
+pub fn write_conntrack_l_expect_line(e: &Expectation, now: Time, out: &mut dyn Write) -> fmt::Result {
+    write!(out, "{} proto={} ", e.remaining_secs(now), e.tuple.proto)?;
+    write_tuple(out, &e.tuple, false)?;
+    // the mask: source as masked, destination all ones
+    let (mask_dst, sport_mask) = match e.tuple.dst {
+        IpAddr::V4(_) => (IpAddr::V4(std::net::Ipv4Addr::BROADCAST), e.mask.sport),
+        IpAddr::V6(_) => (IpAddr::V6(std::net::Ipv6Addr::from([0xffu8; 16])), e.mask.sport),
+    };
+    write!(out, "mask-src={} mask-dst={mask_dst} ", e.mask_src_addr())?;
+    if let TupleL4::Ports { .. } = e.tuple.l4 {
+        write!(out, "sport={sport_mask} dport=65535 ")?;
+    }
+    let m = &e.master_tuple;
+    write!(out, "master-src={} master-dst={} ", m.src, m.dst)?;
+    if let TupleL4::Ports { sport, dport } = m.l4 {
+        write!(out, "sport={sport} dport={dport} ")?;
+    }
+    // libnetfilter_conntrack joins the flags with commas (kernel 6.18: `PERMANENT,INACTIVE class=0`)
+    let flags = expect_flags(e);
+    if !flags.is_empty() {
+        write!(out, "{} ", flags.join(","))?;
+    }
+    write!(out, "class={} helper={}", e.class, e.helper)
 }
 
 /// `conntrack -S`: one line (this model has a single CPU), with the tool's trailing space.

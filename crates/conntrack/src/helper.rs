@@ -991,6 +991,39 @@ mod exchanges {
     }
 
     #[test]
+    fn expectation_events_are_new_on_insert_and_destroy_on_consume_and_expiry() {
+        // kernel (6.18, conntrack -E expect -o timestamp): NEW with the full timeout, DESTROY with the
+        // timeout left when the data connection consumed it; an unused one is destroyed at its expiry
+        let mut lab = Lab::new();
+        let tm = Template { helper: Some("tftp".into()), ..Template::default() };
+        lab.through(0.0, &udp(A, 3000, B, 69, b"\x00\x01file\x00octet\x00"), Some(&tm));
+        lab.through(1.5, &udp(B, 49152, A, 3000, b"\x00\x03\x00\x01data"), None);
+        let ev: Vec<String> = lab.events().into_iter().filter(|l| l.contains("master-src=")).collect();
+        let body = "proto=17 src=10.99.0.2 dst=10.99.0.1 sport=0 dport=3000 mask-src=255.255.255.255 mask-dst=255.255.255.255 sport=0 dport=65535 master-src=10.99.0.1 master-dst=10.99.0.2 sport=3000 dport=69 class=0 helper=tftp";
+        assert_eq!(
+            ev,
+            vec![
+                format!("[{}.000000]\t    [NEW] 300 {body}", 1_700_000_000u64),
+                format!("[{}.500000]\t[DESTROY] 298 {body}", 1_700_000_001u64),
+            ]
+        );
+        // a write request nobody answers: the expectation goes with its master when the master's
+        // 30 s UDP timer runs out (nf_ct_remove_expectations), stamped then, 270 s left
+        lab.through(10.0, &udp(A, 3001, B, 69, b"\x00\x02f\x00octet\x00"), Some(&tm));
+        lab.events();
+        lab.ct.handle_timeout(t(400.0));
+        let ev: Vec<String> = lab.events().into_iter().filter(|l| l.contains("master-src=")).collect();
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert!(ev[0].starts_with("[1700000040.000000]\t[DESTROY] 270 proto=17"), "{ev:?}");
+        // with nf_conntrack_events=0 nothing is queued
+        let mut cfg = crate::Config::default();
+        cfg.events = 0;
+        let mut lab = Lab::with(cfg);
+        lab.through(0.0, &udp(A, 3000, B, 69, b"\x00\x01file\x00octet\x00"), Some(&tm));
+        assert!(lab.events().is_empty());
+    }
+
+    #[test]
     fn a_helper_on_the_wrong_protocol_or_unknown_does_nothing() {
         let mut lab = Lab::new();
         let tm = Template { helper: Some("tftp".into()), ..Template::default() };

@@ -68,8 +68,8 @@ impl SipTableCtx<'_> {
         self.ct.conn_mut(self.id).and_then(|c| c.help.as_deref_mut())
     }
     fn remove_expect(&mut self, seq: u64) {
-        if self.ct.expects.remove_seq(seq).is_some() {
-            self.ct.stats.expect_delete += 1;
+        if let Some(e) = self.ct.expects.remove_seq(seq) {
+            self.ct.expect_gone(self.now, &e);
         }
     }
 }
@@ -583,11 +583,17 @@ impl Conntrack {
             expires: now.add_nanos(secs_ns(timeout)),
             child_helper,
         };
+        let line = self.expect_event_line(&e, now);
         let mut removed = Vec::new();
         let r = self.expects.add(e, max_expected, self.config.expect_max as usize, &mut removed);
-        self.stats.expect_delete += removed.len() as u64;
+        for gone in &removed {
+            self.expect_gone(now, gone);
+        }
         if r.is_ok() {
             self.stats.expect_create += 1;
+            if let Some(line) = line {
+                self.push_event(Event { time: now, kind: EventKind::New, expect: true, line });
+            }
         }
         r
     }
@@ -935,15 +941,50 @@ impl Conntrack {
             return;
         }
         let Ok(i) = u32::try_from(idx) else { return };
+        // removed with an expired master: when its timer ran out
+        let at = if c.is_expired(self.now) { c.expires() } else { self.now };
         let removed = self.expects.remove_master(ConnId(i, c.gen));
-        self.stats.expect_delete += removed.len() as u64;
+        for e in &removed {
+            self.expect_gone(at, e);
+        }
     }
 
     fn expire_expectations(&mut self, now: Time) {
         if self.expects.poll_timeout().is_some_and(|t| t <= now) {
             let removed = self.expects.expire(now);
-            self.stats.expect_delete += removed.len() as u64;
+            for e in &removed {
+                // the expectation's own timer: stamped with its expiry
+                self.expect_gone(e.expires.min(now), e);
+            }
         }
+    }
+
+    /// An expectation was unlinked at `at` (`nf_ct_unlink_expect_report`): `expect_delete` and a
+    /// DESTROY expectation event with the timeout left then.
+    fn expect_gone(&mut self, at: Time, e: &Expectation) {
+        self.stats.expect_delete += 1;
+        if let Some(line) = self.expect_event_line(e, at) {
+            self.push_event(Event { time: at, kind: EventKind::Destroy, expect: true, line });
+        }
+    }
+
+    /// The text of an expectation event at `at`, None with events off.
+    fn expect_event_line(&self, e: &Expectation, at: Time) -> Option<String> {
+        if self.config.events == 0 {
+            return None;
+        }
+        let mut line = String::new();
+        crate::format::write_conntrack_l_expect_line(e, at, &mut line).ok()?;
+        Some(line)
+    }
+
+    /// Queue an event, or count it lost when the queue is full.
+    fn push_event(&mut self, e: Event) {
+        if self.events.len() >= EVENT_QUEUE_MAX {
+            self.events_lost = self.events_lost.saturating_add(1);
+            return;
+        }
+        self.events.push_back(e);
     }
 
     fn invalid(&mut self, reason: &'static str) -> InResult {
@@ -1071,7 +1112,7 @@ impl Conntrack {
             return;
         }
         let line = crate::format::event_text(c, time, kind, bits);
-        self.events.push_back(Event { time, kind, line });
+        self.events.push_back(Event { time, kind, expect: false, line });
     }
 
     /// Delete an entry now (expiry, early drop, reopen, flush); a confirmed one gets a DESTROY event.
@@ -1185,8 +1226,8 @@ impl Conntrack {
                     let expectation = e.describe().into_boxed_str();
                     let master_helper = e.helper;
                     child_helper = e.child_helper;
-                    if self.expects.consume(seq).is_some() {
-                        self.stats.expect_delete += 1;
+                    if let Some(e) = self.expects.consume(seq) {
+                        self.expect_gone(now, &e);
                     }
                     self.stats.expect_new += 1;
                     status.insert(Status::EXPECTED);

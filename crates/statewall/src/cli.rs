@@ -113,6 +113,9 @@ pub struct ReplayArgs {
     /// Write conntrack events (NEW, UPDATE, DESTROY) as `conntrack -E -o timestamp` prints them.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
+    /// Write expectation events (NEW, DESTROY) as `conntrack -E expect -o timestamp` prints them.
+    #[arg(long, value_name = "FILE")]
+    pub expect_events: Option<PathBuf>,
     /// Write, for every packet, the rules it traversed (like the TRACE target) and conntrack's verdict with its
     /// reason; the same list goes into --verdicts as `trace`.
     #[arg(long, value_name = "FILE")]

@@ -395,11 +395,12 @@ pub fn run(args: &ReplayArgs) -> miette::Result<u8> {
     let mut verdicts = Stream::open(args.verdicts.as_ref())?;
     let mut trace = Stream::open(args.trace.as_ref())?;
     let mut events = Stream::open(args.events.as_ref())?;
+    let mut expect_events = Stream::open(args.expect_events.as_ref())?;
     let multi = captures.len() > 1;
     let opts = RunOptions {
         progress: !args.host.no_progress,
         tracing: args.trace.is_some(),
-        events: args.events.is_some(),
+        events: args.events.is_some() || args.expect_events.is_some(),
     };
     let (engine, summary) = run_engine_with(
         setup,
@@ -414,7 +415,9 @@ pub fn run(args: &ReplayArgs) -> miette::Result<u8> {
             }
         },
         |e| {
-            if let Some(s) = events.as_mut() {
+            // conntrack -E and conntrack -E expect are separate listeners: separate files
+            let stream = if e.expect { expect_events.as_mut() } else { events.as_mut() };
+            if let Some(s) = stream {
                 let mut text = String::new();
                 if conntrack::write_event(e, &mut text).is_ok() {
                     s.line(text.trim_end_matches('\n'));
@@ -422,7 +425,7 @@ pub fn run(args: &ReplayArgs) -> miette::Result<u8> {
             }
         },
     );
-    for s in [verdicts, trace, events].into_iter().flatten() {
+    for s in [verdicts, trace, events, expect_events].into_iter().flatten() {
         s.finish()?;
     }
     if let Some(path) = &args.counters {

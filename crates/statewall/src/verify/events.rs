@@ -20,6 +20,10 @@
 //! - A DESTROY only the kernel has, for an entry the engine still holds at its last packet and that expires by
 //!   the time of that DESTROY (within the tolerance), is tolerated: the kernel reaps entries that expire while
 //!   its state is read, the engine's clock stops at the last packet.
+//! - Expectation events: a second listener, `conntrack -E expect -o timestamp` ([`Listener::start_expect`]),
+//!   against the engine's expectation events ([`conntrack::Event::expect`]), compared the same way
+//!   ([`compare_expect`]) with the timeout in the field after the type label (NEW and DESTROY both carry it)
+//!   and an expectation identified by its line without the timeout and the flags ([`expect_key`]).
 //! - If the tool reports that its socket overran (ENOBUFS: events lost), the events are not compared (a note).
 
 use std::collections::BTreeMap;
@@ -67,22 +71,37 @@ fn reader<R: Read + Send + 'static>(r: Option<R>) -> Option<JoinHandle<String>> 
     })
 }
 
-/// True once a netfilter netlink socket (protocol 12) of namespace `ns` has joined multicast groups.
-fn listening(ns: &str) -> Result<bool, VerifyError> {
+/// How many netfilter netlink sockets (protocol 12) of namespace `ns` have joined multicast groups.
+fn listening(ns: &str) -> Result<usize, VerifyError> {
     super::io::in_netns(ns, || {
         let t = std::fs::read_to_string("/proc/thread-self/net/netlink")
             .map_err(|e| VerifyError::Io { what: "reading /proc/net/netlink".into(), source: e })?;
-        Ok(t.lines().skip(1).any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.get(1) == Some(&"12") && f.get(3).is_some_and(|g| !g.trim_start_matches('0').is_empty())
-        }))
+        Ok(t.lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.get(1) == Some(&"12") && f.get(3).is_some_and(|g| !g.trim_start_matches('0').is_empty())
+            })
+            .count())
     })
 }
 
 impl Listener {
     /// Starts `conntrack -E -o timestamp` in namespace `ns` and waits until it listens.
     pub fn start(ns: &str) -> Result<Listener, VerifyError> {
-        let args = ["netns", "exec", ns, "conntrack", "-E", "-o", "timestamp", "-b", BUFFER];
+        Self::start_with(ns, &["-E", "-o", "timestamp", "-b", BUFFER])
+    }
+
+    /// Starts `conntrack -E expect -o timestamp` in namespace `ns` and waits until it listens (the tool refuses
+    /// `-b` with `expect`: default socket buffer).
+    pub fn start_expect(ns: &str) -> Result<Listener, VerifyError> {
+        Self::start_with(ns, &["-E", "expect", "-o", "timestamp"])
+    }
+
+    fn start_with(ns: &str, tool_args: &[&str]) -> Result<Listener, VerifyError> {
+        let before = listening(ns)?;
+        let mut args = vec!["netns", "exec", ns, "conntrack"];
+        args.extend_from_slice(tool_args);
         let shown = format!("ip {}", args.join(" "));
         let mut child = Command::new("ip")
             .args(args)
@@ -96,7 +115,7 @@ impl Listener {
         let mut l = Listener { child: Some(child), out, err };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if listening(ns)? {
+            if listening(ns)? > before {
                 return Ok(l);
             }
             let exited = l.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
@@ -195,12 +214,27 @@ pub fn flow_key(text: &str) -> String {
     key.join(" ")
 }
 
-/// Parses `conntrack -E -o timestamp` output.
-pub fn parse(text: &str) -> Vec<EvLine> {
-    text.lines().filter(|l| !l.trim().is_empty()).map(parse_line).collect()
+/// An expectation in an event line (after the type label): the line without the timeout (first field) and
+/// the flags (`PERMANENT`, `INACTIVE`, `USERSPACE`; INACTIVE is cleared without an event).
+pub fn expect_key(text: &str) -> String {
+    text.split_whitespace()
+        .skip(1)
+        .filter(|t| !t.split(',').all(|f| matches!(f, "PERMANENT" | "INACTIVE" | "USERSPACE")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-fn parse_line(line: &str) -> EvLine {
+/// Parses `conntrack -E -o timestamp` output.
+pub fn parse(text: &str) -> Vec<EvLine> {
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| parse_line(l, false)).collect()
+}
+
+/// Parses `conntrack -E expect -o timestamp` output.
+pub fn parse_expect(text: &str) -> Vec<EvLine> {
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| parse_line(l, true)).collect()
+}
+
+fn parse_line(line: &str, expect: bool) -> EvLine {
     let (time, body) = split_timestamp(line);
     let trimmed = body.trim_start();
     let (label, after) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
@@ -210,9 +244,10 @@ fn parse_line(line: &str) -> EvLine {
         "[DESTROY]" => Some(EventKind::Destroy),
         _ => None,
     };
-    // Fields: label, protocol name, number, timeout.
-    let (key, timeout, delta) = table::mask(body, Some(3));
-    EvLine { time, kind, key, timeout, delta, flow: flow_key(after), line: trimmed.to_string() }
+    // Fields: label, protocol name, number, timeout (expectations: label, timeout).
+    let (key, timeout, delta) = table::mask(body, Some(if expect { 1 } else { 3 }));
+    let flow = if expect { expect_key(after) } else { flow_key(after) };
+    EvLine { time, kind, key, timeout, delta, flow, line: trimmed.to_string() }
 }
 
 /// One engine event, with whether a packet made it (stamped with that packet's time) or a timer (stamped with
@@ -354,13 +389,35 @@ pub fn compare(
     expiry: &BTreeMap<String, Time>,
     tolerance: f64,
 ) -> Events {
+    compare_with(kernel, engine, engine_end, expiry, tolerance, false)
+}
+
+/// [`compare`] for expectation events; `expiry` by [`expect_key`].
+pub fn compare_expect(
+    kernel: &KernelEvents,
+    engine: &[EngineEvent],
+    engine_end: Time,
+    expiry: &BTreeMap<String, Time>,
+    tolerance: f64,
+) -> Events {
+    compare_with(kernel, engine, engine_end, expiry, tolerance, true)
+}
+
+fn compare_with(
+    kernel: &KernelEvents,
+    engine: &[EngineEvent],
+    engine_end: Time,
+    expiry: &BTreeMap<String, Time>,
+    tolerance: f64,
+    expect: bool,
+) -> Events {
     let mut r = Events {
         engine_events: engine.len(),
         tolerance_secs: tolerance,
         timestamp_tolerance_ms: TIMESTAMP_TOLERANCE_MS,
         ..Default::default()
     };
-    let klines = parse(&kernel.text);
+    let klines = if expect { parse_expect(&kernel.text) } else { parse(&kernel.text) };
     r.kernel_events = klines.len();
     if kernel.stderr.contains("ENOBUFS") {
         r.note = Some("the listener's socket overran (ENOBUFS): the kernel's events are incomplete".into());
@@ -371,7 +428,7 @@ pub fn compare(
         .map(|e| {
             let mut s = String::new();
             let _ = conntrack::write_event(&e.event, &mut s);
-            let mut l = parse_line(s.trim_end_matches('\n'));
+            let mut l = parse_line(s.trim_end_matches('\n'), expect);
             l.time = Some(e.event.time);
             (l, e.by_packet)
         })
@@ -481,19 +538,50 @@ mod tests {
 
     fn ev(ms: u64, kind: EventKind, label_line: &str, by_packet: bool) -> EngineEvent {
         let line = label_line.trim_start().split_once(' ').unwrap().1.to_string();
-        EngineEvent { event: conntrack::Event { time: Time(T0 + ms * 1_000_000), kind, line }, by_packet }
+        let event = conntrack::Event { time: Time(T0 + ms * 1_000_000), kind, expect: false, line };
+        EngineEvent { event, by_packet }
     }
 
     #[test]
     fn lines_parse_into_kind_flow_and_masked_timeout() {
-        let l = parse_line(&format!("{}{NEW}", stamp(T0 + 1_000)));
+        let l = parse_line(&format!("{}{NEW}", stamp(T0 + 1_000)), false);
         assert_eq!(l.time, Some(Time(T0 + 1_000)));
         assert_eq!(l.kind, Some(EventKind::New));
         assert_eq!(l.timeout, Some(30));
         assert!(l.key.starts_with("\t    [NEW] udp      17 T src="), "{:?}", l.key);
         assert_eq!(l.flow, "udp 17 src=203.0.113.80 dst=192.0.2.10 sport=41966 dport=53");
-        let d = parse_line(&format!("{}{DES}", stamp(T0)));
+        let d = parse_line(&format!("{}{DES}", stamp(T0)), false);
         assert_eq!((d.kind, d.timeout, &d.flow), (Some(EventKind::Destroy), None, &l.flow));
+    }
+
+    #[test]
+    fn expectation_events_are_compared_by_expectation_with_their_timeout() {
+        // What conntrack -E expect printed (6.18): NEW with the full timeout, DESTROY when consumed.
+        const XN: &str = "    [NEW] 300 proto=17 src=127.0.0.1 dst=127.0.0.1 sport=0 dport=4000 mask-src=255.255.255.255 mask-dst=255.255.255.255 sport=0 dport=65535 master-src=127.0.0.1 master-dst=127.0.0.1 sport=4000 dport=69 class=0 helper=tftp";
+        const XD: &str = "[DESTROY] 298 proto=17 src=127.0.0.1 dst=127.0.0.1 sport=0 dport=4000 mask-src=255.255.255.255 mask-dst=255.255.255.255 sport=0 dport=65535 master-src=127.0.0.1 master-dst=127.0.0.1 sport=4000 dport=69 class=0 helper=tftp";
+        let l = parse_line(&format!("{}{XD}", stamp(T0)), true);
+        assert_eq!((l.kind, l.timeout), (Some(EventKind::Destroy), Some(298)));
+        assert_eq!(l.flow, parse_line(XN, true).flow);
+        assert!(l.flow.starts_with("proto=17 src=127.0.0.1"), "{}", l.flow);
+        let k = kernel(&[(1_000_000, XN), (1_501_000_000, XD)]);
+        let e = [ev(0, EventKind::New, XN, true), ev(1_500, EventKind::Destroy, XD, true)];
+        let r = compare_expect(&k, &e, Time(T0), &BTreeMap::new(), 2.0);
+        assert_eq!((r.kernel_events, r.engine_events, r.connections), (2, 2, 1));
+        assert_eq!(r.differences, vec![]);
+        // the engine kept it 100 s less
+        let e = [
+            ev(0, EventKind::New, &XN.replace(" 300 ", " 200 "), true),
+            ev(1_500, EventKind::Destroy, XD, true),
+        ];
+        let r = compare_expect(&k, &e, Time(T0), &BTreeMap::new(), 2.0);
+        assert!(matches!(r.differences.as_slice(), [EventDiff::Timeout { kernel: 300, engine: 200, .. }]));
+        // no DESTROY on the engine's side
+        let r = compare_expect(&k, &e[..1], Time(T0), &BTreeMap::new(), 2.0);
+        assert!(
+            r.differences.iter().any(|d| matches!(d, EventDiff::OnlyKernel { .. })),
+            "{:?}",
+            r.differences
+        );
     }
 
     #[test]
@@ -538,7 +626,7 @@ mod tests {
     #[test]
     fn a_destroy_after_the_end_of_an_entry_expiring_then_is_tolerated() {
         let e = [ev(0, EventKind::New, NEW, true)];
-        let flow = parse_line(NEW).flow;
+        let flow = parse_line(NEW, false).flow;
         // The engine's entry expires at 30 s; the kernel reaped it at 30.4 s while its state was read.
         let expiry = BTreeMap::from([(flow, Time(T0 + 30_000_000_000))]);
         let k = kernel(&[(0, NEW), (30_400_000_000, DES)]);

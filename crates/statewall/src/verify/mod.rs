@@ -364,6 +364,8 @@ struct KernelRun {
     /// What conntrack-tools printed (None: not installed).
     views: Option<views::KernelViews>,
     events: Option<events::KernelEvents>,
+    /// `conntrack -E expect`.
+    expect_events: Option<events::KernelEvents>,
 }
 
 fn kernel_run(
@@ -382,6 +384,10 @@ fn kernel_run(
     let (mut socks, observers) = io::open(&topo, plan, &stop)?;
     // Listening before the first packet (declared after `topo`: stopped before the namespaces go).
     let listener = if find_in_path(CONNTRACK_TOOL) { Some(events::Listener::start(&topo.fw)?) } else { None };
+    let expect_listener = match listener {
+        Some(_) => Some(events::Listener::start_expect(&topo.fw)?),
+        None => None,
+    };
     let sent =
         io::send_all(&mut socks, plan, &cap.capture.records, args.max_gap.map(Duration::from_millis), abort)?;
     std::thread::sleep(STRAGGLERS);
@@ -396,6 +402,7 @@ fn kernel_run(
         None => None,
     };
     let kevents = listener.map(events::Listener::stop).transpose()?;
+    let kexpect_events = expect_listener.map(events::Listener::stop).transpose()?;
     let observed = observers.finish();
     drop(socks);
     let left = topo.destroy();
@@ -412,6 +419,7 @@ fn kernel_run(
         save6,
         views: kviews,
         events: kevents,
+        expect_events: kexpect_events,
     })
 }
 
@@ -453,6 +461,7 @@ fn verify_capture(
     }
     let mut decisions = Vec::with_capacity(retimed.capture.records.len());
     let mut engine_events = Vec::new();
+    let mut engine_expect_events = Vec::new();
     // The time of the packet whose events are being drained: an event stamped with it was made by the packet.
     let current = std::cell::Cell::new(wire::Time(0));
     let (engine, _summary) = replay::run_engine_with(
@@ -465,7 +474,12 @@ fn verify_capture(
             decisions.push(p.decision.clone());
         },
         |e| {
-            engine_events.push(events::EngineEvent { event: e.clone(), by_packet: e.time == current.get() });
+            let ev = events::EngineEvent { event: e.clone(), by_packet: e.time == current.get() };
+            if e.expect {
+                engine_expect_events.push(ev);
+            } else {
+                engine_events.push(ev);
+            }
         },
     );
 
@@ -576,7 +590,7 @@ fn verify_capture(
 
     let engine_views = views::engine_views(engine.conntrack(), engine.now())
         .map_err(|e| miette::miette!("formatting the conntrack views: {e}"))?;
-    let views_report = compare_views(&k, &engine, &engine_views, &engine_events);
+    let views_report = compare_views(&k, &engine, &engine_views, &engine_events, &engine_expect_events);
 
     let sent = plan.steps.iter().filter(|s| matches!(s, Step::Send(_))).count();
     let mut r = CaptureReport {
@@ -645,8 +659,20 @@ fn verify_capture(
                 ("engine-conntrack-C.txt", format!("{}\n", engine.conntrack().count()).as_bytes()),
                 ("kernel-stat.txt", k.views.as_ref().map_or("", |v| v.proc_stat.as_str()).as_bytes()),
                 ("engine-stat.txt", engine_views.proc_stat.as_bytes()),
+                ("kernel-expect.txt", k.views.as_ref().map_or("", |v| v.proc_expect.as_str()).as_bytes()),
+                ("engine-expect.txt", engine_views.proc_expect.as_bytes()),
+                (
+                    "kernel-conntrack-L-expect.txt",
+                    k.views.as_ref().map_or("", |v| v.list_expect.as_str()).as_bytes(),
+                ),
+                ("engine-conntrack-L-expect.txt", engine_views.list_expect.as_bytes()),
                 ("kernel-events.txt", k.events.as_ref().map_or("", |v| v.text.as_str()).as_bytes()),
                 ("engine-events.txt", events::engine_text(&engine_events).as_bytes()),
+                (
+                    "kernel-expect-events.txt",
+                    k.expect_events.as_ref().map_or("", |v| v.text.as_str()).as_bytes(),
+                ),
+                ("engine-expect-events.txt", events::engine_text(&engine_expect_events).as_bytes()),
                 ("fates.jsonl", lines.as_bytes()),
                 ("report.json", json.as_bytes()),
                 ("report.txt", report::text(&r).as_bytes()),
@@ -663,6 +689,7 @@ fn compare_views(
     engine: &engine::Engine,
     ev: &views::EngineViews,
     engine_events: &[events::EngineEvent],
+    engine_expect_events: &[events::EngineEvent],
 ) -> report::Views {
     let (Some(kv), Some(ke)) = (&k.views, &k.events) else {
         return report::Views { skipped: Some(NO_CONNTRACK_TOOL.into()), ..Default::default() };
@@ -674,6 +701,13 @@ fn compare_views(
         let mut line = String::new();
         if conntrack::format::write_conntrack_l_line(c, now, &mut line).is_ok() {
             expiry.insert(events::flow_key(&line), c.expires());
+        }
+    }
+    let mut expect_expiry = std::collections::BTreeMap::new();
+    for e in engine.conntrack().expectations() {
+        let mut line = String::new();
+        if conntrack::format::write_conntrack_l_expect_line(e, now, &mut line).is_ok() {
+            expect_expiry.insert(events::expect_key(&line), e.expires);
         }
     }
     report::Views {
@@ -694,7 +728,25 @@ fn compare_views(
         )),
         stats: Some(views::compare_stats(kv, ev)),
         count: Some(views::compare_count(&kv.count, &ev.remaining, lag(kv.extended_at), TOLERANCE_SECS)),
+        proc_expect: Some(views::compare_listing(
+            &kv.proc_expect,
+            &ev.proc_expect,
+            views::EXPECT_TIMEOUT_FIELD,
+            lag(kv.proc_expect_at),
+            TOLERANCE_SECS,
+        )),
+        list_expect: Some(views::compare_listing(
+            &kv.list_expect,
+            &ev.list_expect,
+            views::EXPECT_TIMEOUT_FIELD,
+            lag(kv.list_expect_at),
+            TOLERANCE_SECS,
+        )),
         events: Some(events::compare(ke, engine_events, now, &expiry, TOLERANCE_SECS)),
+        expect_events: k
+            .expect_events
+            .as_ref()
+            .map(|kx| events::compare_expect(kx, engine_expect_events, now, &expect_expiry, TOLERANCE_SECS)),
     }
 }
 

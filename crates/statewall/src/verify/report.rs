@@ -105,8 +105,14 @@ pub struct Views {
     pub stats: Option<Stats>,
     /// `conntrack -C`.
     pub count: Option<Count>,
+    /// `/proc/net/nf_conntrack_expect`.
+    pub proc_expect: Option<Listing>,
+    /// `conntrack -L expect`.
+    pub list_expect: Option<Listing>,
     /// `conntrack -E -o timestamp`.
     pub events: Option<Events>,
+    /// `conntrack -E expect -o timestamp`.
+    pub expect_events: Option<Events>,
 }
 
 impl Views {
@@ -114,9 +120,12 @@ impl Views {
     pub fn disagreements(&self) -> usize {
         self.list.as_ref().map_or(0, Listing::disagreements)
             + self.extended.as_ref().map_or(0, Listing::disagreements)
+            + self.proc_expect.as_ref().map_or(0, Listing::disagreements)
+            + self.list_expect.as_ref().map_or(0, Listing::disagreements)
             + self.stats.as_ref().map_or(0, |s| s.differences.len())
             + usize::from(self.count.as_ref().is_some_and(|c| !c.agrees()))
             + self.events.as_ref().map_or(0, Events::disagreements)
+            + self.expect_events.as_ref().map_or(0, Events::disagreements)
     }
 }
 
@@ -317,7 +326,12 @@ fn views(o: &mut String, v: &Views) -> std::fmt::Result {
         writeln!(o, "  views: not compared: {why}")?;
         return Ok(());
     }
-    for (name, l) in [("conntrack -L", &v.list), ("conntrack -L -o extended", &v.extended)] {
+    for (name, l) in [
+        ("conntrack -L", &v.list),
+        ("conntrack -L -o extended", &v.extended),
+        ("/proc/net/nf_conntrack_expect", &v.proc_expect),
+        ("conntrack -L expect", &v.list_expect),
+    ] {
         let Some(l) = l else { continue };
         if l.differences.is_empty() {
             continue;
@@ -357,14 +371,15 @@ fn views(o: &mut String, v: &Views) -> std::fmt::Result {
         let k = c.kernel.map_or_else(|| "(not a number)".to_string(), |k| k.to_string());
         writeln!(o, "  conntrack -C: kernel {k}, engine {}..={} entries", c.engine_min, c.engine_max)?;
     }
-    if let Some(e) = &v.events {
+    for (name, e) in [("events", &v.events), ("expectation events", &v.expect_events)] {
+        let Some(e) = e else { continue };
         if let Some(n) = &e.note {
-            writeln!(o, "  events: not compared: {n}")?;
+            writeln!(o, "  {name}: not compared: {n}")?;
         }
         if !e.differences.is_empty() {
             writeln!(
                 o,
-                "  events: kernel {}, engine {} over {} connections: {} differences (max packet skew {:.1} ms)",
+                "  {name}: kernel {}, engine {} over {} connections: {} differences (max packet skew {:.1} ms)",
                 e.kernel_events,
                 e.engine_events,
                 e.connections,

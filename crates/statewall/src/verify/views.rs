@@ -12,6 +12,8 @@
 //!   not depend on the CPU layout or on timing ([`STAT_FIELDS`]) are summed over CPUs and compared with the
 //!   engine's. Each kernel line must also have the engine line's shape (the same text once every number is
 //!   masked, the CPU number included), and the /proc header must be the same.
+//! - The expectation table: `/proc/net/nf_conntrack_expect` and `conntrack -L expect`, read right after the
+//!   listings, compared the same way with the remaining timeout in the first field ([`EXPECT_TIMEOUT_FIELD`]).
 //! - `conntrack -C` (the namespace's entry count) must lie between the engine's entries that are certainly
 //!   still alive at the read (remaining timeout minus the lag above the tolerance) and all its live entries at
 //!   its last packet.
@@ -35,6 +37,9 @@ pub const STAT_FIELDS: [&str; 9] = [
     "chaintoolong",
 ];
 
+/// The remaining timeout of an expectation line (`/proc/net/nf_conntrack_expect`, `conntrack -L expect`).
+pub const EXPECT_TIMEOUT_FIELD: usize = 0;
+
 /// What the tools printed in the firewall namespace.
 #[derive(Debug, Clone, Default)]
 pub struct KernelViews {
@@ -50,6 +55,12 @@ pub struct KernelViews {
     pub count: String,
     /// `/proc/net/stat/nf_conntrack`.
     pub proc_stat: String,
+    /// `/proc/net/nf_conntrack_expect` and when it was read.
+    pub proc_expect: String,
+    pub proc_expect_at: wire::Time,
+    /// `conntrack -L expect` and when it was started.
+    pub list_expect: String,
+    pub list_expect_at: wire::Time,
 }
 
 /// Runs the tools in namespace `ns` (`ip netns exec`).
@@ -65,7 +76,26 @@ pub fn read_kernel(ns: &str) -> Result<KernelViews, VerifyError> {
         std::fs::read_to_string("/proc/thread-self/net/stat/nf_conntrack")
             .map_err(|e| VerifyError::Io { what: "reading /proc/net/stat/nf_conntrack".into(), source: e })
     })?;
-    Ok(KernelViews { list, list_at, extended, extended_at, stats, count, proc_stat })
+    let proc_expect_at = super::io::now();
+    let proc_expect = super::io::in_netns(ns, || {
+        std::fs::read_to_string("/proc/thread-self/net/nf_conntrack_expect")
+            .map_err(|e| VerifyError::Io { what: "reading /proc/net/nf_conntrack_expect".into(), source: e })
+    })?;
+    let list_expect_at = super::io::now();
+    let list_expect = run(&["conntrack", "-L", "expect"])?;
+    Ok(KernelViews {
+        list,
+        list_at,
+        extended,
+        extended_at,
+        stats,
+        count,
+        proc_stat,
+        proc_expect,
+        proc_expect_at,
+        list_expect,
+        list_expect_at,
+    })
 }
 
 /// The engine's side of the same views.
@@ -75,6 +105,9 @@ pub struct EngineViews {
     pub extended: String,
     pub stats: String,
     pub proc_stat: String,
+    /// `/proc/net/nf_conntrack_expect` and `conntrack -L expect`.
+    pub proc_expect: String,
+    pub list_expect: String,
     /// The live entries at the last packet with their remaining timeouts (seconds).
     pub remaining: Vec<u64>,
 }
@@ -86,6 +119,8 @@ pub fn engine_views(ct: &conntrack::Conntrack, now: wire::Time) -> Result<Engine
     conntrack::write_conntrack_l_extended(ct, now, &mut v.extended)?;
     conntrack::write_stats_conntrack_s(ct, &mut v.stats)?;
     conntrack::write_proc_stat(ct, &mut v.proc_stat)?;
+    conntrack::write_proc_expect(ct, now, &mut v.proc_expect)?;
+    conntrack::write_conntrack_l_expect(ct, now, &mut v.list_expect)?;
     v.remaining = ct.iter().filter(|c| !c.is_expired(now)).map(|c| c.remaining_secs(now)).collect();
     Ok(v)
 }
