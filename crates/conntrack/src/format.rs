@@ -519,3 +519,50 @@ mod tests {
         assert!(ev[0].contains("mark=1"), "{}", ev[0]);
     }
 }
+
+#[cfg(test)]
+mod expect_format_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::expect::{ExpectMask, Expectation, FLAG_INACTIVE, FLAG_PERMANENT};
+    use crate::ConnId;
+
+    fn sip_signalling(flags: u8) -> Expectation {
+        let t = |s: &str, d: &str, sp, dp| Tuple {
+            src: s.parse().unwrap(),
+            dst: d.parse().unwrap(),
+            proto: 17,
+            l4: TupleL4::Ports { sport: sp, dport: dp },
+        };
+        Expectation {
+            tuple: t("0.0.0.0", "192.168.1.2", 0, 5060),
+            mask: ExpectMask { src_addr: false, sport: 0 },
+            master: ConnId(0, 0),
+            master_tuple: t("192.168.1.2", "212.242.33.35", 5060, 5060),
+            zone: 0,
+            helper: "sip",
+            class: 0,
+            flags,
+            expires: Time::from_secs(1_000),
+            child_helper: Some("sip"),
+        }
+    }
+
+    /// libnetfilter_conntrack joins the flags with commas; seen on 6.18 with a SIP REGISTER
+    /// (`... PERMANENT,INACTIVE class=0 helper=sip`).
+    #[test]
+    fn conntrack_l_expect_joins_flags_with_commas() {
+        let mut s = String::new();
+        write_conntrack_l_expect_line(
+            &sip_signalling(FLAG_PERMANENT | FLAG_INACTIVE),
+            Time::from_secs(700),
+            &mut s,
+        )
+        .unwrap();
+        assert!(s.starts_with("300 proto=17 "), "{s}");
+        assert!(s.ends_with(" PERMANENT,INACTIVE class=0 helper=sip"), "{s}");
+        let mut s = String::new();
+        write_conntrack_l_expect_line(&sip_signalling(0), Time::from_secs(700), &mut s).unwrap();
+        assert!(s.ends_with(" sport=5060 dport=5060 class=0 helper=sip"), "{s}");
+    }
+}
