@@ -172,10 +172,7 @@ impl FlowSummary {
             _ => None,
         };
         let quoted = match &pkt.l4 {
-            wire::L4::Icmp(i)
-                if (pkt.is_v4() && matches!(i.icmp_type, 3 | 4 | 5 | 11 | 12))
-                    || (!pkt.is_v4() && i.icmp_type < 128) =>
-            {
+            wire::L4::Icmp(i) if pkt.is_icmp_error() => {
                 wire::packet::decode_quoted(i.payload).ok().map(|q| {
                     let ports = match (q.ip.proto, q.l4) {
                         (6 | 17 | 136 | 132, [a, b, c, d, ..]) => {

@@ -210,17 +210,21 @@ impl Engine {
         // ip_rcv_core validates the header of packets arriving from a device before NF_INET_PRE_ROUTING: a bad
         // header checksum (e.g. a capture taken on the sender with checksum offload) never reaches netfilter.
         // Locally generated packets get their header checksum filled in by the stack.
-        let (route, _, _) = self.host.classify(pkt.ip.src, pkt.ip.dst);
-        let from_wire = !matches!(route, PathKind::Output | PathKind::Loopback);
-        if from_wire && pkt.is_v4() && !wire::checksum::ipv4_header_ok(bytes) {
-            let mut d = Decision::unfiltered(Disposition::IpInputDrop { reason: "bad IPv4 header checksum" });
-            d.verdict = Some(Verdict::Drop);
-            d.flow = Some(crate::decision::FlowSummary::of(&pkt));
-            return d;
-        }
-        // ... and drops a datagram shorter on the wire than its header's total length.
-        if from_wire && wire_len < pkt.ip.total_len {
-            let reason = "truncated: shorter on the wire than its IP header says";
+        // The route is decided once per packet (a reassembled datagram has its fragments' addresses).
+        let host = std::sync::Arc::clone(&self.host);
+        let route = host.classify(pkt.ip.src, pkt.ip.dst);
+        let from_wire = !matches!(route.0, PathKind::Output | PathKind::Loopback);
+        let input_drop = if !from_wire {
+            None
+        } else if pkt.is_v4() && !wire::checksum::ipv4_header_ok(bytes) {
+            Some("bad IPv4 header checksum")
+        } else if wire_len < pkt.ip.total_len {
+            // ... and it drops a datagram shorter on the wire than its header's total length.
+            Some("truncated: shorter on the wire than its IP header says")
+        } else {
+            None
+        };
+        if let Some(reason) = input_drop {
             let mut d = Decision::unfiltered(Disposition::IpInputDrop { reason });
             d.verdict = Some(Verdict::Drop);
             d.flow = Some(crate::decision::FlowSummary::of(&pkt));
@@ -237,19 +241,24 @@ impl Engine {
                 }
                 wire::defrag::DefragResult::Complete(whole) => {
                     return match wire::decode_ip(&whole) {
-                        Ok(p) => self.filter(now, &p, pkttype),
+                        Ok(p) => self.filter(now, &p, pkttype, route),
                         Err(e) => Decision::unfiltered(Disposition::Undecodable { reason: e.to_string() }),
                     };
                 }
             }
         }
-        self.filter(now, &pkt, pkttype)
+        self.filter(now, &pkt, pkttype, route)
     }
 
-    /// Walk the hooks for a whole IPv4 datagram.
-    fn filter(&mut self, now: Time, pkt: &Packet<'_>, pkttype: PktType) -> Decision {
-        let host = std::sync::Arc::clone(&self.host);
-        let (route, in_if, out_if) = host.classify(pkt.ip.src, pkt.ip.dst);
+    /// Walk the hooks for a whole (reassembled) datagram.
+    /// `route`: the host model's classification of the datagram (path, in and out interfaces).
+    fn filter<'h>(
+        &mut self,
+        now: Time,
+        pkt: &Packet<'_>,
+        pkttype: PktType,
+        (route, in_if, out_if): (PathKind, Option<&'h str>, Option<&'h str>),
+    ) -> Decision {
         let path = match route {
             PathKind::Input => PacketPath::Input,
             PathKind::Output => PacketPath::Output,
@@ -629,11 +638,9 @@ fn reject_reply(pkt: &Packet<'_>, kind: &str, host: &Host) -> RejectReply {
     let sent = if kind == "tcp-reset" {
         matches!(&pkt.l4, wire::L4::Tcp(t) if !t.flags.rst()) && !non_first_frag
     } else {
-        // ICMP errors: IPv4 types 3, 4, 5, 11, 12; ICMPv6 types below 128 (icmpv6_send refuses to answer them).
-        let icmp_error = matches!(&pkt.l4, wire::L4::Icmp(i)
-            if (pkt.is_v4() && matches!(i.icmp_type, 3 | 4 | 5 | 11 | 12)) || (!pkt.is_v4() && i.icmp_type < 128));
+        // icmp_send / icmpv6_send never answer an ICMP error.
         let dst_kind = host.addr_kind(pkt.ip.dst);
-        !icmp_error
+        !pkt.is_icmp_error()
             && !non_first_frag
             && !matches!(dst_kind, AddrKind::Broadcast | AddrKind::Multicast)
             && !matches!(pkt.ip.src, IpAddr::V4(a) if a.is_broadcast() || a.is_multicast() || a.is_unspecified())
@@ -674,16 +681,7 @@ mod tests {
         ack: Option<u32>,
         syn: bool,
     ) -> Vec<u8> {
-        let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, seq, 64240);
-        if syn {
-            b = b.syn();
-        }
-        if let Some(a) = ack {
-            b = b.ack(a);
-        }
-        let mut v = Vec::new();
-        b.write(&mut v, &[]).unwrap();
-        v
+        seg(src, dst, sport, dport, seq, ack, syn, &[])
     }
 
     fn t(ms: u64) -> Time {

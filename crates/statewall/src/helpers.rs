@@ -917,15 +917,7 @@ pub fn run(args: &HelpersArgs) -> miette::Result<u8> {
         Format::Json => serde_json::to_string_pretty(&a).map_err(|e| miette::miette!("{e}"))? + "\n",
     };
     print!("{out}");
-    for c in &a.captures {
-        if let Some(p) = &c.partial {
-            eprintln!(
-                "warning: {}: partial capture: {p}; results cover the {} packets read",
-                c.path, c.packets
-            );
-        }
-    }
-    Ok(if a.partial { crate::EXIT_PARTIAL } else { 0 })
+    Ok(replay::exit_status(&a.captures))
 }
 
 #[cfg(test)]

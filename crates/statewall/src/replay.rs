@@ -466,13 +466,25 @@ pub fn run(args: &ReplayArgs) -> miette::Result<u8> {
         Format::Json => serde_json::to_string_pretty(&summary).map_err(|e| miette::miette!("{e}"))? + "\n",
     };
     print!("{out}");
-    for c in &summary.captures {
+    Ok(exit_status(&summary.captures))
+}
+
+/// Warns on stderr about every capture that ended early, and gives the exit status: 0, or
+/// [`crate::EXIT_PARTIAL`] when results cover only part of the input.
+pub fn exit_status(captures: &[CaptureInfo]) -> u8 {
+    let mut partial = false;
+    for c in captures {
         if let Some(p) = &c.partial {
+            partial = true;
             eprintln!(
                 "warning: {}: partial capture: {p}; results cover the {} packets read",
                 c.path, c.packets
             );
         }
     }
-    Ok(if summary.partial { crate::EXIT_PARTIAL } else { 0 })
+    if partial {
+        crate::EXIT_PARTIAL
+    } else {
+        0
+    }
 }

@@ -59,30 +59,57 @@ pub fn corpus() -> Option<PathBuf> {
 /// True when the kernel tests can run here (root, iproute2, iptables-legacy). Otherwise prints why and returns
 /// false, unless STATEWALL_REQUIRE_KERNEL_TESTS=1 (CI), where it panics.
 pub fn kernel_available() -> bool {
-    let why = if Command::new("id").arg("-u").output().map(|o| o.stdout != b"0\n").unwrap_or(true) {
+    let not_root = Command::new("id").arg("-u").output().map(|o| o.stdout != b"0\n").unwrap_or(true);
+    let why = if not_root {
         Some("not root".to_string())
     } else {
-        ["ip", "iptables-legacy", "iptables-legacy-restore", "iptables-legacy-save", "sysctl"]
-            .iter()
-            .find(|t| {
-                Command::new("sh")
-                    .args(["-c", &format!("command -v {t}")])
-                    .output()
-                    .map_or(true, |o| !o.status.success())
-            })
+        missing_tool(&["ip", "iptables-legacy", "iptables-legacy-restore", "iptables-legacy-save", "sysctl"])
             .map(|t| format!("{t} missing"))
     };
-    match why {
-        None => true,
-        Some(why) => {
-            assert!(
-                std::env::var("STATEWALL_REQUIRE_KERNEL_TESTS").as_deref() != Ok("1"),
-                "kernel tests required (STATEWALL_REQUIRE_KERNEL_TESTS=1) but {why}"
-            );
-            eprintln!("SKIP: statewall verify needs root and iproute2/iptables-legacy: {why}");
-            false
-        }
-    }
+    skip_unless_available(why, "statewall verify needs root and iproute2/iptables-legacy")
+}
+
+/// The first of `tools` not in PATH.
+pub fn missing_tool<'a>(tools: &[&'a str]) -> Option<&'a str> {
+    tools.iter().copied().find(|t| {
+        !Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// `why` = None: available. Otherwise prints the SKIP reason and returns false, or panics when
+/// STATEWALL_REQUIRE_KERNEL_TESTS=1 (CI) so that a broken setup fails instead of skipping.
+pub fn skip_unless_available(why: Option<String>, what: &str) -> bool {
+    let Some(why) = why else { return true };
+    assert!(
+        std::env::var("STATEWALL_REQUIRE_KERNEL_TESTS").as_deref() != Ok("1"),
+        "kernel tests required (STATEWALL_REQUIRE_KERNEL_TESTS=1) but {why}"
+    );
+    eprintln!("SKIP: {what}: {why}");
+    false
+}
+
+/// Writes scenario `name` (synth) with `seed` to `path`.
+pub fn write_scenario(path: &Path, name: &str, seed: u64) {
+    let spec = synth::ScenarioSpec { name: name.into(), seed, flows: None, start: synth::DEFAULT_START };
+    synth::write_pcap(&synth::generate(&spec).unwrap(), std::fs::File::create(path).unwrap()).unwrap();
+}
+
+/// Nothing lost: every packet of a replay summary (JSON) is counted under exactly one disposition.
+pub fn assert_every_packet_counted(summary: &serde_json::Value, what: &str) {
+    let parts = [
+        "filtered",
+        "not_ip",
+        "not_filtered",
+        "undecodable",
+        "fragments_held",
+        "fragments_dropped",
+        "ip_input_drops",
+    ];
+    let sum: u64 = parts.iter().map(|k| summary[*k].as_u64().unwrap()).sum();
+    assert_eq!(sum, summary["packets"].as_u64().unwrap(), "{what}");
 }
 
 /// Namespaces of the statewall process `pid` still present.

@@ -18,11 +18,8 @@ fn scenarios(name: &str, scenario: &str, seeds: std::ops::RangeInclusive<u64>) -
     let dir = scratch(&format!("kernel_agreement_{name}"));
     seeds
         .map(|seed| {
-            let spec =
-                synth::ScenarioSpec { name: scenario.into(), seed, flows: None, start: synth::DEFAULT_START };
-            let frames = synth::generate(&spec).unwrap();
             let path = dir.join(format!("{scenario}-{seed:03}.pcap"));
-            synth::write_pcap(&frames, std::fs::File::create(&path).unwrap()).unwrap();
+            write_scenario(&path, scenario, seed);
             path.display().to_string()
         })
         .collect()
@@ -131,10 +128,8 @@ fn named_cases() {
     let dir = scratch("kernel_agreement_cases");
     let mut caps = Vec::new();
     for name in synth::scenario_names().iter().filter(|n| n.starts_with("case:")) {
-        let spec =
-            synth::ScenarioSpec { name: name.to_string(), seed: 1, flows: None, start: synth::DEFAULT_START };
         let path = dir.join(format!("{}.pcap", name.trim_start_matches("case:")));
-        synth::write_pcap(&synth::generate(&spec).unwrap(), std::fs::File::create(&path).unwrap()).unwrap();
+        write_scenario(&path, name, 1);
         caps.push(path.display().to_string());
     }
     assert!(caps.len() >= 12, "{caps:?}");
@@ -155,14 +150,8 @@ fn midstream_without_loose_pickup() {
         return;
     }
     let dir = scratch("kernel_agreement_midstream_noloose");
-    let spec = synth::ScenarioSpec {
-        name: "case:midstream".into(),
-        seed: 1,
-        flows: None,
-        start: synth::DEFAULT_START,
-    };
     let pcap = dir.join("midstream.pcap");
-    synth::write_pcap(&synth::generate(&spec).unwrap(), std::fs::File::create(&pcap).unwrap()).unwrap();
+    write_scenario(&pcap, "case:midstream", 1);
     let rules = root().join("examples/logcount/rules.v4").display().to_string();
     let p = pcap.display().to_string();
     let (code, stdout, stderr) = verify(&[

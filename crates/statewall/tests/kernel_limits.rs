@@ -17,14 +17,8 @@ fn syn_flood_against_conntrack_max_64() {
         return;
     }
     let dir = scratch("kernel_limits");
-    let spec = synth::ScenarioSpec {
-        name: "case:syn-flood".into(),
-        seed: 1,
-        flows: None,
-        start: synth::DEFAULT_START,
-    };
     let pcap = dir.join("syn-flood.pcap");
-    synth::write_pcap(&synth::generate(&spec).unwrap(), std::fs::File::create(&pcap).unwrap()).unwrap();
+    write_scenario(&pcap, "case:syn-flood", 1);
     let before = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max").unwrap();
     let rules = root().join("examples/logcount/rules.v4").display().to_string();
     let p = pcap.display().to_string();

@@ -309,27 +309,12 @@ fn forward_mode_router_agrees() {
 
 /// IPv6 needs the ip6tables tools as well.
 fn ipv6_kernel_available() -> bool {
-    if !kernel_available() {
-        return false;
-    }
-    let missing =
-        ["ip6tables-legacy", "ip6tables-legacy-restore", "ip6tables-legacy-save"].into_iter().find(|t| {
-            !Command::new("sh")
-                .args(["-c", &format!("command -v {t}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-    match missing {
-        None => true,
-        Some(t) => {
-            assert!(
-                std::env::var("STATEWALL_REQUIRE_KERNEL_TESTS").as_deref() != Ok("1"),
-                "kernel tests required (STATEWALL_REQUIRE_KERNEL_TESTS=1) but {t} is missing"
-            );
-            eprintln!("SKIP: {t} missing");
-            false
-        }
-    }
+    kernel_available()
+        && skip_unless_available(
+            missing_tool(&["ip6tables-legacy", "ip6tables-legacy-restore", "ip6tables-legacy-save"])
+                .map(|t| format!("{t} missing")),
+            "IPv6 verify needs ip6tables-legacy",
+        )
 }
 
 fn data(file: &str) -> String {

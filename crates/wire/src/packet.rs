@@ -180,6 +180,16 @@ impl Packet<'_> {
     pub fn is_v4(&self) -> bool {
         self.ip.version == 4
     }
+    /// An ICMP error message (IPv4 types 3, 4, 5, 11, 12; ICMPv6 types below 128): the kind that quotes a
+    /// datagram, that conntrack looks up as RELATED and that no stack answers with another error.
+    pub fn is_icmp_error(&self) -> bool {
+        match &self.l4 {
+            L4::Icmp(i) if self.is_v4() => matches!(i.icmp_type, 3 | 4 | 5 | 11 | 12),
+            L4::Icmp(i) => i.icmp_type < 128,
+            _ => false,
+        }
+    }
+
     /// Source and destination ports for TCP/UDP.
     pub fn ports(&self) -> Option<(u16, u16)> {
         match &self.l4 {

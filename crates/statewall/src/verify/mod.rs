@@ -465,7 +465,7 @@ fn verify_capture(
     // The time of the packet whose events are being drained: an event stamped with it was made by the packet.
     let current = std::cell::Cell::new(wire::Time(0));
     let (engine, _summary) = replay::run_engine_with(
-        replay::setup(&args.rules, &engine_host_args(args))?,
+        setup,
         std::slice::from_ref(&retimed),
         // Events cost time: only made when the kernel's are there to compare with.
         replay::RunOptions { events: k.events.is_some(), ..Default::default() },
