@@ -385,4 +385,46 @@ mod tests {
         assert_eq!(t.remove_master(ConnId(3, 0)).len(), 1);
         assert!(t.is_empty());
     }
+
+    /// A SIP media expectation (class audio, 180 s) outlives nothing but its own timer here: the
+    /// master lives 3600 s (sip_timeout). Created at 0.0, it is due at 180.0 exactly; the DESTROY
+    /// event is stamped then with 0 s left, and the media packet after it is NEW.
+    #[test]
+    fn an_expectation_expires_on_its_own_timer() {
+        use crate::testutil::{info, t, udp, Lab, A, B};
+        use crate::Template;
+        let mut lab = Lab::new();
+        let sip = Template { helper: Some("sip".into()), ..Template::default() };
+        let invite = b"INVITE sip:bob@10.99.0.2 SIP/2.0\r\nCSeq: 1 INVITE\r\nContent-Length: 60\r\n\r\nv=0\r\nc=IN IP4 10.99.0.1\r\nm=audio 40000 RTP/AVP 0\r\n";
+        let (r, v) = lab.through(0.0, &udp(A, 5060, B, 5060, invite), Some(&sip));
+        assert_eq!((info(r), v), ("NEW", crate::HelperVerdict::Accept));
+        // RTP and RTCP from the callee to the caller
+        let ports: Vec<_> = lab.ct.expectations().map(|e| e.tuple.dport()).collect();
+        assert_eq!(ports, vec![Some(40000), Some(40001)]);
+        assert_eq!(lab.ct.iter().next().unwrap().expires(), t(3600.0));
+        let new_events = lab.events().into_iter().filter(|l| l.contains("master-src=")).count();
+        assert_eq!(new_events, 2);
+        // the next timer is the expectations'
+        assert_eq!(lab.ct.poll_timeout(), Some(t(180.0)));
+        lab.ct.handle_timeout(t(179.999));
+        assert_eq!(lab.ct.expectations().count(), 2);
+        assert!(lab.events().is_empty());
+        lab.ct.handle_timeout(t(180.0));
+        assert_eq!(lab.ct.expectations().count(), 0);
+        let body = "proto=17 src=10.99.0.2 dst=10.99.0.1 sport=0 dport=4000";
+        let ev: Vec<String> = lab.events().into_iter().filter(|l| l.contains("master-src=")).collect();
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        for (e, port) in ev.iter().zip(["0", "1"]) {
+            assert!(e.starts_with(&format!("[1700000180.000000]\t[DESTROY] 0 {body}{port} ")), "{e}");
+            assert!(e.ends_with("class=1 helper=sip"), "{e}");
+        }
+        assert_eq!(lab.ct.stats().expect_delete, 2);
+        // the master is still there, its own timer far away
+        assert_eq!(lab.ct.len(), 1);
+        assert_eq!(lab.ct.poll_timeout(), Some(t(3600.0)));
+        // the media packet now starts a connection of its own
+        let (r, _) = lab.through(181.0, &udp(B, 30000, A, 40000, b"rtp"), None);
+        assert_eq!(info(r), "NEW");
+        assert!(!lab.ct.conn(crate::testutil::ids(r)).unwrap().status().expected());
+    }
 }

@@ -32,10 +32,11 @@
 //!   the original source to the original destination and each port announced; at most 3 per
 //!   entry, 180 s. A port that cannot be expected drops the packet (the other ports are still
 //!   tried).
-//! - SIP (`nf_conntrack_sip.c`, IPv4, no NAT): every packet with payload sets the entry's timeout
-//!   to 3600 s (`sip_timeout`); UDP datagrams are one message, TCP segments (ESTABLISHED either
-//!   way) a sequence of messages delimited by `Content-Length`; see [`crate::sip`] for what is
-//!   parsed and expected. Signalling expectations carry the SIP helper to the new entry.
+//! - SIP (`nf_conntrack_sip.c`, IPv4 and IPv6, no NAT): every packet with payload sets the entry's
+//!   timeout to 3600 s (`sip_timeout`); UDP datagrams are one message, TCP segments (ESTABLISHED
+//!   either way) a sequence of complete messages delimited by `Content-Length`; see [`crate::sip`]
+//!   for what is parsed and expected (addresses of the entry's family). Signalling expectations
+//!   carry the SIP helper to the new entry.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -460,7 +461,7 @@ fn in4_pton(src: &[u8], delim: u8) -> Option<([u8; 4], usize)> {
 
 /// `in6_pton`: an IPv6 literal ended by `delim` (or NUL / the end of the data). Returns the
 /// address and the offset of the character that ended it.
-fn in6_pton(src: &[u8], delim: u8) -> Option<(Ipv6Addr, usize)> {
+pub(crate) fn in6_pton(src: &[u8], delim: u8) -> Option<(Ipv6Addr, usize)> {
     let mut buf = [0u8; 16];
     let mut d = 0usize; // bytes written
     let mut dc: Option<usize> = None; // position of "::"

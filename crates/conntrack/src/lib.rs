@@ -49,6 +49,7 @@ pub mod sip;
 pub mod stats;
 pub mod table;
 pub mod tcp;
+pub mod timers;
 pub mod tuple;
 
 #[cfg(test)]

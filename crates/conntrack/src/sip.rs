@@ -1,7 +1,7 @@
 //! The SIP helper's message logic (Linux 6.18 `nf_conntrack_sip.c`, behaviour only, without NAT;
 //! module defaults `sip_direct_media=1`, `sip_direct_signalling=1`, `sip_timeout=3600`).
 //!
-//! Contract ([`process_msg`], one SIP message over UDP, IPv4 entries):
+//! Contract ([`process_msg`], one SIP message; [`tcp_message_len`] splits a TCP segment):
 //! - A message starting with `SIP/2.0 ` (case-insensitive) is a response, else a request. A
 //!   request whose first bytes are `INVITE`, `UPDATE`, `ACK`, `PRACK`, `BYE` or `REGISTER`
 //!   (case-insensitive, nothing checked after the name) needs a `CSeq:` header with a non-zero
@@ -13,7 +13,13 @@
 //!   is remembered. UPDATE / ACK / PRACK requests: the SDP is processed. BYE: media expectations
 //!   flushed. Responses to INVITE / UPDATE / PRACK (matched by the method after the CSeq number):
 //!   1xx/2xx process the SDP; others flush the media expectations if the CSeq is the INVITE's.
-//! - SDP: after a `v=<digits>` line, the session `c=IN IP4 <addr>` (before the first `m=`) and up
+//! - Addresses (`sip_parse_addr`) are of the entry's family. IPv4: a dotted quad. IPv6: the
+//!   kernel's `in6_pton` literal rules up to the first byte that is not a hex digit, `:` or `.`;
+//!   in SIP URIs (Contact) the literal must be inside `[` `]` (`sip:alice@[fd00::1]:5070`), else
+//!   the header value is unparsable; in SDP it must be bare (`c=IN IP6 [fd00::1]` is no address:
+//!   the kernel drops such an INVITE when no other `c=` line applies).
+//! - SDP: after a `v=<digits>` line, the session `c=IN IP4 <addr>` (`c=IN IP6 <addr>` on an IPv6
+//!   entry; a `c=` line of the other family counts as none) (before the first `m=`) and up
 //!   to three `m=audio|video|image <port>` lines (port 0 skipped; outside 1024..=65535: drop),
 //!   each with its own `c=` or the session's (neither: drop). With `sip_direct_media` the media
 //!   address must be the sender's own address, else nothing is expected; the RTP (even port) and
@@ -28,8 +34,12 @@
 //!   remembered; a 2xx response with that CSeq activates the expectation named by a Contact
 //!   (refreshing its timer to the contact's expiry); a final non-2xx response or no matching
 //!   contact removes the first signalling expectation.
+//! - TCP (`sip_help_tcp`): a segment holds messages back to back; each ends `Content-Length`
+//!   bytes after the first `\r\n\r\n` that follows the header's number. Parsing stops, with the
+//!   packet accepted, at a message without that header, number or blank line, or one longer than
+//!   the rest of the segment: a message split over two segments is parsed in neither.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Expectation classes of the SIP helper (`sip_expectation_classes`).
 pub const CLASS_SIGNALLING: u8 = 0;
@@ -184,15 +194,63 @@ fn in4_pton(d: &[u8], i: usize, limit: usize) -> Option<(Ipv4Addr, usize)> {
     }
 }
 
-/// `parse_addr` for an IPv4 entry.
-fn parse_addr(d: &[u8], i: usize, limit: usize) -> Option<(IpAddr, usize)> {
-    let (a, end) = in4_pton(d, i, limit)?;
-    (end != i).then_some((IpAddr::V4(a), end))
+/// The address family of the entry being helped: it selects the address parser and the SDP
+/// `IN IP4 ` / `IN IP6 ` forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(a: IpAddr) -> Family {
+        if a.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
+}
+
+/// `in6_pton(.., delim -1)`: the literal runs up to the first byte that is not a hex digit, `:`
+/// or `.` (with delimiter -1 every other byte ends it, as do NUL and the limit); the kernel's
+/// IPv6 literal rules then apply to that run. Returns the address and its end.
+fn in6_pton_any(d: &[u8], i: usize, limit: usize) -> Option<(Ipv6Addr, usize)> {
+    let limit = limit.min(d.len());
+    let run = (i..limit)
+        .take_while(|&k| matches!(at(d, k), b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' | b':' | b'.'))
+        .count();
+    let (a, len) = crate::helper::in6_pton(d.get(i..i + run)?, 0)?;
+    Some((a, i + len))
+}
+
+/// `sip_parse_addr`: an IPv4 dotted quad for an IPv4 entry; for an IPv6 entry an IPv6 literal,
+/// inside `[` `]` in SIP URIs (`uri`), bare in SDP (a leading `[` is no address there; a `]`
+/// after the literal just ends it: checked on 6.18.44 with `statewall verify`). Returns the
+/// address and the end of what was parsed (past the `]` of a URI).
+fn parse_addr(d: &[u8], i: usize, limit: usize, fam: Family, uri: bool) -> Option<(IpAddr, usize)> {
+    match fam {
+        Family::V4 => {
+            let (a, end) = in4_pton(d, i, limit)?;
+            (end != i).then_some((IpAddr::V4(a), end))
+        }
+        Family::V6 if uri => {
+            if !(i < limit && at(d, i) == b'[') {
+                return None;
+            }
+            let (a, end) = in6_pton_any(d, i + 1, limit)?;
+            (end < limit && at(d, end) == b']').then_some((IpAddr::V6(a), end + 1))
+        }
+        Family::V6 => {
+            let (a, end) = in6_pton_any(d, i, limit)?;
+            Some((IpAddr::V6(a), end))
+        }
+    }
 }
 
 /// `epaddr_len`: address and optional `:digits`.
-fn epaddr_len(d: &[u8], i: usize, limit: usize) -> usize {
-    let Some((_, mut k)) = parse_addr(d, i, limit) else { return 0 };
+fn epaddr_len(d: &[u8], i: usize, limit: usize, fam: Family) -> usize {
+    let Some((_, mut k)) = parse_addr(d, i, limit, fam, true) else { return 0 };
     if at(d, k) == b':' {
         k += 1;
         k += digits_len(d, k, limit);
@@ -201,13 +259,13 @@ fn epaddr_len(d: &[u8], i: usize, limit: usize) -> usize {
 }
 
 /// `skp_epaddr_len`: skip user info up to `@` on the same line; returns (shift, length).
-fn skp_epaddr_len(d: &[u8], i: usize, limit: usize) -> (usize, usize) {
+fn skp_epaddr_len(d: &[u8], i: usize, limit: usize, fam: Family) -> (usize, usize) {
     let mut k = i;
     while k < limit && !matches!(at(d, k), b'@' | b'\r' | b'\n') {
         k += 1;
     }
     let start = if k < limit && at(d, k) == b'@' { k + 1 } else { i };
-    (start - i, epaddr_len(d, start, limit))
+    (start - i, epaddr_len(d, start, limit, fam))
 }
 
 fn media_len(d: &[u8], i: usize, limit: usize) -> usize {
@@ -223,7 +281,8 @@ fn media_len(d: &[u8], i: usize, limit: usize) -> usize {
 enum Match {
     Digits,
     SkpEpaddr,
-    Epaddr,
+    /// `sdp_addr_len`: an address without brackets, no port.
+    SdpAddr,
     Media,
 }
 
@@ -241,11 +300,11 @@ const CONTENT_LENGTH: Hdr =
 const EXPIRES: Hdr = Hdr { name: b"Expires", cname: None, search: None, m: Match::Digits };
 
 /// A header value's match length; returns (shift, length).
-fn match_len(m: Match, d: &[u8], i: usize, limit: usize) -> (usize, usize) {
+fn match_len(m: Match, d: &[u8], i: usize, limit: usize, fam: Family) -> (usize, usize) {
     match m {
         Match::Digits => (0, digits_len(d, i, limit)),
-        Match::SkpEpaddr => skp_epaddr_len(d, i, limit),
-        Match::Epaddr => (0, epaddr_len(d, i, limit)),
+        Match::SkpEpaddr => skp_epaddr_len(d, i, limit, fam),
+        Match::SdpAddr => (0, parse_addr(d, i, limit, fam, false).map_or(0, |(_, end)| end - i)),
         Match::Media => (0, media_len(d, i, limit)),
     }
 }
@@ -313,7 +372,7 @@ enum Got {
 }
 
 /// `ct_sip_get_header` from `dataoff`.
-fn get_header(d: &[u8], dataoff: usize, h: &Hdr) -> Got {
+fn get_header(d: &[u8], dataoff: usize, h: &Hdr, fam: Family) -> Got {
     let limit = d.len();
     let mut k = dataoff;
     while k < limit {
@@ -361,7 +420,7 @@ fn get_header(d: &[u8], dataoff: usize, h: &Hdr) -> Got {
             let Some(j) = header_search(d, k, limit, s) else { return Got::Bad(matchoff) };
             k = j + s.len();
         }
-        let (shift, len) = match_len(h.m, d, k, limit);
+        let (shift, len) = match_len(h.m, d, k, limit, fam);
         if len == 0 {
             return Got::Bad(matchoff);
         }
@@ -371,13 +430,13 @@ fn get_header(d: &[u8], dataoff: usize, h: &Hdr) -> Got {
 }
 
 /// `ct_sip_next_header`: the next comma-separated value of the same header.
-fn next_header(d: &[u8], dataoff: usize, h: &Hdr) -> Got {
+fn next_header(d: &[u8], dataoff: usize, h: &Hdr, fam: Family) -> Got {
     let limit = d.len();
     let Some(k) = header_search(d, dataoff, limit, b",") else { return Got::NotFound };
     let Some(s) = h.search else { return Got::NotFound };
     let Some(k) = header_search(d, k, limit, s) else { return Got::NotFound };
     let k = k + s.len();
-    let (shift, len) = match_len(h.m, d, k, limit);
+    let (shift, len) = match_len(h.m, d, k, limit, fam);
     if len == 0 {
         return Got::Bad(k);
     }
@@ -389,13 +448,14 @@ fn walk_headers(
     d: &[u8],
     mut dataoff: usize,
     h: &Hdr,
+    fam: Family,
     in_header: Option<&mut bool>,
 ) -> Option<(usize, usize)> {
     let mut flag = in_header;
     if let Some(f) = flag.as_deref_mut() {
         if *f {
             loop {
-                match next_header(d, dataoff, h) {
+                match next_header(d, dataoff, h, fam) {
                     Got::Found(o, l) => return Some((o, l)),
                     Got::NotFound => break,
                     Got::Bad(o) => dataoff = dataoff.checked_add(o)?,
@@ -405,7 +465,7 @@ fn walk_headers(
         }
     }
     loop {
-        match get_header(d, dataoff, h) {
+        match get_header(d, dataoff, h, fam) {
             Got::Found(o, l) => {
                 if let Some(f) = flag {
                     *f = true;
@@ -425,10 +485,11 @@ fn parse_header_uri(
     d: &[u8],
     dataoff: usize,
     h: &Hdr,
+    fam: Family,
     in_header: Option<&mut bool>,
 ) -> Result<Option<(IpAddr, u16, usize, usize, usize)>, ()> {
-    let Some((mo, ml)) = walk_headers(d, dataoff, h, in_header) else { return Ok(None) };
-    let (addr, mut c) = parse_addr(d, mo, d.len()).ok_or(())?;
+    let Some((mo, ml)) = walk_headers(d, dataoff, h, fam, in_header) else { return Ok(None) };
+    let (addr, mut c) = parse_addr(d, mo, d.len(), fam, true).ok_or(())?;
     let port = if at(d, c) == b':' {
         c += 1;
         let (p, end) = strtoul10(d, c);
@@ -482,7 +543,8 @@ struct SdpHdr {
 }
 
 const SDP_VERSION: SdpHdr = SdpHdr { name: b"v=", search: None, m: Match::Digits };
-const SDP_CONN4: SdpHdr = SdpHdr { name: b"c=", search: Some(b"IN IP4 "), m: Match::Epaddr };
+const SDP_CONN4: SdpHdr = SdpHdr { name: b"c=", search: Some(b"IN IP4 "), m: Match::SdpAddr };
+const SDP_CONN6: SdpHdr = SdpHdr { name: b"c=", search: Some(b"IN IP6 "), m: Match::SdpAddr };
 const SDP_MEDIA: SdpHdr = SdpHdr { name: b"m=", search: None, m: Match::Media };
 
 /// `ct_sdp_header_search`: case-sensitive, within the line.
@@ -497,6 +559,7 @@ fn get_sdp_header(
     dataoff: usize,
     h: &SdpHdr,
     term: Option<&SdpHdr>,
+    fam: Family,
 ) -> Result<Option<(usize, usize)>, ()> {
     let limit = d.len();
     let mut k = dataoff;
@@ -526,7 +589,7 @@ fn get_sdp_header(
         if let Some(s) = h.search {
             k = sdp_header_search(d, k, limit, s).ok_or(())? + s.len();
         }
-        let (shift, len) = match_len(h.m, d, k, limit);
+        let (shift, len) = match_len(h.m, d, k, limit, fam);
         if len == 0 {
             return Err(());
         }
@@ -535,10 +598,16 @@ fn get_sdp_header(
     Ok(None)
 }
 
-/// `ct_sip_parse_sdp_addr`: the connection address of the `c=` line (before `m=`).
-fn sdp_addr(d: &[u8], dataoff: usize) -> Option<(IpAddr, usize, usize)> {
-    let (o, l) = get_sdp_header(d, dataoff, &SDP_CONN4, Some(&SDP_MEDIA)).ok()??;
-    let (a, _) = parse_addr(d, o, o + l)?;
+/// `ct_sip_parse_sdp_addr`: the connection address of the `c=` line (before `m=`). The form
+/// searched is the entry's family (`IN IP4 ` or `IN IP6 `): a `c=` line of the other family is
+/// unparsable, as if there were none.
+fn sdp_addr(d: &[u8], dataoff: usize, fam: Family) -> Option<(IpAddr, usize, usize)> {
+    let h = match fam {
+        Family::V4 => &SDP_CONN4,
+        Family::V6 => &SDP_CONN6,
+    };
+    let (o, l) = get_sdp_header(d, dataoff, h, Some(&SDP_MEDIA), fam).ok()??;
+    let (a, _) = parse_addr(d, o, o + l, fam, false)?;
     Some((a, o, l))
 }
 
@@ -547,12 +616,15 @@ const MEDIA_TYPES: [(&[u8], u8); 3] =
 
 /// `process_sdp`.
 fn process_sdp<C: SipCtx>(ctx: &mut C, d: &[u8]) -> SipVerdict {
-    let Ok(Some((sdpoff, _))) = get_sdp_header(d, 0, &SDP_VERSION, None) else { return SipVerdict::Accept };
-    let caddr = sdp_addr(d, sdpoff).map(|(a, _, _)| a);
+    let fam = Family::of(ctx.src(false));
+    let Ok(Some((sdpoff, _))) = get_sdp_header(d, 0, &SDP_VERSION, None, fam) else {
+        return SipVerdict::Accept;
+    };
+    let caddr = sdp_addr(d, sdpoff, fam).map(|(a, _, _)| a);
     let mut mediaoff = sdpoff;
     let mut i = 0;
     while i < MEDIA_TYPES.len() {
-        let Ok(Some((mo, ml))) = get_sdp_header(d, mediaoff, &SDP_MEDIA, None) else { break };
+        let Ok(Some((mo, ml))) = get_sdp_header(d, mediaoff, &SDP_MEDIA, None, fam) else { break };
         mediaoff = mo;
         let Some((tname, class)) =
             MEDIA_TYPES.iter().find(|(n, _)| ml >= n.len() && eq_case(d, mo, n)).copied()
@@ -568,7 +640,7 @@ fn process_sdp<C: SipCtx>(ctx: &mut C, d: &[u8]) -> SipVerdict {
         if !(1024..=65535).contains(&port) {
             return SipVerdict::Drop("sip: wrong port");
         }
-        let rtp_addr = match sdp_addr(d, mediaoff) {
+        let rtp_addr = match sdp_addr(d, mediaoff, fam) {
             Some((a, _, _)) => a,
             None => match caddr {
                 Some(a) => a,
@@ -608,11 +680,12 @@ fn register_request<C: SipCtx>(ctx: &mut C, d: &[u8], cseq: u32) -> SipVerdict {
     if ctx.expected() {
         return SipVerdict::Accept;
     }
-    let mut expires: u32 = match get_header(d, 0, &EXPIRES) {
+    let fam = Family::of(ctx.src(false));
+    let mut expires: u32 = match get_header(d, 0, &EXPIRES, fam) {
         Got::Found(o, _) => strtoul10(d, o).0 as u32,
         _ => 0,
     };
-    let (addr, port, mo, ml) = match parse_header_uri(d, 0, &CONTACT, None) {
+    let (addr, port, mo, ml) = match parse_header_uri(d, 0, &CONTACT, fam, None) {
         Err(()) => return SipVerdict::Drop("sip: cannot parse contact"),
         Ok(None) => return SipVerdict::Accept,
         Ok(Some((a, p, mo, ml, _))) => (a, p, mo, ml),
@@ -647,7 +720,8 @@ fn register_response<C: SipCtx>(ctx: &mut C, d: &[u8], cseq: u32, code: u64) -> 
         return SipVerdict::Accept;
     }
     if (200..=299).contains(&code) {
-        let expires: u32 = match get_header(d, 0, &EXPIRES) {
+        let fam = Family::of(ctx.src(false));
+        let expires: u32 = match get_header(d, 0, &EXPIRES, fam) {
             Got::Found(o, _) => strtoul10(d, o).0 as u32,
             _ => 0,
         };
@@ -656,11 +730,12 @@ fn register_response<C: SipCtx>(ctx: &mut C, d: &[u8], cseq: u32, code: u64) -> 
         // the response travels back: the contact must be this packet's destination
         let dst = ctx.src(!ctx.dir_reply());
         loop {
-            let (addr, port, mo, ml, end) = match parse_header_uri(d, coff, &CONTACT, Some(&mut in_contact)) {
-                Err(()) => return SipVerdict::Drop("sip: cannot parse contact"),
-                Ok(None) => break,
-                Ok(Some(x)) => x,
-            };
+            let (addr, port, mo, ml, end) =
+                match parse_header_uri(d, coff, &CONTACT, fam, Some(&mut in_contact)) {
+                    Err(()) => return SipVerdict::Drop("sip: cannot parse contact"),
+                    Ok(None) => break,
+                    Ok(Some(x)) => x,
+                };
             coff = end;
             if addr != dst {
                 continue;
@@ -704,22 +779,29 @@ const METHODS: [(&[u8], Method); 6] = [
 
 /// The CSeq number (`None`: missing or 0 → the kernel drops) and where the method after it starts.
 fn cseq(d: &[u8]) -> Option<(u32, usize)> {
-    let Got::Found(o, l) = get_header(d, 0, &CSEQ) else { return None };
+    let Got::Found(o, l) = get_header(d, 0, &CSEQ, Family::V4) else { return None };
     let (v, _) = strtoul10(d, o);
     let v = v as u32;
     (v != 0).then_some((v, o + l + 1))
 }
 
-/// The length of the first message of a TCP stream segment (`sip_help_tcp`): up to the
-/// `\r\n\r\n` that must directly follow the `Content-Length` number, plus that many bytes (may
-/// exceed `d`). `None`: no such header, no number, or no blank line right after it.
+/// The length of the first message of a TCP stream segment (`sip_help_tcp`): from the start of
+/// `d` to the first `\r\n\r\n` after the `Content-Length` number (the header need not be the
+/// last one), plus that many bytes. `None` ends the segment's parsing with the packet accepted:
+/// no such header, no number, no blank line after it, or a message longer than what `d` holds
+/// (a message split over segments is never parsed, neither its first part nor the rest).
 pub fn tcp_message_len(d: &[u8]) -> Option<usize> {
-    let Got::Found(o, _) = get_header(d, 0, &CONTENT_LENGTH) else { return None };
+    // the header's value is digits only: the family does not matter
+    let Got::Found(o, _) = get_header(d, 0, &CONTENT_LENGTH, Family::V4) else { return None };
     let (clen, end) = strtoul10(d, o);
-    if end == o || end + 4 > d.len() || !eq_case(d, end, b"\r\n\r\n") {
+    if end == o {
         return None;
     }
-    (end + 4).checked_add(usize::try_from(clen).ok()?)
+    let blank = (end..).take_while(|&k| k + 4 <= d.len()).find(|&k| eq_case(d, k, b"\r\n\r\n"))?;
+    // the length and the message length are 32-bit in the kernel: a huge Content-Length wraps
+    // (a wrap to exactly 0 would make the kernel loop; it ends the parsing here)
+    let len = (blank as u32).wrapping_add(4).wrapping_add(clen as u32) as usize;
+    (len != 0 && len <= d.len()).then_some(len)
 }
 
 /// `process_sip_msg` for one message `d` (see the module contract).
@@ -793,6 +875,8 @@ mod tests {
         register: u32,
         log: Vec<String>,
         refresh_ok: bool,
+        /// An IPv6 entry: client fd00::1 ↔ proxy fd00::2.
+        v6: bool,
     }
 
     const CLIENT: &str = "10.0.0.1";
@@ -800,7 +884,14 @@ mod tests {
 
     impl SipCtx for Rec {
         fn src(&self, reply: bool) -> IpAddr {
-            if reply { PROXY } else { CLIENT }.parse().unwrap()
+            match (self.v6, reply) {
+                (false, false) => CLIENT,
+                (false, true) => PROXY,
+                (true, false) => "fd00::1",
+                (true, true) => "fd00::2",
+            }
+            .parse()
+            .unwrap()
         }
         fn dir_reply(&self) -> bool {
             self.reply
@@ -951,12 +1042,154 @@ mod tests {
         assert_eq!(strtoul0(b"600;", 0), (600, 3));
     }
 
+    fn v6(reply: bool) -> Rec {
+        Rec { v6: true, reply, ..Rec::default() }
+    }
+
+    fn addr(d: &str, fam: Family, brackets: bool) -> Option<(String, usize)> {
+        parse_addr(d.as_bytes(), 0, d.len(), fam, brackets).map(|(a, e)| (a.to_string(), e))
+    }
+
+    #[test]
+    fn ipv6_addresses_accepted_and_rejected() {
+        let v6 = Family::V6;
+        // URIs need the brackets; the end is past the ']'
+        assert_eq!(addr("[fd00::1]:5070", v6, true), Some(("fd00::1".into(), 9)));
+        assert_eq!(addr("[2001:db8:0:0:1:0:0:1]>", v6, true), Some(("2001:db8::1:0:0:1".into(), 22)));
+        assert_eq!(addr("[::ffff:10.0.0.1]", v6, true), Some(("::ffff:10.0.0.1".into(), 17)));
+        assert_eq!(addr("fd00::1", v6, true), None, "no '['");
+        assert_eq!(addr("[fd00::1", v6, true), None, "no ']'");
+        assert_eq!(addr("[fd00::1>", v6, true), None, "another byte ends the literal");
+        // SDP: bare literals; a leading '[' is no address, a ']' after it only ends it
+        assert_eq!(addr("fd00::1\r\n", v6, false), Some(("fd00::1".into(), 7)));
+        assert_eq!(addr("[fd00::1]\r\n", v6, false), None);
+        assert_eq!(addr("[fd00::1 x", v6, false), None);
+        assert_eq!(addr("fd00::1]\r\n", v6, false), Some(("fd00::1".into(), 7)));
+        assert_eq!(addr("FD00::A/64", v6, false), Some(("fd00::a".into(), 7)));
+        // malformed literals
+        for bad in
+            ["[fd00::1::2]", "[12345::1]", "[fd00:]", "[1:2:3:4:5:6:7:8:9]", "[]", "[::1.2.3]", "[::1.2.3.a]"]
+        {
+            assert_eq!(addr(bad, v6, true), None, "{bad}");
+        }
+        // an IPv4 entry never takes an IPv6 literal and vice versa
+        assert_eq!(addr("[fd00::1]", Family::V4, true), None);
+        assert_eq!(addr("10.0.0.1", v6, false), None, "a dotted quad alone is not an IPv6 literal");
+        assert_eq!(addr("10.0.0.1", Family::V4, true), Some(("10.0.0.1".into(), 8)));
+    }
+
+    const INVITE6: &str = "INVITE sip:bob@[fd00::2] SIP/2.0\r\nVia: SIP/2.0/UDP [fd00::1]:5060\r\nCSeq: 7 INVITE\r\nContact: <sip:alice@[fd00::1]>\r\nContent-Length: 100\r\n\r\nv=0\r\no=- 1 1 IN IP6 fd00::1\r\nc=IN IP6 fd00::1\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\nm=video 51372 RTP/AVP 31\r\nc=IN IP6 fd00::1]\r\n";
+
+    #[test]
+    fn ipv6_sdp_expects_media_and_the_family_must_match() {
+        let mut r = v6(false);
+        assert_eq!(process_msg(&mut r, INVITE6.as_bytes()), SipVerdict::Accept);
+        assert_eq!(
+            r.log,
+            vec![
+                "flush media=true",
+                "media fd00::2->fd00::1:49170 class 1",
+                "media fd00::2->fd00::1:51372 class 2"
+            ]
+        );
+        assert_eq!(r.invite, 7);
+        // the 200 OK from the proxy, its own address in the media c= line only
+        let ok = "SIP/2.0 200 OK\r\nCSeq: 7 INVITE\r\nContent-Length: 50\r\n\r\nv=0\r\nm=audio 3000 RTP/AVP 0\r\nc=IN IP6 fd00::2\r\n";
+        let mut r = v6(true);
+        assert_eq!(process_msg(&mut r, ok.as_bytes()), SipVerdict::Accept);
+        assert_eq!(r.log, vec!["media fd00::1->fd00::2:3000 class 1"]);
+        // a third-party address: nothing expected
+        let mut r = v6(true);
+        process_msg(&mut r, ok.replace("fd00::2", "fd00::9").as_bytes());
+        assert!(r.log.is_empty());
+        // an IPv4 c= line on an IPv6 entry is no connection address: the media line drops the packet
+        let mut r = v6(false);
+        let four = INVITE6
+            .replace("c=IN IP6 fd00::1", "c=IN IP4 10.0.0.1")
+            .replace("c=IN IP6 fd00::1]", "c=IN IP4 10.0.0.1");
+        assert_eq!(process_msg(&mut r, four.as_bytes()), SipVerdict::Drop("sip: cannot parse SDP message"));
+        // and an IPv6 one on an IPv4 entry
+        let six_on_four = INVITE.replace("c=IN IP4 10.0.0.1", "c=IN IP6 fd00::1");
+        assert_eq!(
+            process_msg(&mut Rec::default(), six_on_four.as_bytes()),
+            SipVerdict::Drop("sip: cannot parse SDP message")
+        );
+        // brackets in SDP: no address (6.18.44 drops such an INVITE)
+        let br = INVITE6
+            .replace("c=IN IP6 fd00::1\r\n", "c=IN IP6 [fd00::1]\r\n")
+            .replace("c=IN IP6 fd00::1]", "");
+        assert_eq!(
+            process_msg(&mut v6(false), br.as_bytes()),
+            SipVerdict::Drop("sip: cannot parse SDP message")
+        );
+        // a bad literal in c= is unparsable too
+        let bad =
+            INVITE6.replace("c=IN IP6 fd00::1\r\n", "c=IN IP6 fd00:::1\r\n").replace("c=IN IP6 fd00::1]", "");
+        assert_eq!(
+            process_msg(&mut v6(false), bad.as_bytes()),
+            SipVerdict::Drop("sip: cannot parse SDP message")
+        );
+    }
+
+    #[test]
+    fn ipv6_register_needs_a_bracketed_contact() {
+        let reg = |contact: &str| {
+            format!("REGISTER sip:[fd00::2] SIP/2.0\r\nCSeq: 3 REGISTER\r\nContact: {contact}\r\nExpires: 600\r\n\r\n")
+        };
+        let mut r = v6(false);
+        assert_eq!(process_msg(&mut r, reg("<sip:alice@[fd00::1]:5070>").as_bytes()), SipVerdict::Accept);
+        assert_eq!(r.log, vec!["signalling fd00::2->fd00::1:5070/17"]);
+        assert_eq!(r.register, 3);
+        let mut r = v6(false);
+        process_msg(&mut r, reg("<sip:[fd00::1]>").as_bytes());
+        assert_eq!(r.log, vec!["signalling fd00::2->fd00::1:5060/17"]);
+        // without brackets the contact is skipped as unparsable: accepted, nothing expected
+        for c in ["<sip:alice@fd00::1>", "<sip:alice@[fd00::1>", "<sip:alice@[fd00::7]:5070>"] {
+            let mut r = v6(false);
+            assert_eq!(process_msg(&mut r, reg(c).as_bytes()), SipVerdict::Accept, "{c}");
+            assert!(r.log.is_empty(), "{c}");
+        }
+        // a bracketed contact with a port out of range drops
+        assert!(matches!(
+            process_msg(&mut v6(false), reg("<sip:a@[fd00::1]:80>").as_bytes()),
+            SipVerdict::Drop(_)
+        ));
+        // the 200 OK refreshes it by the bracketed contact
+        let ok =
+            "SIP/2.0 200 OK\r\nCSeq: 3 REGISTER\r\nContact: <sip:alice@[fd00::1]:5070>;expires=300\r\n\r\n";
+        let mut r = Rec { v6: true, reply: true, register: 3, refresh_ok: true, ..Rec::default() };
+        process_msg(&mut r, ok.as_bytes());
+        assert_eq!(r.log, vec!["refresh fd00::1:5070/17 300"]);
+    }
+
+    #[test]
+    fn tcp_messages_are_delimited_by_content_length_and_the_blank_line() {
+        let a = "INVITE sip:b SIP/2.0\r\nContent-Length: 5\r\nCSeq: 1 INVITE\r\n\r\nhello";
+        // Content-Length need not be the last header
+        assert_eq!(tcp_message_len(a.as_bytes()), Some(a.len()));
+        let two = format!("{a}BYE sip:b SIP/2.0\r\nCSeq: 2 BYE\r\nl: 0\r\n\r\n");
+        assert_eq!(tcp_message_len(two.as_bytes()), Some(a.len()));
+        assert_eq!(tcp_message_len(&two.as_bytes()[a.len()..]), Some(two.len() - a.len()));
+        // a message longer than the segment (split over two): nothing parsed
+        assert_eq!(tcp_message_len(&a.as_bytes()[..a.len() - 1]), None);
+        // no blank line, no number, no header
+        assert_eq!(tcp_message_len(b"INVITE sip:b SIP/2.0\r\nContent-Length: 5\r\n"), None);
+        assert_eq!(tcp_message_len(b"INVITE sip:b SIP/2.0\r\nContent-Length: x\r\n\r\nhello"), None);
+        assert_eq!(tcp_message_len(b"INVITE sip:b SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n"), None);
+        // the message length is 32-bit: a huge Content-Length wraps (here to 9 bytes), and a wrap
+        // to exactly 0 ends the parsing
+        let wrap = |clen: u64| format!("INVITE x\r\nl: {clen}\r\n\r\n");
+        assert_eq!(tcp_message_len(wrap((1 << 32) - 18).as_bytes()), Some(9));
+        assert_eq!(tcp_message_len(wrap((1 << 32) - 27).as_bytes()), None);
+    }
+
     proptest::proptest! {
         #[test]
-        fn sip_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400), reply: bool) {
-            let mut r = Rec { reply, register: 1, invite: 1, ..Rec::default() };
+        fn sip_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400), reply: bool, v6: bool) {
+            let mut r = Rec { reply, v6, register: 1, invite: 1, ..Rec::default() };
             let _ = process_msg(&mut r, &data);
-            for prefix in [&INVITE.as_bytes()[..60], b"SIP/2.0 200 OK\r\nCSeq: 1 REGISTER\r\nContact: <sip:a@10.0.0.1", b"REGISTER x\r\nCSeq: 1\r\nm: sip:"] {
+            let _ = tcp_message_len(&data);
+            for prefix in [&INVITE.as_bytes()[..60], &INVITE6.as_bytes()[..150], b"SIP/2.0 200 OK\r\nCSeq: 1 REGISTER\r\nContact: <sip:a@[fd00::1", b"REGISTER x\r\nCSeq: 1\r\nm: sip:", b"INVITE x\r\nl: 12\r\n\r\nv=0\r\nc=IN IP6 "] {
                 let mut m = prefix.to_vec();
                 m.extend_from_slice(&data);
                 let _ = process_msg(&mut r, &m);

@@ -15,7 +15,7 @@
 //! - An entry deleted while its packet still refers to it (an RST on an unreplied TCP entry) stays
 //!   readable through [`Conntrack::conn`] until the next packet or timeout is handled.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
@@ -25,6 +25,7 @@ use slab::Slab;
 use wire::{IcmpHeader, Packet, Time, L4};
 
 use crate::config::Config;
+use crate::timers::{Chains, Place, Wheel};
 
 /// `sip_help_tcp`: the messages of one segment, each ending `Content-Length` bytes after the
 /// blank line that follows that header; stops at the first message that cannot be delimited.
@@ -326,10 +327,10 @@ pub struct Conntrack {
     config: Config,
     conns: Slab<Conn>,
     table: HashTable<u32>,
-    /// (absolute expiry ns, slab index) of every hashed entry.
-    timers: BTreeSet<(u64, u32)>,
-    /// (virtual bucket << 32 | node) of every hashed node.
-    buckets: BTreeSet<u64>,
+    /// The expiry of every hashed entry (by slab index).
+    wheel: Wheel,
+    /// The nodes (slab index × 2 + direction) of every virtual bucket.
+    chains: Chains,
     confirmed: usize,
     next_gen: u32,
     now: Time,
@@ -343,12 +344,14 @@ pub struct Conntrack {
 
 impl Conntrack {
     pub fn new(config: Config) -> Self {
+        let mut chains = Chains::default();
+        chains.reset(config.buckets.max(1) as usize);
         Conntrack {
             config,
             conns: Slab::new(),
             table: HashTable::new(),
-            timers: BTreeSet::new(),
-            buckets: BTreeSet::new(),
+            wheel: Wheel::default(),
+            chains,
             confirmed: 0,
             next_gen: 0,
             now: Time::ZERO,
@@ -373,7 +376,9 @@ impl Conntrack {
     /// Change a sysctl at run time (e.g. `nf_conntrack_max`): later packets see the new value,
     /// existing entries keep what they were created with (accounting, timestamp, GRE timeouts).
     pub fn set_sysctl(&mut self, key: &str, value: &str) -> Result<(), crate::ConfigError> {
-        self.config.set(key, value)
+        self.config.set(key, value)?;
+        self.chains_fit();
+        Ok(())
     }
 
     pub fn config(&self) -> &Config {
@@ -432,7 +437,21 @@ impl Conntrack {
 
     /// Earliest expiry among confirmed entries and expectations.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let ct = self.timers.first().map(|&(t, _)| Time(t));
+        let conns = &self.conns;
+        let ct = self
+            .wheel
+            .next_exact(|i| conns.get(i as usize).map(|c| (Place::unpack(c.timer), c.timeout)))
+            .map(Time);
+        match (ct, self.expects.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A time no later than [`Conntrack::poll_timeout`], in constant time: when a packet's time reaches it,
+    /// call [`Conntrack::handle_timeout`] (which may then find nothing due). For a per-packet check.
+    pub fn next_check(&self) -> Option<Time> {
+        let ct = self.wheel.next().map(Time);
         match (ct, self.expects.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -449,10 +468,15 @@ impl Conntrack {
     pub fn handle_timeout(&mut self, now: Time) {
         let now = self.advance(now);
         self.release_pending();
-        while let Some(&(t, idx)) = self.timers.first() {
-            if t > now.0 {
-                break;
+        let conns = &self.conns;
+        let moved =
+            self.wheel.advance(now.0, |i| conns.get(i as usize).map(|c| (Place::unpack(c.timer), c.timeout)));
+        for (idx, place) in moved {
+            if let Some(c) = self.conns.get_mut(idx as usize) {
+                c.timer = place.pack();
             }
+        }
+        while let Some((_, idx)) = self.wheel.first_due(now.0) {
             self.delete(idx as usize);
         }
         self.expire_expectations(now);
@@ -632,10 +656,6 @@ impl Conntrack {
         }
         self.helper_refresh(now, id, crate::sip::SIP_TIMEOUT);
         let Some(c) = self.conn(id) else { return HelperVerdict::Accept };
-        // this model parses SIP on IPv4 entries only
-        if !c.orig().src.is_ipv4() {
-            return HelperVerdict::Accept;
-        }
         let mut ctx = SipTableCtx {
             orig: *c.orig(),
             reply_t: *c.reply(),
@@ -1009,6 +1029,30 @@ impl Conntrack {
         }
     }
 
+    /// Keeps the bucket chains sized to `nf_conntrack_buckets` (relinking every node after a change).
+    fn chains_fit(&mut self) {
+        let want = self.config.buckets.max(1) as usize;
+        if self.chains.buckets() == want {
+            return;
+        }
+        self.chains.reset(want);
+        let nodes: Vec<(u64, u32)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| Self::is_hashed(c))
+            .flat_map(|(i, c)| {
+                (0..2u32).map(move |d| {
+                    let dir = Dir::from_index(d as usize);
+                    (tuple_hash(c.tuple(dir), c.zone_id(dir)), ((i as u32) << 1) | d)
+                })
+            })
+            .collect();
+        for (h, node) in nodes {
+            let b = self.bucket_of(h);
+            self.chains.insert(b as usize, node);
+        }
+    }
+
     fn bucket_of(&self, hash: u64) -> u64 {
         // reciprocal_scale of the upper 32 bits
         ((hash >> 32) * u64::from(self.config.buckets.max(1))) >> 32
@@ -1069,16 +1113,18 @@ impl Conntrack {
             let conns = &self.conns;
             self.table.insert_unique(h, node, |&n| node_hash(conns, n));
             let b = self.bucket_of(h);
-            self.buckets.insert((b << 32) | u64::from(node));
+            self.chains.insert(b as usize, node);
         }
-        self.timers.insert((expiry, base));
+        let place = self.wheel.insert(base, expiry);
+        if let Some(c) = self.conns.get_mut(idx) {
+            c.timer = place.pack();
+        }
         self.confirmed += 1;
     }
 
     fn unhash(&mut self, idx: usize) {
         let Some(c) = self.conns.get(idx) else { return };
         let Ok(base) = u32::try_from(idx) else { return };
-        let expiry = c.timeout;
         let hashes = [
             tuple_hash(&c.tuples[0], c.zone_id(Dir::Original)),
             tuple_hash(&c.tuples[1], c.zone_id(Dir::Reply)),
@@ -1089,9 +1135,12 @@ impl Conntrack {
                 e.remove();
             }
             let b = self.bucket_of(h);
-            self.buckets.remove(&((b << 32) | u64::from(node)));
+            self.chains.remove(b as usize, node);
         }
-        self.timers.remove(&(expiry, base));
+        self.wheel.remove(base, Place::unpack(c.timer));
+        if let Some(c) = self.conns.get_mut(idx) {
+            c.timer = Place::None.pack();
+        }
         self.confirmed = self.confirmed.saturating_sub(1);
     }
 
@@ -1157,8 +1206,7 @@ impl Conntrack {
         }
         c.timeout = expiry;
         if let Ok(base) = u32::try_from(idx) {
-            self.timers.remove(&(old, base));
-            self.timers.insert((expiry, base));
+            c.timer = self.wheel.update(base, Place::unpack(c.timer), expiry).pack();
         }
     }
 
@@ -1276,6 +1324,7 @@ impl Conntrack {
             help,
             related,
             acct: self.config.acct.then(|| Box::new([Counter::default(), Counter::default()])),
+            timer: Place::None.pack(),
         };
         Ok(self.conns.insert(conn))
     }
@@ -1286,10 +1335,9 @@ impl Conntrack {
         let nbuckets = u64::from(self.config.buckets.max(1));
         let mut bucket = self.bucket_of(hash);
         for _ in 0..EVICTION_RANGE {
-            let lo = bucket << 32;
-            let hi = lo | u64::from(u32::MAX);
             let mut idxs: Vec<usize> =
-                self.buckets.range(lo..=hi).map(|&k| ((k & u64::from(u32::MAX)) >> 1) as usize).collect();
+                self.chains.nodes(bucket as usize).into_iter().map(|n| (n >> 1) as usize).collect();
+            idxs.sort_unstable();
             idxs.dedup();
             let mut drops = 0u64;
             for idx in idxs {
@@ -2496,13 +2544,10 @@ impl Conntrack {
         let live = self.iter().count();
         assert_eq!(live, self.confirmed);
         assert_eq!(self.table.len(), 2 * live);
-        assert_eq!(self.buckets.len(), 2 * live);
-        assert_eq!(self.timers.len(), live);
+        assert_eq!(self.chains.len(), 2 * live);
+        assert_eq!(self.wheel.len(), live);
         for c in self.iter() {
-            assert!(self.timers.contains(&(
-                c.timeout,
-                self.find_node(c.orig(), ZoneKey::of(c)).map_or(u32::MAX, |(i, _)| i as u32)
-            )));
+            assert_ne!(Place::unpack(c.timer), Place::None);
             assert!(self.find_node(c.reply(), ZoneKey::of(c)).is_some());
         }
     }

@@ -137,6 +137,14 @@ impl Engine {
         }
     }
 
+    /// No later than [`Engine::poll_timeout`], in constant time (the per-packet check).
+    fn next_check(&self) -> Option<Time> {
+        match (self.ct.next_check(), self.defrag.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Expire what is due at `now` (never moves the clock backwards).
     pub fn handle_timeout(&mut self, now: Time) {
         let now = self.advance(now);
@@ -170,7 +178,7 @@ impl Engine {
     ) -> Decision {
         self.stats.packets += 1;
         let now = self.advance(now);
-        if self.poll_timeout().is_some_and(|t| t <= now) {
+        if self.next_check().is_some_and(|t| t <= now) {
             self.handle_timeout(now);
         }
         let d = match wire::link::strip_link(linktype, frame) {
@@ -190,7 +198,7 @@ impl Engine {
     pub fn handle_ip(&mut self, now: Time, bytes: &[u8], pkttype: PktType) -> Decision {
         self.stats.packets += 1;
         let now = self.advance(now);
-        if self.poll_timeout().is_some_and(|t| t <= now) {
+        if self.next_check().is_some_and(|t| t <= now) {
             self.handle_timeout(now);
         }
         let d = self.handle_ip_at(now, bytes, pkttype, bytes.len());

@@ -626,7 +626,8 @@ fn parse_rule_line(tokens: Vec<Token>, span: Span, family: Family) -> Result<Rul
                             &tok.span,
                             &tok.text,
                             format!("option `{}` takes no argument (got `{a}`)", tok.text),
-                        ));
+                        )
+                        .with_hint("this option is a flag: write it alone, without a value"));
                     }
                     None
                 };
@@ -741,7 +742,8 @@ fn parse_rule_line(tokens: Vec<Token>, span: Span, family: Family) -> Result<Rul
                                 &tok.span,
                                 &tok.text,
                                 format!("option `--{}` takes no argument (got `{a}`)", ospec.name),
-                            ));
+                            )
+                            .with_hint("this option is a flag: write it alone, without `=value`"));
                         }
                     }
                     1 => args.push(take_arg(&tok, inline_arg, &mut iter)?),

@@ -1,8 +1,8 @@
 //! Errors of [`crate::parse`] / [`crate::parse_ast`].
 //!
 //! Every error points at the offending token: 1-based line and column, and a byte span (offset, length)
-//! into the input text, ready for a `miette` label. It says what was found, what was expected and,
-//! where one helps, a hint.
+//! into the input text, ready for a `miette` label. It says what was found, what was expected and how to
+//! fix it: a hint specific to the error where the site knows one, else the hint of its [`ErrorKind`].
 
 use std::fmt;
 
@@ -53,6 +53,46 @@ pub enum ErrorKind {
     InvalidContext,
 }
 
+/// The hint of an error whose site gives no more specific one: what the kind of mistake usually takes to fix.
+fn default_hint(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Syntax => {
+            "iptables-save lines are `*TABLE`, `:CHAIN POLICY [packets:bytes]`, `[packets:bytes] -A CHAIN \
+             OPTIONS`, `COMMIT` and `#` comments"
+        }
+        ErrorKind::UnsupportedTable => "statewall models the raw, mangle and filter tables",
+        ErrorKind::UnknownTable => "iptables knows the tables raw, mangle, filter, nat and security",
+        ErrorKind::DuplicateTable => "write each table once per file",
+        ErrorKind::MissingCommit => "end every table block with a line `COMMIT`",
+        ErrorKind::DuplicateChain => "declare each chain once per table",
+        ErrorKind::UnknownChain => "declare the chain with `:NAME - [0:0]` before its rules",
+        ErrorKind::BadPolicy => "built-in chains take ACCEPT or DROP, user chains `-`",
+        ErrorKind::BadChainName => {
+            "chain names are at most 28 characters, not starting with `-` or `!`, and not a target name"
+        }
+        ErrorKind::UnknownMatch => {
+            "check the module name; a module statewall does not model has to be left out (see `iptables -m NAME \
+             --help` for what it does)"
+        }
+        ErrorKind::UnknownTarget => "use a built-in target or a user chain declared in the same table",
+        ErrorKind::UnknownOption => {
+            "check the spelling, and that the module owning the option is loaded before it with `-m NAME` (or \
+             `-p PROTO` for tcp, udp and icmp)"
+        }
+        ErrorKind::AmbiguousOption => "write the option's full name",
+        ErrorKind::MissingArgument => "give the option its value right after it",
+        ErrorKind::BadValue => "write the value in the form expected (as iptables-save prints it)",
+        ErrorKind::BadNegation => "a single `!` goes right before an option that can be negated",
+        ErrorKind::ConflictingOptions => "give each option once, and only one of the options that exclude each other",
+        ErrorKind::MissingOption => "add the module's mandatory option",
+        ErrorKind::BadJump => "jump (-j) or go (-g) to user chains declared in the same table",
+        ErrorKind::Loop => "a chain may not reach itself again through jumps and gotos: break the cycle",
+        ErrorKind::InvalidContext => {
+            "the kernel refuses this here: move the rule to a table, chain or protocol where it is valid"
+        }
+    }
+}
+
 /// A ruleset text error with its position (boxed: errors are rare, results stay small).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ParseError(Box<Inner>);
@@ -98,7 +138,7 @@ impl ParseError {
             token: token.to_string(),
             message,
             expected: None,
-            hint: None,
+            hint: Some(default_hint(kind).to_string()),
         }))
     }
     pub(crate) fn with_expected(mut self, e: impl Into<String>) -> Self {
@@ -137,7 +177,7 @@ impl ParseError {
     pub fn expected(&self) -> Option<&str> {
         self.0.expected.as_deref()
     }
-    /// How to fix it, when we know.
+    /// How to fix it (always present: the error's own hint, or its kind's).
     pub fn hint(&self) -> Option<&str> {
         self.0.hint.as_deref()
     }

@@ -142,3 +142,101 @@ golden! {
     v4_hl_match => rule("-A INPUT -m hl --hl-eq 3 -j ACCEPT");
     v4_icmpv6_type_option => rule("-A INPUT -p ipv6-icmp --icmpv6-type 128 -j ACCEPT");
 }
+
+// Every other refusal of the parser (issue 7): structure, options, values, targets.
+golden! {
+    table_name_trailing_text => "*filter extra\nCOMMIT\n";
+    missing_table_name => "*\nCOMMIT\n";
+    commit_trailing_text => "*filter\nCOMMIT now\n";
+    empty_chain_line => "*filter\n:\nCOMMIT\n";
+    chain_without_policy => "*filter\n:INPUT\nCOMMIT\n";
+    bad_chain_counters => "*filter\n:INPUT ACCEPT [x:0]\nCOMMIT\n";
+    chain_counters_trailing_text => "*filter\n:INPUT ACCEPT [0:0] extra\nCOMMIT\n";
+    chain_name_too_long => "*filter\n:abcdefghijklmnopqrstuvwxyz0123 - [0:0]\nCOMMIT\n";
+    chain_name_starting_with_dash => "*filter\n:-x - [0:0]\nCOMMIT\n";
+    chain_named_like_a_target => "*filter\n:ACCEPT - [0:0]\nCOMMIT\n";
+    double_negation => rule("-A INPUT ! ! -s 1.2.3.4 -j DROP");
+    trailing_negation => rule("-A INPUT -j DROP !");
+    insert_command => rule("-I INPUT -j ACCEPT");
+    new_chain_command => rule("-N other");
+    short_flag_with_inline_argument => rule("-A INPUT -fx -j DROP");
+    long_flag_with_inline_argument => rule("-A INPUT -p tcp --syn=1 -j DROP");
+    two_appends => rule("-A INPUT -A OUTPUT -j DROP");
+    two_targets => rule("-A INPUT -j ACCEPT -j DROP");
+    source_given_twice => rule("-A INPUT -s 1.1.1.1 -s 2.2.2.2 -j DROP");
+    tcp_flags_one_argument => rule("-A INPUT -p tcp --tcp-flags SYN");
+    rule_without_append => rule("-s 1.2.3.4 -j DROP");
+    bare_word => rule("-A INPUT foo -j DROP");
+    lone_dash => rule("-A INPUT - -j DROP");
+    source_without_argument => rule("-A INPUT -s");
+    unknown_protocol => rule("-A INPUT -p bogus -j DROP");
+    protocol_number_too_big => rule("-A INPUT -p 256 -j DROP");
+    interface_name_too_long => rule("-A INPUT -i abcdefghijklmnopq -j DROP");
+    multiple_addresses => rule("-A INPUT -s 1.2.3.4,5.6.7.8 -j DROP");
+    bad_dotted_mask => rule("-A INPUT -s 10.0.0.0/255.0.x.0 -j DROP");
+    bad_mark_value => rule("-A INPUT -m mark --mark 0xfffffffff -j DROP");
+    bad_mark_mask => rule("-A INPUT -m mark --mark 1/zz -j DROP");
+    bad_tcp_option_number => rule("-A INPUT -p tcp --tcp-option 0 -j DROP");
+    bad_icmp_type_number => rule("-A INPUT -p icmp --icmp-type 300 -j DROP");
+    bad_icmp_code => rule("-A INPUT -p icmp --icmp-type 3/300 -j DROP");
+    bad_ctdir => rule("-A INPUT -m conntrack --ctdir SIDEWAYS -j DROP");
+    bad_ctproto => rule("-A INPUT -m conntrack --ctproto bogus -j DROP");
+    bad_ctstatus => rule("-A INPUT -m conntrack --ctstatus BOGUS -j DROP");
+    bad_ctexpire => rule("-A INPUT -m conntrack --ctexpire 5:x -j DROP");
+    bad_ctorigsrcport => rule("-A INPUT -m conntrack --ctorigsrcport 70000 -j DROP");
+    conntrack_without_option => rule("-A INPUT -m conntrack -j DROP");
+    state_without_option => rule("-A INPUT -m state -j DROP");
+    bad_ttl_value => rule("-A INPUT -m ttl --ttl-eq 300 -j DROP");
+    ttl_two_options => rule("-A INPUT -m ttl --ttl-eq 3 --ttl-gt 5 -j DROP");
+    bad_limit_burst => rule("-A INPUT -m limit --limit-burst 20000 -j DROP");
+    bad_limit_unit => rule("-A INPUT -m limit --limit 3/fortnight -j ACCEPT");
+    zero_limit_rate => rule("-A INPUT -m limit --limit 0/sec -j ACCEPT");
+    limit_rate_too_fast => rule("-A INPUT -m limit --limit 100000000/sec -j ACCEPT");
+    bad_pkttype => rule("-A INPUT -m pkttype --pkt-type sideways -j DROP");
+    pkttype_without_option => rule("-A INPUT -m pkttype -j DROP");
+    length_too_big => rule("-A INPUT -m length --length 70000 -j DROP");
+    bad_tcp_flags_mask => rule("-A INPUT -p tcp --tcp-flags BOGUS SYN -j DROP");
+    bad_addrtype => rule("-A INPUT -m addrtype --src-type BOGUS -j DROP");
+    addrtype_both_iface_limits => rule("-A INPUT -m addrtype --src-type LOCAL --limit-iface-in --limit-iface-out -j DROP");
+    multiport_empty_list => rule("-A INPUT -p tcp -m multiport --dports , -j DROP");
+    multiport_two_lists => rule("-A INPUT -p tcp -m multiport --dports 1 --sports 2 -j DROP");
+    multiport_without_list => rule("-A INPUT -p tcp -m multiport -j DROP");
+    iprange_without_range => rule("-A INPUT -m iprange -j DROP");
+    bad_connmark => rule("-A INPUT -m connmark --mark x -j DROP");
+    queue_target => rule("-A INPUT -j QUEUE");
+    bad_log_level => rule("-A INPUT -j LOG --log-level loud");
+    unknown_target_option => rule("-A INPUT -j LOG --bogus 1");
+    bad_ct_zone => "*raw\n-A PREROUTING -j CT --zone 70000\nCOMMIT\n";
+    mark_target_two_operations => "*mangle\n-A PREROUTING -j MARK --set-mark 1 --and-mark 2\nCOMMIT\n";
+    bad_mark_target_value => "*mangle\n-A PREROUTING -j MARK --set-mark x\nCOMMIT\n";
+    connmark_target_without_operation => "*mangle\n-A PREROUTING -j CONNMARK\nCOMMIT\n";
+    unknown_reject_type => rule("-A INPUT -j REJECT --reject-with icmp-bogus");
+    bad_port_range_part => rule("-A INPUT -p tcp --dport 1:x -j ACCEPT");
+    service_name_unknown => rule("-A INPUT -p tcp --dport nosuchservice -j ACCEPT");
+}
+
+golden6! {
+    v6_bad_hl_value => rule("-A INPUT -m hl --hl-eq 300 -j DROP");
+    v6_ipv6header_empty_list => rule("-A INPUT -m ipv6header --header , -j DROP");
+    v6_multiple_addresses => rule("-A INPUT -s 2001:db8::1,2001:db8::2 -j DROP");
+    v6_host_name => rule("-A INPUT -d example.com -j DROP");
+    v6_bad_fraglen => rule("-A INPUT -m frag --fraglen x -j DROP");
+}
+
+/// Every golden input above gives an error with a position inside the text and a hint.
+#[test]
+fn every_error_has_a_position_and_a_hint() {
+    let src = include_str!("errors.rs");
+    let mut n = 0;
+    for snap in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots")).unwrap() {
+        let text = std::fs::read_to_string(snap.unwrap().path()).unwrap();
+        if !text.contains("source: crates/rules/tests/errors.rs") {
+            continue;
+        }
+        n += 1;
+        assert!(text.contains("; hint: "), "no hint:\n{text}");
+        assert!(text.contains("kind=") && text.contains(" line=") && text.contains(" column="), "{text}");
+    }
+    assert!(n >= 150, "{n} golden errors");
+    assert!(src.contains("golden!"));
+}

@@ -40,6 +40,10 @@ pub enum Command {
     ///
     /// Exit status: 0 done, 2 bad usage or input, 3 done on partial input (a truncated or corrupt capture).
     Helpers(HelpersArgs),
+    /// Time the engine alone (decode + conntrack + rules + verdict) on a synthetic workload or on captures
+    /// loaded fully into memory first, pinned to one core per shard: Mpps, ns/packet, new connections/s,
+    /// peak table size and memory per tracked connection, without and with the ruleset.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -165,14 +169,15 @@ pub struct SynthArgs {
     /// Scenario: seed (the p2p example), flows (benchmark traffic), random / random6 / random-mix
     /// (kernel-agreement fodder: IPv4, IPv6, fragments+GRE+SCTP+generic+UDP-Lite), or case:NAME (one behaviour
     /// each: rst-window, rst-close-wait, retrans-acked, stale-synack, syn-live-tuple, wscale-255, all-flags,
-    /// midstream, icmp-unknown, icmp6-ext-ptb, overlap-frags, syn-flood).
+    /// midstream, icmp-unknown, icmp6-ext-ptb, overlap-frags, syn-flood), or flood (a SYN flood of --flows new
+    /// flows per second, default 50000, for 60 s while 1000 established flows keep sending).
     #[arg(long)]
     pub scenario: String,
     #[arg(long, value_name = "FILE.pcap")]
     pub out: PathBuf,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Number of flows (scenario flows).
+    /// Number of flows (scenario flows); new flows per second (scenario flood).
     #[arg(long)]
     pub flows: Option<usize>,
 }

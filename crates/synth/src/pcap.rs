@@ -11,7 +11,16 @@ const LINKTYPE_ETHERNET: u32 = 1;
 const SNAPLEN: u32 = 262_144;
 
 /// Writes `frames` as a microsecond-resolution pcap file.
-pub fn write_pcap(frames: &[Frame], mut out: impl Write) -> std::io::Result<()> {
+pub fn write_pcap(frames: &[Frame], out: impl Write) -> std::io::Result<()> {
+    write_pcap_stream(frames.iter().map(Ok::<_, std::convert::Infallible>), out).map(|_| ())
+}
+
+/// Writes frames as they come (a generator's output, never held whole); returns how many were
+/// written. A generator error stops the file there and is returned as an I/O error.
+pub fn write_pcap_stream<F: std::borrow::Borrow<Frame>, E: std::fmt::Display>(
+    frames: impl IntoIterator<Item = Result<F, E>>,
+    mut out: impl Write,
+) -> std::io::Result<u64> {
     let mut hdr = Vec::with_capacity(24);
     hdr.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     hdr.extend_from_slice(&2u16.to_le_bytes());
@@ -21,7 +30,11 @@ pub fn write_pcap(frames: &[Frame], mut out: impl Write) -> std::io::Result<()> 
     hdr.extend_from_slice(&SNAPLEN.to_le_bytes());
     hdr.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
     out.write_all(&hdr)?;
+    let mut n = 0u64;
     for f in frames {
+        let f = f.map_err(|e| std::io::Error::other(e.to_string()))?;
+        let f = f.borrow();
+        n += 1;
         let ns = f.ts.as_nanos();
         let secs = u32::try_from(ns / 1_000_000_000)
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "timestamp beyond 2106"))?;
@@ -36,7 +49,7 @@ pub fn write_pcap(frames: &[Frame], mut out: impl Write) -> std::io::Result<()> 
         out.write_all(&rec)?;
         out.write_all(&f.data)?;
     }
-    Ok(())
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Capture files: pcap and pcapng reading (on top of `pcap-file`'s slice parsers), pcap writing.
+//! Capture files: pcap (on top of `pcap-file`'s slice parser) and pcapng reading, pcap writing.
 //!
 //! Contract:
 //! - [`parse_capture`] recognises the format by its magic: classic pcap in either byte order with
@@ -12,18 +12,23 @@
 //!   error (with its byte offset). Only an unusable file header is an `Err`.
 //! - Lengths are never trusted for allocation: a record whose captured length exceeds the bytes
 //!   left is `Truncated`, one larger than [`MAX_CAPLEN`] is `Malformed`.
-//! - Timestamps are kept as the file says them; sub-second fields that are out of range in classic
-//!   pcap (usec >= 1_000_000, nsec >= 1_000_000_000) are clamped to the largest valid value. The
-//!   conversion to [`Time`] saturates. Simple Packet Blocks carry no timestamp and get the previous
-//!   record's.
+//! - Timestamps are kept as the file says them, in file order (going backwards or repeating is the
+//!   consumer's business: the engine's clock never runs backwards); sub-second fields that are out of
+//!   range in classic pcap (usec >= 1_000_000, nsec >= 1_000_000_000) are clamped to the largest valid
+//!   value. pcapng `if_tsresol` takes every value libpcap gives a meaning to (10^-n and 2^-n, finer
+//!   than nanoseconds included, truncated to nanoseconds); only 10^-39 and finer is `Malformed`.
+//!   `if_tsoffset` (seconds, signed) is added. The conversion to [`Time`] saturates at both ends
+//!   (before 1970 → 0, beyond 2554 → `u64::MAX` ns). Simple Packet Blocks carry no timestamp and get
+//!   the previous record's.
+//! - Lengths: a captured length above the file's snaplen is accepted as is (the bytes are there); an
+//!   original length below the captured length is reported as the file says (the engine takes the
+//!   larger of the two as the length on the wire).
 //! - pcapng `interface` numbers are made unique across sections: the first interface of the second
 //!   section follows the last of the first one.
 
 use std::io::{self, Write};
-use std::time::Duration;
 
 use pcap_file::pcap::{PcapParser, PcapTsResolution};
-use pcap_file::pcapng::{PcapNgParseError, PcapNgParser};
 use pcap_file::Endianness;
 
 use crate::time::Time;
@@ -78,6 +83,7 @@ pub enum CaptureError {
 }
 
 const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
+const PCAPNG_IDB: u32 = 1;
 const PCAPNG_EPB: u32 = 6;
 const PCAPNG_SPB: u32 = 3;
 const PCAPNG_PB: u32 = 2;
@@ -88,10 +94,6 @@ fn truncated(offset: usize, what: impl Into<String>) -> CaptureError {
 
 fn malformed(offset: usize, what: impl Into<String>) -> CaptureError {
     CaptureError::Malformed { offset: offset as u64, what: what.into() }
-}
-
-fn duration_to_time(d: Duration) -> Time {
-    Time(d.as_secs().saturating_mul(Time::NANOS_PER_SEC).saturating_add(u64::from(d.subsec_nanos())))
 }
 
 /// Parse a whole pcap or pcapng file held in memory.
@@ -176,47 +178,175 @@ fn parse_pcap(bytes: &[u8]) -> Result<Capture, CaptureError> {
     Ok(Capture { format: CaptureFormat::Pcap, records, truncated: stop })
 }
 
-fn ng_error(offset: usize, e: PcapNgParseError) -> CaptureError {
-    match e {
-        PcapNgParseError::IncompleteBuffer(..) => truncated(offset, "pcapng block"),
-        other => malformed(offset, other.to_string()),
+/// One pcapng interface: link type, snaplen and timestamp units.
+#[derive(Debug, Clone, Copy)]
+struct NgIface {
+    linktype: u32,
+    snaplen: u32,
+    /// Timestamp units per second (`if_tsresol`: 10^n or 2^n; default 10^6).
+    units: u128,
+    /// `if_tsoffset`, seconds added to every timestamp.
+    offset_secs: i64,
+}
+
+/// Timestamp units per second for an `if_tsresol` byte: bit 7 clear = 10^-n, set = 2^-n. Every value
+/// has a meaning (libpcap accepts finer than nanoseconds too: picosecond captures exist); only
+/// resolutions too fine for 128-bit arithmetic (10^-39 and finer) are refused.
+fn tsresol_units(v: u8) -> Option<u128> {
+    if v & 0x80 != 0 {
+        1u128.checked_shl(u32::from(v & 0x7f))
+    } else {
+        10u128.checked_pow(u32::from(v))
     }
 }
 
+/// `raw` units since the epoch (plus the interface's offset) as a [`Time`], saturating at both ends.
+fn ng_time(iface: &NgIface, raw: u64) -> Time {
+    let units = iface.units.max(1);
+    let secs = u128::from(raw) / units;
+    let frac = u128::from(raw) % units;
+    // frac < units <= 2^127: multiply after dividing the units down when they are huge.
+    let frac_ns = match frac.checked_mul(1_000_000_000) {
+        Some(x) => x / units,
+        None => frac / (units / 1_000_000_000),
+    };
+    let ns = i128::try_from(secs.saturating_mul(1_000_000_000).saturating_add(frac_ns)).unwrap_or(i128::MAX);
+    let ns = ns.saturating_add(i128::from(iface.offset_secs).saturating_mul(1_000_000_000));
+    Time(u64::try_from(ns.max(0)).unwrap_or(u64::MAX))
+}
+
+/// pcapng Interface Description Block body (after type and length).
+fn parse_idb(body: &[u8], big: bool, offset: usize) -> Result<NgIface, CaptureError> {
+    let rd = Rd { b: body, big };
+    let (Some(linktype), Some(snaplen)) = (rd.u16(0), rd.u32(4)) else {
+        return Err(malformed(offset, "interface description block too short"));
+    };
+    let mut iface = NgIface { linktype: u32::from(linktype), snaplen, units: 1_000_000, offset_secs: 0 };
+    let mut at = 8usize;
+    // Options: code u16, length u16, value padded to 4 bytes; opt_endofopt (0) or the end of the body stops.
+    while let (Some(code), Some(len)) = (rd.u16(at), rd.u16(at.saturating_add(2))) {
+        let value = at.saturating_add(4);
+        let len = usize::from(len);
+        let Some(v) = body.get(value..value.saturating_add(len)) else {
+            return Err(malformed(offset, "interface option runs past its block"));
+        };
+        match (code, v) {
+            (0, _) => break,
+            (9, [r]) => {
+                iface.units = tsresol_units(*r)
+                    .ok_or_else(|| malformed(offset, format!("if_tsresol {r:#04x} is beyond any clock")))?;
+            }
+            (14, _) if len == 8 => {
+                let lo = rd.u32(value).unwrap_or(0);
+                let hi = rd.u32(value + 4).unwrap_or(0);
+                let (first, second) = if big { (lo, hi) } else { (hi, lo) };
+                iface.offset_secs = ((u64::from(first) << 32) | u64::from(second)) as i64;
+            }
+            _ => {}
+        }
+        at = value.saturating_add(len.div_ceil(4) * 4);
+    }
+    Ok(iface)
+}
+
 fn parse_pcapng(bytes: &[u8]) -> Result<Capture, CaptureError> {
-    let (mut rem, mut parser) = PcapNgParser::new(bytes).map_err(|e| ng_error(0, e))?;
     let mut records: Vec<Record> = Vec::new();
     let mut stop = None;
-    // Interfaces of earlier sections, to number interfaces uniquely across sections.
+    // Interfaces of the current section; earlier sections' count, to number interfaces uniquely.
+    let mut ifaces: Vec<NgIface> = Vec::new();
     let mut iface_base: u32 = 0;
-    let mut section_ifaces: u32 = 0;
+    let mut big = false;
     let mut last_ts = Time::ZERO;
-    while !rem.is_empty() {
-        let offset = bytes.len() - rem.len();
-        let (next, raw) = match parser.next_raw_block(rem) {
-            Ok(v) => v,
-            Err(e) => {
-                stop = Some(ng_error(offset, e));
-                break;
+    let mut offset = 0usize;
+    while offset < bytes.len() {
+        let rest = bytes.get(offset..).unwrap_or(&[]);
+        // The section header's byte-order magic decides the byte order of everything up to the next one,
+        // its own length field included.
+        let is_shb = Rd { b: rest, big: true }.u32(0) == Some(PCAPNG_SHB);
+        if is_shb {
+            match (Rd { b: rest, big: true }).u32(8) {
+                Some(0x1a2b_3c4d) => big = true,
+                Some(0x4d3c_2b1a) => big = false,
+                Some(m) => {
+                    let e = malformed(offset, format!("bad section byte-order magic {m:#010x}"));
+                    if offset == 0 {
+                        return Err(e);
+                    }
+                    stop = Some(e);
+                    break;
+                }
+                None => {
+                    let e = truncated(offset, "pcapng section header");
+                    if offset == 0 {
+                        return Err(e);
+                    }
+                    stop = Some(e);
+                    break;
+                }
             }
-        };
-        rem = next;
-        if raw.type_ == PCAPNG_SHB {
-            iface_base = iface_base.saturating_add(section_ifaces);
-            section_ifaces = 0;
-            continue;
         }
-        let state = parser.state();
-        section_ifaces = u32::try_from(state.interfaces().len()).unwrap_or(u32::MAX);
-        let body: &[u8] = &raw.body;
-        let rd = Rd { b: body, big: state.endianness() == Endianness::Big };
-        let pkt = match raw.type_ {
+        let rd = Rd { b: rest, big };
+        let (Some(ty), Some(len)) = (rd.u32(0), rd.u32(4)) else {
+            stop = Some(truncated(offset, "pcapng block header"));
+            break;
+        };
+        let len = len as usize;
+        if len < 12 || !len.is_multiple_of(4) {
+            let e = malformed(offset, format!("bad pcapng block length {len}"));
+            if offset == 0 {
+                return Err(e);
+            }
+            stop = Some(e);
+            break;
+        }
+        let Some(block) = rest.get(..len) else {
+            let e = truncated(offset, "pcapng block");
+            if offset == 0 {
+                return Err(e);
+            }
+            stop = Some(e);
+            break;
+        };
+        if (Rd { b: block, big }).u32(len - 4) != Some(len as u32) {
+            let e = malformed(offset, "pcapng block lengths disagree");
+            if offset == 0 {
+                return Err(e);
+            }
+            stop = Some(e);
+            break;
+        }
+        let body = block.get(8..len - 4).unwrap_or(&[]);
+        let brd = Rd { b: body, big };
+        let pkt = match ty {
+            PCAPNG_SHB => {
+                if brd.u16(4) != Some(1) {
+                    let e =
+                        malformed(offset, format!("unsupported pcapng version {}", brd.u16(4).unwrap_or(0)));
+                    if offset == 0 {
+                        return Err(e);
+                    }
+                    stop = Some(e);
+                    break;
+                }
+                iface_base = iface_base.saturating_add(u32::try_from(ifaces.len()).unwrap_or(u32::MAX));
+                ifaces.clear();
+                None
+            }
+            PCAPNG_IDB => {
+                match parse_idb(body, big, offset) {
+                    Ok(i) => ifaces.push(i),
+                    Err(e) => {
+                        stop = Some(e);
+                        break;
+                    }
+                }
+                None
+            }
             PCAPNG_EPB | PCAPNG_PB => {
-                // EPB: if_id u32; PB (obsolete): if_id u16, drops u16. Then ts_hi, ts_lo,
-                // caplen, origlen, data.
-                let iface = if raw.type_ == PCAPNG_EPB { rd.u32(0) } else { rd.u16(0).map(u32::from) };
+                // EPB: if_id u32; PB (obsolete): if_id u16, drops u16. Then ts_hi, ts_lo, caplen, origlen, data.
+                let iface = if ty == PCAPNG_EPB { brd.u32(0) } else { brd.u16(0).map(u32::from) };
                 let (Some(iface), Some(hi), Some(lo), Some(caplen), Some(origlen)) =
-                    (iface, rd.u32(4), rd.u32(8), rd.u32(12), rd.u32(16))
+                    (iface, brd.u32(4), brd.u32(8), brd.u32(12), brd.u32(16))
                 else {
                     stop = Some(malformed(offset, "packet block too short"));
                     break;
@@ -229,23 +359,23 @@ fn parse_pcapng(bytes: &[u8]) -> Result<Capture, CaptureError> {
                     stop = Some(malformed(offset, "captured length exceeds block"));
                     break;
                 };
-                let Some(idb) = state.interfaces().get(iface as usize) else {
+                let Some(idb) = ifaces.get(iface as usize) else {
                     stop = Some(malformed(offset, format!("packet on undeclared interface {iface}")));
                     break;
                 };
-                let ts = state.decode_timestamp(iface, hi, lo).map(duration_to_time).unwrap_or(Time::ZERO);
-                Some((iface, u32::from(idb.linktype), ts, caplen, origlen, data))
+                let ts = ng_time(idb, (u64::from(hi) << 32) | u64::from(lo));
+                Some((iface, idb.linktype, ts, caplen, origlen, data))
             }
             PCAPNG_SPB => {
-                let Some(idb) = state.interfaces().first() else {
+                let Some(idb) = ifaces.first() else {
                     stop = Some(malformed(offset, "simple packet block without interface"));
                     break;
                 };
-                let Some(origlen) = rd.u32(0) else {
+                let Some(origlen) = brd.u32(0) else {
                     stop = Some(malformed(offset, "simple packet block too short"));
                     break;
                 };
-                let mut caplen = origlen.min(u32::try_from(body.len() - 4).unwrap_or(u32::MAX));
+                let mut caplen = origlen.min(u32::try_from(body.len().saturating_sub(4)).unwrap_or(u32::MAX));
                 if idb.snaplen != 0 {
                     caplen = caplen.min(idb.snaplen);
                 }
@@ -254,7 +384,7 @@ fn parse_pcapng(bytes: &[u8]) -> Result<Capture, CaptureError> {
                     break;
                 }
                 let data = body.get(4..4 + caplen as usize).unwrap_or(&[]);
-                Some((0, u32::from(idb.linktype), last_ts, caplen, origlen, data))
+                Some((0, idb.linktype, last_ts, caplen, origlen, data))
             }
             _ => None,
         };
@@ -271,6 +401,7 @@ fn parse_pcapng(bytes: &[u8]) -> Result<Capture, CaptureError> {
                 offset: offset as u64,
             });
         }
+        offset += len;
     }
     Ok(Capture { format: CaptureFormat::PcapNg, records, truncated: stop })
 }
@@ -542,6 +673,119 @@ mod tests {
             let ty_be = u32::from_be_bytes(f[r.offset as usize..r.offset as usize + 4].try_into().unwrap());
             assert!([2, 3, 6].contains(&ty) || [2, 3, 6].contains(&ty_be));
         }
+    }
+
+    fn idb_opts(big: bool, linktype: u16, opts: &[(u16, &[u8])]) -> Vec<u8> {
+        let w16 = |v: u16| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+        let mut body = w16(linktype).to_vec();
+        body.extend_from_slice(&w16(0));
+        body.extend_from_slice(&[0, 0, 0, 0]);
+        for (code, v) in opts {
+            body.extend_from_slice(&w16(*code));
+            body.extend_from_slice(&w16(v.len() as u16));
+            body.extend_from_slice(v);
+            while !body.len().is_multiple_of(4) {
+                body.push(0);
+            }
+        }
+        body.extend_from_slice(&[0, 0, 0, 0]);
+        block(big, PCAPNG_IDB, &body)
+    }
+
+    /// One EPB at raw timestamp `ts` on an interface with `if_tsresol` = `resol`: its time in ns.
+    fn ts_with_resol(resol: u8, ts: u64) -> Result<Time, CaptureError> {
+        let mut f = shb(false);
+        f.extend(idb_opts(false, 101, &[(9, &[resol])]));
+        f.extend(epb(false, 0, ts, b"x"));
+        let c = parse_capture(&f).unwrap();
+        match c.truncated {
+            Some(e) => Err(e),
+            None => Ok(c.records[0].ts),
+        }
+    }
+
+    #[test]
+    fn pcapng_every_tsresol_has_a_meaning() {
+        // Decimal: seconds, milliseconds, nanoseconds, picoseconds (finer than ns: truncated).
+        assert_eq!(ts_with_resol(0, 7), Ok(Time::from_secs(7)));
+        assert_eq!(ts_with_resol(3, 7_001), Ok(Time(7_001_000_000)));
+        assert_eq!(ts_with_resol(9, 7_000_000_001), Ok(Time(7_000_000_001)));
+        assert_eq!(ts_with_resol(12, 7_000_000_001_999), Ok(Time(7_000_000_001)));
+        assert_eq!(ts_with_resol(19, u64::MAX), Ok(Time(1_844_674_407)));
+        assert_eq!(ts_with_resol(38, u64::MAX), Ok(Time(0)));
+        // Binary: 2^0 (seconds), 2^-10, 2^-30 (finer than ns), 2^-63, 2^-127.
+        assert_eq!(ts_with_resol(0x80, 5), Ok(Time::from_secs(5)));
+        assert_eq!(ts_with_resol(0x8a, 1024 * 3 + 512), Ok(Time(3_500_000_000)));
+        assert_eq!(ts_with_resol(0x80 | 30, 3 << 30), Ok(Time::from_secs(3)));
+        assert_eq!(ts_with_resol(0x80 | 63, 1 << 62), Ok(Time(500_000_000)));
+        assert_eq!(ts_with_resol(0xff, u64::MAX), Ok(Time(0)));
+        // Too fine for any clock: the block is malformed, the file partial.
+        assert!(matches!(ts_with_resol(39, 1), Err(CaptureError::Malformed { .. })));
+        // Seconds resolution and the largest raw value: far beyond 2106, saturated.
+        assert_eq!(ts_with_resol(0, u64::MAX), Ok(Time(u64::MAX)));
+    }
+
+    #[test]
+    fn pcapng_tsoffset_and_saturation() {
+        let t = |off: i64, ts: u64| {
+            let mut f = shb(true);
+            f.extend(idb_opts(true, 1, &[(14, &off.to_be_bytes()), (9, &[6])]));
+            f.extend(epb(true, 0, ts, b"x"));
+            parse_capture(&f).unwrap().records[0].ts
+        };
+        assert_eq!(t(100, 1_500_000), Time(101_500_000_000));
+        assert_eq!(t(-1, 1_500_000), Time(500_000_000));
+        // Before the epoch: 0.
+        assert_eq!(t(-10, 1_500_000), Time::ZERO);
+        assert_eq!(t(i64::MAX, 1), Time(u64::MAX));
+        let mut f = shb(false);
+        f.extend(idb_opts(false, 1, &[(14, &(-2i64).to_le_bytes())]));
+        f.extend(epb(false, 0, 3_000_000, b"x"));
+        assert_eq!(parse_capture(&f).unwrap().records[0].ts, Time::from_secs(1));
+    }
+
+    #[test]
+    fn pcapng_structural_lies() {
+        // Block lengths that disagree, are not a multiple of 4, or are too short: malformed at that block.
+        let mut good = shb(false);
+        good.extend(idb(false, 1, 0, None));
+        let at = good.len();
+        good.extend(epb(false, 0, 1, b"abcd"));
+        let mut f = good.clone();
+        let n = f.len();
+        f[n - 4] ^= 4;
+        let c = parse_capture(&f).unwrap();
+        assert!(matches!(c.truncated, Some(CaptureError::Malformed { offset, .. }) if offset == at as u64));
+        let mut f = good.clone();
+        f[at + 4] = 13;
+        assert!(matches!(parse_capture(&f).unwrap().truncated, Some(CaptureError::Malformed { .. })));
+        let mut f = good.clone();
+        f[at + 4..at + 8].copy_from_slice(&8u32.to_le_bytes());
+        assert!(matches!(parse_capture(&f).unwrap().truncated, Some(CaptureError::Malformed { .. })));
+        // A second section with a bad byte-order magic stops there; the first section's packets stay.
+        let mut f = good.clone();
+        let mut bad = shb(false);
+        bad[8..12].copy_from_slice(&[1, 2, 3, 4]);
+        f.extend(bad);
+        let c = parse_capture(&f).unwrap();
+        assert_eq!(c.records.len(), 1);
+        assert!(matches!(c.truncated, Some(CaptureError::Malformed { .. })));
+        // ... and as the first block, the file is not usable at all.
+        let mut bad = shb(false);
+        bad[8..12].copy_from_slice(&[1, 2, 3, 4]);
+        assert!(parse_capture(&bad).is_err());
+        // A version other than 1.x is refused like libpcap does.
+        let mut v2 = shb(false);
+        v2[12..14].copy_from_slice(&2u16.to_le_bytes());
+        assert!(parse_capture(&v2).is_err());
+        // An interface option running past its block.
+        let mut f = shb(false);
+        let mut body = 1u16.to_le_bytes().to_vec();
+        body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        body.extend_from_slice(&9u16.to_le_bytes());
+        body.extend_from_slice(&200u16.to_le_bytes());
+        f.extend(block(false, PCAPNG_IDB, &body));
+        assert!(matches!(parse_capture(&f).unwrap().truncated, Some(CaptureError::Malformed { .. })));
     }
 
     #[test]

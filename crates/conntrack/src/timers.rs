@@ -1,0 +1,399 @@
+//! Expiry without a timer per entry, and the virtual hash buckets of the early drop.
+//!
+//! Contract of [`Wheel`]: entries are registered by absolute expiry (ns). [`Wheel::due`] yields, in
+//! (expiry, index) order, exactly the registered entries whose *current* expiry is `<= now`, as an
+//! ordered set keyed by (expiry, index) would. The kernel keeps one `timeout` field per entry and lets its
+//! GC worker find expired entries; we keep the same single field and make refreshes free:
+//! - far timers live in coarse slots ([`SLOT_NS`] wide). A refresh that pushes the expiry later costs
+//!   nothing: the entry stays in its (earlier) slot and is moved to its right slot when that slot comes due;
+//! - timers within the current slot live in an exactly ordered set (`near`), so expiry happens at the exact
+//!   nanosecond, in the exact order;
+//! - [`Wheel::next`] is never later than the real next expiry (it may be a slot start, earlier).
+//!
+//! The owner stores, per entry, where it is registered ([`Place`]) and its current expiry, and passes
+//! them in; the wheel holds only indices.
+//!
+//! [`Chains`]: the entries of each virtual bucket (`nf_conntrack_buckets`), as singly linked lists of
+//! nodes (entry index × 2 + direction) threaded through one array, for the bucket-local early drop
+//! (`early_drop`, `NF_CT_EVICTION_RANGE`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Slot width: 2^30 ns (about 1.07 s).
+pub const SLOT_NS: u64 = 1 << 30;
+
+/// Where an entry's timer is registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Place {
+    #[default]
+    None,
+    /// In the exactly ordered near set, under this expiry.
+    Near(u64),
+    /// In this coarse slot (possibly earlier than its expiry's slot).
+    Slot(u64),
+}
+
+impl Place {
+    const NEAR: u64 = 1 << 63;
+    /// Packed into 8 bytes (expiries are below 2^63 - 1 ns, the year 2262).
+    pub fn pack(self) -> u64 {
+        match self {
+            Place::None => u64::MAX,
+            Place::Near(e) => Self::NEAR | (e & !Self::NEAR),
+            Place::Slot(s) => s & !Self::NEAR,
+        }
+    }
+    pub fn unpack(v: u64) -> Place {
+        if v == u64::MAX {
+            Place::None
+        } else if v & Self::NEAR != 0 {
+            Place::Near(v & !Self::NEAR)
+        } else {
+            Place::Slot(v)
+        }
+    }
+}
+
+/// The timer structure (see the module docs).
+#[derive(Debug, Default, Clone)]
+pub struct Wheel {
+    near: BTreeSet<(u64, u32)>,
+    slots: BTreeMap<u64, Vec<u32>>,
+    /// Slots below this number were already moved into `near`.
+    horizon: u64,
+    len: usize,
+}
+
+impl Wheel {
+    /// Number of registered entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Register entry `idx` (not registered yet) expiring at `expiry`; returns its place.
+    pub fn insert(&mut self, idx: u32, expiry: u64) -> Place {
+        self.len += 1;
+        self.place(idx, expiry)
+    }
+
+    fn place(&mut self, idx: u32, expiry: u64) -> Place {
+        let slot = expiry / SLOT_NS;
+        if slot < self.horizon {
+            self.near.insert((expiry, idx));
+            Place::Near(expiry)
+        } else {
+            self.slots.entry(slot).or_default().push(idx);
+            Place::Slot(slot)
+        }
+    }
+
+    /// The expiry of registered entry `idx` changes to `expiry`; returns its new place.
+    pub fn update(&mut self, idx: u32, at: Place, expiry: u64) -> Place {
+        match at {
+            Place::None => self.insert(idx, expiry),
+            Place::Near(old) => {
+                self.near.remove(&(old, idx));
+                self.place(idx, expiry)
+            }
+            // Later (or same slot): it stays put and is moved when its slot comes due.
+            Place::Slot(s) if expiry / SLOT_NS >= s => at,
+            // Earlier: register again; the stale registration is skipped when its slot comes due.
+            Place::Slot(_) => self.place(idx, expiry),
+        }
+    }
+
+    /// Entry `idx` goes away.
+    pub fn remove(&mut self, idx: u32, at: Place) {
+        match at {
+            Place::None => return,
+            Place::Near(e) => {
+                self.near.remove(&(e, idx));
+            }
+            // Stale registrations are skipped when their slot comes due.
+            Place::Slot(_) => {}
+        }
+        self.len = self.len.saturating_sub(1);
+    }
+
+    /// The earliest expiry, exactly: the near set's first, or the earliest current expiry of the entries
+    /// registered in the slots that start before it (`state` as in [`Wheel::advance`]). Usually looks at
+    /// one slot; [`Wheel::next`] is the constant-time lower bound.
+    pub fn next_exact(&self, state: impl Fn(u32) -> Option<(Place, u64)>) -> Option<u64> {
+        let mut best = self.near.first().map(|&(e, _)| e);
+        for (&slot, idxs) in &self.slots {
+            if best.is_some_and(|b| b <= slot.saturating_mul(SLOT_NS)) {
+                break;
+            }
+            for &idx in idxs {
+                if let Some((Place::Slot(s), expiry)) = state(idx) {
+                    if s == slot {
+                        best = Some(best.map_or(expiry, |b| b.min(expiry)));
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    /// No later than the earliest expiry.
+    pub fn next(&self) -> Option<u64> {
+        let near = self.near.first().map(|&(e, _)| e);
+        let slot = self.slots.keys().next().map(|s| s.saturating_mul(SLOT_NS));
+        match (near, slot) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Moves every slot starting at or before `now` into the near set. `state(idx)` gives an entry's
+    /// current place and expiry (`None` when the index is free). Returns the entries' new places, which
+    /// the owner records (each entry appears at most once).
+    pub fn advance(&mut self, now: u64, state: impl Fn(u32) -> Option<(Place, u64)>) -> Vec<(u32, Place)> {
+        let mut moved = Vec::new();
+        let target = now / SLOT_NS + 1;
+        if target <= self.horizon {
+            return moved;
+        }
+        self.horizon = target;
+        while let Some((&slot, _)) = self.slots.first_key_value() {
+            if slot >= target {
+                break;
+            }
+            let Some(mut idxs) = self.slots.remove(&slot) else { break };
+            idxs.sort_unstable();
+            idxs.dedup();
+            for idx in idxs {
+                // Only a registration that is still the entry's own counts.
+                if let Some((Place::Slot(s), expiry)) = state(idx) {
+                    if s == slot {
+                        let p = self.place(idx, expiry);
+                        moved.push((idx, p));
+                    }
+                }
+            }
+        }
+        moved
+    }
+
+    /// The earliest near entry if it expires at or before `now` (call [`Wheel::advance`] first).
+    pub fn first_due(&self, now: u64) -> Option<(u64, u32)> {
+        self.near.first().copied().filter(|&(e, _)| e <= now)
+    }
+}
+
+const NIL: u32 = u32::MAX;
+
+/// Virtual bucket chains (see the module docs).
+#[derive(Debug, Default, Clone)]
+pub struct Chains {
+    heads: Vec<u32>,
+    /// Next node per node (entry index × 2 + direction).
+    next: Vec<u32>,
+    len: usize,
+}
+
+impl Chains {
+    /// Number of nodes linked.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn buckets(&self) -> usize {
+        self.heads.len()
+    }
+
+    /// Empties the chains and sets the bucket count.
+    pub fn reset(&mut self, buckets: usize) {
+        self.heads.clear();
+        self.heads.resize(buckets.max(1), NIL);
+        self.next.clear();
+        self.len = 0;
+    }
+
+    /// Links `node` at the head of `bucket`.
+    pub fn insert(&mut self, bucket: usize, node: u32) {
+        if self.heads.is_empty() {
+            self.reset(1);
+        }
+        let b = bucket % self.heads.len();
+        let n = node as usize;
+        if self.next.len() <= n {
+            self.next.resize((n + 1).max(self.next.len() * 2), NIL);
+        }
+        let Some(head) = self.heads.get_mut(b) else { return };
+        let old = std::mem::replace(head, node);
+        if let Some(slot) = self.next.get_mut(n) {
+            *slot = old;
+        }
+        self.len += 1;
+    }
+
+    /// Unlinks `node` from `bucket` (nothing if it is not there).
+    pub fn remove(&mut self, bucket: usize, node: u32) {
+        if self.heads.is_empty() {
+            return;
+        }
+        let b = bucket % self.heads.len();
+        let after = self.next.get(node as usize).copied().unwrap_or(NIL);
+        let Some(&head) = self.heads.get(b) else { return };
+        if head == node {
+            if let Some(h) = self.heads.get_mut(b) {
+                *h = after;
+            }
+            self.len = self.len.saturating_sub(1);
+            return;
+        }
+        let mut cur = head;
+        // Bounded by the number of linked nodes.
+        for _ in 0..=self.len {
+            if cur == NIL {
+                return;
+            }
+            let nxt = self.next.get(cur as usize).copied().unwrap_or(NIL);
+            if nxt == node {
+                if let Some(s) = self.next.get_mut(cur as usize) {
+                    *s = after;
+                }
+                self.len = self.len.saturating_sub(1);
+                return;
+            }
+            cur = nxt;
+        }
+    }
+
+    /// The nodes of `bucket`, newest first.
+    pub fn nodes(&self, bucket: usize) -> Vec<u32> {
+        let mut out = Vec::new();
+        if self.heads.is_empty() {
+            return out;
+        }
+        let mut cur = self.heads.get(bucket % self.heads.len()).copied().unwrap_or(NIL);
+        while cur != NIL && out.len() <= self.len {
+            out.push(cur);
+            cur = self.next.get(cur as usize).copied().unwrap_or(NIL);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Drives a wheel and a plain ordered set side by side.
+    struct Model {
+        wheel: Wheel,
+        place: Vec<Place>,
+        expiry: Vec<u64>,
+        live: Vec<bool>,
+        set: BTreeSet<(u64, u32)>,
+    }
+
+    impl Model {
+        fn due(&mut self, now: u64) -> Vec<(u64, u32)> {
+            let (place, expiry, live) = (&self.place, &self.expiry, &self.live);
+            let st = |i: u32| live[i as usize].then(|| (place[i as usize], expiry[i as usize]));
+            for (i, p) in self.wheel.advance(now, st) {
+                self.place[i as usize] = p;
+            }
+            let place = &mut self.place;
+            let mut out = Vec::new();
+            while let Some((e, i)) = self.wheel.first_due(now) {
+                self.wheel.remove(i, place[i as usize]);
+                place[i as usize] = Place::None;
+                self.live[i as usize] = false;
+                out.push((e, i));
+            }
+            out
+        }
+    }
+
+    proptest! {
+        /// Whatever the sequence of inserts, refreshes (later and earlier), removals and clock steps, the
+        /// wheel expires exactly what an ordered set expires, in the same order, and never promises a
+        /// next expiry later than the real one.
+        #[test]
+        fn wheel_equals_an_ordered_set(ops in proptest::collection::vec((0u8..4, 0u32..16, 0u64..8_000_000_000), 1..300)) {
+            let mut m = Model { wheel: Wheel::default(), place: vec![Place::None; 16], expiry: vec![0; 16],
+                live: vec![false; 16], set: BTreeSet::new() };
+            let mut now = 0u64;
+            for (op, i, v) in ops {
+                let iu = i as usize;
+                match op {
+                    0 | 1 => {
+                        let e = now + v;
+                        if m.live[iu] {
+                            m.set.remove(&(m.expiry[iu], i));
+                            m.place[iu] = m.wheel.update(i, m.place[iu], e);
+                        } else {
+                            m.live[iu] = true;
+                            m.place[iu] = m.wheel.insert(i, e);
+                        }
+                        m.expiry[iu] = e;
+                        m.set.insert((e, i));
+                    }
+                    2 => {
+                        if m.live[iu] {
+                            m.set.remove(&(m.expiry[iu], i));
+                            m.wheel.remove(i, m.place[iu]);
+                            m.place[iu] = Place::None;
+                            m.live[iu] = false;
+                        }
+                    }
+                    _ => {
+                        if let (Some(n), Some(&(real, _))) = (m.wheel.next(), m.set.first()) {
+                            prop_assert!(n <= real);
+                        }
+                        let (place, expiry, live) = (&m.place, &m.expiry, &m.live);
+                        let st = |i: u32| live[i as usize].then(|| (place[i as usize], expiry[i as usize]));
+                        prop_assert_eq!(m.wheel.next_exact(st), m.set.first().map(|&(e, _)| e));
+                        now += v / 4;
+                        let got = m.due(now);
+                        let mut want = Vec::new();
+                        while let Some(&(e, j)) = m.set.first() {
+                            if e > now { break; }
+                            m.set.remove(&(e, j));
+                            want.push((e, j));
+                        }
+                        prop_assert_eq!(got, want);
+                    }
+                }
+                prop_assert_eq!(m.wheel.len(), m.set.len());
+            }
+        }
+    }
+
+    #[test]
+    fn places_pack_into_8_bytes() {
+        for p in
+            [Place::None, Place::Near(0), Place::Near((u64::MAX >> 1) - 1), Place::Slot(0), Place::Slot(77)]
+        {
+            assert_eq!(Place::unpack(p.pack()), p);
+        }
+    }
+
+    #[test]
+    fn chains_link_and_unlink() {
+        let mut c = Chains::default();
+        c.reset(4);
+        for n in [1, 5, 9] {
+            c.insert(1, n);
+        }
+        c.insert(2, 3);
+        assert_eq!(c.nodes(1), vec![9, 5, 1]);
+        c.remove(1, 5);
+        assert_eq!(c.nodes(1), vec![9, 1]);
+        c.remove(1, 9);
+        c.remove(1, 7);
+        assert_eq!(c.nodes(1), vec![1]);
+        assert_eq!(c.nodes(2), vec![3]);
+        assert_eq!(c.len(), 2);
+    }
+}
