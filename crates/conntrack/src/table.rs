@@ -395,6 +395,31 @@ impl Conntrack {
         self.confirmed
     }
 
+    /// Heap bytes the table holds for its entries: the slab of entries (at its capacity), the hash index
+    /// (two 4-byte nodes per entry plus a control byte each, at its capacity), the timer wheel and bucket
+    /// chains, and the per-entry extensions (accounting, helper state, expectation links). Expectations and
+    /// queued events are not counted.
+    pub fn memory_bytes(&self) -> usize {
+        // The slab's slot: a vacant link or an entry (the same layout as slab's own private enum).
+        #[allow(dead_code, clippy::large_enum_variant)]
+        enum Slot {
+            Vacant(usize),
+            Occupied(Conn),
+        }
+        let slab = self.conns.capacity() * std::mem::size_of::<Slot>();
+        let index = self.table.capacity() * (std::mem::size_of::<u32>() + 1);
+        let ext: usize = self
+            .conns
+            .iter()
+            .map(|(_, c)| {
+                c.acct.as_ref().map_or(0, |_| std::mem::size_of::<[Counter; 2]>())
+                    + c.help.as_ref().map_or(0, |_| std::mem::size_of::<Help>())
+                    + c.related.as_ref().map_or(0, |_| std::mem::size_of::<Related>())
+            })
+            .sum();
+        slab + index + self.wheel.memory_bytes() + self.chains.memory_bytes() + ext
+    }
+
     pub fn is_empty(&self) -> bool {
         self.confirmed == 0
     }

@@ -73,6 +73,12 @@ impl Wheel {
         self.len == 0
     }
 
+    /// Heap bytes held (approximate for the ordered containers: their elements).
+    pub fn memory_bytes(&self) -> usize {
+        let slots: usize = self.slots.values().map(|v| v.capacity() * 4 + 32).sum();
+        slots + self.near.len() * 16
+    }
+
     /// Register entry `idx` (not registered yet) expiring at `expiry`; returns its place.
     pub fn insert(&mut self, idx: u32, expiry: u64) -> Place {
         self.len += 1;
@@ -196,6 +202,11 @@ pub struct Chains {
 }
 
 impl Chains {
+    /// Heap bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        (self.heads.capacity() + self.next.capacity()) * 4
+    }
+
     /// Number of nodes linked.
     pub fn len(&self) -> usize {
         self.len

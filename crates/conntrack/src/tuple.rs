@@ -28,12 +28,40 @@ pub enum TupleL4 {
 }
 
 /// One direction of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuple {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub proto: u8,
     pub l4: TupleL4,
+}
+
+/// Hashes as few integer words (the flow table hashes a tuple on every packet): for IPv4 the two addresses
+/// in one 64-bit word, then protocol and L4 part in another. Equal tuples hash equally.
+impl std::hash::Hash for Tuple {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        match (self.src, self.dst) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                h.write_u64((u64::from(u32::from(a)) << 32) | u64::from(u32::from(b)))
+            }
+            (a, b) => {
+                let wide = |ip: IpAddr| match ip {
+                    IpAddr::V4(v) => u128::from(u32::from(v)) | (1 << 64),
+                    IpAddr::V6(v) => u128::from(v),
+                };
+                h.write_u128(wide(a));
+                h.write_u128(wide(b));
+            }
+        }
+        let l4 = match self.l4 {
+            TupleL4::Ports { sport, dport } => (1 << 40) | (u64::from(sport) << 16) | u64::from(dport),
+            TupleL4::Icmp { ty, code, id } => {
+                (2 << 40) | (u64::from(ty) << 24) | (u64::from(code) << 16) | u64::from(id)
+            }
+            TupleL4::None => 3 << 40,
+        };
+        h.write_u64(l4 | (u64::from(self.proto) << 48));
+    }
 }
 
 /// ICMP types that have an inverse, as `nf_conntrack_invert_icmp_tuple`: echo 8<->0, timestamp

@@ -139,8 +139,8 @@ pub struct Decision {
     pub route_reason: Option<&'static str>,
     /// This packet created a conntrack entry that got confirmed.
     pub ct_created: bool,
-    pub in_iface: Option<String>,
-    pub out_iface: Option<String>,
+    pub in_iface: Option<std::sync::Arc<str>>,
+    pub out_iface: Option<std::sync::Arc<str>>,
     pub reject: Option<RejectReply>,
     /// LOG target records, `table:chain:rule prefix`.
     pub logs: Vec<String>,

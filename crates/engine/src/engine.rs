@@ -33,6 +33,8 @@ pub struct Engine {
     stats: EngineStats,
     /// Record the rules each packet traverses (TRACE) in its decision.
     tracing: bool,
+    /// The host's interface names (and `lo`), shared by the decisions that name them.
+    iface_names: Vec<std::sync::Arc<str>>,
 }
 
 /// Where conntrack-in runs for a path.
@@ -62,12 +64,18 @@ struct Walk<'h> {
     ct_note: Option<&'static str>,
     /// TRACE lines, when tracing.
     trace: Option<Vec<String>>,
+    /// The conntrack view must be rebuilt before the next table (the ctmark or the status changed).
+    view_stale: bool,
 }
 
 impl Engine {
     pub fn new(ruleset: Ruleset, host: Host, ct_config: conntrack::Config) -> Engine {
         let rule_state = ruleset.new_state();
+        let mut iface_names: Vec<std::sync::Arc<str>> =
+            host.interfaces().iter().map(|i| std::sync::Arc::from(i.name.as_str())).collect();
+        iface_names.push(std::sync::Arc::from(crate::host::LOOPBACK));
         Engine {
+            iface_names,
             ruleset,
             rule_state,
             ruleset6: None,
@@ -258,6 +266,14 @@ impl Engine {
         self.filter(now, &pkt, pkttype, route)
     }
 
+    /// The shared name of interface `name`.
+    fn iface_name(&self, name: &str) -> std::sync::Arc<str> {
+        match self.iface_names.iter().find(|n| &***n == name) {
+            Some(n) => std::sync::Arc::clone(n),
+            None => std::sync::Arc::from(name),
+        }
+    }
+
     /// Walk the hooks for a whole (reassembled) datagram.
     /// `route`: the host model's classification of the datagram (path, in and out interfaces).
     fn filter<'h>(
@@ -288,11 +304,12 @@ impl Engine {
             ct_reason: None,
             ct_note: None,
             trace: self.tracing.then(Vec::new),
+            view_stale: false,
         };
         let mut decision = Decision::unfiltered(Disposition::Filtered);
         decision.path = Some(path);
-        decision.in_iface = in_if.map(str::to_string);
-        decision.out_iface = out_if.map(str::to_string);
+        decision.in_iface = in_if.map(|n| self.iface_name(n));
+        decision.out_iface = out_if.map(|n| self.iface_name(n));
         decision.flow = Some(crate::decision::FlowSummary::of(pkt));
         if let PathKind::Unrouted(why) = route {
             decision.route_reason = Some(why.reason());
@@ -478,6 +495,7 @@ impl Engine {
             }
             let was_confirmed = self.ct.conn(id).is_some_and(|c| c.status().confirmed());
             self.ct.confirm(now, id);
+            walk.view_stale = true;
             if !was_confirmed && matches!(info, CtInfo::New | CtInfo::Related) {
                 decision.ct_created = self.ct.conn(id).is_some_and(|c| c.status().confirmed());
             }
@@ -539,10 +557,11 @@ impl Engine {
         if !has_chain {
             return Ok(());
         }
-        // Refresh the view: an earlier table may have changed the ctmark, and the remaining lifetime is read
-        // at this moment.
-        if let Some((id, info)) = walk.conn {
+        // Refresh the view when an earlier table changed the ctmark or confirmation changed the status (the
+        // remaining lifetime cannot change within one packet's walk: the clock does not move).
+        if let (Some((id, info)), true) = (walk.conn, walk.view_stale) {
             walk.ct = self.view(now, id, info);
+            walk.view_stale = false;
         }
         let mut ctx = PacketCtx {
             now,
@@ -571,6 +590,7 @@ impl Engine {
                 Effect::SetCtMark(m) => {
                     if let Some((id, _)) = walk.conn {
                         self.ct.set_mark(id, m);
+                        walk.view_stale = true;
                     }
                 }
                 Effect::Notrack => {

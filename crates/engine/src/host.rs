@@ -188,6 +188,12 @@ pub struct Host {
     forwarding: bool,
     /// IPv4 multicast groups joined (the kernel always joins 224.0.0.1 on an up interface).
     groups: Vec<IpAddr>,
+    /// Derived from the above at construction, for the per-packet lookups: every local address, every
+    /// subnet broadcast address, and the indices of `routes` by decreasing prefix length (ties: later
+    /// routes first, as the longest-prefix choice below breaks them).
+    locals: Vec<IpAddr>,
+    bcasts: Vec<Ipv4Addr>,
+    by_len: Vec<usize>,
 }
 
 #[derive(serde::Deserialize)]
@@ -306,7 +312,12 @@ impl Host {
             }
         }
         let groups = vec![IpAddr::V4(Ipv4Addr::new(224, 0, 0, 1))];
-        Host { interfaces, routes, explicit_routes, forwarding: false, groups }
+        let locals = interfaces.iter().flat_map(|i| i.addresses.iter().map(|a| a.addr)).collect();
+        let bcasts =
+            interfaces.iter().flat_map(|i| i.addresses.iter()).filter_map(|a| a.broadcast()).collect();
+        let mut by_len: Vec<usize> = (0..routes.len()).rev().collect();
+        by_len.sort_by_key(|&i| std::cmp::Reverse(routes.get(i).map_or(0, |r| r.dst.len)));
+        Host { interfaces, routes, explicit_routes, forwarding: false, groups, locals, bcasts, by_len }
     }
 
     pub fn interfaces(&self) -> &[Interface] {
@@ -318,7 +329,7 @@ impl Host {
     pub fn is_local(&self, ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(v4) if v4.is_loopback() => true,
-            _ => self.interfaces.iter().any(|i| i.addresses.iter().any(|a| a.addr == ip)),
+            _ => self.locals.contains(&ip),
         }
     }
 
@@ -337,9 +348,7 @@ impl Host {
             if v4 == Ipv4Addr::BROADCAST {
                 return AddrKind::Broadcast;
             }
-            let subnet_bcast =
-                self.interfaces.iter().flat_map(|i| i.addresses.iter()).any(|a| a.broadcast() == Some(v4));
-            if subnet_bcast {
+            if self.bcasts.contains(&v4) {
                 return AddrKind::Broadcast;
             }
         }
@@ -351,7 +360,12 @@ impl Host {
         if self.is_local(dst) {
             return Some(LOOPBACK);
         }
-        self.routes.iter().filter(|r| r.dst.contains(dst)).max_by_key(|r| r.dst.len).map(|r| r.dev.as_str())
+        // The longest prefix; among equal ones the last route (`by_len` is ordered that way).
+        self.by_len
+            .iter()
+            .filter_map(|&i| self.routes.get(i))
+            .find(|r| r.dst.contains(dst))
+            .map(|r| r.dev.as_str())
     }
 
     /// Classify a packet's path and its interfaces (in, out) from its addresses, as the kernel's routing

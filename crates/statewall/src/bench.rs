@@ -87,6 +87,8 @@ struct RunResult {
     peak_entries: usize,
     final_entries: usize,
     bytes_per_connection: Option<f64>,
+    /// The table's own accounting (`Conntrack::memory_bytes`) over the entries at the end.
+    table_bytes_per_connection: Option<f64>,
     accepted: u64,
     dropped: u64,
     other: u64,
@@ -104,6 +106,10 @@ struct ShardOut {
     dropped: u64,
     other: u64,
     rss_at_5k: Option<(u64, usize)>,
+    /// `Conntrack::memory_bytes` at the end of the run.
+    table_bytes: usize,
+    /// Resident set at the end of the run, the engine still alive.
+    rss_end: Option<u64>,
 }
 
 /// Resident set size in bytes (Linux `/proc/self/statm`), if readable.
@@ -162,7 +168,7 @@ fn quoted_addrs(q: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr)> {
     }
 }
 
-fn run_shard(mut engine: engine::Engine, pkts: &[Pkt<'_>]) -> ShardOut {
+fn run_shard(engine: &mut engine::Engine, pkts: &[Pkt<'_>]) -> ShardOut {
     let mut out = ShardOut::default();
     for p in pkts {
         let d = engine.handle_packet_on_wire(p.ts, p.linktype, p.data, p.wire_len);
@@ -183,8 +189,8 @@ fn run_shard(mut engine: engine::Engine, pkts: &[Pkt<'_>]) -> ShardOut {
     out.packets = pkts.len() as u64;
     out.peak = engine.stats().peak_entries;
     out.final_entries = engine.conntrack().len();
-    // The engine is dropped by the caller's thread after the clock stops.
-    std::hint::black_box(&engine);
+    out.table_bytes = engine.conntrack().memory_bytes();
+    out.rss_end = out.rss_at_5k.and_then(|_| rss_bytes());
     out
 }
 
@@ -211,13 +217,13 @@ fn timed(c: &Config<'_>, shards: &[Vec<Pkt<'_>>], first_cpu: usize) -> (f64, Sha
     let engines: Vec<engine::Engine> = shards.iter().map(|_| engine_for(c)).collect();
     if shards.len() == 1 {
         pin(first_cpu);
-        let engine = engines.into_iter().next().unwrap_or_else(|| engine_for(c));
+        let mut engine = engines.into_iter().next().unwrap_or_else(|| engine_for(c));
         let pkts = shards.first().map(Vec::as_slice).unwrap_or(&[]);
         let start = Instant::now();
-        let out = run_shard(engine, pkts);
+        let out = run_shard(&mut engine, pkts);
         let secs = start.elapsed().as_secs_f64();
-        let end_rss = rss_bytes();
-        let per_conn = match (out.rss_at_5k, end_rss) {
+        drop(engine);
+        let per_conn = match (out.rss_at_5k, out.rss_end) {
             (Some((r0, n0)), Some(r1)) if out.final_entries > n0 + 10_000 => {
                 Some(r1.saturating_sub(r0) as f64 / (out.final_entries - n0) as f64)
             }
@@ -234,10 +240,13 @@ fn timed(c: &Config<'_>, shards: &[Vec<Pkt<'_>>], first_cpu: usize) -> (f64, Sha
             .map(|(i, (pkts, engine))| {
                 let barrier = &barrier;
                 s.spawn(move || {
+                    let mut engine = engine;
                     pin(first_cpu + i);
                     barrier.wait();
-                    let out = run_shard(engine, pkts);
-                    (Instant::now(), out)
+                    let out = run_shard(&mut engine, pkts);
+                    let end = Instant::now();
+                    drop(engine);
+                    (end, out)
                 })
             })
             .collect();
@@ -262,6 +271,7 @@ fn timed(c: &Config<'_>, shards: &[Vec<Pkt<'_>>], first_cpu: usize) -> (f64, Sha
         m.accepted += o.accepted;
         m.dropped += o.dropped;
         m.other += o.other;
+        m.table_bytes += o.table_bytes;
     }
     (secs, m, None)
 }
@@ -392,6 +402,8 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
             peak_entries: out.peak,
             final_entries: out.final_entries,
             bytes_per_connection: per_conn,
+            table_bytes_per_connection: (out.final_entries > 0)
+                .then(|| out.table_bytes as f64 / out.final_entries as f64),
             accepted: out.accepted,
             dropped: out.dropped,
             other: out.other,
@@ -418,7 +430,7 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
                 args.threads, args.cpu, ct.max
             );
             println!(
-                "{:<28} {:>10} {:>9} {:>8} {:>8} {:>12} {:>11} {:>11} {:>10}",
+                "{:<28} {:>10} {:>9} {:>8} {:>8} {:>12} {:>11} {:>9} {:>9} {:>10}",
                 "run",
                 "packets",
                 "seconds",
@@ -426,13 +438,15 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
                 "ns/pkt",
                 "new conn/s",
                 "peak table",
-                "bytes/conn",
+                "B/conn",
+                "(table)",
                 "accepted"
             );
             for r in &results {
                 let per = r.bytes_per_connection.map_or("n/a".to_string(), |b| format!("{b:.0}"));
+                let table = r.table_bytes_per_connection.map_or("n/a".to_string(), |b| format!("{b:.0}"));
                 println!(
-                    "{:<28} {:>10} {:>9.3} {:>8.2} {:>8.1} {:>12.0} {:>11} {:>11} {:>10}",
+                    "{:<28} {:>10} {:>9.3} {:>8.2} {:>8.1} {:>12.0} {:>11} {:>9} {:>9} {:>10}",
                     r.name,
                     r.packets,
                     r.seconds,
@@ -441,6 +455,7 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
                     r.new_connections_per_sec,
                     r.peak_entries,
                     per,
+                    table,
                     r.accepted
                 );
             }

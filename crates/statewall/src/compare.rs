@@ -32,22 +32,36 @@ struct Side {
     summary: Summary,
 }
 
-fn run_side(
-    path: &std::path::Path,
-    args: &CompareArgs,
-    caps: &[load::LoadedCapture],
-) -> miette::Result<Side> {
-    let setup = replay::setup(path, &args.host)?;
-    let mut packets = Vec::new();
-    let mut created = Vec::new();
-    let (_engine, summary) = replay::run_engine(setup, caps, !args.host.no_progress, |p: &PacketResult| {
+/// One ruleset's engine while the captures stream through it.
+struct SideRun {
+    rules: String,
+    run: replay::Runner,
+    packets: Vec<Brief>,
+    created: Vec<FlowSummary>,
+}
+
+impl SideRun {
+    fn new(path: &std::path::Path, args: &CompareArgs) -> miette::Result<SideRun> {
+        let setup = replay::setup(path, &args.host)?;
+        Ok(SideRun {
+            rules: path.display().to_string(),
+            run: replay::Runner::new(setup, replay::RunOptions::default()),
+            packets: Vec::new(),
+            created: Vec::new(),
+        })
+    }
+
+    fn handle(&mut self, file: usize, r: &wire::capture::RecordRef<'_>) {
+        let p: PacketResult = self.run.handle_packet(file, r.index, r.ts, r.linktype, r.data, r.origlen);
+        // Events are off (RunOptions::default()): nothing is queued, but never let anything pile up.
+        while self.run.poll_event().is_some() {}
         let d = &p.decision;
         if d.ct_created {
             if let Some(f) = &d.flow {
-                created.push(f.clone());
+                self.created.push(f.clone());
             }
         }
-        packets.push(Brief {
+        self.packets.push(Brief {
             ts: p.ts,
             verdict: match d.disposition {
                 Disposition::Filtered => d.verdict.map(|v| v.as_str()),
@@ -58,8 +72,12 @@ fn run_side(
             path: d.path.map(|p| p.as_str()),
             flow: d.flow.clone(),
         });
-    });
-    Ok(Side { rules: path.display().to_string(), packets, created, summary })
+    }
+
+    fn finish(self) -> Side {
+        let (_engine, summary) = self.run.finish();
+        Side { rules: self.rules, packets: self.packets, created: self.created, summary }
+    }
 }
 
 pub fn run(args: &CompareArgs) -> miette::Result<u8> {
@@ -69,9 +87,29 @@ pub fn run(args: &CompareArgs) -> miette::Result<u8> {
     // Parse both rulesets before any work, so a bad one fails fast.
     load::ruleset(a_path)?;
     load::ruleset(b_path)?;
-    let caps = load::captures(&args.captures)?;
-    let a = run_side(a_path, args, &caps)?;
-    let b = run_side(b_path, args, &caps)?;
+    let mut caps = load::open_captures(&args.captures)?;
+    let mut a = SideRun::new(a_path, args)?;
+    let mut b = SideRun::new(b_path, args)?;
+    // One pass over the captures, both engines in lockstep.
+    let mut feed = replay::Feed::new(!args.host.no_progress, &mut caps);
+    while let Some(step) = feed.next_step() {
+        match step {
+            replay::FeedStep::Begin { path, format } => {
+                a.run.begin_capture(path, format);
+                b.run.begin_capture(path, format);
+            }
+            replay::FeedStep::Packet { file, r } => {
+                a.handle(file, &r);
+                b.handle(file, &r);
+            }
+            replay::FeedStep::End { packets, partial } => {
+                a.run.end_capture(packets, partial);
+                b.run.end_capture(packets, partial);
+            }
+        }
+    }
+    feed.finish();
+    let (a, b) = (a.finish(), b.finish());
     let report = Report::build(&a, &b);
     let out = match args.format {
         Format::Text => report.text(&a, &b, args.show),

@@ -25,7 +25,7 @@ use engine::{Decision, Disposition, Engine, FlowSummary, PacketPath, Verdict};
 use rules::{Match, PortDir, Ruleset, Table, Target};
 
 use crate::cli::{Format, HelpersArgs};
-use crate::load::{self, LoadedCapture};
+use crate::load::{self, OpenCapture};
 use crate::replay::{self, CaptureInfo, Setup};
 
 /// The port a helper listens on by default (the kernel modules' default `ports=` parameter).
@@ -631,7 +631,7 @@ third party"
             flow,
             client,
             client_trusted,
-            in_iface: d.in_iface.clone(),
+            in_iface: d.in_iface.as_deref().map(str::to_string),
             expectations: 0,
         });
         self.masters.insert(*orig, id);
@@ -779,7 +779,7 @@ fn ftp_command(
 }
 
 /// Runs the audit.
-pub fn audit(setup: Setup, captures: &[LoadedCapture]) -> Audit {
+pub fn audit(setup: Setup, captures: &mut [OpenCapture]) -> Audit {
     let mut config = setup.config;
     let _ = config.set("net.netfilter.nf_conntrack_events", "0");
     let mut engine = Engine::new(setup.ruleset, setup.host, config);
@@ -800,19 +800,30 @@ pub fn audit(setup: Setup, captures: &[LoadedCapture]) -> Audit {
         helper_rules(r6, st6, "ipv6", &mut a.audit.helper_rules, &mut a.audit.warnings);
     }
     let mut index = 0usize;
-    for c in captures {
-        a.audit.captures.push(CaptureInfo {
-            path: c.path.display().to_string(),
-            format: format!("{:?}", c.capture.format).to_lowercase(),
-            packets: c.capture.records.len(),
-            partial: c.capture.truncated.as_ref().map(|e| e.to_string()),
-        });
-        for r in &c.capture.records {
-            let d = engine.handle_packet_on_wire(r.ts, r.linktype, &r.data, r.origlen);
-            a.handle_packet(index, r.ts, r.linktype, &r.data, &d, &engine);
-            index += 1;
+    // One streaming pass over each capture.
+    let mut feed = replay::Feed::new(false, captures);
+    while let Some(step) = feed.next_step() {
+        match step {
+            replay::FeedStep::Begin { path, format } => a.audit.captures.push(CaptureInfo {
+                path: path.display().to_string(),
+                format: format!("{format:?}").to_lowercase(),
+                packets: 0,
+                partial: None,
+            }),
+            replay::FeedStep::Packet { r, .. } => {
+                let d = engine.handle_packet_on_wire(r.ts, r.linktype, r.data, r.origlen);
+                a.handle_packet(index, r.ts, r.linktype, r.data, &d, &engine);
+                index += 1;
+            }
+            replay::FeedStep::End { packets, partial } => {
+                if let Some(c) = a.audit.captures.last_mut() {
+                    c.packets = packets;
+                    c.partial = partial.map(|e| e.to_string());
+                }
+            }
         }
     }
+    feed.finish();
     a.audit.partial = a.audit.captures.iter().any(|c| c.partial.is_some());
     a.finish()
 }
@@ -910,8 +921,8 @@ pub fn text(a: &Audit) -> String {
 
 pub fn run(args: &HelpersArgs) -> miette::Result<u8> {
     let setup = replay::setup(&args.rules, &args.host)?;
-    let captures = load::captures(&args.captures)?;
-    let a = audit(setup, &captures);
+    let mut captures = load::open_captures(&args.captures)?;
+    let a = audit(setup, &mut captures);
     let out = match args.format {
         Format::Text => text(&a),
         Format::Json => serde_json::to_string_pretty(&a).map_err(|e| miette::miette!("{e}"))? + "\n",

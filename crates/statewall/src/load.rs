@@ -173,22 +173,62 @@ pub fn defrag_config(args: &HostArgs) -> miette::Result<wire::defrag::DefragConf
     Ok(cfg)
 }
 
-/// One capture file, parsed.
+/// One capture file, parsed whole (for the commands that need several passes: `verify`, `bench`).
 pub struct LoadedCapture {
     pub path: PathBuf,
     pub capture: wire::capture::Capture,
 }
 
-/// Reads and parses capture files. Not a capture at all: an error (exit 2). Truncated or corrupt after some
-/// records: the records read are kept and `capture.truncated` says where it stopped.
+/// Reads and parses capture files whole. Not a capture at all: an error (exit 2). Truncated or corrupt after
+/// some records: the records read are kept and `capture.truncated` says where it stopped. The file is read
+/// through [`wire::capture::CaptureReader`]: memory holds the records, not also the file.
 pub fn captures(paths: &[PathBuf]) -> miette::Result<Vec<LoadedCapture>> {
     let mut out = Vec::new();
+    for c in open_captures(paths)? {
+        let OpenCapture { path, mut reader, .. } = c;
+        let mut records = Vec::new();
+        let mut truncated = None;
+        while let Some(r) = reader.next_record() {
+            match r {
+                Ok(r) => records.push(r.to_record()),
+                Err(e) => truncated = Some(e),
+            }
+        }
+        let capture = wire::capture::Capture { format: reader.format(), records, truncated };
+        out.push(LoadedCapture { path, capture });
+    }
+    Ok(out)
+}
+
+/// The byte source of an [`OpenCapture`].
+pub type CaptureSource = Box<dyn std::io::Read>;
+
+/// One capture file opened for a single streaming pass: its header has been read, records come one at a
+/// time from `reader` (memory bounded whatever the file's size).
+pub struct OpenCapture {
+    pub path: PathBuf,
+    /// The file's size in bytes (0 when unknown), for progress.
+    pub size: u64,
+    pub reader: wire::capture::CaptureReader<CaptureSource>,
+}
+
+/// Opens every capture file and reads its header, so that a file that is no capture at all (exit 2) fails
+/// before any work or output. Problems later in a file come out of its reader, after the records before them.
+pub fn open_captures(paths: &[PathBuf]) -> miette::Result<Vec<OpenCapture>> {
+    let mut out = Vec::new();
     for path in paths {
-        let bytes = std::fs::read(path)
+        let file = std::fs::File::open(path)
             .map_err(|e| miette::miette!("cannot read capture {}: {e}", path.display()))?;
-        let capture =
-            wire::capture::parse_capture(&bytes).map_err(|e| miette::miette!("{}: {e}", path.display()))?;
-        out.push(LoadedCapture { path: path.clone(), capture });
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let src: CaptureSource = Box::new(file);
+        let reader = wire::capture::CaptureReader::new(src).map_err(|e| match e {
+            // Unreadable (a directory, an I/O error): worded like a failed read of the whole file.
+            wire::CaptureError::Io { what, .. } => {
+                miette::miette!("cannot read capture {}: {what}", path.display())
+            }
+            e => miette::miette!("{}: {e}", path.display()),
+        })?;
+        out.push(OpenCapture { path: path.clone(), size, reader });
     }
     Ok(out)
 }

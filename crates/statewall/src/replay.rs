@@ -8,7 +8,7 @@ use engine::{CtStateLabel, Decision, Disposition, Engine, PacketPath, Verdict};
 use wire::Time;
 
 use crate::cli::{Format, HostArgs, ReplayArgs, StatsFormat, TableFormat};
-use crate::load::{self, LoadedCapture};
+use crate::load::{self, LoadedCapture, OpenCapture};
 use crate::report;
 
 /// One packet's result, as the outputs need it.
@@ -93,17 +93,6 @@ pub fn setup(rules_path: &Path, host: &HostArgs) -> miette::Result<Setup> {
     })
 }
 
-/// Runs every record of `captures` through a fresh engine, calling `sink` for each packet.
-pub fn run_engine(
-    setup: Setup,
-    captures: &[LoadedCapture],
-    progress: bool,
-    sink: impl FnMut(&PacketResult),
-) -> (Engine, Summary) {
-    let opts = RunOptions { progress, ..RunOptions::default() };
-    run_engine_with(setup, captures, opts, sink, |_| {})
-}
-
 /// How to run the engine.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -115,7 +104,8 @@ pub struct RunOptions {
     pub events: bool,
 }
 
-/// [`run_engine`], with options and a sink for conntrack events (drained after every packet and at the end).
+/// Runs every record of `captures` (loaded whole) through a fresh engine, calling `sink` for each packet and
+/// `events` for each conntrack event (drained after every packet and at the end).
 pub fn run_engine_with(
     setup: Setup,
     captures: &[LoadedCapture],
@@ -123,87 +113,252 @@ pub fn run_engine_with(
     mut sink: impl FnMut(&PacketResult),
     mut events: impl FnMut(&conntrack::Event),
 ) -> (Engine, Summary) {
-    let progress = opts.progress;
-    let mut config = setup.config;
-    if !opts.events {
-        // Events only matter to a consumer; the sysctl exists in every kernel (default 2).
-        let _ = config.set("net.netfilter.nf_conntrack_events", "0");
-    }
-    let mut engine = Engine::new(setup.ruleset, setup.host, config);
-    if let Some(r6) = setup.ruleset6 {
-        engine = engine.with_ipv6_rules(r6);
-    }
-    engine.set_tracing(opts.tracing);
-    engine.set_defrag_config(setup.defrag);
-    let mut s = Summary::default();
+    let mut run = Runner::new(setup, opts);
     let total: usize = captures.iter().map(|c| c.capture.records.len()).sum();
-    let bar = progress_bar(progress, total);
-    let started = std::time::Instant::now();
-    let mut index = 0usize;
-    let mut last_sample: Option<(Time, usize)> = None;
-    let mut area = 0f64;
+    let bar =
+        progress_bar(opts.progress, total as u64, 100_000, "{pos}/{len} packets ({per_sec}, eta {eta})");
     for (file, c) in captures.iter().enumerate() {
-        s.captures.push(CaptureInfo {
-            path: c.path.display().to_string(),
-            format: format!("{:?}", c.capture.format).to_lowercase(),
-            packets: c.capture.records.len(),
-            partial: c.capture.truncated.as_ref().map(|e| e.to_string()),
-        });
+        run.begin_capture(&c.path, c.capture.format);
         for r in &c.capture.records {
-            let d = engine.handle_packet_on_wire(r.ts, r.linktype, &r.data, r.origlen);
-            let now = engine.now();
-            account(&mut s, &d);
-            if d.ct_dropped && s.first_conntrack_drop.is_none() {
-                s.first_conntrack_drop = Some((index, r.ts.as_secs_f64()));
-            }
-            let len = engine.conntrack().len();
-            if let Some((t0, l0)) = last_sample {
-                area += l0 as f64 * now.nanos_since(t0) as f64 / 1e9;
-            }
-            last_sample = Some((now, len));
-            s.first_ts.get_or_insert(now.as_secs_f64());
-            s.last_ts = Some(now.as_secs_f64());
-            s.table_peak = s.table_peak.max(len);
-            sink(&PacketResult { index, file, file_index: r.index, ts: r.ts, decision: d });
-            while let Some(e) = engine.poll_event() {
+            let p = run.handle_packet(file, r.index, r.ts, r.linktype, &r.data, r.origlen);
+            sink(&p);
+            while let Some(e) = run.poll_event() {
                 events(&e);
             }
-            index += 1;
             if let Some(b) = &bar {
-                if index.is_multiple_of(4096) {
-                    b.set_position(index as u64);
+                if run.packets().is_multiple_of(4096) {
+                    b.set_position(run.packets() as u64);
                 }
             }
         }
+        run.end_capture(c.capture.records.len(), c.capture.truncated.as_ref());
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    while let Some(e) = engine.poll_event() {
+    while let Some(e) = run.poll_event() {
         events(&e);
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    s.partial = s.captures.iter().any(|c| c.partial.is_some());
-    s.duration_secs = match (s.first_ts, s.last_ts) {
-        (Some(a), Some(b)) => (b - a).max(0.0),
-        _ => 0.0,
-    };
-    s.table_average = if s.duration_secs > 0.0 { area / s.duration_secs } else { s.table_peak as f64 };
-    s.table_final = engine.conntrack().len();
-    s.clock_regressions = engine.stats().clock_regressions;
-    s.packets_per_sec = if elapsed > 0.0 { s.packets as f64 / elapsed } else { 0.0 };
-    (engine, s)
+    run.finish()
 }
 
-fn progress_bar(enabled: bool, total: usize) -> Option<indicatif::ProgressBar> {
+/// [`run_engine_with`] over opened captures, in one streaming pass over each (the progress bar counts bytes).
+pub fn run_stream(
+    setup: Setup,
+    captures: &mut [OpenCapture],
+    opts: RunOptions,
+    mut sink: impl FnMut(&PacketResult),
+    mut events: impl FnMut(&conntrack::Event),
+) -> (Engine, Summary) {
+    let mut run = Runner::new(setup, opts);
+    let mut feed = Feed::new(opts.progress, captures);
+    while let Some(step) = feed.next_step() {
+        match step {
+            FeedStep::Begin { path, format } => run.begin_capture(path, format),
+            FeedStep::Packet { file, r } => {
+                let p = run.handle_packet(file, r.index, r.ts, r.linktype, r.data, r.origlen);
+                sink(&p);
+                while let Some(e) = run.poll_event() {
+                    events(&e);
+                }
+            }
+            FeedStep::End { packets, partial } => run.end_capture(packets, partial),
+        }
+    }
+    feed.finish();
+    while let Some(e) = run.poll_event() {
+        events(&e);
+    }
+    run.finish()
+}
+
+/// What [`Feed`] hands out: a capture starts, one of its packets, it ends (with its packet count and what
+/// stopped it early).
+pub enum FeedStep<'a> {
+    Begin { path: &'a Path, format: wire::capture::CaptureFormat },
+    Packet { file: usize, r: wire::capture::RecordRef<'a> },
+    End { packets: usize, partial: Option<&'a wire::CaptureError> },
+}
+
+/// Walks opened captures in order, one record at a time, with a progress bar over their bytes.
+pub struct Feed<'c> {
+    captures: &'c mut [OpenCapture],
+    file: usize,
+    /// The current file has been announced (`Begin` given).
+    begun: bool,
+    packets: usize,
+    stop: Option<wire::CaptureError>,
+    /// Bytes of the files before the current one.
+    done_bytes: u64,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl<'c> Feed<'c> {
+    pub fn new(progress: bool, captures: &'c mut [OpenCapture]) -> Self {
+        let total: u64 = captures.iter().map(|c| c.size).sum();
+        let bar = progress_bar(
+            progress,
+            total,
+            8 << 20,
+            "{bytes}/{total_bytes} ({binary_bytes_per_sec}, eta {eta})",
+        );
+        Feed { captures, file: 0, begun: false, packets: 0, stop: None, done_bytes: 0, bar }
+    }
+
+    /// The next step, `None` after the last capture's `End`.
+    pub fn next_step(&mut self) -> Option<FeedStep<'_>> {
+        let c = self.captures.get_mut(self.file)?;
+        if !self.begun {
+            self.begun = true;
+            self.packets = 0;
+            self.stop = None;
+            return Some(FeedStep::Begin { path: &c.path, format: c.reader.format() });
+        }
+        if self.stop.is_none() {
+            match c.reader.next_record() {
+                Some(Ok(r)) => {
+                    self.packets += 1;
+                    if let Some(b) = &self.bar {
+                        if self.packets.is_multiple_of(4096) {
+                            b.set_position(self.done_bytes.saturating_add(r.offset));
+                        }
+                    }
+                    return Some(FeedStep::Packet { file: self.file, r });
+                }
+                Some(Err(e)) => self.stop = Some(e),
+                None => {}
+            }
+        }
+        // This file is over.
+        self.done_bytes = self.done_bytes.saturating_add(c.size);
+        self.file += 1;
+        self.begun = false;
+        Some(FeedStep::End { packets: self.packets, partial: self.stop.as_ref() })
+    }
+
+    pub fn finish(self) {
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// One engine fed packet by packet, keeping the [`Summary`].
+pub struct Runner {
+    engine: Engine,
+    s: Summary,
+    index: usize,
+    last_sample: Option<(Time, usize)>,
+    area: f64,
+    started: std::time::Instant,
+}
+
+impl Runner {
+    pub fn new(setup: Setup, opts: RunOptions) -> Self {
+        let mut config = setup.config;
+        if !opts.events {
+            // Events only matter to a consumer; the sysctl exists in every kernel (default 2).
+            let _ = config.set("net.netfilter.nf_conntrack_events", "0");
+        }
+        let mut engine = Engine::new(setup.ruleset, setup.host, config);
+        if let Some(r6) = setup.ruleset6 {
+            engine = engine.with_ipv6_rules(r6);
+        }
+        engine.set_tracing(opts.tracing);
+        engine.set_defrag_config(setup.defrag);
+        Runner {
+            engine,
+            s: Summary::default(),
+            index: 0,
+            last_sample: None,
+            area: 0.0,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Packets handled so far.
+    pub fn packets(&self) -> usize {
+        self.index
+    }
+
+    /// A capture file starts.
+    pub fn begin_capture(&mut self, path: &Path, format: wire::capture::CaptureFormat) {
+        self.s.captures.push(CaptureInfo {
+            path: path.display().to_string(),
+            format: format!("{format:?}").to_lowercase(),
+            packets: 0,
+            partial: None,
+        });
+    }
+
+    /// The current capture file is over: `packets` records, stopped early by `partial` if set.
+    pub fn end_capture(&mut self, packets: usize, partial: Option<&wire::CaptureError>) {
+        if let Some(c) = self.s.captures.last_mut() {
+            c.packets = packets;
+            c.partial = partial.map(|e| e.to_string());
+        }
+    }
+
+    /// One record of capture `file` (its `file_index`-th) through the engine.
+    pub fn handle_packet(
+        &mut self,
+        file: usize,
+        file_index: usize,
+        ts: Time,
+        linktype: u32,
+        data: &[u8],
+        origlen: u32,
+    ) -> PacketResult {
+        let s = &mut self.s;
+        let d = self.engine.handle_packet_on_wire(ts, linktype, data, origlen);
+        let now = self.engine.now();
+        account(s, &d);
+        if d.ct_dropped && s.first_conntrack_drop.is_none() {
+            s.first_conntrack_drop = Some((self.index, ts.as_secs_f64()));
+        }
+        let len = self.engine.conntrack().len();
+        if let Some((t0, l0)) = self.last_sample {
+            self.area += l0 as f64 * now.nanos_since(t0) as f64 / 1e9;
+        }
+        self.last_sample = Some((now, len));
+        s.first_ts.get_or_insert(now.as_secs_f64());
+        s.last_ts = Some(now.as_secs_f64());
+        s.table_peak = s.table_peak.max(len);
+        let p = PacketResult { index: self.index, file, file_index, ts, decision: d };
+        self.index += 1;
+        p
+    }
+
+    /// The next pending conntrack event.
+    pub fn poll_event(&mut self) -> Option<conntrack::Event> {
+        self.engine.poll_event()
+    }
+
+    /// The engine and the finished summary.
+    pub fn finish(self) -> (Engine, Summary) {
+        let Runner { engine, mut s, area, started, .. } = self;
+        let elapsed = started.elapsed().as_secs_f64();
+        s.partial = s.captures.iter().any(|c| c.partial.is_some());
+        s.duration_secs = match (s.first_ts, s.last_ts) {
+            (Some(a), Some(b)) => (b - a).max(0.0),
+            _ => 0.0,
+        };
+        s.table_average = if s.duration_secs > 0.0 { area / s.duration_secs } else { s.table_peak as f64 };
+        s.table_final = engine.conntrack().len();
+        s.clock_regressions = engine.stats().clock_regressions;
+        s.packets_per_sec = if elapsed > 0.0 { s.packets as f64 / elapsed } else { 0.0 };
+        (engine, s)
+    }
+}
+
+fn progress_bar(enabled: bool, total: u64, min: u64, counts: &str) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
-    if !enabled || total < 100_000 || !std::io::stderr().is_terminal() {
+    if !enabled || total < min || !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = indicatif::ProgressBar::new(total as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} {wide_bar} {pos}/{len} packets ({per_sec}, eta {eta})",
-    ) {
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!("{{spinner}} {{wide_bar}} {counts}"))
+    {
         bar.set_style(style);
     }
     Some(bar)
@@ -391,7 +546,7 @@ pub fn run(args: &ReplayArgs) -> miette::Result<u8> {
     if args.counters6.is_some() && !has_v6 {
         return Err(miette::miette!("--counters6 needs an IPv6 ruleset (--rules6)"));
     }
-    let captures = load::captures(&args.captures)?;
+    let mut captures = load::open_captures(&args.captures)?;
     let mut verdicts = Stream::open(args.verdicts.as_ref())?;
     let mut trace = Stream::open(args.trace.as_ref())?;
     let mut events = Stream::open(args.events.as_ref())?;
@@ -402,9 +557,9 @@ pub fn run(args: &ReplayArgs) -> miette::Result<u8> {
         tracing: args.trace.is_some(),
         events: args.events.is_some() || args.expect_events.is_some(),
     };
-    let (engine, summary) = run_engine_with(
+    let (engine, summary) = run_stream(
         setup,
-        &captures,
+        &mut captures,
         opts,
         |p| {
             if let Some(s) = verdicts.as_mut() {

@@ -1,17 +1,22 @@
-//! Capture files: pcap (on top of `pcap-file`'s slice parser) and pcapng reading, pcap writing.
+//! Capture files: streaming pcap and pcapng reading ([`CaptureReader`]), whole-file parsing on top of
+//! it ([`parse_capture`]), pcap writing.
 //!
 //! Contract:
-//! - [`parse_capture`] recognises the format by its magic: classic pcap in either byte order with
-//!   microsecond (0xa1b2c3d4) or nanosecond (0xa1b23c4d) timestamps, or pcapng (0x0a0d0d0a), with
-//!   any number of sections and interfaces (each with its own link type, `if_tsresol` and
-//!   `if_tsoffset`) and Enhanced, Simple and obsolete Packet blocks. Other blocks are skipped.
-//! - Records are returned in file order with a 0-based `index` and the byte `offset` of their
-//!   record header / block in the file.
-//! - Parsing is incremental: when the file is cut short or becomes unparseable after a valid
-//!   header, all complete records before the problem are returned and `truncated` carries the
-//!   error (with its byte offset). Only an unusable file header is an `Err`.
-//! - Lengths are never trusted for allocation: a record whose captured length exceeds the bytes
-//!   left is `Truncated`, one larger than [`MAX_CAPLEN`] is `Malformed`.
+//! - The format is recognised by its magic: classic pcap in either byte order with microsecond
+//!   (0xa1b2c3d4) or nanosecond (0xa1b23c4d) timestamps, or pcapng (0x0a0d0d0a), with any number of
+//!   sections and interfaces (each with its own link type, `if_tsresol` and `if_tsoffset`) and
+//!   Enhanced, Simple and obsolete Packet blocks. Other blocks are skipped.
+//! - Records come in file order with a 0-based `index` and the byte `offset` of their record header /
+//!   block in the file.
+//! - Reading is incremental: when the file is cut short or becomes unparseable after a valid header,
+//!   every complete record before the problem is given and then the error (with its byte offset).
+//!   Only an unusable file header (for pcapng: the first section header block) is an `Err` of
+//!   [`CaptureReader::new`] / [`parse_capture`].
+//! - Memory is bounded whatever the file says: [`CaptureReader`] holds one reused buffer of at most
+//!   about [`MAX_BLOCK`] bytes. A record whose captured length exceeds the bytes left is `Truncated`,
+//!   one larger than [`MAX_CAPLEN`] is `Malformed`. A pcapng block longer than [`MAX_BLOCK`] is read
+//!   through without being kept: skipped when of a type that is skipped anyway, `Malformed` when its
+//!   contents matter (section header, interface description, packet blocks).
 //! - Timestamps are kept as the file says them, in file order (going backwards or repeating is the
 //!   consumer's business: the engine's clock never runs backwards); sub-second fields that are out of
 //!   range in classic pcap (usec >= 1_000_000, nsec >= 1_000_000_000) are clamped to the largest valid
@@ -25,16 +30,18 @@
 //!   larger of the two as the length on the wire).
 //! - pcapng `interface` numbers are made unique across sections: the first interface of the second
 //!   section follows the last of the first one.
+//! - A read error of the underlying reader (other than an interrupted call) is `Io` at the offset
+//!   where reading stopped.
 
-use std::io::{self, Write};
-
-use pcap_file::pcap::{PcapParser, PcapTsResolution};
-use pcap_file::Endianness;
+use std::io::{self, Read, Write};
 
 use crate::time::Time;
 
 /// Largest captured length accepted for one record (256 KiB, the largest snaplen tcpdump uses).
 pub const MAX_CAPLEN: u32 = 256 * 1024;
+
+/// Largest pcapng block [`CaptureReader`] keeps in memory (16 MiB).
+pub const MAX_BLOCK: usize = 16 * 1024 * 1024;
 
 /// Which container the capture was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +78,42 @@ pub struct Record {
     pub offset: u64,
 }
 
+/// One captured packet as [`CaptureReader`] gives it: the same fields as [`Record`], the data borrowed
+/// from the reader's buffer (valid until the next call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// 0-based packet index in the file.
+    pub index: usize,
+    pub ts: Time,
+    /// pcap LINKTYPE of the frame.
+    pub linktype: u32,
+    /// Captured length (`data.len()`).
+    pub caplen: u32,
+    /// Length on the wire as the file says.
+    pub origlen: u32,
+    pub data: &'a [u8],
+    /// pcapng interface (unique across sections); `None` for classic pcap.
+    pub interface: Option<u32>,
+    /// Byte offset of the record header / block in the file.
+    pub offset: u64,
+}
+
+impl RecordRef<'_> {
+    /// An owned copy.
+    pub fn to_record(&self) -> Record {
+        Record {
+            index: self.index,
+            ts: self.ts,
+            linktype: self.linktype,
+            caplen: self.caplen,
+            origlen: self.origlen,
+            data: self.data.to_vec(),
+            interface: self.interface,
+            offset: self.offset,
+        }
+    }
+}
+
 /// Why a capture could not be (fully) read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CaptureError {
@@ -80,6 +123,8 @@ pub enum CaptureError {
     Truncated { offset: u64, what: String },
     #[error("malformed capture at byte {offset}: {what}")]
     Malformed { offset: u64, what: String },
+    #[error("cannot read capture at byte {offset}: {what}")]
+    Io { offset: u64, what: String },
 }
 
 const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
@@ -88,24 +133,30 @@ const PCAPNG_EPB: u32 = 6;
 const PCAPNG_SPB: u32 = 3;
 const PCAPNG_PB: u32 = 2;
 
-fn truncated(offset: usize, what: impl Into<String>) -> CaptureError {
-    CaptureError::Truncated { offset: offset as u64, what: what.into() }
+fn truncated(offset: u64, what: impl Into<String>) -> CaptureError {
+    CaptureError::Truncated { offset, what: what.into() }
 }
 
-fn malformed(offset: usize, what: impl Into<String>) -> CaptureError {
-    CaptureError::Malformed { offset: offset as u64, what: what.into() }
+fn malformed(offset: u64, what: impl Into<String>) -> CaptureError {
+    CaptureError::Malformed { offset, what: what.into() }
 }
 
-/// Parse a whole pcap or pcapng file held in memory.
+/// Parse a whole pcap or pcapng file held in memory: every record of a [`CaptureReader`] over `bytes`,
+/// owned, and the error that stopped it early, if any.
 pub fn parse_capture(bytes: &[u8]) -> Result<Capture, CaptureError> {
-    let Some(magic_be) = (Rd { b: bytes, big: true }).u32(0) else {
-        return Err(truncated(0, "file shorter than a magic number"));
-    };
-    match magic_be {
-        0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1 => parse_pcap(bytes),
-        PCAPNG_SHB => parse_pcapng(bytes),
-        magic => Err(CaptureError::NotACapture { magic }),
+    let mut reader = CaptureReader::new(bytes)?;
+    let mut records = Vec::new();
+    let mut stop = None;
+    while let Some(r) = reader.next_record() {
+        match r {
+            Ok(r) => records.push(r.to_record()),
+            Err(e) => {
+                stop = Some(e);
+                break;
+            }
+        }
     }
+    Ok(Capture { format: reader.format(), records, truncated: stop })
 }
 
 struct Rd<'a> {
@@ -124,58 +175,6 @@ impl Rd<'_> {
         let a = [*s.first()?, *s.get(1)?];
         Some(if self.big { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) })
     }
-}
-
-fn parse_pcap(bytes: &[u8]) -> Result<Capture, CaptureError> {
-    let (mut rem, parser) = PcapParser::new(bytes).map_err(|e| match e {
-        pcap_file::pcap::PcapParseError::IncompleteBuffer(..) => truncated(0, "pcap file header"),
-        other => malformed(0, other.to_string()),
-    })?;
-    let header = parser.header();
-    let big = header.endianness == Endianness::Big;
-    let nanos = header.ts_resolution == PcapTsResolution::NanoSecond;
-    // The link type field's upper bits may carry FCS information; the type is the low 28 bits.
-    let linktype = Rd { b: bytes, big }.u32(20).unwrap_or(0) & 0x0fff_ffff;
-    let mut records = Vec::new();
-    let mut stop = None;
-    while !rem.is_empty() {
-        let offset = bytes.len() - rem.len();
-        let rd = Rd { b: rem, big };
-        let (Some(caplen), Some(origlen)) = (rd.u32(8), rd.u32(12)) else {
-            stop = Some(truncated(offset, "packet record header"));
-            break;
-        };
-        if caplen > MAX_CAPLEN {
-            stop = Some(malformed(offset, format!("captured length {caplen} > {MAX_CAPLEN}")));
-            break;
-        }
-        if caplen as usize > rem.len() - 16 {
-            stop = Some(truncated(offset, "packet data"));
-            break;
-        }
-        let (next, raw) = match parser.next_raw_packet(rem) {
-            Ok(v) => v,
-            Err(e) => {
-                stop = Some(truncated(offset, e.to_string()));
-                break;
-            }
-        };
-        let frac =
-            if nanos { raw.ts_frac.min(999_999_999) } else { raw.ts_frac.min(999_999).saturating_mul(1000) };
-        let ts = Time::from_secs(u64::from(raw.ts_sec)).add_nanos(u64::from(frac));
-        records.push(Record {
-            index: records.len(),
-            ts,
-            linktype,
-            caplen,
-            origlen,
-            data: raw.data.to_vec(),
-            interface: None,
-            offset: offset as u64,
-        });
-        rem = next;
-    }
-    Ok(Capture { format: CaptureFormat::Pcap, records, truncated: stop })
 }
 
 /// One pcapng interface: link type, snaplen and timestamp units.
@@ -216,7 +215,7 @@ fn ng_time(iface: &NgIface, raw: u64) -> Time {
 }
 
 /// pcapng Interface Description Block body (after type and length).
-fn parse_idb(body: &[u8], big: bool, offset: usize) -> Result<NgIface, CaptureError> {
+fn parse_idb(body: &[u8], big: bool, offset: u64) -> Result<NgIface, CaptureError> {
     let rd = Rd { b: body, big };
     let (Some(linktype), Some(snaplen)) = (rd.u16(0), rd.u32(4)) else {
         return Err(malformed(offset, "interface description block too short"));
@@ -249,98 +248,343 @@ fn parse_idb(body: &[u8], big: bool, offset: usize) -> Result<NgIface, CaptureEr
     Ok(iface)
 }
 
-fn parse_pcapng(bytes: &[u8]) -> Result<Capture, CaptureError> {
-    let mut records: Vec<Record> = Vec::new();
-    let mut stop = None;
-    // Interfaces of the current section; earlier sections' count, to number interfaces uniquely.
-    let mut ifaces: Vec<NgIface> = Vec::new();
-    let mut iface_base: u32 = 0;
-    let mut big = false;
-    let mut last_ts = Time::ZERO;
-    let mut offset = 0usize;
-    while offset < bytes.len() {
-        let rest = bytes.get(offset..).unwrap_or(&[]);
-        // The section header's byte-order magic decides the byte order of everything up to the next one,
-        // its own length field included.
-        let is_shb = Rd { b: rest, big: true }.u32(0) == Some(PCAPNG_SHB);
-        if is_shb {
-            match (Rd { b: rest, big: true }).u32(8) {
-                Some(0x1a2b_3c4d) => big = true,
-                Some(0x4d3c_2b1a) => big = false,
-                Some(m) => {
-                    let e = malformed(offset, format!("bad section byte-order magic {m:#010x}"));
-                    if offset == 0 {
-                        return Err(e);
-                    }
-                    stop = Some(e);
-                    break;
+/// Reads start with this much buffer; it doubles up to [`READ_CHUNK_MAX`] (or the block being read).
+const READ_CHUNK_MIN: usize = 64 * 1024;
+const READ_CHUNK_MAX: usize = 1024 * 1024;
+
+/// Container state.
+#[derive(Debug)]
+enum Format {
+    Pcap {
+        big: bool,
+        nanos: bool,
+        linktype: u32,
+    },
+    PcapNg {
+        /// Byte order of the current section.
+        big: bool,
+        /// Interfaces of the current section.
+        ifaces: Vec<NgIface>,
+        /// Interfaces of earlier sections, to number interfaces uniquely.
+        iface_base: u32,
+        /// The previous record's time (for Simple Packet Blocks).
+        last_ts: Time,
+    },
+}
+
+/// What one pcapng block turned out to be.
+enum Block {
+    /// A packet: its fields, the data's range inside the block.
+    Packet {
+        iface: u32,
+        linktype: u32,
+        ts: Time,
+        caplen: u32,
+        origlen: u32,
+        data: (usize, usize),
+    },
+    Other,
+}
+
+/// A record found in the buffer: its fields (data left empty) and the data's range in the buffer.
+type Found = (RecordRef<'static>, (usize, usize));
+
+/// Streaming capture reader: one record at a time from any [`Read`], through one reused buffer.
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let file = std::fs::File::open("x.pcap")?;
+/// let mut reader = wire::capture::CaptureReader::new(file)?;
+/// while let Some(r) = reader.next_record() {
+///     let r = r?; // a truncated or corrupt file: the records before were good
+///     println!("{} {} bytes", r.index, r.data.len());
+/// }
+/// # Ok(()) }
+/// ```
+pub struct CaptureReader<R: Read> {
+    src: R,
+    /// Bytes read and not consumed yet: `buf[start..end]`, the first one at file offset `pos`.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    pos: u64,
+    /// The source said end of file.
+    eof: bool,
+    /// An error or the end was given: nothing more.
+    done: bool,
+    index: usize,
+    format: Format,
+}
+
+impl<R: Read> std::fmt::Debug for CaptureReader<R> {
+    // Not the buffer: it is up to a megabyte of packet bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureReader")
+            .field("format", &self.format())
+            .field("position", &self.pos)
+            .field("index", &self.index)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> CaptureReader<R> {
+    /// Reads the file header (pcapng: the first section header block). Fails when it is not a capture,
+    /// or is cut short or corrupt there.
+    pub fn new(src: R) -> Result<Self, CaptureError> {
+        let mut r = CaptureReader {
+            src,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            pos: 0,
+            eof: false,
+            done: false,
+            index: 0,
+            format: Format::Pcap { big: false, nanos: false, linktype: 0 },
+        };
+        r.fill(24)?;
+        let Some(magic_be) = (Rd { b: r.window(), big: true }).u32(0) else {
+            return Err(truncated(0, "file shorter than a magic number"));
+        };
+        match magic_be {
+            0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1 => {
+                let big = matches!(magic_be, 0xa1b2_c3d4 | 0xa1b2_3c4d);
+                let nanos = matches!(magic_be, 0xa1b2_3c4d | 0x4d3c_b2a1);
+                let rd = Rd { b: r.window(), big };
+                // The link type field's upper bits may carry FCS information; the type is the low 28 bits.
+                let Some(linktype) = rd.u32(20) else {
+                    return Err(truncated(0, "pcap file header"));
+                };
+                r.format = Format::Pcap { big, nanos, linktype: linktype & 0x0fff_ffff };
+                r.consume(24);
+            }
+            PCAPNG_SHB => {
+                r.format =
+                    Format::PcapNg { big: false, ifaces: Vec::new(), iface_base: 0, last_ts: Time::ZERO };
+                // The first block is the section header: any problem there makes the file unusable.
+                r.ng_block()?;
+            }
+            magic => return Err(CaptureError::NotACapture { magic }),
+        }
+        Ok(r)
+    }
+
+    /// Which container the file is.
+    pub fn format(&self) -> CaptureFormat {
+        match self.format {
+            Format::Pcap { .. } => CaptureFormat::Pcap,
+            Format::PcapNg { .. } => CaptureFormat::PcapNg,
+        }
+    }
+
+    /// Bytes of the file consumed so far (the offset of the next record or block).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The next record, or the error that ends the file early (given once), or `None` at the end.
+    pub fn next_record(&mut self) -> Option<Result<RecordRef<'_>, CaptureError>> {
+        if self.done {
+            return None;
+        }
+        let step = match self.format {
+            Format::Pcap { .. } => self.pcap_record(),
+            Format::PcapNg { .. } => self.ng_record(),
+        };
+        match step {
+            Ok(Some((rec, (a, b)))) => {
+                self.index += 1;
+                Some(Ok(RecordRef { data: self.buf.get(a..b).unwrap_or(&[]), ..rec }))
+            }
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// The unconsumed bytes in the buffer.
+    fn window(&self) -> &[u8] {
+        self.buf.get(self.start..self.end).unwrap_or(&[])
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.end - self.start);
+        self.start += n;
+        self.pos = self.pos.saturating_add(n as u64);
+    }
+
+    /// Reads until at least `need` bytes are buffered or the file ends; whether they are.
+    fn fill(&mut self, need: usize) -> Result<bool, CaptureError> {
+        while self.end - self.start < need {
+            if self.eof {
+                return Ok(false);
+            }
+            if self.buf.len() - self.start < need || self.end == self.buf.len() {
+                // Move what is left to the front, growing the buffer when it is too small.
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                let grown = if self.buf.len() < READ_CHUNK_MAX {
+                    (self.buf.len() * 2).clamp(READ_CHUNK_MIN, READ_CHUNK_MAX)
+                } else {
+                    self.buf.len()
+                };
+                let want = grown.max(need);
+                if want > self.buf.len() {
+                    self.buf.resize(want, 0);
                 }
-                None => {
-                    let e = truncated(offset, "pcapng section header");
-                    if offset == 0 {
-                        return Err(e);
-                    }
-                    stop = Some(e);
-                    break;
+            }
+            let Some(space) = self.buf.get_mut(self.end..) else {
+                return Ok(false);
+            };
+            match self.src.read(space) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let offset = self.pos.saturating_add((self.end - self.start) as u64);
+                    return Err(CaptureError::Io { offset, what: e.to_string() });
                 }
             }
         }
-        let rd = Rd { b: rest, big };
+        Ok(true)
+    }
+
+    /// Is there anything left to read?
+    fn at_end(&mut self) -> Result<bool, CaptureError> {
+        Ok(!self.fill(1)?)
+    }
+
+    /// One classic pcap record: its fields and the data's range in the buffer (consumed already).
+    fn pcap_record(&mut self) -> Result<Option<Found>, CaptureError> {
+        let Format::Pcap { big, nanos, linktype } = self.format else { return Ok(None) };
+        if self.at_end()? {
+            return Ok(None);
+        }
+        let offset = self.pos;
+        self.fill(16)?;
+        let rd = Rd { b: self.window(), big };
+        let (Some(sec), Some(frac), Some(caplen), Some(origlen)) =
+            (rd.u32(0), rd.u32(4), rd.u32(8), rd.u32(12))
+        else {
+            return Err(truncated(offset, "packet record header"));
+        };
+        if caplen > MAX_CAPLEN {
+            return Err(malformed(offset, format!("captured length {caplen} > {MAX_CAPLEN}")));
+        }
+        let total = 16 + caplen as usize;
+        if !self.fill(total)? {
+            return Err(truncated(offset, "packet data"));
+        }
+        let frac = if nanos { frac.min(999_999_999) } else { frac.min(999_999).saturating_mul(1000) };
+        let ts = Time::from_secs(u64::from(sec)).add_nanos(u64::from(frac));
+        let data = (self.start + 16, self.start + total);
+        self.consume(total);
+        let rec = RecordRef {
+            index: self.index,
+            ts,
+            linktype,
+            caplen,
+            origlen,
+            data: &[],
+            interface: None,
+            offset,
+        };
+        Ok(Some((rec, data)))
+    }
+
+    /// pcapng blocks up to the next packet: its fields and the data's range in the buffer.
+    fn ng_record(&mut self) -> Result<Option<Found>, CaptureError> {
+        loop {
+            if self.at_end()? {
+                return Ok(None);
+            }
+            let offset = self.pos;
+            if let Block::Packet { iface, linktype, ts, caplen, origlen, data } = self.ng_block()? {
+                let base = match &self.format {
+                    Format::PcapNg { iface_base, .. } => *iface_base,
+                    Format::Pcap { .. } => 0,
+                };
+                let rec = RecordRef {
+                    index: self.index,
+                    ts,
+                    linktype,
+                    caplen,
+                    origlen,
+                    data: &[],
+                    interface: Some(base.saturating_add(iface)),
+                    offset,
+                };
+                return Ok(Some((rec, data)));
+            }
+        }
+    }
+
+    /// Reads and interprets one pcapng block at the current position and consumes it. A packet's data
+    /// range stays valid in the buffer until the next read.
+    fn ng_block(&mut self) -> Result<Block, CaptureError> {
+        let offset = self.pos;
+        let Format::PcapNg { big: section_big, .. } = self.format else { return Ok(Block::Other) };
+        let mut big = section_big;
+        self.fill(12)?;
+        let head = self.window();
+        // The section header's byte-order magic decides the byte order of everything up to the next one,
+        // its own length field included.
+        let is_shb = Rd { b: head, big: true }.u32(0) == Some(PCAPNG_SHB);
+        if is_shb {
+            match (Rd { b: head, big: true }).u32(8) {
+                Some(0x1a2b_3c4d) => big = true,
+                Some(0x4d3c_2b1a) => big = false,
+                Some(m) => return Err(malformed(offset, format!("bad section byte-order magic {m:#010x}"))),
+                None => return Err(truncated(offset, "pcapng section header")),
+            }
+        }
+        let rd = Rd { b: head, big };
         let (Some(ty), Some(len)) = (rd.u32(0), rd.u32(4)) else {
-            stop = Some(truncated(offset, "pcapng block header"));
-            break;
+            return Err(truncated(offset, "pcapng block header"));
         };
         let len = len as usize;
         if len < 12 || !len.is_multiple_of(4) {
-            let e = malformed(offset, format!("bad pcapng block length {len}"));
-            if offset == 0 {
-                return Err(e);
-            }
-            stop = Some(e);
-            break;
+            return Err(malformed(offset, format!("bad pcapng block length {len}")));
         }
-        let Some(block) = rest.get(..len) else {
-            let e = truncated(offset, "pcapng block");
-            if offset == 0 {
-                return Err(e);
-            }
-            stop = Some(e);
-            break;
-        };
+        if len > MAX_BLOCK {
+            return self.ng_skip_huge(offset, ty, len, big);
+        }
+        if !self.fill(len)? {
+            return Err(truncated(offset, "pcapng block"));
+        }
+        let block = self.buf.get(self.start..self.start + len).unwrap_or(&[]);
         if (Rd { b: block, big }).u32(len - 4) != Some(len as u32) {
-            let e = malformed(offset, "pcapng block lengths disagree");
-            if offset == 0 {
-                return Err(e);
-            }
-            stop = Some(e);
-            break;
+            return Err(malformed(offset, "pcapng block lengths disagree"));
         }
         let body = block.get(8..len - 4).unwrap_or(&[]);
+        let body_at = self.start + 8;
         let brd = Rd { b: body, big };
-        let pkt = match ty {
+        let Format::PcapNg { big: cur_big, ifaces, iface_base, last_ts } = &mut self.format else {
+            return Ok(Block::Other);
+        };
+        let out = match ty {
             PCAPNG_SHB => {
                 if brd.u16(4) != Some(1) {
-                    let e =
-                        malformed(offset, format!("unsupported pcapng version {}", brd.u16(4).unwrap_or(0)));
-                    if offset == 0 {
-                        return Err(e);
-                    }
-                    stop = Some(e);
-                    break;
+                    return Err(malformed(
+                        offset,
+                        format!("unsupported pcapng version {}", brd.u16(4).unwrap_or(0)),
+                    ));
                 }
-                iface_base = iface_base.saturating_add(u32::try_from(ifaces.len()).unwrap_or(u32::MAX));
+                *cur_big = big;
+                *iface_base = iface_base.saturating_add(u32::try_from(ifaces.len()).unwrap_or(u32::MAX));
                 ifaces.clear();
-                None
+                Block::Other
             }
             PCAPNG_IDB => {
-                match parse_idb(body, big, offset) {
-                    Ok(i) => ifaces.push(i),
-                    Err(e) => {
-                        stop = Some(e);
-                        break;
-                    }
-                }
-                None
+                ifaces.push(parse_idb(body, big, offset)?);
+                Block::Other
             }
             PCAPNG_EPB | PCAPNG_PB => {
                 // EPB: if_id u32; PB (obsolete): if_id u16, drops u16. Then ts_hi, ts_lo, caplen, origlen, data.
@@ -348,62 +592,71 @@ fn parse_pcapng(bytes: &[u8]) -> Result<Capture, CaptureError> {
                 let (Some(iface), Some(hi), Some(lo), Some(caplen), Some(origlen)) =
                     (iface, brd.u32(4), brd.u32(8), brd.u32(12), brd.u32(16))
                 else {
-                    stop = Some(malformed(offset, "packet block too short"));
-                    break;
+                    return Err(malformed(offset, "packet block too short"));
                 };
                 if caplen > MAX_CAPLEN {
-                    stop = Some(malformed(offset, format!("captured length {caplen} > {MAX_CAPLEN}")));
-                    break;
+                    return Err(malformed(offset, format!("captured length {caplen} > {MAX_CAPLEN}")));
                 }
-                let Some(data) = body.get(20..20 + caplen as usize) else {
-                    stop = Some(malformed(offset, "captured length exceeds block"));
-                    break;
-                };
+                if body.len() < 20 + caplen as usize {
+                    return Err(malformed(offset, "captured length exceeds block"));
+                }
                 let Some(idb) = ifaces.get(iface as usize) else {
-                    stop = Some(malformed(offset, format!("packet on undeclared interface {iface}")));
-                    break;
+                    return Err(malformed(offset, format!("packet on undeclared interface {iface}")));
                 };
                 let ts = ng_time(idb, (u64::from(hi) << 32) | u64::from(lo));
-                Some((iface, idb.linktype, ts, caplen, origlen, data))
+                *last_ts = ts;
+                let data = (body_at + 20, body_at + 20 + caplen as usize);
+                Block::Packet { iface, linktype: idb.linktype, ts, caplen, origlen, data }
             }
             PCAPNG_SPB => {
                 let Some(idb) = ifaces.first() else {
-                    stop = Some(malformed(offset, "simple packet block without interface"));
-                    break;
+                    return Err(malformed(offset, "simple packet block without interface"));
                 };
                 let Some(origlen) = brd.u32(0) else {
-                    stop = Some(malformed(offset, "simple packet block too short"));
-                    break;
+                    return Err(malformed(offset, "simple packet block too short"));
                 };
                 let mut caplen = origlen.min(u32::try_from(body.len().saturating_sub(4)).unwrap_or(u32::MAX));
                 if idb.snaplen != 0 {
                     caplen = caplen.min(idb.snaplen);
                 }
                 if caplen > MAX_CAPLEN {
-                    stop = Some(malformed(offset, format!("captured length {caplen} > {MAX_CAPLEN}")));
-                    break;
+                    return Err(malformed(offset, format!("captured length {caplen} > {MAX_CAPLEN}")));
                 }
-                let data = body.get(4..4 + caplen as usize).unwrap_or(&[]);
-                Some((0, idb.linktype, last_ts, caplen, origlen, data))
+                // caplen <= body.len() - 4 by construction.
+                let data = (body_at + 4, body_at + 4 + caplen as usize);
+                Block::Packet { iface: 0, linktype: idb.linktype, ts: *last_ts, caplen, origlen, data }
             }
-            _ => None,
+            _ => Block::Other,
         };
-        if let Some((iface, linktype, ts, caplen, origlen, data)) = pkt {
-            last_ts = ts;
-            records.push(Record {
-                index: records.len(),
-                ts,
-                linktype,
-                caplen,
-                origlen,
-                data: data.to_vec(),
-                interface: Some(iface_base.saturating_add(iface)),
-                offset: offset as u64,
-            });
-        }
-        offset += len;
+        self.consume(len);
+        Ok(out)
     }
-    Ok(Capture { format: CaptureFormat::PcapNg, records, truncated: stop })
+
+    /// A block longer than [`MAX_BLOCK`]: read through it without keeping it. Cut short: `Truncated`;
+    /// its trailing length different: `Malformed`; a block whose contents matter: `Malformed` (too large
+    /// to hold); otherwise skipped like any unknown block.
+    fn ng_skip_huge(&mut self, offset: u64, ty: u32, len: usize, big: bool) -> Result<Block, CaptureError> {
+        let mut left = len - 4;
+        while left > 0 {
+            if !self.fill(1)? {
+                return Err(truncated(offset, "pcapng block"));
+            }
+            let n = left.min(self.end - self.start);
+            self.consume(n);
+            left -= n;
+        }
+        if !self.fill(4)? {
+            return Err(truncated(offset, "pcapng block"));
+        }
+        if (Rd { b: self.window(), big }).u32(0) != Some(len as u32) {
+            return Err(malformed(offset, "pcapng block lengths disagree"));
+        }
+        if matches!(ty, PCAPNG_SHB | PCAPNG_IDB | PCAPNG_EPB | PCAPNG_PB | PCAPNG_SPB) {
+            return Err(malformed(offset, format!("pcapng block of {len} bytes > {MAX_BLOCK}")));
+        }
+        self.consume(4);
+        Ok(Block::Other)
+    }
 }
 
 /// Writes classic pcap (little-endian, micro- or nanosecond timestamps) to any writer.
@@ -914,5 +1167,184 @@ mod tests {
             total_ok += ip_ok;
         }
         assert!(total_ok > 2000, "{total_ok}");
+    }
+
+    /// A reader handing out at most `step` bytes per call (and failing after `fail_at` bytes, if set).
+    struct Trickle<'a> {
+        b: &'a [u8],
+        step: usize,
+        fail_at: Option<usize>,
+        given: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.fail_at.is_some_and(|f| self.given >= f) {
+                return Err(io::Error::other("disk on fire"));
+            }
+            let mut n = self.step.min(out.len()).min(self.b.len());
+            if let Some(f) = self.fail_at {
+                n = n.min(f - self.given);
+            }
+            out[..n].copy_from_slice(&self.b[..n]);
+            self.b = &self.b[n..];
+            self.given += n;
+            Ok(n)
+        }
+    }
+
+    /// Everything a reader gives, owned: the header error, or the records and the stopping error.
+    fn drain<R: Read>(r: R) -> Result<(CaptureFormat, Vec<Record>, Option<CaptureError>), CaptureError> {
+        let mut reader = CaptureReader::new(r)?;
+        let mut recs = Vec::new();
+        let mut stop = None;
+        while let Some(x) = reader.next_record() {
+            match x {
+                Ok(r) => recs.push(r.to_record()),
+                Err(e) => {
+                    assert!(stop.is_none(), "two errors");
+                    stop = Some(e);
+                }
+            }
+        }
+        assert!(reader.next_record().is_none());
+        Ok((reader.format(), recs, stop))
+    }
+
+    /// The reader in small and odd-sized reads gives exactly what `parse_capture` gives.
+    fn reader_agrees(f: &[u8], what: &str) {
+        let want = parse_capture(f).map(|c| (c.format, c.records, c.truncated));
+        for step in [1, 3, 16, 4093, usize::MAX] {
+            let got = drain(Trickle { b: f, step, fail_at: None, given: 0 });
+            assert_eq!(got, want, "{what}, reads of {step}");
+        }
+    }
+
+    fn capture_files() -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")];
+        match std::fs::read_dir("/work/shared/corpus/pcaps") {
+            Ok(_) => dirs.push("/work/shared/corpus/pcaps".into()),
+            Err(e) => eprintln!("skipping the shared corpus: {e}"),
+        }
+        while let Some(d) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn reader_equals_parse_capture_on_every_file_and_prefix() {
+        let files = capture_files();
+        assert!(!files.is_empty());
+        for p in &files {
+            let f = std::fs::read(p).unwrap();
+            reader_agrees(&f, &p.display().to_string());
+            // Prefixes: every cut in the first 300 bytes, then about 64 spread over the file.
+            let stride = (f.len() / 64).max(1);
+            for cut in (0..f.len().min(300)).chain((300..f.len()).step_by(stride)) {
+                let want = parse_capture(&f[..cut]).map(|c| (c.format, c.records, c.truncated));
+                let got = drain(Trickle { b: &f[..cut], step: 4093, fail_at: None, given: 0 });
+                assert_eq!(got, want, "{} cut at {cut}", p.display());
+            }
+        }
+        reader_agrees(&multi_section_pcapng(), "multi-section pcapng");
+        reader_agrees(&pcap_file(true, true, 1, &[(1, 2, b"abcdef"), (3, 4, b"gh")]), "pcap");
+    }
+
+    #[test]
+    fn reader_streams_records_with_offsets() {
+        let f = pcap_file(false, false, 101, &[(1, 2, b"abcdef"), (3, 4, b"gh")]);
+        let mut r = CaptureReader::new(Trickle { b: &f, step: 5, fail_at: None, given: 0 }).unwrap();
+        assert_eq!(r.format(), CaptureFormat::Pcap);
+        assert_eq!(r.position(), 24);
+        let a = r.next_record().unwrap().unwrap();
+        assert_eq!((a.index, a.offset, a.data, a.caplen, a.origlen), (0, 24, &b"abcdef"[..], 6, 16));
+        let b = r.next_record().unwrap().unwrap();
+        assert_eq!((b.index, b.offset, b.data, b.ts), (1, 24 + 22, &b"gh"[..], Time(3_000_004_000)));
+        assert_eq!(r.position(), f.len() as u64);
+        assert!(r.next_record().is_none());
+        assert!(r.next_record().is_none());
+    }
+
+    #[test]
+    fn reader_read_error_is_io_after_the_good_records() {
+        let f = pcap_file(false, false, 1, &[(1, 2, b"abcdef"), (3, 4, b"gh")]);
+        let (_, recs, stop) = drain(Trickle { b: &f, step: 7, fail_at: Some(50), given: 0 }).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert!(matches!(stop, Some(CaptureError::Io { offset: 50, .. })), "{stop:?}");
+        assert!(stop.unwrap().to_string().contains("disk on fire"));
+        // In the header: the file is unusable.
+        let e = CaptureReader::new(Trickle { b: &f, step: 7, fail_at: Some(10), given: 0 }).unwrap_err();
+        assert!(matches!(e, CaptureError::Io { .. }));
+    }
+
+    #[test]
+    fn reader_huge_blocks_read_through_not_held() {
+        let big_len = MAX_BLOCK + 4096;
+        let mut f = shb(false);
+        f.extend(idb(false, 1, 0, None));
+        f.extend(epb(false, 0, 1, b"before"));
+        // A custom block (type 0x0bad) larger than MAX_BLOCK: skipped like any unknown block.
+        let huge = block(false, 0x0bad, &vec![0u8; big_len - 12]);
+        f.extend(&huge);
+        f.extend(epb(false, 0, 2, b"after"));
+        let (_, recs, stop) = drain(Trickle { b: &f, step: 65536, fail_at: None, given: 0 }).unwrap();
+        assert_eq!(stop, None);
+        assert_eq!(
+            recs.iter().map(|r| r.data.as_slice()).collect::<Vec<_>>(),
+            vec![&b"before"[..], b"after"]
+        );
+        assert_eq!(recs[1].offset, (f.len() - epb(false, 0, 2, b"after").len()) as u64);
+        // Cut inside it: truncated there.
+        let at = f.len() - huge.len() - epb(false, 0, 2, b"after").len();
+        let c = parse_capture(&f[..at + 100]).unwrap();
+        assert_eq!(c.records.len(), 1);
+        assert!(matches!(c.truncated, Some(CaptureError::Truncated { offset, .. }) if offset == at as u64));
+        // A packet block that large cannot be held: malformed.
+        let mut g = shb(false);
+        g.extend(idb(false, 1, 0, None));
+        let at = g.len();
+        g.extend(epb(false, 0, 1, &vec![0u8; big_len]));
+        let c = parse_capture(&g).unwrap();
+        assert!(c.records.is_empty());
+        assert!(
+            matches!(&c.truncated, Some(CaptureError::Malformed { offset, what }) if *offset == at as u64 && what.contains("bytes >")),
+            "{:?}",
+            c.truncated
+        );
+    }
+
+    proptest::proptest! {
+        /// Any damage to a valid file, read in any chunk size: the reader gives what `parse_capture` gives.
+        #[test]
+        fn reader_any_chunking_equals_parse_capture(
+            ng in proptest::bool::ANY,
+            edits in proptest::collection::vec((0usize..4096, proptest::num::u8::ANY), 0..4),
+            cut in 0usize..4096,
+            step in 1usize..200,
+        ) {
+            let mut f = if ng {
+                multi_section_pcapng()
+            } else {
+                pcap_file(true, false, 1, &[(1, 2, b"abcdef"), (3, 1_000_000, b"gh"), (5, 6, b"")])
+            };
+            for (at, v) in edits {
+                let i = at % f.len();
+                f[i] = v;
+            }
+            f.truncate(cut % (f.len() + 1));
+            let want = parse_capture(&f).map(|c| (c.format, c.records, c.truncated));
+            proptest::prop_assert_eq!(drain(Trickle { b: &f, step, fail_at: None, given: 0 }), want);
+        }
     }
 }
