@@ -153,6 +153,20 @@ impl Engine {
         }
     }
 
+    /// Time passes to `now` without a packet for this engine (another shard's packet): the clock moves
+    /// forward and what is due expires, as a packet at `now` would make happen, but nothing is counted (an
+    /// earlier `now` is ignored, not counted as a clock regression).
+    pub fn handle_tick(&mut self, now: Time) {
+        if now > self.now {
+            self.now = now;
+        }
+        if self.next_check().is_some_and(|t| t <= self.now) {
+            let now = self.now;
+            self.ct.handle_timeout(now);
+            self.defrag.handle_timeout(now);
+        }
+    }
+
     /// Expire what is due at `now` (never moves the clock backwards).
     pub fn handle_timeout(&mut self, now: Time) {
         let now = self.advance(now);

@@ -173,7 +173,8 @@ pub fn compile(file: &ast::File) -> Result<Ruleset, ParseError> {
         check_hook_contexts(&out_chains, &hooks, block)?;
         tables.push(TableRules { table, chains: out_chains });
     }
-    Ok(Ruleset { family, tables, rule_slots, policy_slots, limit_slots })
+    let index = tables.iter().map(|t| crate::classify::TableIndex::build(t, family)).collect();
+    Ok(Ruleset { family, tables, rule_slots, policy_slots, limit_slots, index })
 }
 
 fn declare_chain(

@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use wire::{Packet, Time};
 
+use crate::classify::{PacketKeys, TableIndex};
 use crate::compile::{CREDITS_PER_JIFFY, HZ};
 use crate::model::*;
 
@@ -236,9 +237,83 @@ pub struct RuleState {
     limits: Vec<Bucket>,
     /// (table, chain) -> (first rule slot, rule count, policy slot).
     index: HashMap<(Table, Arc<str>), ChainSlots>,
+    scratch: Scratch,
+}
+
+/// Reused buffer for the classifier's candidate lists (a stack of per-chain segments), so a walk
+/// does not allocate. Not part of the state's value: it never compares or clones.
+#[derive(Default)]
+struct Scratch(Vec<u32>, Vec<Frame>);
+
+impl Clone for Scratch {
+    fn clone(&self) -> Scratch {
+        Scratch::default()
+    }
+}
+
+impl PartialEq for Scratch {
+    fn eq(&self, _: &Scratch) -> bool {
+        true
+    }
+}
+
+impl Eq for Scratch {}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scratch")
+    }
+}
+
+/// The candidates of the chain being walked: `scratch[start..end]` (sorted rule positions), the
+/// next one at `cur`, gathered with conntrack state bits `ct_bits`. `None` = every rule.
+#[derive(Debug, Clone, Copy)]
+struct Cands {
+    start: usize,
+    end: usize,
+    cur: usize,
+    ct_bits: u16,
+}
+
+/// A return position: chain, next rule, and that chain's candidates.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    ci: usize,
+    ri: usize,
+    cands: Option<Cands>,
+}
+
+/// Gathers the candidates of chain `ci` on top of the scratch stack (`None`: walk linearly).
+fn enter(
+    index: Option<&TableIndex>,
+    keys: Option<&PacketKeys<'_>>,
+    ci: usize,
+    ct: &CtMatch,
+    scratch: &mut Vec<u32>,
+) -> Option<Cands> {
+    let (index, keys) = (index?, keys?);
+    let ix = index.chains.get(ci)?.as_ref()?;
+    let ct_bits = state_bits(ct, true);
+    let start = scratch.len();
+    ix.gather(keys, ct_bits, scratch);
+    Some(Cands { start, end: scratch.len(), cur: start, ct_bits })
 }
 
 impl RuleState {
+    /// Adds to these counters what `other` counted since `base`, the state both started from (the sharded
+    /// replay: several engines, one ruleset, one set of counters in the end). Limit buckets are not merged:
+    /// a ruleset with `limit` matches is never sharded ([`Ruleset::has_shared_state`]).
+    pub fn merge_counts(&mut self, other: &RuleState, base: &RuleState) {
+        let add = |mine: &mut [(u64, u64)], theirs: &[(u64, u64)], start: &[(u64, u64)]| {
+            for ((m, t), b) in mine.iter_mut().zip(theirs).zip(start) {
+                m.0 = m.0.wrapping_add(t.0.wrapping_sub(b.0));
+                m.1 = m.1.wrapping_add(t.1.wrapping_sub(b.1));
+            }
+        };
+        add(&mut self.rules, &other.rules, &base.rules);
+        add(&mut self.policies, &other.policies, &base.policies);
+    }
+
     /// Counters of rule `rule_1based` of `chain` in `table`.
     pub fn rule_counters(&self, table: Table, chain: &str, rule_1based: u32) -> Option<(u64, u64)> {
         let &(first, count, _) = self.index.get(&(table, Arc::from(chain)))?;
@@ -291,25 +366,25 @@ fn ipv6_ext_hdr(nh: u8) -> bool {
 }
 
 /// Facts about the packet computed once per walk.
-struct Facts<'p> {
-    v6: bool,
-    src: IpAddr,
-    dst: IpAddr,
+pub(crate) struct Facts<'p> {
+    pub(crate) v6: bool,
+    pub(crate) src: IpAddr,
+    pub(crate) dst: IpAddr,
     /// `fragoff` as the matches see it: IPv4 in 8-byte units (`ipt_do_table`), IPv6 in bytes
     /// (`ipv6_find_hdr`).
-    fragoff: u16,
+    pub(crate) fragoff: u16,
     /// IPv6: `ipv6_find_hdr` cannot name the upper-layer protocol (a non-first fragment followed
     /// by another extension header): every `-p` rule hotdrops the packet.
-    v6_proto_unknown: bool,
+    pub(crate) v6_proto_unknown: bool,
     /// The datagram bytes present (up to its claimed length), for extension header walks.
     dgram: &'p [u8],
     /// Transport bytes present in the skb (from the IP header length to the datagram end).
-    l4: &'p [u8],
+    pub(crate) l4: &'p [u8],
     len: u64,
 }
 
 impl<'p> Facts<'p> {
-    fn new(pkt: &'p Packet<'p>) -> Self {
+    pub(crate) fn new(pkt: &'p Packet<'p>) -> Self {
         let end = pkt.bytes.len().min(pkt.ip.total_len);
         let dgram = pkt.bytes.get(..end).unwrap_or(pkt.bytes);
         let l4 = pkt.bytes.get(pkt.ip.header_len..end).unwrap_or(&[]);
@@ -906,6 +981,12 @@ fn apply(target: &Target, ctx: &mut PacketCtx<'_>, rule: impl FnOnce() -> RuleRe
 
 impl Ruleset {
     /// Fresh state: counters as given in the file, limit buckets full.
+    /// Whether evaluation keeps state shared by all packets besides the counters (`-m limit` token
+    /// buckets): such a ruleset gives different results when packets are split between engines.
+    pub fn has_shared_state(&self) -> bool {
+        !self.limit_slots.is_empty()
+    }
+
     pub fn new_state(&self) -> RuleState {
         let mut rules = vec![(0, 0); self.rule_slots];
         let mut policies = vec![(0, 0); self.policy_slots];
@@ -926,11 +1007,15 @@ impl Ruleset {
             }
         }
         let limits = self.limit_slots.iter().map(|&(credit, _)| Bucket { credit, prev: None }).collect();
-        RuleState { rules, policies, limits, index }
+        RuleState { rules, policies, limits, index, scratch: Scratch::default() }
     }
 
     /// Runs the built-in chain `hook` of `table` on one packet. If the table or chain is not
     /// loaded the packet is accepted (as with no table), attributed to the chain's policy.
+    ///
+    /// Chains of at least [`crate::MIN_INDEXED_RULES`] rules are walked through their classifier
+    /// index (only the rules that may match are evaluated); the result, counters, effects and
+    /// trace are exactly those of [`Ruleset::evaluate_linear`].
     pub fn evaluate(
         &self,
         table: Table,
@@ -938,8 +1023,34 @@ impl Ruleset {
         ctx: &mut PacketCtx<'_>,
         state: &mut RuleState,
     ) -> Outcome {
+        self.walk(table, hook, ctx, state, true)
+    }
+
+    /// The reference evaluator: every rule of every chain in order, as `ipt_do_table` does.
+    /// Same results as [`Ruleset::evaluate`], slower on long chains.
+    pub fn evaluate_linear(
+        &self,
+        table: Table,
+        hook: Hook,
+        ctx: &mut PacketCtx<'_>,
+        state: &mut RuleState,
+    ) -> Outcome {
+        self.walk(table, hook, ctx, state, false)
+    }
+
+    fn walk(
+        &self,
+        table: Table,
+        hook: Hook,
+        ctx: &mut PacketCtx<'_>,
+        state: &mut RuleState,
+        classify: bool,
+    ) -> Outcome {
         let policy_ref = |chain: Arc<str>| RuleRef { table, chain, rule: None };
-        let Some(t) = self.table(table) else {
+        let Some(ti) = self.tables.iter().position(|t| t.table == table) else {
+            return Outcome { verdict: Verdict::Accept, rule: policy_ref(Arc::from(hook.chain_name())) };
+        };
+        let Some(t) = self.tables.get(ti) else {
             return Outcome { verdict: Verdict::Accept, rule: policy_ref(Arc::from(hook.chain_name())) };
         };
         let Some((base, base_chain)) = t.hook_chain(hook) else {
@@ -947,19 +1058,58 @@ impl Ruleset {
         };
         let pkt = ctx.pkt;
         let facts = Facts::new(pkt);
-        // Return stack (chain, next rule); depth is bounded by the chain count (no loops).
-        let mut stack: Vec<(usize, usize)> = Vec::new();
+        let RuleState { rules: rule_counters, policies, limits, scratch, .. } = state;
+        let Scratch(scratch, stack) = scratch;
+        scratch.clear();
+        stack.clear();
+        let index = if classify { self.index.get(ti).filter(|ix| ix.any) } else { None };
+        // Irregular packets (fragments, short headers, ...) take the linear walk everywhere.
+        let keys = index
+            .and_then(|_| PacketKeys::new(self.family, &facts, pkt.ip.proto, ctx.in_iface, ctx.out_iface));
+        let keys = keys.as_ref();
+        // Return stack (reused); depth is bounded by the chain count (no loops).
         let (mut ci, mut ri) = (base, 0usize);
+        let mut cands = enter(index, keys, ci, &ctx.ct, scratch);
         while let Some(chain) = t.chains.get(ci) {
+            if let Some(c) = cands.as_mut() {
+                // The next candidate at or after `ri`; past the last one, the chain's end.
+                while c.cur < c.end && scratch.get(c.cur).is_some_and(|&r| (r as usize) < ri) {
+                    c.cur += 1;
+                }
+                ri = match scratch.get(c.cur) {
+                    Some(&r) if c.cur < c.end => r as usize,
+                    _ => chain.rules.len(),
+                };
+            }
+            // Leaving the current chain: drop its candidates, restore the caller's (gathered again
+            // if a target changed the conntrack state meanwhile).
+            let pop = |stack: &mut Vec<Frame>,
+                       cands: Option<Cands>,
+                       scratch: &mut Vec<u32>,
+                       ct: &CtMatch|
+             -> Option<(usize, usize, Option<Cands>)> {
+                if let Some(c) = cands {
+                    scratch.truncate(c.start);
+                }
+                let f = stack.pop()?;
+                let mut back = f.cands;
+                if let Some(c) = back {
+                    if c.ct_bits != state_bits(ct, true) {
+                        scratch.truncate(c.start);
+                        back = enter(index, keys, f.ci, ct, scratch);
+                    }
+                }
+                Some((f.ci, f.ri, back))
+            };
             let Some(rule) = chain.rules.get(ri) else {
                 // Fell off the end: pop, or the base chain's policy. A user chain's tail is its
                 // implicit RETURN rule, which TRACE logs.
                 if chain.builtin.is_none() {
                     trace(ctx, || TraceEntry { rule: tail_ref(table, chain), kind: TraceKind::Return });
                 }
-                match stack.pop() {
-                    Some((c, r)) => {
-                        (ci, ri) = (c, r);
+                match pop(stack, cands, scratch, &ctx.ct) {
+                    Some((c, r, k)) => {
+                        (ci, ri, cands) = (c, r, k);
                         continue;
                     }
                     None => break,
@@ -980,7 +1130,7 @@ impl Ruleset {
             }
             let mut matched = true;
             for m in &rule.matches {
-                match run_match(m, &facts, ctx, &mut state.limits) {
+                match run_match(m, &facts, ctx, limits) {
                     M::Yes => {}
                     M::No => {
                         matched = false;
@@ -993,29 +1143,43 @@ impl Ruleset {
                 ri = ri.saturating_add(1);
                 continue;
             }
-            RuleState::count(&mut state.rules, rule.slot, facts.len);
+            RuleState::count(rule_counters, rule.slot, facts.len);
             trace(ctx, || TraceEntry { rule: here(ci, ri), kind: trace_kind(rule, chain) });
             match &rule.target {
                 Target::Accept => return Outcome { verdict: Verdict::Accept, rule: here(ci, ri) },
                 Target::Drop => return Outcome { verdict: Verdict::Drop, rule: here(ci, ri) },
                 Target::Reject(w) => return Outcome { verdict: Verdict::Reject(*w), rule: here(ci, ri) },
-                Target::Return => match stack.pop() {
-                    Some((c, r)) => (ci, ri) = (c, r),
+                Target::Return => match pop(stack, cands, scratch, &ctx.ct) {
+                    Some((c, r, k)) => (ci, ri, cands) = (c, r, k),
                     None => break,
                 },
                 Target::Jump(to) => {
-                    stack.push((ci, ri.saturating_add(1)));
+                    stack.push(Frame { ci, ri: ri.saturating_add(1), cands });
                     (ci, ri) = (*to, 0);
+                    cands = enter(index, keys, ci, &ctx.ct, scratch);
                 }
-                Target::Goto(to) => (ci, ri) = (*to, 0),
+                Target::Goto(to) => {
+                    if let Some(c) = cands {
+                        scratch.truncate(c.start);
+                    }
+                    (ci, ri) = (*to, 0);
+                    cands = enter(index, keys, ci, &ctx.ct, scratch);
+                }
                 other => {
                     apply(other, ctx, || here(ci, ri));
                     ri = ri.saturating_add(1);
+                    // NOTRACK / CT change the state the index looked up: gather again.
+                    if let Some(c) = cands {
+                        if c.ct_bits != state_bits(&ctx.ct, true) {
+                            scratch.truncate(c.start);
+                            cands = enter(index, keys, ci, &ctx.ct, scratch);
+                        }
+                    }
                 }
             }
         }
         // Underflow: the base chain's policy (its counters grow).
-        RuleState::count(&mut state.policies, base_chain.policy_slot, facts.len);
+        RuleState::count(policies, base_chain.policy_slot, facts.len);
         trace(ctx, || TraceEntry { rule: tail_ref(table, base_chain), kind: TraceKind::Policy });
         let verdict = match base_chain.builtin {
             Some((_, Policy::Drop)) => Verdict::Drop,

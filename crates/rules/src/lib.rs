@@ -11,7 +11,12 @@
 //!   byte span, the offending token, what was expected and a hint.
 //! - [`Ruleset::evaluate`] runs one packet through a built-in chain as the kernel's `ipt_do_table`
 //!   does (first match, jumps/goto/RETURN, policies, counters, hotdrop) using a [`PacketCtx`]
-//!   filled by the engine (the conntrack view, interfaces, marks, host model for addrtype).
+//!   filled by the engine (the conntrack view, interfaces, marks, host model for addrtype). Chains
+//!   of [`MIN_INDEXED_RULES`] rules or more go through a classifier built at compile time (per
+//!   chain, an index on prefixes, port ranges, protocol, state and devices that yields the rules
+//!   that may match, each then evaluated in order by the same matcher), with exactly the results
+//!   of the linear reference walk [`Ruleset::evaluate_linear`].
+//! - [`bench_support`] generates ClassBench-style rulesets and packets for benchmarks.
 //! - [`Ruleset::write_save`] prints what `iptables-legacy-save` (or `ip6tables-legacy-save`) prints
 //!   for the same ruleset.
 //! - With [`PacketCtx::trace`] set, the evaluator records every rule traversed as the kernel's
@@ -29,6 +34,8 @@
 #![forbid(unsafe_code)]
 
 pub mod ast;
+pub mod bench_support;
+mod classify;
 mod compile;
 mod error;
 mod eval;
@@ -37,6 +44,7 @@ mod names;
 mod save;
 mod spec;
 
+pub use classify::MIN_INDEXED_RULES;
 pub use compile::compile;
 pub use error::{ErrorKind, ParseError};
 pub use eval::{

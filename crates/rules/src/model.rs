@@ -727,6 +727,8 @@ pub struct Ruleset {
     pub(crate) rule_slots: usize,
     pub(crate) policy_slots: usize,
     pub(crate) limit_slots: Vec<(u32, u32)>,
+    /// The classifier of each table (same order as `tables`), derived from the rules.
+    pub(crate) index: Vec<crate::classify::TableIndex>,
 }
 
 impl Ruleset {

@@ -127,6 +127,10 @@ pub struct ReplayArgs {
     /// Summary format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Engines (shards) running in parallel, the packets split by a symmetric flow hash; the results are
+    /// those of one engine (a ruleset with -m limit is refused; a warning says when the table filled up).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// pcap or pcapng files, replayed in order as one capture.
     #[arg(required = true, value_name = "CAPTURE")]
     pub captures: Vec<PathBuf>,

@@ -11,6 +11,7 @@ mod helpers;
 mod load;
 mod replay;
 mod report;
+mod shard;
 mod verify;
 
 use std::process::ExitCode;

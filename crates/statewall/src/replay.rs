@@ -243,31 +243,42 @@ impl<'c> Feed<'c> {
     }
 }
 
+/// A fresh engine for `setup` with `opts` (events off unless asked for: formatting them costs).
+pub fn engine_for(setup: &Setup, opts: RunOptions) -> Engine {
+    let mut config = setup.config.clone();
+    if !opts.events {
+        // Events only matter to a consumer; the sysctl exists in every kernel (default 2).
+        let _ = config.set("net.netfilter.nf_conntrack_events", "0");
+    }
+    let mut engine = Engine::new(setup.ruleset.clone(), setup.host.clone(), config);
+    if let Some(r6) = &setup.ruleset6 {
+        engine = engine.with_ipv6_rules(r6.clone());
+    }
+    engine.set_tracing(opts.tracing);
+    engine.set_defrag_config(setup.defrag);
+    engine
+}
+
 /// One engine fed packet by packet, keeping the [`Summary`].
 pub struct Runner {
     engine: Engine,
-    s: Summary,
+    tally: Tally,
+    index: usize,
+}
+
+/// The summary's running figures, fed one decision at a time (by [`Runner`], or by the sharded replay from
+/// its merged stream).
+pub struct Tally {
+    pub s: Summary,
     index: usize,
     last_sample: Option<(Time, usize)>,
     area: f64,
     started: std::time::Instant,
 }
 
-impl Runner {
-    pub fn new(setup: Setup, opts: RunOptions) -> Self {
-        let mut config = setup.config;
-        if !opts.events {
-            // Events only matter to a consumer; the sysctl exists in every kernel (default 2).
-            let _ = config.set("net.netfilter.nf_conntrack_events", "0");
-        }
-        let mut engine = Engine::new(setup.ruleset, setup.host, config);
-        if let Some(r6) = setup.ruleset6 {
-            engine = engine.with_ipv6_rules(r6);
-        }
-        engine.set_tracing(opts.tracing);
-        engine.set_defrag_config(setup.defrag);
-        Runner {
-            engine,
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
             s: Summary::default(),
             index: 0,
             last_sample: None,
@@ -275,12 +286,9 @@ impl Runner {
             started: std::time::Instant::now(),
         }
     }
+}
 
-    /// Packets handled so far.
-    pub fn packets(&self) -> usize {
-        self.index
-    }
-
+impl Tally {
     /// A capture file starts.
     pub fn begin_capture(&mut self, path: &Path, format: wire::capture::CaptureFormat) {
         self.s.captures.push(CaptureInfo {
@@ -299,6 +307,60 @@ impl Runner {
         }
     }
 
+    /// One packet's decision; `now` is the engine clock after it and `len` the table size.
+    pub fn record(&mut self, d: &Decision, ts: Time, now: Time, len: usize) {
+        let s = &mut self.s;
+        account(s, d);
+        if d.ct_dropped && s.first_conntrack_drop.is_none() {
+            s.first_conntrack_drop = Some((self.index, ts.as_secs_f64()));
+        }
+        if let Some((t0, l0)) = self.last_sample {
+            self.area += l0 as f64 * now.nanos_since(t0) as f64 / 1e9;
+        }
+        self.last_sample = Some((now, len));
+        s.first_ts.get_or_insert(now.as_secs_f64());
+        s.last_ts = Some(now.as_secs_f64());
+        s.table_peak = s.table_peak.max(len);
+        self.index += 1;
+    }
+
+    /// The finished summary: `table_final` entries left, `clock_regressions` counted.
+    pub fn finish(self, table_final: usize, clock_regressions: u64) -> Summary {
+        let Tally { mut s, area, started, .. } = self;
+        let elapsed = started.elapsed().as_secs_f64();
+        s.partial = s.captures.iter().any(|c| c.partial.is_some());
+        s.duration_secs = match (s.first_ts, s.last_ts) {
+            (Some(a), Some(b)) => (b - a).max(0.0),
+            _ => 0.0,
+        };
+        s.table_average = if s.duration_secs > 0.0 { area / s.duration_secs } else { s.table_peak as f64 };
+        s.table_final = table_final;
+        s.clock_regressions = clock_regressions;
+        s.packets_per_sec = if elapsed > 0.0 { s.packets as f64 / elapsed } else { 0.0 };
+        s
+    }
+}
+
+impl Runner {
+    pub fn new(setup: Setup, opts: RunOptions) -> Self {
+        Runner { engine: engine_for(&setup, opts), tally: Tally::default(), index: 0 }
+    }
+
+    /// Packets handled so far.
+    pub fn packets(&self) -> usize {
+        self.index
+    }
+
+    /// A capture file starts.
+    pub fn begin_capture(&mut self, path: &Path, format: wire::capture::CaptureFormat) {
+        self.tally.begin_capture(path, format);
+    }
+
+    /// The current capture file is over: `packets` records, stopped early by `partial` if set.
+    pub fn end_capture(&mut self, packets: usize, partial: Option<&wire::CaptureError>) {
+        self.tally.end_capture(packets, partial);
+    }
+
     /// One record of capture `file` (its `file_index`-th) through the engine.
     pub fn handle_packet(
         &mut self,
@@ -309,21 +371,9 @@ impl Runner {
         data: &[u8],
         origlen: u32,
     ) -> PacketResult {
-        let s = &mut self.s;
         let d = self.engine.handle_packet_on_wire(ts, linktype, data, origlen);
-        let now = self.engine.now();
-        account(s, &d);
-        if d.ct_dropped && s.first_conntrack_drop.is_none() {
-            s.first_conntrack_drop = Some((self.index, ts.as_secs_f64()));
-        }
-        let len = self.engine.conntrack().len();
-        if let Some((t0, l0)) = self.last_sample {
-            self.area += l0 as f64 * now.nanos_since(t0) as f64 / 1e9;
-        }
-        self.last_sample = Some((now, len));
-        s.first_ts.get_or_insert(now.as_secs_f64());
-        s.last_ts = Some(now.as_secs_f64());
-        s.table_peak = s.table_peak.max(len);
+        let (now, len) = (self.engine.now(), self.engine.conntrack().len());
+        self.tally.record(&d, ts, now, len);
         let p = PacketResult { index: self.index, file, file_index, ts, decision: d };
         self.index += 1;
         p
@@ -336,17 +386,8 @@ impl Runner {
 
     /// The engine and the finished summary.
     pub fn finish(self) -> (Engine, Summary) {
-        let Runner { engine, mut s, area, started, .. } = self;
-        let elapsed = started.elapsed().as_secs_f64();
-        s.partial = s.captures.iter().any(|c| c.partial.is_some());
-        s.duration_secs = match (s.first_ts, s.last_ts) {
-            (Some(a), Some(b)) => (b - a).max(0.0),
-            _ => 0.0,
-        };
-        s.table_average = if s.duration_secs > 0.0 { area / s.duration_secs } else { s.table_peak as f64 };
-        s.table_final = engine.conntrack().len();
-        s.clock_regressions = engine.stats().clock_regressions;
-        s.packets_per_sec = if elapsed > 0.0 { s.packets as f64 / elapsed } else { 0.0 };
+        let Runner { engine, tally, .. } = self;
+        let s = tally.finish(engine.conntrack().len(), engine.stats().clock_regressions);
         (engine, s)
     }
 }
@@ -557,54 +598,74 @@ pub fn run(args: &ReplayArgs) -> miette::Result<u8> {
         tracing: args.trace.is_some(),
         events: args.events.is_some() || args.expect_events.is_some(),
     };
-    let (engine, summary) = run_stream(
-        setup,
-        &mut captures,
-        opts,
-        |p| {
-            if let Some(s) = verdicts.as_mut() {
-                s.line(&verdict_line(p, multi));
+    if args.threads == 0 || args.threads > 64 {
+        return Err(miette::miette!("--threads must be between 1 and 64"));
+    }
+    if args.threads > 1 && args.stats.is_some() {
+        return Err(miette::miette!(
+            help = "run with --threads 1 for --stats",
+            "--stats sums conntrack's per-CPU counters of one table; it is not merged across --threads shards"
+        ));
+    }
+    let mut on_packet = |p: &PacketResult| {
+        if let Some(s) = verdicts.as_mut() {
+            s.line(&verdict_line(p, multi));
+        }
+        if let Some(s) = trace.as_mut() {
+            s.line(&trace_line(p));
+        }
+    };
+    let mut on_event = |e: &conntrack::Event| {
+        // conntrack -E and conntrack -E expect are separate listeners: separate files
+        let stream = if e.expect { expect_events.as_mut() } else { events.as_mut() };
+        if let Some(s) = stream {
+            let mut text = String::new();
+            if conntrack::write_event(e, &mut text).is_ok() {
+                s.line(text.trim_end_matches('\n'));
             }
-            if let Some(s) = trace.as_mut() {
-                s.line(&trace_line(p));
-            }
-        },
-        |e| {
-            // conntrack -E and conntrack -E expect are separate listeners: separate files
-            let stream = if e.expect { expect_events.as_mut() } else { events.as_mut() };
-            if let Some(s) = stream {
-                let mut text = String::new();
-                if conntrack::write_event(e, &mut text).is_ok() {
-                    s.line(text.trim_end_matches('\n'));
-                }
-            }
-        },
-    );
+        }
+    };
+    let (engines, summary, counters, counters6) = if args.threads > 1 {
+        let r = crate::shard::run(setup, &mut captures, opts, args.threads, &mut on_packet, &mut on_event)?;
+        if let Some(why) = &r.inexact {
+            eprintln!("warning: {why}");
+        }
+        (r.engines, r.summary, Some(r.counters), r.counters6)
+    } else {
+        let (engine, summary) = run_stream(setup, &mut captures, opts, &mut on_packet, &mut on_event);
+        (vec![engine], summary, None, None)
+    };
     for s in [verdicts, trace, events, expect_events].into_iter().flatten() {
         s.finish()?;
     }
+    let Some(engine) = engines.first() else {
+        return Err(miette::miette!("internal: no engine"));
+    };
     if let Some(path) = &args.counters {
         let mut text = String::new();
         engine
             .ruleset()
-            .write_save(engine.rule_state(), true, &mut text)
+            .write_save(counters.as_ref().unwrap_or(engine.rule_state()), true, &mut text)
             .map_err(|e| miette::miette!("formatting counters: {e}"))?;
         std::fs::write(path, text).map_err(io_err(path))?;
     }
     if let (Some(path), Some((r6, st6))) = (&args.counters6, engine.ruleset6()) {
         let mut text = String::new();
-        r6.write_save(st6, true, &mut text).map_err(|e| miette::miette!("formatting counters: {e}"))?;
+        r6.write_save(counters6.as_ref().unwrap_or(st6), true, &mut text)
+            .map_err(|e| miette::miette!("formatting counters: {e}"))?;
         std::fs::write(path, text).map_err(io_err(path))?;
     }
     if let Some(path) = &args.conntrack {
         let mut text = String::new();
-        let (ct, now) = (engine.conntrack(), engine.now());
-        match args.conntrack_format {
-            TableFormat::Proc => conntrack::write_proc(ct, now, &mut text),
-            TableFormat::Conntrack => conntrack::write_conntrack_l(ct, now, &mut text),
-            TableFormat::Extended => conntrack::write_conntrack_l_extended(ct, now, &mut text),
+        for e in &engines {
+            let (ct, now) = (e.conntrack(), e.now());
+            match args.conntrack_format {
+                TableFormat::Proc => conntrack::write_proc(ct, now, &mut text),
+                TableFormat::Conntrack => conntrack::write_conntrack_l(ct, now, &mut text),
+                TableFormat::Extended => conntrack::write_conntrack_l_extended(ct, now, &mut text),
+            }
+            .map_err(|e| miette::miette!("formatting conntrack table: {e}"))?;
         }
-        .map_err(|e| miette::miette!("formatting conntrack table: {e}"))?;
         std::fs::write(path, text).map_err(io_err(path))?;
     }
     if let Some(path) = &args.stats {
@@ -617,7 +678,7 @@ pub fn run(args: &ReplayArgs) -> miette::Result<u8> {
         std::fs::write(path, text).map_err(io_err(path))?;
     }
     let out = match args.format {
-        Format::Text => report::summary_text(&summary, &engine, &args.rules),
+        Format::Text => report::summary_text(&summary, engine, &args.rules),
         Format::Json => serde_json::to_string_pretty(&summary).map_err(|e| miette::miette!("{e}"))? + "\n",
     };
     print!("{out}");

@@ -1,0 +1,1062 @@
+//! The classifier: per chain, an index built once at compile time that narrows a packet's walk to
+//! the rules that may match it, so a 10k-rule chain costs a few lookups instead of 10k tests.
+//!
+//! Contract: for every chain of at least [`MIN_INDEXED_RULES`] rules, [`ChainIndex::gather`] gives
+//! a sorted, duplicate-free list of rule positions (the *candidates*) that contains every rule
+//! that matches the packet **or hotdrops it**. The evaluator then walks the candidates in rule
+//! order and evaluates each one fully with the same matcher as the linear walk, so verdicts,
+//! deciding rules, counters, side effects of matches (limit buckets) and targets, jumps, gotos,
+//! RETURNs, policies and TRACE are exactly those of `ipt_do_table`'s first-match walk: a skipped
+//! rule is one whose matcher would have said "no" without side effects.
+//!
+//! How a rule is indexed: each rule is filed under exactly one *key*, the most selective of the
+//! conditions it is known to need, chosen by a cost (how broad the condition is, times how many
+//! rules could share it, then times how many rules that first choice actually filed under it):
+//! - its non-negated `-s` or `-d` prefix (contiguous mask, not /0);
+//! - its non-negated destination or source port range(s) from a `tcp`/`udp` match or a
+//!   `multiport --dports/--sports` match, with the rule's non-negated `-p`;
+//! - its non-negated `-p`;
+//! - its non-negated `--state` / `--ctstate` set;
+//! - its non-negated, non-wildcard `-i` or `-o` device;
+//! - none of these: the rule is always a candidate.
+//!
+//! Keys from `-s`, `-d`, `-p`, `-i`, `-o` are tested by `ip_packet_match` before any match runs, so a
+//! rule failing them neither hotdrops nor touches a limit bucket. A key from a match is used only
+//! when no earlier match of the rule has a side effect (`limit`) or may hotdrop (`frag`), and only
+//! for *regular* packets ([`PacketKeys::new`]): the ruleset's family, not a non-first fragment, an
+//! upper-layer protocol found, at least 8 transport bytes and for TCP a complete header (data
+//! offset >= 5, all of it present). On such a packet the tcp/udp/icmp/multiport matches cannot
+//! hotdrop, so a rule whose key fails simply does not match. Every other packet takes the linear
+//! walk. The conntrack state can change during a walk (NOTRACK, CT): the evaluator gathers again
+//! when it does.
+//!
+//! Lookups: prefixes (and port ranges, split into aligned power-of-two blocks, at most 30 per
+//! range) are nested or disjoint, so each field is a laminar set of prefixes cut into elementary
+//! intervals. A direct table on the top bits of the key (at most 2^16 slots, about two per prefix)
+//! names the slot's single interval, or the slot's intervals to count through, or for a crowded
+//! slot a level-2 table on the next 8 bits; the interval names its deepest prefix (or, for a
+//! root prefix of one rule, that rule); the prefixes containing the key are that one and its
+//! ancestors. The slot entries of all fields are loaded before any is resolved, so the memory
+//! accesses overlap. A long candidate list is first filtered through per-rule summaries (28
+//! bytes: addresses, protocol, first ports and state test), which saves loading rules that cannot
+//! match. Memory is linear in the number of rules (at most 15 port ranges × 30 blocks per rule),
+//! plus per field a slot table of at most 2^16 entries and one 2 KiB level-2 table per slot
+//! holding more than 32 intervals.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::model::*;
+
+/// Chains shorter than this are walked linearly (an index would not pay off).
+pub const MIN_INDEXED_RULES: usize = 16;
+/// Chains longer than this are walked linearly too (keeps every number in the index below 2^30).
+const MAX_INDEXED_RULES: usize = 1 << 20;
+
+const NONE: u32 = u32::MAX;
+/// Gathered lists longer than this are filtered through the rule summaries.
+const SUMMARY_FROM: usize = 8;
+/// A slot holding more than one interval.
+const MULTI: u32 = u32::MAX - 1;
+/// Flag of a slot entry naming a level-2 table (node numbers stay below it).
+const L2: u32 = 1 << 31;
+/// Flag of an interval's (or single-interval slot's) value naming the one rule of a root prefix
+/// instead of the prefix (values below it are prefix numbers; [`NONE`] and [`MULTI`] have it set
+/// and are tested first).
+const DIRECT: u32 = 1 << 30;
+/// Slots with more intervals than this get a level-2 table.
+const L2_FROM: usize = 32;
+
+/// State bit positions used by [`StateSet`] (INVALID..NEW, SNAT, DNAT, UNTRACKED).
+const STATE_BITS: usize = 9;
+
+/// An unsigned key type a prefix index works on (ports: u16, IPv4: u32, IPv6: u128).
+pub(crate) trait Key: Copy + Ord + std::fmt::Debug {
+    const WIDTH: u32;
+    /// The top `bits` bits (1..=16) as a slot number.
+    fn slot(self, bits: u32) -> usize;
+    /// The first key of slot `s`.
+    fn slot_start(s: usize, bits: u32) -> Self;
+    /// The last key of the prefix starting at `self` of length `len`.
+    fn last(self, len: u32) -> Self;
+    /// `self` with everything after the first `len` bits cleared.
+    fn masked(self, len: u32) -> Self;
+    fn succ(self) -> Option<Self>;
+}
+
+macro_rules! impl_key {
+    ($t:ty) => {
+        impl Key for $t {
+            const WIDTH: u32 = <$t>::BITS;
+            fn slot(self, bits: u32) -> usize {
+                if bits == 0 || bits > Self::WIDTH {
+                    return 0;
+                }
+                usize::try_from(self >> (Self::WIDTH - bits)).unwrap_or(0)
+            }
+            fn slot_start(s: usize, bits: u32) -> Self {
+                if bits == 0 || bits > Self::WIDTH {
+                    return 0;
+                }
+                <$t>::try_from(s).unwrap_or(0).checked_shl(Self::WIDTH - bits).unwrap_or(0)
+            }
+            fn last(self, len: u32) -> Self {
+                if len >= Self::WIDTH {
+                    self
+                } else {
+                    self | (<$t>::MAX >> len)
+                }
+            }
+            fn masked(self, len: u32) -> Self {
+                if len >= Self::WIDTH {
+                    self
+                } else if len == 0 {
+                    0
+                } else {
+                    self & !(<$t>::MAX >> len)
+                }
+            }
+            fn succ(self) -> Option<Self> {
+                self.checked_add(1)
+            }
+        }
+    };
+}
+impl_key!(u16);
+impl_key!(u32);
+impl_key!(u128);
+
+/// One distinct prefix: its parent (the next shorter prefix containing it) and its rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PNode {
+    parent: u32,
+    lo: u32,
+    hi: u32,
+    /// `pool[lo]` (saves a memory access for the common one-rule prefix).
+    first: u32,
+}
+
+/// A laminar set of prefixes, each with a sorted list of rules, cut into elementary intervals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PrefixIndex<K> {
+    bits: u32,
+    /// Per slot: the first interval starting in it, and its deepest prefix when the slot is a
+    /// single interval (else [`MULTI`]); one extra entry at the end.
+    slots: Vec<(u32, u32)>,
+    /// Level-2 tables (257 entries each: 256 sub-slots and the end), same encoding.
+    l2: Vec<(u32, u32)>,
+    /// Start of each elementary interval (sorted; every slot start is one of them) and the
+    /// deepest prefix containing it, or [`NONE`].
+    ivs: Vec<(K, u32)>,
+    nodes: Vec<PNode>,
+}
+
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl<K: Key> PrefixIndex<K> {
+    /// Builds from (prefix value, prefix length, rule); rule lists go to `pool`.
+    fn build(mut entries: Vec<(K, u32, u32)>, pool: &mut Vec<u32>) -> Self {
+        for e in &mut entries {
+            e.1 = e.1.min(K::WIDTH);
+            e.0 = e.0.masked(e.1);
+        }
+        entries.sort_unstable();
+        entries.dedup();
+        // Distinct prefixes in (start, length) order, which puts a parent before its children.
+        let mut prefixes: Vec<(K, K)> = Vec::new();
+        let mut nodes: Vec<PNode> = Vec::new();
+        let mut i = 0usize;
+        while let Some(&(v, l, _)) = entries.get(i) {
+            let lo = len32(pool.len());
+            while let Some(&(v2, l2, r)) = entries.get(i) {
+                if v2 != v || l2 != l {
+                    break;
+                }
+                pool.push(r);
+                i += 1;
+            }
+            prefixes.push((v, v.last(l)));
+            let first = pool.get(lo as usize).copied().unwrap_or(NONE);
+            nodes.push(PNode { parent: NONE, lo, hi: len32(pool.len()), first });
+        }
+        // Parents: the innermost open prefix still containing this one.
+        let mut stack: Vec<usize> = Vec::new();
+        for (j, &(_, last)) in prefixes.iter().enumerate() {
+            while let Some(&top) = stack.last() {
+                if prefixes.get(top).is_some_and(|p| p.1 >= last) {
+                    break;
+                }
+                stack.pop();
+            }
+            if let (Some(&top), Some(n)) = (stack.last(), nodes.get_mut(j)) {
+                n.parent = len32(top);
+            }
+            stack.push(j);
+        }
+        // About two slots per prefix, at most 2^16.
+        let want = prefixes.len().saturating_mul(2).max(2).next_power_of_two().trailing_zeros();
+        let bits = want.clamp(1, 16).min(K::WIDTH);
+        let slots = 1usize << bits;
+        let mut bounds: Vec<K> = Vec::with_capacity(slots + prefixes.len() * 2);
+        bounds.extend((0..slots).map(|s| K::slot_start(s, bits)));
+        for &(v, last) in &prefixes {
+            bounds.push(v);
+            if let Some(n) = last.succ() {
+                bounds.push(n);
+            }
+        }
+        bounds.sort_unstable();
+        bounds.dedup();
+        // Sweep: at each boundary close the prefixes that ended, open those starting here.
+        let mut deepest = Vec::with_capacity(bounds.len());
+        stack.clear();
+        let mut next = 0usize;
+        for &x in &bounds {
+            while let Some(&top) = stack.last() {
+                if prefixes.get(top).is_some_and(|p| p.1 >= x) {
+                    break;
+                }
+                stack.pop();
+            }
+            while let Some(&(v, _)) = prefixes.get(next) {
+                if v != x {
+                    break;
+                }
+                stack.push(next);
+                next += 1;
+            }
+            deepest.push(stack.last().map_or(NONE, |&t| len32(t)));
+        }
+        // A root prefix with a single rule is named by that rule directly (one memory access
+        // less on the common path).
+        for d in &mut deepest {
+            if let Some(n) = nodes.get(*d as usize) {
+                if n.parent == NONE && n.hi.wrapping_sub(n.lo) == 1 && n.first < DIRECT {
+                    *d = DIRECT | n.first;
+                }
+            }
+        }
+        let mut firsts: Vec<usize> =
+            (0..slots).map(|s| bounds.partition_point(|&b| b < K::slot_start(s, bits))).collect();
+        firsts.push(bounds.len());
+        // Level 1: per slot, its first interval and its node when it holds a single interval. A
+        // slot holding more than a few intervals gets a level-2 table on the next 8 bits (the
+        // entry's first interval stays, for the slot's bounds).
+        let mut table: Vec<(u32, u32)> = Vec::with_capacity(slots + 1);
+        let mut l2: Vec<(u32, u32)> = Vec::new();
+        let deep = |i: usize| deepest.get(i).copied().unwrap_or(NONE);
+        for (s, w) in firsts.windows(2).enumerate() {
+            let (a, b) = match *w {
+                [a, b] => (a, b),
+                _ => continue,
+            };
+            let tag = if b == a + 1 {
+                deep(a)
+            } else if b - a > L2_FROM && bits + 8 <= K::WIDTH && nodes.len() < L2 as usize {
+                let t = len32(l2.len() / 257) | L2;
+                for sub in 0..256usize {
+                    let start = K::slot_start(s.wrapping_shl(8) | sub, bits + 8);
+                    // The interval containing the sub-slot's start, up to the last one starting in it.
+                    let first = bounds.partition_point(|&x| x <= start).saturating_sub(1).max(a);
+                    let end = if sub == 255 {
+                        b
+                    } else {
+                        let next = K::slot_start(s.wrapping_shl(8) | (sub + 1), bits + 8);
+                        bounds.partition_point(|&x| x < next)
+                    };
+                    let tag = if end == first + 1 { deep(first) } else { MULTI };
+                    l2.push((len32(first), tag));
+                }
+                l2.push((len32(b), NONE));
+                t
+            } else {
+                MULTI
+            };
+            table.push((len32(a), tag));
+        }
+        table.push((len32(bounds.len()), NONE));
+        let ivs = bounds.into_iter().zip(deepest).collect();
+        PrefixIndex { bits, slots: table, l2, ivs, nodes }
+    }
+
+    /// The deepest prefix containing `k` ([`NONE`] if none).
+    /// The first step of a lookup, the slot entry `(first interval, value, next slot's first
+    /// interval)`: loaded for every field before any is resolved, so the loads overlap.
+    fn entry(&self, k: K) -> (u32, u32, u32) {
+        let s = k.slot(self.bits);
+        match (self.slots.get(s), self.slots.get(s.wrapping_add(1))) {
+            (Some(&(a, tag)), Some(&(b, _))) => (a, tag, b),
+            _ => (0, NONE, 0),
+        }
+    }
+
+    /// The deepest prefix containing `k` (or [`DIRECT`] rule, or [`NONE`]) from its slot entry.
+    fn lookup_from(&self, k: K, (a, tag, b): (u32, u32, u32)) -> u32 {
+        let (lo, hi) = if tag == MULTI {
+            (a, b)
+        } else if tag != NONE && tag & L2 != 0 {
+            let t = ((tag & !L2) as usize).saturating_mul(257);
+            let sub = t.saturating_add(k.slot(self.bits + 8) & 0xFF);
+            let (Some(&(f, tag2)), Some(&(nf, _))) = (self.l2.get(sub), self.l2.get(sub.wrapping_add(1)))
+            else {
+                return NONE;
+            };
+            if tag2 != MULTI {
+                return tag2;
+            }
+            // One more: the interval containing the next sub-slot's start may hold `k`.
+            (f, nf.saturating_add(1).min(b))
+        } else {
+            return tag;
+        };
+        let Some(seg) = self.ivs.get(lo as usize..hi as usize) else { return NONE };
+        // Short segments (the usual case): a branch-free count the compiler vectorizes.
+        let i = if seg.len() <= 64 {
+            seg.iter().map(|&(x, _)| usize::from(x <= k)).sum()
+        } else {
+            seg.partition_point(|&(x, _)| x <= k)
+        };
+        match i.checked_sub(1) {
+            Some(i) => seg.get(i).map_or(NONE, |iv| iv.1),
+            None => NONE,
+        }
+    }
+
+    /// Appends the rules of every prefix containing `k` to `out`; returns how many lists were
+    /// non-empty.
+    #[cfg(test)]
+    fn collect(&self, k: K, pool: &[u32], out: &mut Vec<u32>) -> usize {
+        self.collect_from(k, self.entry(k), pool, out)
+    }
+
+    /// [`PrefixIndex::collect`] from the slot entry.
+    fn collect_from(&self, k: K, e: (u32, u32, u32), pool: &[u32], out: &mut Vec<u32>) -> usize {
+        let mut n = self.lookup_from(k, e);
+        if n != NONE && n != MULTI && n & DIRECT != 0 {
+            out.push(n & !DIRECT);
+            return 1;
+        }
+        let mut lists = 0;
+        // Parents are strictly earlier nodes: at most `nodes.len()` steps.
+        while let Some(node) = self.nodes.get(n as usize) {
+            if node.hi.wrapping_sub(node.lo) == 1 {
+                out.push(node.first);
+                lists += 1;
+            } else if let Some(s) = pool.get(node.lo as usize..node.hi as usize) {
+                if !s.is_empty() {
+                    out.extend_from_slice(s);
+                    lists += 1;
+                }
+            }
+            if node.parent >= n {
+                break;
+            }
+            n = node.parent;
+        }
+        lists
+    }
+}
+
+/// Source or destination address index of the ruleset's family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AddrIndex {
+    V4(PrefixIndex<u32>),
+    V6(PrefixIndex<u128>),
+}
+
+impl AddrIndex {
+    fn entry(&self, a: IpAddr) -> (u32, u32, u32) {
+        match (self, a) {
+            (AddrIndex::V4(ix), IpAddr::V4(a)) => ix.entry(u32::from(a)),
+            (AddrIndex::V6(ix), IpAddr::V6(a)) => ix.entry(u128::from(a)),
+            _ => (0, NONE, 0),
+        }
+    }
+
+    fn collect_from(&self, a: IpAddr, e: (u32, u32, u32), pool: &[u32], out: &mut Vec<u32>) -> usize {
+        match (self, a) {
+            (AddrIndex::V4(ix), IpAddr::V4(a)) => ix.collect_from(u32::from(a), e, pool, out),
+            (AddrIndex::V6(ix), IpAddr::V6(a)) => ix.collect_from(u128::from(a), e, pool, out),
+            _ => 0,
+        }
+    }
+}
+
+/// An address as the summaries compare it: IPv4 whole, IPv6 its first 32 bits.
+fn addr32(a: IpAddr) -> u32 {
+    match a {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => u32::try_from(u128::from(a) >> 96).unwrap_or(0),
+    }
+}
+
+/// [`Summary::flags`] bits.
+mod sf {
+    pub const SRC_NEG: u8 = 1;
+    pub const DST_NEG: u8 = 2;
+    pub const PROTO: u8 = 4;
+    pub const PROTO_NEG: u8 = 8;
+    pub const SPORT_NEG: u8 = 16;
+    pub const DPORT_NEG: u8 = 32;
+    pub const STATE: u8 = 64;
+    pub const STATE_NEG: u8 = 128;
+}
+
+/// The cheap necessary conditions of one rule (28 bytes), tested on gathered candidates before
+/// the evaluator loads the rule: the address and protocol tests of `ip_packet_match` (IPv4:
+/// exactly; IPv6: the first 32 bits of non-negated prefixes), and, from the matches before the
+/// first one with a side effect or a possible hotdrop, the first tcp/udp port tests and the first
+/// state test (sound for regular packets only, the only ones gathered for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Summary {
+    src: u32,
+    src_mask: u32,
+    dst: u32,
+    dst_mask: u32,
+    /// Inclusive ranges; the full range (not negated) tests nothing.
+    sport: (u16, u16),
+    dport: (u16, u16),
+    state: u16,
+    proto: u8,
+    flags: u8,
+}
+
+impl Summary {
+    fn of(rule: &Rule, family: Family) -> Summary {
+        let mut flags = 0u8;
+        let mut addr = |a: &Option<Neg<AddrMask>>, neg_flag: u8| match a {
+            // IPv6: a negated prefix says nothing about the first 32 bits alone.
+            Some(n) if !(n.negated && family == Family::V6) => {
+                if n.negated {
+                    flags |= neg_flag;
+                }
+                let m = addr32(n.value.mask);
+                (addr32(n.value.addr) & m, m)
+            }
+            _ => (0, 0),
+        };
+        let (src, src_mask) = addr(&rule.ip.src, sf::SRC_NEG);
+        let (dst, dst_mask) = addr(&rule.ip.dst, sf::DST_NEG);
+        // IPv6 `-p all` matches any protocol found.
+        let proto = rule.ip.proto.filter(|p| family == Family::V4 || p.value != 0);
+        let mut sm = Summary {
+            src,
+            src_mask,
+            dst,
+            dst_mask,
+            sport: (0, u16::MAX),
+            dport: (0, u16::MAX),
+            state: 0,
+            proto: proto.map_or(0, |p| p.value),
+            flags,
+        };
+        if let Some(p) = proto {
+            sm.flags |= sf::PROTO | if p.negated { sf::PROTO_NEG } else { 0 };
+        }
+        let mut ports = false;
+        for m in &rule.matches {
+            match m {
+                Match::Tcp(TcpMatch { sport, dport, .. }) | Match::Udp(UdpMatch { sport, dport })
+                    if !ports =>
+                {
+                    let want = if matches!(m, Match::Tcp(_)) { 6 } else { 17 };
+                    if proto == Some(Neg { value: want, negated: false }) {
+                        sm.sport = (sport.value.min, sport.value.max);
+                        sm.dport = (dport.value.min, dport.value.max);
+                        sm.flags |= if sport.negated { sf::SPORT_NEG } else { 0 };
+                        sm.flags |= if dport.negated { sf::DPORT_NEG } else { 0 };
+                        ports = true;
+                    }
+                }
+                Match::State(st) if sm.flags & sf::STATE == 0 => {
+                    sm.state = st.value.0;
+                    sm.flags |= sf::STATE | if st.negated { sf::STATE_NEG } else { 0 };
+                }
+                Match::Conntrack(ConntrackMatch { state: Some(st), .. }) if sm.flags & sf::STATE == 0 => {
+                    sm.state = st.value.0;
+                    sm.flags |= sf::STATE | if st.negated { sf::STATE_NEG } else { 0 };
+                }
+                _ => {}
+            }
+            if matches!(m, Match::Limit(_) | Match::Frag(_)) {
+                break;
+            }
+        }
+        sm
+    }
+
+    /// Whether a rule with this summary may match (or hotdrop) the regular packet `k`.
+    fn admits(&self, k: &PacketKeys<'_>, ct_bits: u16) -> bool {
+        let f = self.flags;
+        let neg = |bit: u8| f & bit != 0;
+        let port = |(lo, hi): (u16, u16), p: u16, bit: u8| (p >= lo && p <= hi) != neg(bit);
+        ((k.src32 ^ self.src) & self.src_mask == 0) != neg(sf::SRC_NEG)
+            && ((k.dst32 ^ self.dst) & self.dst_mask == 0) != neg(sf::DST_NEG)
+            && (f & sf::PROTO == 0 || (k.proto == self.proto) != neg(sf::PROTO_NEG))
+            && port(self.sport, k.sport, sf::SPORT_NEG)
+            && port(self.dport, k.dport, sf::DPORT_NEG)
+            && (f & sf::STATE == 0 || (self.state & ct_bits != 0) != neg(sf::STATE_NEG))
+    }
+}
+
+/// The index of one chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChainIndex {
+    /// Per rule (by position).
+    summaries: Vec<Summary>,
+    pool: Vec<u32>,
+    always: (u32, u32),
+    /// (protocol, rules keyed on it).
+    proto: Vec<(u8, u32, u32)>,
+    /// Rules keyed on a state set, by state bit position.
+    state: [(u32, u32); STATE_BITS],
+    /// (output device?, name, rules), sorted.
+    iface: Vec<(bool, Box<str>, u32, u32)>,
+    src: Option<AddrIndex>,
+    dst: Option<AddrIndex>,
+    /// (protocol, destination port?, index).
+    ports: Vec<(u8, bool, PrefixIndex<u16>)>,
+}
+
+/// Per table: one entry per chain (same order), `None` for chains walked linearly.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct TableIndex {
+    pub(crate) chains: Vec<Option<ChainIndex>>,
+    /// Some chain is indexed (else packets need no keys).
+    pub(crate) any: bool,
+}
+
+/// (protocol, destination port?).
+type PortField = (u8, bool);
+
+/// (prefix value, prefix length, rule position).
+type Entry<K> = (K, u32, u32);
+
+/// The key a rule is filed under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum RuleKey {
+    Src(u128, u32),
+    Dst(u128, u32),
+    Port { proto: u8, dst: bool, ranges: Vec<(u16, u16)> },
+    Proto(u8),
+    State(u16),
+    Iface { out: bool, name: String },
+    Always,
+}
+
+impl RuleKey {
+    /// How broad the condition is (relative weight; lower is more selective).
+    fn breadth(&self, family: Family) -> u64 {
+        match self {
+            RuleKey::Src(_, l) | RuleKey::Dst(_, l) => {
+                // Lengths scaled to 32 bits so IPv6 /64s weigh like IPv4 /16s.
+                let l = l.saturating_mul(32) / u32::from(family.bits());
+                match l {
+                    24.. => 1,
+                    16..=23 => 2,
+                    8..=15 => 4,
+                    _ => 16,
+                }
+            }
+            RuleKey::Port { ranges, .. } => {
+                let w: u64 = ranges.iter().map(|&(a, b)| u64::from(b.saturating_sub(a)) + 1).sum();
+                match w {
+                    0..=1 => 1,
+                    2..=64 => 2,
+                    65..=1024 => 4,
+                    _ => 16,
+                }
+            }
+            RuleKey::Iface { .. } => 8,
+            RuleKey::State(s) => 16 * u64::from(s.count_ones()).max(1),
+            RuleKey::Proto(_) => 32,
+            RuleKey::Always => u64::MAX,
+        }
+    }
+}
+
+fn addr_key(spec: &Option<Neg<AddrMask>>, family: Family) -> Option<(u128, u32)> {
+    let s = spec.as_ref()?;
+    if s.negated {
+        return None;
+    }
+    let len = u32::from(s.value.prefix_len()?);
+    if len == 0 {
+        return None;
+    }
+    match (family, s.value.addr) {
+        (Family::V4, IpAddr::V4(a)) => Some((u128::from(u32::from(a)), len)),
+        (Family::V6, IpAddr::V6(a)) => Some((u128::from(a), len)),
+        _ => None,
+    }
+}
+
+fn iface_key(spec: &Option<Neg<Iface>>, out: bool) -> Option<RuleKey> {
+    let s = spec.as_ref()?;
+    (!s.negated && !s.value.wildcard).then(|| RuleKey::Iface { out, name: s.value.name.clone() })
+}
+
+fn port_key(proto: u8, dst: bool, r: &Neg<Range<u16>>) -> Option<RuleKey> {
+    let full = r.value.min == 0 && r.value.max == u16::MAX;
+    (!r.negated && !full).then(|| RuleKey::Port { proto, dst, ranges: vec![(r.value.min, r.value.max)] })
+}
+
+/// Every key the rule could be filed under (see the module docs for why each is sound).
+fn rule_keys(rule: &Rule, family: Family) -> Vec<RuleKey> {
+    let mut keys = Vec::new();
+    if let Some((v, l)) = addr_key(&rule.ip.src, family) {
+        keys.push(RuleKey::Src(v, l));
+    }
+    if let Some((v, l)) = addr_key(&rule.ip.dst, family) {
+        keys.push(RuleKey::Dst(v, l));
+    }
+    keys.extend(iface_key(&rule.ip.in_iface, false));
+    keys.extend(iface_key(&rule.ip.out_iface, true));
+    // IPv6 `-p all` (0) matches any protocol found.
+    let proto =
+        rule.ip.proto.filter(|p| !p.negated && (family == Family::V4 || p.value != 0)).map(|p| p.value);
+    if let Some(p) = proto {
+        keys.push(RuleKey::Proto(p));
+    }
+    for m in &rule.matches {
+        match m {
+            Match::Tcp(TcpMatch { sport, dport, .. }) | Match::Udp(UdpMatch { sport, dport }) => {
+                let want = if matches!(m, Match::Tcp(_)) { 6 } else { 17 };
+                if proto == Some(want) {
+                    keys.extend(port_key(want, true, dport));
+                    keys.extend(port_key(want, false, sport));
+                }
+            }
+            Match::Multiport(mp) if !mp.negated && mp.dir != PortDir::Either => {
+                if let Some(p) = proto {
+                    let ranges = mp.ports.iter().map(|r| (r.min, r.max)).collect();
+                    keys.push(RuleKey::Port { proto: p, dst: mp.dir == PortDir::Destination, ranges });
+                }
+            }
+            Match::State(s) if !s.negated => keys.push(RuleKey::State(s.value.0)),
+            Match::Conntrack(c) => {
+                if let Some(s) = c.state.filter(|s| !s.negated) {
+                    keys.push(RuleKey::State(s.value.0));
+                }
+            }
+            _ => {}
+        }
+        // Later matches are not reached without this one's side effect / possible hotdrop.
+        if matches!(m, Match::Limit(_) | Match::Frag(_)) {
+            break;
+        }
+    }
+    keys
+}
+
+/// Port range split into aligned power-of-two blocks (value, prefix length).
+fn port_blocks(min: u16, max: u16, out: &mut Vec<(u16, u32)>) {
+    let (mut lo, hi) = (u32::from(min), u32::from(max));
+    while lo <= hi {
+        // Largest aligned block starting at lo and ending at or before hi.
+        let mut size = if lo == 0 { 1u32 << 16 } else { 1u32 << lo.trailing_zeros().min(16) };
+        while lo + size - 1 > hi {
+            size >>= 1;
+        }
+        out.push((u16::try_from(lo).unwrap_or(u16::MAX), 16 - size.trailing_zeros()));
+        lo += size;
+    }
+}
+
+impl ChainIndex {
+    /// The index of `chain`, or `None` when it is too short to need one.
+    pub(crate) fn build(chain: &Chain, family: Family) -> Option<ChainIndex> {
+        // Past 2^20 rules the prefix numbers could reach the value flags: walk linearly.
+        if chain.rules.len() < MIN_INDEXED_RULES || chain.rules.len() > MAX_INDEXED_RULES {
+            return None;
+        }
+        let all: Vec<Vec<RuleKey>> = chain.rules.iter().map(|r| rule_keys(r, family)).collect();
+        // First choice: how many rules could share each key. Second: how many rules the first
+        // choice actually filed under it (a rule leaving a crowded key for a quiet one).
+        let mut count: HashMap<&RuleKey, u64> = HashMap::new();
+        for k in all.iter().flatten() {
+            *count.entry(k).or_insert(0) += 1;
+        }
+        let pick = |keys: &[RuleKey], load: &HashMap<&RuleKey, u64>, own: Option<usize>| {
+            keys.iter()
+                .enumerate()
+                .min_by_key(|&(i, k)| {
+                    let others = load.get(k).copied().unwrap_or(0).saturating_sub(u64::from(own == Some(i)));
+                    (others + 1).saturating_mul(k.breadth(family))
+                })
+                .map(|(i, _)| i)
+        };
+        let first: Vec<Option<usize>> = all.iter().map(|keys| pick(keys, &count, None)).collect();
+        let mut load: HashMap<&RuleKey, u64> = HashMap::new();
+        for (keys, f) in all.iter().zip(&first) {
+            if let Some(k) = f.and_then(|i| keys.get(i)) {
+                *load.entry(k).or_insert(0) += 1;
+            }
+        }
+        let chosen: Vec<RuleKey> = all
+            .iter()
+            .zip(&first)
+            .map(|(keys, &f)| {
+                pick(keys, &load, f).and_then(|i| keys.get(i)).cloned().unwrap_or(RuleKey::Always)
+            })
+            .collect();
+        let mut ix = ChainIndex {
+            summaries: chain.rules.iter().map(|r| Summary::of(r, family)).collect(),
+            pool: Vec::new(),
+            always: (0, 0),
+            proto: Vec::new(),
+            state: [(0, 0); STATE_BITS],
+            iface: Vec::new(),
+            src: None,
+            dst: None,
+            ports: Vec::new(),
+        };
+        let mut src = Vec::new();
+        let mut dst = Vec::new();
+        let mut ports: Vec<(PortField, Vec<Entry<u16>>)> = Vec::new();
+        let mut protos: Vec<(u8, u32)> = Vec::new();
+        let mut states: Vec<(usize, u32)> = Vec::new();
+        let mut ifaces: Vec<(bool, String, u32)> = Vec::new();
+        let mut always = Vec::new();
+        let mut blocks = Vec::new();
+        for (r, key) in chosen.into_iter().enumerate() {
+            let r = len32(r);
+            match key {
+                RuleKey::Src(v, l) => src.push((v, l, r)),
+                RuleKey::Dst(v, l) => dst.push((v, l, r)),
+                RuleKey::Port { proto, dst, ranges } => {
+                    let slot = match ports.iter().position(|(k, _)| *k == (proto, dst)) {
+                        Some(i) => i,
+                        None => {
+                            ports.push(((proto, dst), Vec::new()));
+                            ports.len() - 1
+                        }
+                    };
+                    blocks.clear();
+                    for (a, b) in ranges {
+                        port_blocks(a, b, &mut blocks);
+                    }
+                    if let Some((_, v)) = ports.get_mut(slot) {
+                        v.extend(blocks.iter().map(|&(p, l)| (p, l, r)));
+                    }
+                }
+                RuleKey::Proto(p) => protos.push((p, r)),
+                RuleKey::State(s) => {
+                    states.extend((0..STATE_BITS).filter(|b| s & (1 << b) != 0).map(|b| (b, r)));
+                }
+                RuleKey::Iface { out, name } => ifaces.push((out, name, r)),
+                RuleKey::Always => always.push(r),
+            }
+        }
+        let pool = &mut ix.pool;
+        let list = |rules: &mut dyn Iterator<Item = u32>, pool: &mut Vec<u32>| {
+            let lo = len32(pool.len());
+            pool.extend(rules);
+            (lo, len32(pool.len()))
+        };
+        ix.always = list(&mut always.into_iter(), pool);
+        protos.sort_unstable();
+        for chunk in protos.chunk_by(|a, b| a.0 == b.0) {
+            if let Some(&(p, _)) = chunk.first() {
+                let (lo, hi) = list(&mut chunk.iter().map(|e| e.1), pool);
+                ix.proto.push((p, lo, hi));
+            }
+        }
+        states.sort_unstable();
+        for chunk in states.chunk_by(|a, b| a.0 == b.0) {
+            if let Some(&(b, _)) = chunk.first() {
+                let range = list(&mut chunk.iter().map(|e| e.1), pool);
+                if let Some(s) = ix.state.get_mut(b) {
+                    *s = range;
+                }
+            }
+        }
+        ifaces.sort();
+        for chunk in ifaces.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+            if let Some((out, name, _)) = chunk.first() {
+                let (lo, hi) = list(&mut chunk.iter().map(|e| e.2), pool);
+                ix.iface.push((*out, name.as_str().into(), lo, hi));
+            }
+        }
+        let addr = |v: Vec<(u128, u32, u32)>, pool: &mut Vec<u32>| {
+            if v.is_empty() {
+                return None;
+            }
+            Some(match family {
+                Family::V4 => AddrIndex::V4(PrefixIndex::build(
+                    v.into_iter().map(|(a, l, r)| (u32::try_from(a).unwrap_or(0), l, r)).collect(),
+                    pool,
+                )),
+                Family::V6 => AddrIndex::V6(PrefixIndex::build(v, pool)),
+            })
+        };
+        ix.src = addr(src, pool);
+        ix.dst = addr(dst, pool);
+        ports.sort_by_key(|(k, _)| *k);
+        for ((proto, dst), entries) in ports {
+            let pi = PrefixIndex::build(entries, pool);
+            ix.ports.push((proto, dst, pi));
+        }
+        Some(ix)
+    }
+
+    fn list(&self, (lo, hi): (u32, u32)) -> &[u32] {
+        self.pool.get(lo as usize..hi as usize).unwrap_or(&[])
+    }
+
+    /// Appends the candidates for `keys` with conntrack state bits `ct_bits` to `out`, sorted and
+    /// without duplicates (only the part appended).
+    pub(crate) fn gather(&self, keys: &PacketKeys<'_>, ct_bits: u16, out: &mut Vec<u32>) {
+        // Slot entries of every field first (independent loads), then the walks.
+        let none = (0, NONE, 0);
+        let es = self.src.as_ref().map_or(none, |ix| ix.entry(keys.src));
+        let ed = self.dst.as_ref().map_or(none, |ix| ix.entry(keys.dst));
+        // At most two port indexes per protocol (source and destination).
+        let mut eports = [(usize::MAX, none); 2];
+        let mut np = 0usize;
+        for (i, (proto, dst, ix)) in self.ports.iter().enumerate() {
+            if *proto == keys.proto {
+                if let Some(e) = eports.get_mut(np) {
+                    *e = (i, ix.entry(if *dst { keys.dport } else { keys.sport }));
+                    np += 1;
+                }
+            }
+        }
+        let start = out.len();
+        let mut lists = 0usize;
+        let mut add = |s: &[u32], out: &mut Vec<u32>| {
+            if !s.is_empty() {
+                out.extend_from_slice(s);
+                lists += 1;
+            }
+        };
+        add(self.list(self.always), out);
+        if let Some(&(_, lo, hi)) = self.proto.iter().find(|e| e.0 == keys.proto) {
+            add(self.list((lo, hi)), out);
+        }
+        for (b, &range) in self.state.iter().enumerate() {
+            if ct_bits & (1 << b) != 0 {
+                add(self.list(range), out);
+            }
+        }
+        for (out_dir, name, lo, hi) in &self.iface {
+            let dev = if *out_dir { keys.out_iface } else { keys.in_iface };
+            if **name == *dev {
+                add(self.list((*lo, *hi)), out);
+            }
+        }
+        let mut n = lists;
+        if let Some(ix) = &self.src {
+            n += ix.collect_from(keys.src, es, &self.pool, out);
+        }
+        if let Some(ix) = &self.dst {
+            n += ix.collect_from(keys.dst, ed, &self.pool, out);
+        }
+        for &(i, e) in eports.iter().take(np) {
+            if let Some((_, dst, ix)) = self.ports.get(i) {
+                let port = if *dst { keys.dport } else { keys.sport };
+                n += ix.collect_from(port, e, &self.pool, out);
+            }
+        }
+        let Some(seg) = out.get_mut(start..) else { return };
+        if n > 1 {
+            seg.sort_unstable();
+        }
+        // Drop duplicates and the candidates whose cheap conditions fail, in place.
+        let filter = seg.len() > SUMMARY_FROM;
+        let mut w = 0usize;
+        let mut prev = None;
+        for i in 0..seg.len() {
+            let Some(&v) = seg.get(i) else { break };
+            if prev == Some(v) {
+                continue;
+            }
+            prev = Some(v);
+            // The summaries cost a memory access each: only worth it on long lists.
+            if !filter || self.summaries.get(v as usize).is_some_and(|sm| sm.admits(keys, ct_bits)) {
+                if let Some(d) = seg.get_mut(w) {
+                    *d = v;
+                }
+                w += 1;
+            }
+        }
+        out.truncate(start + w);
+    }
+}
+
+/// Short: the index is derived from the rules and large.
+impl std::fmt::Debug for TableIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let indexed: Vec<usize> =
+            self.chains.iter().enumerate().filter(|(_, c)| c.is_some()).map(|(i, _)| i).collect();
+        f.debug_struct("TableIndex").field("indexed_chains", &indexed).finish()
+    }
+}
+
+impl TableIndex {
+    pub(crate) fn build(t: &TableRules, family: Family) -> TableIndex {
+        let chains: Vec<Option<ChainIndex>> = t.chains.iter().map(|c| ChainIndex::build(c, family)).collect();
+        let any = chains.iter().any(Option::is_some);
+        TableIndex { chains, any }
+    }
+}
+
+/// The fields of a regular packet the index looks up (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PacketKeys<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// The addresses as [`Summary`] compares them.
+    pub src32: u32,
+    pub dst32: u32,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub in_iface: &'a str,
+    pub out_iface: &'a str,
+}
+
+impl<'a> PacketKeys<'a> {
+    /// The keys of a regular packet, `None` for a packet the linear walk must handle.
+    pub(crate) fn new(
+        family: Family,
+        f: &crate::eval::Facts<'_>,
+        proto: u8,
+        in_iface: Option<&'a str>,
+        out_iface: Option<&'a str>,
+    ) -> Option<PacketKeys<'a>> {
+        let l4 = f.l4;
+        if (family == Family::V6) != f.v6 || f.fragoff != 0 || f.v6_proto_unknown || l4.len() < 8 {
+            return None;
+        }
+        let (src, dst) = (f.src, f.dst);
+        if !family.holds(src) || !family.holds(dst) {
+            return None;
+        }
+        if proto == 6 {
+            let hdr = usize::from(*l4.get(12)? >> 4) * 4;
+            if hdr < 20 || l4.len() < hdr {
+                return None;
+            }
+        }
+        let port = |i: usize| Some(u16::from_be_bytes([*l4.get(i)?, *l4.get(i + 1)?]));
+        Some(PacketKeys {
+            src,
+            dst,
+            src32: addr32(src),
+            dst32: addr32(dst),
+            proto,
+            sport: port(0)?,
+            dport: port(2)?,
+            in_iface: in_iface.unwrap_or(""),
+            out_iface: out_iface.unwrap_or(""),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn collect4(ix: &PrefixIndex<u32>, pool: &[u32], a: u32) -> Vec<u32> {
+        let mut out = Vec::new();
+        ix.collect(a, pool, &mut out);
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn prefix_index_finds_every_containing_prefix() {
+        let ip = |a: u8, b: u8, c: u8, d: u8| u32::from_be_bytes([a, b, c, d]);
+        let mut pool = Vec::new();
+        let ix = PrefixIndex::build(
+            vec![
+                (ip(10, 0, 0, 0), 8, 0),
+                (ip(10, 1, 0, 0), 16, 1),
+                (ip(10, 1, 2, 3), 32, 2),
+                (ip(10, 1, 2, 3), 32, 3),
+                (ip(192, 0, 2, 0), 24, 4),
+                (ip(10, 0, 0, 0), 8, 5),
+                (0x8000_0000, 1, 6),
+            ],
+            &mut pool,
+        );
+        assert_eq!(collect4(&ix, &pool, ip(10, 1, 2, 3)), [0, 1, 2, 3, 5]);
+        assert_eq!(collect4(&ix, &pool, ip(10, 1, 2, 4)), [0, 1, 5]);
+        assert_eq!(collect4(&ix, &pool, ip(10, 2, 0, 0)), [0, 5]);
+        assert_eq!(collect4(&ix, &pool, ip(11, 0, 0, 0)), Vec::<u32>::new());
+        assert_eq!(collect4(&ix, &pool, ip(192, 0, 2, 255)), [4, 6]);
+        assert_eq!(collect4(&ix, &pool, ip(192, 0, 3, 0)), [6]);
+        assert_eq!(collect4(&ix, &pool, u32::MAX), [6]);
+        assert_eq!(collect4(&ix, &pool, 0), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn prefix_index_agrees_with_brute_force() {
+        // A deterministic pseudo-random laminar-or-not mix of prefixes (any set of prefixes is
+        // laminar) checked at every boundary and its neighbours.
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for clustered in [false, true] {
+            let mut entries = Vec::new();
+            for r in 0..300u32 {
+                let len = u32::try_from(next() % 33).unwrap();
+                let v = u32::try_from(next() & 0xFFFF_FFFF).unwrap() & 0xF0F0_FFFF;
+                // Clustered: most prefixes inside 10.1.0.0/16 (one crowded slot: level-2 tables).
+                let (v, len) = if clustered && r % 10 != 0 {
+                    (0x0a01_0000 | (v & 0xFFFF), len.max(17))
+                } else {
+                    (v, len)
+                };
+                entries.push((v, len, r));
+            }
+            let mut pool = Vec::new();
+            let ix = PrefixIndex::build(entries.clone(), &mut pool);
+            assert!(!clustered || !ix.l2.is_empty());
+            let mut probes = vec![0u32, u32::MAX];
+            for _ in 0..2000 {
+                let r = u32::try_from(next() & 0xFFFF_FFFF).unwrap();
+                probes.push(if r % 2 == 0 { 0x0a01_0000 | (r >> 16) } else { r });
+            }
+            for &(v, l, _) in &entries {
+                let v = v.masked(l);
+                probes.extend([v, v.wrapping_sub(1), v.last(l), v.last(l).wrapping_add(1)]);
+            }
+            for p in probes {
+                let want: Vec<u32> =
+                    entries.iter().filter(|&&(v, l, _)| v.masked(l) == p.masked(l)).map(|e| e.2).collect();
+                assert_eq!(collect4(&ix, &pool, p), want, "probe {p:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn port_ranges_split_into_aligned_blocks() {
+        let blocks = |a, b| {
+            let mut v = Vec::new();
+            port_blocks(a, b, &mut v);
+            v
+        };
+        assert_eq!(blocks(80, 80), [(80, 16)]);
+        assert_eq!(blocks(0, 65535), [(0, 0)]);
+        assert_eq!(blocks(1024, 65535), [(1024, 6), (2048, 5), (4096, 4), (8192, 3), (16384, 2), (32768, 1)]);
+        assert_eq!(blocks(65535, 65535), [(65535, 16)]);
+        for (a, b) in [(1u16, 1000u16), (3, 65534), (60000, 65535), (0, 0)] {
+            let v = blocks(a, b);
+            assert!(v.len() <= 30);
+            let covered: u32 = v.iter().map(|&(_, l)| 1u32 << (16 - l)).sum();
+            assert_eq!(covered, u32::from(b - a) + 1);
+            for &(p, l) in &v {
+                assert!(p >= a && u32::from(p.last(l)) <= u32::from(b));
+            }
+        }
+    }
+}
