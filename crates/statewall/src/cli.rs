@@ -184,4 +184,16 @@ pub struct SynthArgs {
     /// Number of flows (scenario flows); new flows per second (scenario flood).
     #[arg(long)]
     pub flows: Option<usize>,
+    /// Scenario flows: packets per flow (as `statewall bench`).
+    #[arg(long, default_value_t = 8)]
+    pub packets_per_flow: usize,
+    /// Scenario flows: protocols, used round-robin by flow (tcp, udp).
+    #[arg(long, default_value = "tcp,udp", value_delimiter = ',')]
+    pub mix: Vec<synth::workload::Proto>,
+    /// Scenario flows: new flows per simulated second.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rate: u64,
+    /// Scenario flows: flows live at once (default: all).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
 }

@@ -43,6 +43,27 @@ fn main() -> ExitCode {
 }
 
 fn run_synth(args: &cli::SynthArgs) -> miette::Result<u8> {
+    if args.scenario == "flows" {
+        // The workload `statewall bench` times, with the same options.
+        let spec = synth::workload::WorkloadSpec {
+            flows: args.flows.unwrap_or(synth::DEFAULT_FLOWS),
+            packets_per_flow: args.packets_per_flow,
+            mix: args.mix.clone(),
+            concurrency: args.concurrency,
+            rate: args.rate,
+            seed: args.seed,
+            start: synth::DEFAULT_START,
+        };
+        let frames = synth::workload::workload(&spec).map_err(|e| miette::miette!("synth: {e}"))?;
+        let file = std::fs::File::create(&args.out)
+            .map_err(|e| miette::miette!("cannot create {}: {e}", args.out.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        frames.write_pcap(&mut w).map_err(|e| miette::miette!("writing {}: {e}", args.out.display()))?;
+        use std::io::Write;
+        w.flush().map_err(|e| miette::miette!("writing {}: {e}", args.out.display()))?;
+        eprintln!("wrote {} packets to {}", frames.len(), args.out.display());
+        return Ok(0);
+    }
     let spec = synth::ScenarioSpec {
         name: args.scenario.clone(),
         seed: args.seed,

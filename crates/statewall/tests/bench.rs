@@ -62,3 +62,19 @@ fn bad_arguments_are_errors() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--threads"), "{}", stderr(&o));
 }
+
+#[test]
+fn synth_flows_writes_the_bench_workload() {
+    let dir = scratch("bench_synth_flows");
+    let cap = dir.join("flows.pcap").display().to_string();
+    let o =
+        statewall_raw(&["synth", "--scenario", "flows", "--flows", "300", "--mix", "udp,tcp", "--out", &cap]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let from_file = bench(&["--rules", &seed("rules.v4"), "--no-baseline", &cap]);
+    let generated =
+        bench(&["--rules", &seed("rules.v4"), "--no-baseline", "--flows", "300", "--mix", "udp,tcp"]);
+    assert_eq!(from_file["packets"], 2400);
+    for key in ["packets", "accepted", "new_connections", "peak_entries", "final_entries"] {
+        assert_eq!(from_file["runs"][0][key], generated["runs"][0][key], "{key}");
+    }
+}
