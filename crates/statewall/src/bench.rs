@@ -36,18 +36,9 @@ pub struct BenchArgs {
     /// Synthetic workload: number of flows (ignored when captures are given).
     #[arg(long, default_value_t = 100_000)]
     pub flows: usize,
-    /// Synthetic workload: packets per flow (TCP: 3WHS, data, and a close when >= 6).
-    #[arg(long, default_value_t = 8)]
-    pub packets_per_flow: usize,
-    /// Synthetic workload: protocols, used round-robin by flow (tcp, udp).
-    #[arg(long, default_value = "tcp,udp", value_delimiter = ',')]
-    pub mix: Vec<synth::workload::Proto>,
-    /// Synthetic workload: new flows per simulated second.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub rate: u64,
-    /// Synthetic workload: flows live at once (default: all).
-    #[arg(long)]
-    pub concurrency: Option<usize>,
+    /// The synthetic workload's shape.
+    #[command(flatten)]
+    pub workload: crate::cli::WorkloadArgs,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Run each configuration this many times and report the fastest (all times are in the JSON).
@@ -294,7 +285,12 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
         host_args.sysctl.push(format!("net.netfilter.nf_conntrack_max={want}"));
     }
     let host = crate::load::host(&host_args)?;
-    let ct = crate::load::conntrack_config(&host_args)?;
+    let mut ct = crate::load::conntrack_config(&host_args)?;
+    // As replay: nobody listens to conntrack events here, so none are formatted (the kernel's default,
+    // nf_conntrack_events=2, also delivers them only to a listener).
+    if !host_args.sysctl.iter().any(|kv| kv.contains("nf_conntrack_events")) {
+        let _ = ct.set("net.netfilter.nf_conntrack_events", "0");
+    }
     let defrag = crate::load::defrag_config(&host_args)?;
     let rules6 = match &host_args.rules6 {
         Some(p) => Some(crate::load::ruleset_family(p, rules::Family::V6)?),
@@ -348,30 +344,26 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
     let mut pkts: Vec<Pkt<'_>> = Vec::new();
     let description;
     if synthetic {
-        let spec = synth::workload::WorkloadSpec {
-            flows: args.flows,
-            packets_per_flow: args.packets_per_flow,
-            mix: args.mix.clone(),
-            concurrency: args.concurrency,
-            rate: args.rate,
-            seed: args.seed,
-            start: synth::DEFAULT_START,
-        };
+        let spec = args.workload.spec(args.flows, args.seed);
         workload = synth::workload::workload(&spec).map_err(|e| miette::miette!("workload: {e}"))?;
         pkts.reserve(workload.len());
         for (ts, data) in workload.iter() {
             let wire_len = u32::try_from(data.len()).unwrap_or(u32::MAX);
             pkts.push(Pkt { ts, linktype: 1, wire_len, data });
         }
-        let mix: Vec<&str> =
-            args.mix.iter().map(|p| if *p == synth::workload::Proto::Tcp { "tcp" } else { "udp" }).collect();
+        let mix: Vec<&str> = args
+            .workload
+            .mix
+            .iter()
+            .map(|p| if *p == synth::workload::Proto::Tcp { "tcp" } else { "udp" })
+            .collect();
         description = format!(
             "synthetic: {} flows × {} packets ({}), {} live at once, {} new flows per simulated second",
             args.flows,
-            args.packets_per_flow,
+            args.workload.packets_per_flow,
             mix.join(","),
-            args.concurrency.unwrap_or(args.flows),
-            args.rate
+            args.workload.concurrency.unwrap_or(args.flows),
+            args.workload.rate
         );
     } else {
         loaded = crate::load::captures(&args.captures)?;

@@ -184,16 +184,38 @@ pub struct SynthArgs {
     /// Number of flows (scenario flows); new flows per second (scenario flood).
     #[arg(long)]
     pub flows: Option<usize>,
-    /// Scenario flows: packets per flow (as `statewall bench`).
+    /// Scenario flows: the shape of `statewall bench`'s workload.
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+}
+
+/// The synthetic benchmark workload's shape (`statewall bench`, `statewall synth --scenario flows`).
+#[derive(Args, Debug, Clone)]
+pub struct WorkloadArgs {
+    /// Packets per flow (TCP: 3WHS, data, and a close when >= 6).
     #[arg(long, default_value_t = 8)]
     pub packets_per_flow: usize,
-    /// Scenario flows: protocols, used round-robin by flow (tcp, udp).
+    /// Protocols, used round-robin by flow (tcp, udp).
     #[arg(long, default_value = "tcp,udp", value_delimiter = ',')]
     pub mix: Vec<synth::workload::Proto>,
-    /// Scenario flows: new flows per simulated second.
+    /// New flows per simulated second.
     #[arg(long, default_value_t = 1_000_000)]
     pub rate: u64,
-    /// Scenario flows: flows live at once (default: all).
+    /// Flows live at once (default: all).
     #[arg(long)]
     pub concurrency: Option<usize>,
+}
+
+impl WorkloadArgs {
+    pub fn spec(&self, flows: usize, seed: u64) -> synth::workload::WorkloadSpec {
+        synth::workload::WorkloadSpec {
+            flows,
+            packets_per_flow: self.packets_per_flow,
+            mix: self.mix.clone(),
+            concurrency: self.concurrency,
+            rate: self.rate,
+            seed,
+            start: synth::DEFAULT_START,
+        }
+    }
 }

@@ -45,15 +45,7 @@ fn main() -> ExitCode {
 fn run_synth(args: &cli::SynthArgs) -> miette::Result<u8> {
     if args.scenario == "flows" {
         // The workload `statewall bench` times, with the same options.
-        let spec = synth::workload::WorkloadSpec {
-            flows: args.flows.unwrap_or(synth::DEFAULT_FLOWS),
-            packets_per_flow: args.packets_per_flow,
-            mix: args.mix.clone(),
-            concurrency: args.concurrency,
-            rate: args.rate,
-            seed: args.seed,
-            start: synth::DEFAULT_START,
-        };
+        let spec = args.workload.spec(args.flows.unwrap_or(synth::DEFAULT_FLOWS), args.seed);
         let frames = synth::workload::workload(&spec).map_err(|e| miette::miette!("synth: {e}"))?;
         let file = std::fs::File::create(&args.out)
             .map_err(|e| miette::miette!("cannot create {}: {e}", args.out.display()))?;
