@@ -35,6 +35,80 @@ pub struct Engine {
     tracing: bool,
     /// The host's interface names (and `lo`), shared by the decisions that name them.
     iface_names: Vec<std::sync::Arc<str>>,
+    /// The host model's routing decisions, remembered (the host never changes once the engine has it).
+    routes: RouteCache,
+}
+
+/// A direct-mapped memo of [`Host::classify`], keyed by the address pair. Interfaces are stored as their
+/// index in [`Host::interfaces`] ([`LO_INDEX`] for `lo`).
+struct RouteCache {
+    slots: Vec<Option<RouteSlot>>,
+}
+
+#[derive(Clone, Copy)]
+struct RouteSlot {
+    src: IpAddr,
+    dst: IpAddr,
+    kind: PathKind,
+    in_if: Option<u16>,
+    out_if: Option<u16>,
+}
+
+const ROUTE_SLOTS: usize = 4096;
+const LO_INDEX: u16 = u16::MAX;
+
+impl RouteCache {
+    fn new() -> RouteCache {
+        RouteCache { slots: vec![None; ROUTE_SLOTS] }
+    }
+
+    fn slot(src: IpAddr, dst: IpAddr) -> usize {
+        let word = |ip: IpAddr| match ip {
+            IpAddr::V4(v) => u64::from(u32::from(v)),
+            IpAddr::V6(v) => {
+                let b = u128::from(v);
+                (b as u64) ^ ((b >> 64) as u64)
+            }
+        };
+        let h = word(src).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ word(dst).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        (h >> 52) as usize % ROUTE_SLOTS
+    }
+
+    /// `host.classify(src, dst)`, remembered.
+    fn classify<'h>(
+        &mut self,
+        host: &'h Host,
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> (PathKind, Option<&'h str>, Option<&'h str>) {
+        let i = Self::slot(src, dst);
+        let name = |idx: Option<u16>| -> Option<&'h str> {
+            match idx? {
+                LO_INDEX => Some(crate::host::LOOPBACK),
+                n => host.interfaces().get(usize::from(n)).map(|x| x.name.as_str()),
+            }
+        };
+        if let Some(Some(r)) = self.slots.get(i) {
+            if r.src == src && r.dst == dst {
+                return (r.kind, name(r.in_if), name(r.out_if));
+            }
+        }
+        let (kind, in_if, out_if) = host.classify(src, dst);
+        let index = |n: Option<&str>| -> Option<Option<u16>> {
+            match n {
+                None => Some(None),
+                Some(crate::host::LOOPBACK) => Some(Some(LO_INDEX)),
+                Some(n) => {
+                    let pos = host.interfaces().iter().position(|x| x.name == n)?;
+                    u16::try_from(pos).ok().filter(|&p| p != LO_INDEX).map(Some)
+                }
+            }
+        };
+        if let (Some(a), Some(b), Some(slot)) = (index(in_if), index(out_if), self.slots.get_mut(i)) {
+            *slot = Some(RouteSlot { src, dst, kind, in_if: a, out_if: b });
+        }
+        (kind, in_if, out_if)
+    }
 }
 
 /// Where conntrack-in runs for a path.
@@ -76,6 +150,7 @@ impl Engine {
         iface_names.push(std::sync::Arc::from(crate::host::LOOPBACK));
         Engine {
             iface_names,
+            routes: RouteCache::new(),
             ruleset,
             rule_state,
             ruleset6: None,
@@ -242,7 +317,7 @@ impl Engine {
         // Locally generated packets get their header checksum filled in by the stack.
         // The route is decided once per packet (a reassembled datagram has its fragments' addresses).
         let host = std::sync::Arc::clone(&self.host);
-        let route = host.classify(pkt.ip.src, pkt.ip.dst);
+        let route = self.routes.classify(&host, pkt.ip.src, pkt.ip.dst);
         let from_wire = !matches!(route.0, PathKind::Output | PathKind::Loopback);
         let input_drop = if !from_wire {
             None
@@ -700,6 +775,47 @@ mod tests {
 
     const HOST: [u8; 4] = [192, 0, 2, 10];
     const PEER: [u8; 4] = [198, 51, 100, 7];
+
+    /// The route memo answers exactly what the host model answers, on hits and misses, for every kind of
+    /// address pair, on the one-interface host and on the router.
+    #[test]
+    fn route_cache_equals_the_host_model() {
+        let router = Host::from_toml(include_str!("../../../examples/router/host.toml")).unwrap();
+        let plain = Host::with_locals(&["192.0.2.10/24".parse().unwrap()]);
+        let addrs: Vec<IpAddr> = [
+            "192.0.2.10",
+            "192.0.2.1",
+            "192.0.2.255",
+            "10.1.0.1",
+            "10.1.0.7",
+            "10.1.0.255",
+            "198.51.100.7",
+            "127.0.0.1",
+            "224.0.0.1",
+            "224.0.0.251",
+            "255.255.255.255",
+            "0.0.0.0",
+            "2001:db8:0:1::10",
+            "2001:db8:0:2::5",
+            "2001:db8:100::1",
+            "ff02::1",
+            "fe80::1",
+            "::1",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        for host in [&router, &plain] {
+            let mut cache = RouteCache::new();
+            for _round in 0..2 {
+                for &a in &addrs {
+                    for &b in &addrs {
+                        assert_eq!(cache.classify(host, a, b), host.classify(a, b), "{a} -> {b}");
+                    }
+                }
+            }
+        }
+    }
 
     fn engine(rules: &str) -> Engine {
         let rs = rules::parse(rules).unwrap();
