@@ -33,6 +33,9 @@ pub fn ruleset(path: &Path) -> miette::Result<rules::Ruleset> {
 pub fn ruleset_family(path: &Path, family: rules::Family) -> miette::Result<rules::Ruleset> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| miette::miette!("cannot read ruleset {}: {e}", path.display()))?;
+    for w in unmodelled_helpers(&text) {
+        eprintln!("warning: {}:{w}", path.display());
+    }
     rules::parse_family(&text, family).map_err(|e| {
         let (offset, len) = e.span();
         let name = path.display().to_string();
@@ -50,6 +53,31 @@ pub fn ruleset_family(path: &Path, family: rules::Family) -> miette::Result<rule
             src: NamedSource::new(name, text.clone()),
         })
     })
+}
+
+/// `LINE: ...` for every `-j CT --helper NAME` whose helper the kernel has but statewall does not parse
+/// (H.323, PPTP, SANE, SNMP, NetBIOS-NS, ...): the entry gets `helper=NAME`, but no expectation is ever
+/// created, so connections the kernel would make RELATED are NEW here.
+fn unmodelled_helpers(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ct_target = words.windows(2).any(|w| w == ["-j", "CT"]);
+        let helper =
+            words.windows(2).find(|w| w.first() == Some(&"--helper")).and_then(|w| w.get(1).copied());
+        let Some(name) = helper.filter(|_| ct_target) else { continue };
+        let name = name.trim_matches('"');
+        let modelled = [6u8, 17].iter().any(|&p| conntrack::HelperKind::lookup(name, p).is_some());
+        if !modelled {
+            out.push(format!(
+                "{}: CT --helper {name}: recorded on the entry (helper={name}), but statewall does not parse \
+                 this protocol, so no expectation is created and connections the kernel would make RELATED \
+                 are NEW here (modelled: ftp, tftp, irc, sip, amanda)",
+                n + 1
+            ));
+        }
+    }
+    out
 }
 
 /// The host model from `--local` / `--host`.
@@ -231,4 +259,18 @@ pub fn open_captures(paths: &[PathBuf]) -> miette::Result<Vec<OpenCapture>> {
         out.push(OpenCapture { path: path.clone(), size, reader });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    #[test]
+    fn unmodelled_helpers_are_named_with_their_line() {
+        let text = "*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp --dport 21 -j CT --helper ftp\n\
+                    -A PREROUTING -p tcp --dport 1723 -j CT --helper pptp\n\
+                    -A PREROUTING -m helper --helper snmp -j ACCEPT\nCOMMIT\n";
+        let w = super::unmodelled_helpers(text);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("4: CT --helper pptp:"), "{w:?}");
+    }
 }
