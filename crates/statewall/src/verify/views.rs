@@ -82,7 +82,9 @@ pub fn read_kernel(ns: &str) -> Result<KernelViews, VerifyError> {
             .map_err(|e| VerifyError::Io { what: "reading /proc/net/nf_conntrack_expect".into(), source: e })
     })?;
     let list_expect_at = super::io::now();
-    let list_expect = run(&["conntrack", "-L", "expect"])?;
+    // `conntrack -L expect` lists the IPv4 family only; the IPv6 expectations need `-f ipv6`.
+    let mut list_expect = run(&["conntrack", "-L", "expect"])?;
+    list_expect.push_str(&run(&["conntrack", "-L", "expect", "-f", "ipv6"])?);
     Ok(KernelViews {
         list,
         list_at,
