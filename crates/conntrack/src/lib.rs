@@ -24,6 +24,10 @@
 //!
 //! Modules (continued):
 //! - [`sctp`]: the SCTP tracker. [`event`]: `conntrack -E` events.
+//! - [`timers`]: expiry without a timer per entry (a coarse wheel with an exact near set; refreshing an
+//!   entry's timer costs nothing until its slot comes due) and the virtual bucket chains of early drop.
+//!   [`Conntrack::poll_timeout`] is exact; [`Conntrack::next_check`] is its constant-time lower bound for
+//!   per-packet checks.
 //!
 //! Helpers and expectations: [`helper`] (FTP, TFTP; IRC DCC in [`irc`], Amanda in [`amanda`], SIP in [`sip`];
 //! [`Conntrack::help`] is the helper step of the

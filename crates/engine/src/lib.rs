@@ -5,6 +5,8 @@
 //! one is processed at the previous time (captures lie; the kernel's jiffies don't).
 //! [`Engine::poll_timeout`] says when the next conntrack entry expires and [`Engine::handle_timeout`] expires
 //! it; `handle_packet` also expires what is due, so a replay driver need not call them.
+//! [`Engine::handle_tick`] moves the clock for a packet another engine handles (sharding: every shard sees
+//! every timestamp, so expiry runs as in one engine).
 //!
 //! Order per path (Linux `nf_hook` priorities, see netfilter-reference §1.1):
 //! - to a local address: PREROUTING [defrag, raw, conntrack-in, mangle] → routing → INPUT [mangle, filter,
