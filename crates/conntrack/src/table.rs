@@ -331,6 +331,8 @@ pub struct Conntrack {
     wheel: Wheel,
     /// The nodes (slab index × 2 + direction) of every virtual bucket.
     chains: Chains,
+    /// Reused by the early drop's bucket scan.
+    scratch: Vec<u32>,
     confirmed: usize,
     next_gen: u32,
     now: Time,
@@ -352,6 +354,7 @@ impl Conntrack {
             table: HashTable::new(),
             wheel: Wheel::default(),
             chains,
+            scratch: Vec::new(),
             confirmed: 0,
             next_gen: 0,
             now: Time::ZERO,
@@ -1359,13 +1362,20 @@ impl Conntrack {
     fn early_drop(&mut self, now: Time, hash: u64) -> bool {
         let nbuckets = u64::from(self.config.buckets.max(1));
         let mut bucket = self.bucket_of(hash);
+        // One buffer for the whole scan (a flood calls this for every new connection).
+        let mut idxs = std::mem::take(&mut self.scratch);
+        let mut evicted = false;
         for _ in 0..EVICTION_RANGE {
-            let mut idxs: Vec<usize> =
-                self.chains.nodes(bucket as usize).into_iter().map(|n| (n >> 1) as usize).collect();
+            idxs.clear();
+            self.chains.extend_nodes(bucket as usize, &mut idxs);
+            for n in idxs.iter_mut() {
+                *n >>= 1;
+            }
             idxs.sort_unstable();
             idxs.dedup();
             let mut drops = 0u64;
-            for idx in idxs {
+            for &idx in &idxs {
+                let idx = idx as usize;
                 let Some(c) = self.conns.get(idx) else { continue };
                 if !Self::is_hashed(c) {
                     continue;
@@ -1382,11 +1392,13 @@ impl Conntrack {
             }
             if drops > 0 {
                 self.stats.early_drop += drops;
-                return true;
+                evicted = true;
+                break;
             }
             bucket = (bucket + 1) % nbuckets;
         }
-        false
+        self.scratch = idxs;
+        evicted
     }
 
     /// ICMP / ICMPv6 pre-checks (`nf_conntrack_icmpv4_error`, `nf_conntrack_icmpv6_error`).

@@ -280,15 +280,24 @@ impl Chains {
     /// The nodes of `bucket`, newest first.
     pub fn nodes(&self, bucket: usize) -> Vec<u32> {
         let mut out = Vec::new();
+        self.extend_nodes(bucket, &mut out);
+        out
+    }
+
+    /// Appends the nodes of `bucket`, newest first, to `out`.
+    pub fn extend_nodes(&self, bucket: usize, out: &mut Vec<u32>) {
         if self.heads.is_empty() {
-            return out;
+            return;
         }
         let mut cur = self.heads.get(bucket % self.heads.len()).copied().unwrap_or(NIL);
-        while cur != NIL && out.len() <= self.len {
+        // Bounded by the number of linked nodes.
+        for _ in 0..=self.len {
+            if cur == NIL {
+                break;
+            }
             out.push(cur);
             cur = self.next.get(cur as usize).copied().unwrap_or(NIL);
         }
-        out
     }
 }
 
