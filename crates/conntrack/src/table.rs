@@ -1129,6 +1129,14 @@ impl Conntrack {
     }
 
     fn hash_in(&mut self, idx: usize) {
+        if self.table.capacity() == 0 {
+            // Like the kernel's preallocated hash (nf_conntrack_buckets), size the index for the configured
+            // maximum (up to 1M entries) at the first entry, so that growing it never stalls a packet by
+            // rehashing a big table; unlimited tables grow as they go.
+            let want = (self.config.max as usize).min(1 << 20) * 2;
+            let conns = &self.conns;
+            self.table.reserve(want, |&n| node_hash(conns, n));
+        }
         let Some(c) = self.conns.get(idx) else { return };
         let Ok(base) = u32::try_from(idx) else { return };
         let expiry = c.timeout;
