@@ -1197,3 +1197,28 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::tcp_message_len;
+
+    /// From the `helper_sip` fuzz target: a Content-Length of 66 nines wraps the 32-bit message
+    /// length (as in the kernel) to less than the headers; the length must still be a non-empty
+    /// prefix of the segment, so the caller can slice with it.
+    #[test]
+    fn a_wrapping_content_length_stays_inside_the_segment() {
+        let mut m = b"REGISTER sip:10.0.0.2 SIP/2.0\r\nCSeq: 3 REGISTER\r\nContent-Length: 0".to_vec();
+        m.extend(std::iter::repeat_n(b'9', 66));
+        m.extend_from_slice(b"\r\n\r\nSIP/2.0 200 OK\r\n");
+        let blank = m.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
+        for cut in blank..=m.len() {
+            let seg = m.get(..cut).unwrap_or(&[]);
+            if let Some(n) = tcp_message_len(seg) {
+                assert!(n > 0 && n <= seg.len(), "length {n} of a {cut}-byte segment");
+            }
+        }
+        // 10^66 - 1 is -1 modulo 2^32: the kernel's 32-bit length ends one byte before the end
+        // of the blank line.
+        assert_eq!(tcp_message_len(&m), Some(blank + 3));
+    }
+}

@@ -1173,7 +1173,7 @@ impl Conntrack {
             let b = self.bucket_of(h);
             self.chains.remove(b as usize, node);
         }
-        self.wheel.remove(base, Place::unpack(c.timer));
+        self.wheel.remove(base, Place::unpack(c.timer), c.timeout);
         if let Some(c) = self.conns.get_mut(idx) {
             c.timer = Place::None.pack();
         }
@@ -1242,7 +1242,7 @@ impl Conntrack {
         }
         c.timeout = expiry;
         if let Ok(base) = u32::try_from(idx) {
-            c.timer = self.wheel.update(base, Place::unpack(c.timer), expiry).pack();
+            c.timer = self.wheel.update(base, Place::unpack(c.timer), old, expiry).pack();
         }
     }
 
@@ -1898,6 +1898,28 @@ mod tests {
         let c = lab.ct.iter().next().unwrap();
         assert!(!c.status().assured() && !c.status().seen_reply());
         assert_eq!(c.remaining_secs(t(9.0)), 30);
+    }
+
+    /// Fuzzing found it (engine target, F2 in docs/ROBUSTNESS.md): an entry created near the end of time
+    /// (2^63 ns and later, which a pcapng can say) expires and is reaped, at u64::MAX too, without a hang.
+    #[test]
+    fn entries_at_the_end_of_time_expire() {
+        for created in [(1u64 << 63) - 1 - 600_000_000_000, 1 << 63, u64::MAX - 1] {
+            let mut ct = Conntrack::new(Config::default());
+            let bytes = ipv4(A, B, 255, b"x");
+            let pkt = wire::decode_ip(&bytes).unwrap();
+            let InResult::Tracked { id, .. } = ct.handle_packet(Time(created), &pkt, Hook::PreRouting, None)
+            else {
+                panic!("not tracked")
+            };
+            ct.confirm(Time(created), id);
+            assert_eq!(ct.len(), 1);
+            assert!(ct.poll_timeout().is_some_and(|t| t.0 >= created));
+            ct.handle_timeout(Time(u64::MAX));
+            // every expiry, saturated at u64::MAX, is due then
+            assert_eq!(ct.len(), 0, "{created}");
+            ct.check_invariants();
+        }
     }
 
     #[test]

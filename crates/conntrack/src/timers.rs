@@ -27,29 +27,27 @@ pub const SLOT_NS: u64 = 1 << 30;
 pub enum Place {
     #[default]
     None,
-    /// In the exactly ordered near set, under this expiry.
-    Near(u64),
+    /// In the exactly ordered near set, under the entry's expiry (which the owner keeps).
+    Near,
     /// In this coarse slot (possibly earlier than its expiry's slot).
     Slot(u64),
 }
 
 impl Place {
-    const NEAR: u64 = 1 << 63;
-    /// Packed into 8 bytes (expiries are below 2^63 - 1 ns, the year 2262).
+    /// Packed into 8 bytes: slot numbers are below 2^34 (any expiry / [`SLOT_NS`]), so the two values at the
+    /// top are free for the other places.
     pub fn pack(self) -> u64 {
         match self {
             Place::None => u64::MAX,
-            Place::Near(e) => Self::NEAR | (e & !Self::NEAR),
-            Place::Slot(s) => s & !Self::NEAR,
+            Place::Near => u64::MAX - 1,
+            Place::Slot(s) => s,
         }
     }
     pub fn unpack(v: u64) -> Place {
-        if v == u64::MAX {
-            Place::None
-        } else if v & Self::NEAR != 0 {
-            Place::Near(v & !Self::NEAR)
-        } else {
-            Place::Slot(v)
+        match v {
+            u64::MAX => Place::None,
+            x if x == u64::MAX - 1 => Place::Near,
+            s => Place::Slot(s),
         }
     }
 }
@@ -89,18 +87,18 @@ impl Wheel {
         let slot = expiry / SLOT_NS;
         if slot < self.horizon {
             self.near.insert((expiry, idx));
-            Place::Near(expiry)
+            Place::Near
         } else {
             self.slots.entry(slot).or_default().push(idx);
             Place::Slot(slot)
         }
     }
 
-    /// The expiry of registered entry `idx` changes to `expiry`; returns its new place.
-    pub fn update(&mut self, idx: u32, at: Place, expiry: u64) -> Place {
+    /// The expiry of registered entry `idx` changes from `old` to `expiry`; returns its new place.
+    pub fn update(&mut self, idx: u32, at: Place, old: u64, expiry: u64) -> Place {
         match at {
             Place::None => self.insert(idx, expiry),
-            Place::Near(old) => {
+            Place::Near => {
                 self.near.remove(&(old, idx));
                 self.place(idx, expiry)
             }
@@ -111,12 +109,12 @@ impl Wheel {
         }
     }
 
-    /// Entry `idx` goes away.
-    pub fn remove(&mut self, idx: u32, at: Place) {
+    /// Entry `idx`, registered under `expiry`, goes away.
+    pub fn remove(&mut self, idx: u32, at: Place, expiry: u64) {
         match at {
             Place::None => return,
-            Place::Near(e) => {
-                self.near.remove(&(e, idx));
+            Place::Near => {
+                self.near.remove(&(expiry, idx));
             }
             // Stale registrations are skipped when their slot comes due.
             Place::Slot(_) => {}
@@ -326,7 +324,7 @@ mod tests {
             let place = &mut self.place;
             let mut out = Vec::new();
             while let Some((e, i)) = self.wheel.first_due(now) {
-                self.wheel.remove(i, place[i as usize]);
+                self.wheel.remove(i, place[i as usize], e);
                 place[i as usize] = Place::None;
                 self.live[i as usize] = false;
                 out.push((e, i));
@@ -351,7 +349,7 @@ mod tests {
                         let e = now + v;
                         if m.live[iu] {
                             m.set.remove(&(m.expiry[iu], i));
-                            m.place[iu] = m.wheel.update(i, m.place[iu], e);
+                            m.place[iu] = m.wheel.update(i, m.place[iu], m.expiry[iu], e);
                         } else {
                             m.live[iu] = true;
                             m.place[iu] = m.wheel.insert(i, e);
@@ -362,7 +360,7 @@ mod tests {
                     2 => {
                         if m.live[iu] {
                             m.set.remove(&(m.expiry[iu], i));
-                            m.wheel.remove(i, m.place[iu]);
+                            m.wheel.remove(i, m.place[iu], m.expiry[iu]);
                             m.place[iu] = Place::None;
                             m.live[iu] = false;
                         }
@@ -392,9 +390,7 @@ mod tests {
 
     #[test]
     fn places_pack_into_8_bytes() {
-        for p in
-            [Place::None, Place::Near(0), Place::Near((u64::MAX >> 1) - 1), Place::Slot(0), Place::Slot(77)]
-        {
+        for p in [Place::None, Place::Near, Place::Slot(0), Place::Slot(u64::MAX / SLOT_NS)] {
             assert_eq!(Place::unpack(p.pack()), p);
         }
     }
