@@ -78,6 +78,53 @@ impl CtStateLabel {
     ];
 }
 
+/// An interface name as the kernel keeps it (`IFNAMSIZ`: at most 15 bytes), stored inline: a decision names
+/// its interfaces without allocating or sharing anything.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IfaceName {
+    len: u8,
+    bytes: [u8; 15],
+}
+
+impl IfaceName {
+    /// `name`, cut to 15 bytes at a character boundary if longer (the host model refuses longer names).
+    pub fn new(name: &str) -> IfaceName {
+        let mut end = name.len().min(15);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut bytes = [0u8; 15];
+        let src = name.as_bytes().get(..end).unwrap_or(&[]);
+        if let Some(dst) = bytes.get_mut(..end) {
+            dst.copy_from_slice(src);
+        }
+        IfaceName { len: end as u8, bytes }
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.bytes.get(..usize::from(self.len)).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+    }
+}
+
+impl std::ops::Deref for IfaceName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for IfaceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for IfaceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The reply a REJECT target would have generated (reported, never replayed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RejectReply {
@@ -139,8 +186,8 @@ pub struct Decision {
     pub route_reason: Option<&'static str>,
     /// This packet created a conntrack entry that got confirmed.
     pub ct_created: bool,
-    pub in_iface: Option<std::sync::Arc<str>>,
-    pub out_iface: Option<std::sync::Arc<str>>,
+    pub in_iface: Option<IfaceName>,
+    pub out_iface: Option<IfaceName>,
     pub reject: Option<RejectReply>,
     /// LOG target records, `table:chain:rule prefix`.
     pub logs: Vec<String>,
@@ -255,5 +302,20 @@ impl Decision {
             flow: None,
             expectation: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IfaceName;
+
+    #[test]
+    fn interface_names_are_kept_inline_up_to_15_bytes() {
+        assert_eq!(IfaceName::new("eth0").as_str(), "eth0");
+        assert_eq!(&*IfaceName::new("lo"), "lo");
+        assert_eq!(IfaceName::new("abcdefghijklmnopq").as_str(), "abcdefghijklmno");
+        // never cut inside a character
+        assert_eq!(IfaceName::new("abcdefghijklmné").as_str(), "abcdefghijklmn");
+        assert_eq!(format!("{:?} {}", IfaceName::new("wan0"), IfaceName::new("wan0")), "\"wan0\" wan0");
     }
 }

@@ -33,8 +33,6 @@ pub struct Engine {
     stats: EngineStats,
     /// Record the rules each packet traverses (TRACE) in its decision.
     tracing: bool,
-    /// The host's interface names (and `lo`), shared by the decisions that name them.
-    iface_names: Vec<std::sync::Arc<str>>,
     /// The host model's routing decisions, remembered (the host never changes once the engine has it).
     routes: RouteCache,
 }
@@ -129,7 +127,8 @@ struct Walk<'h> {
     template: Option<conntrack::Template>,
     in_iface: Option<&'h str>,
     out_iface: Option<&'h str>,
-    /// The deciding rule of the filter table, and of the last table run.
+    /// The deciding rule of the filter table, and of the last other table run (the decision names the
+    /// filter one when filter ran; each rule reference is kept once, not cloned).
     filter_rule: Option<RuleRef>,
     last_rule: Option<RuleRef>,
     logs: Vec<String>,
@@ -145,11 +144,7 @@ struct Walk<'h> {
 impl Engine {
     pub fn new(ruleset: Ruleset, host: Host, ct_config: conntrack::Config) -> Engine {
         let rule_state = ruleset.new_state();
-        let mut iface_names: Vec<std::sync::Arc<str>> =
-            host.interfaces().iter().map(|i| std::sync::Arc::from(i.name.as_str())).collect();
-        iface_names.push(std::sync::Arc::from(crate::host::LOOPBACK));
         Engine {
-            iface_names,
             routes: RouteCache::new(),
             ruleset,
             rule_state,
@@ -355,14 +350,6 @@ impl Engine {
         self.filter(now, &pkt, pkttype, route)
     }
 
-    /// The shared name of interface `name`.
-    fn iface_name(&self, name: &str) -> std::sync::Arc<str> {
-        match self.iface_names.iter().find(|n| &***n == name) {
-            Some(n) => std::sync::Arc::clone(n),
-            None => std::sync::Arc::from(name),
-        }
-    }
-
     /// Walk the hooks for a whole (reassembled) datagram.
     /// `route`: the host model's classification of the datagram (path, in and out interfaces).
     fn filter<'h>(
@@ -397,8 +384,8 @@ impl Engine {
         };
         let mut decision = Decision::unfiltered(Disposition::Filtered);
         decision.path = Some(path);
-        decision.in_iface = in_if.map(|n| self.iface_name(n));
-        decision.out_iface = out_if.map(|n| self.iface_name(n));
+        decision.in_iface = in_if.map(crate::decision::IfaceName::new);
+        decision.out_iface = out_if.map(crate::decision::IfaceName::new);
         decision.flow = Some(crate::decision::FlowSummary::of(pkt));
         if let PathKind::Unrouted(why) = route {
             decision.route_reason = Some(why.reason());
@@ -710,9 +697,10 @@ impl Engine {
         match outcome.verdict {
             rules::Verdict::Accept => {
                 if table == Table::Filter {
-                    walk.filter_rule = Some(outcome.rule.clone());
+                    walk.filter_rule = Some(outcome.rule);
+                } else {
+                    walk.last_rule = Some(outcome.rule);
                 }
-                walk.last_rule = Some(outcome.rule);
                 Ok(())
             }
             v => Err((v, Some(outcome.rule))),

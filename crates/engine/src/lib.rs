@@ -22,6 +22,8 @@ mod decision;
 mod engine;
 pub mod host;
 
-pub use decision::{CtStateLabel, Decision, Disposition, FlowSummary, PacketPath, RejectReply, Verdict};
+pub use decision::{
+    CtStateLabel, Decision, Disposition, FlowSummary, IfaceName, PacketPath, RejectReply, Verdict,
+};
 pub use engine::{Engine, EngineStats};
 pub use host::{Host, HostError};
