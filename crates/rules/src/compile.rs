@@ -1111,14 +1111,12 @@ fn compile_match(m: &ast::MatchAst, ip: &IpSpec, family: Family) -> Result<Match
             Match::Ipv6Header(h)
         }
         "frag" => {
-            let mut f = FragMatch {
-                ids: Neg { value: Range { min: 0, max: u32::MAX }, negated: false },
-                len: None,
-                reserved: false,
-                first: false,
-                more: false,
-                last: false,
-            };
+            // Built from locals at the end: with the fields assigned in place, the release build of rustc
+            // 1.95 set `reserved` and `first` whenever `--fragid` was given (seen in the release-mode unit tests
+            // that CI runs with the benches; the debug build was right).
+            let mut ids = Neg { value: Range { min: 0, max: u32::MAX }, negated: false };
+            let mut len = None;
+            let (mut reserved, mut first, mut more, mut last) = (false, false, false, false);
             for o in opts {
                 match o.name {
                     "fragid" => {
@@ -1131,25 +1129,25 @@ fn compile_match(m: &ast::MatchAst, ip: &IpSpec, family: Family) -> Result<Match
                                 .and_then(|v| u32::try_from(v).ok())
                                 .ok_or_else(|| bad(t, "fragment id", "a number 0-4294967295 or a range a:b"))
                         };
-                        let r = match t.text.split_once(':') {
-                            Some((a, b)) => Range { min: id(a, 0)?, max: id(b, u32::MAX)? },
+                        let (min, max) = match t.text.split_once(':') {
+                            Some((a, b)) => (id(a, 0)?, id(b, u32::MAX)?),
                             None if t.text.is_empty() => return Err(bad(t, "fragment id", "a number")),
                             None => {
                                 let v = id(&t.text, 0)?;
-                                Range { min: v, max: v }
+                                (v, v)
                             }
                         };
-                        f.ids = Neg { value: r, negated: o.negated };
+                        ids = Neg { value: Range { min, max }, negated: o.negated };
                     }
                     "fraglen" => {
                         let t = arg(o)?;
                         let v = u32_value(t, &t.text, "fragment header length")?;
-                        f.len = Some(Neg { value: v, negated: o.negated });
+                        len = Some(Neg { value: v, negated: o.negated });
                     }
-                    "fragres" => f.reserved = true,
-                    "fragfirst" => f.first = true,
+                    "fragres" => reserved = true,
+                    "fragfirst" => first = true,
                     _ => {
-                        if f.more || f.last {
+                        if more || last {
                             return Err(err(
                                 ErrorKind::ConflictingOptions,
                                 &o.opt,
@@ -1157,14 +1155,14 @@ fn compile_match(m: &ast::MatchAst, ip: &IpSpec, family: Family) -> Result<Match
                             ));
                         }
                         if o.name == "fragmore" {
-                            f.more = true;
+                            more = true;
                         } else {
-                            f.last = true;
+                            last = true;
                         }
                     }
                 }
             }
-            Match::Frag(f)
+            Match::Frag(FragMatch { ids, len, reserved, first, more, last })
         }
         _ => return Err(err(ErrorKind::UnknownMatch, &m.name, format!("unknown match module `{name}`"))),
     })
