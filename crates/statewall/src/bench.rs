@@ -131,12 +131,18 @@ pub fn shard_of(linktype: u32, frame: &[u8], shards: usize) -> usize {
         return 0;
     }
     let Ok(f) = wire::link::strip_link(linktype, frame) else { return 0 };
-    let Ok(p) = wire::decode_ip(f.ip) else { return 0 };
-    let quoted = match &p.l4 {
-        wire::L4::Icmp(i) if p.is_icmp_error() => quoted_addrs(i.payload),
-        _ => None,
+    let (a, b) = match plain_pair(f.ip) {
+        Some(pair) => pair,
+        None => {
+            // ICMP, IPv6 extension headers, anything unusual: decode it all.
+            let Ok(p) = wire::decode_ip(f.ip) else { return 0 };
+            let quoted = match &p.l4 {
+                wire::L4::Icmp(i) if p.is_icmp_error() => quoted_addrs(i.payload),
+                _ => None,
+            };
+            quoted.unwrap_or((p.ip.src, p.ip.dst))
+        }
     };
-    let (a, b) = quoted.unwrap_or((p.ip.src, p.ip.dst));
     let key = |ip: std::net::IpAddr| match ip {
         std::net::IpAddr::V4(v) => u128::from(u32::from(v)),
         std::net::IpAddr::V6(v) => u128::from(v),
@@ -145,6 +151,24 @@ pub fn shard_of(linktype: u32, frame: &[u8], shards: usize) -> usize {
     let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
     let h = (lo.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ hi.rotate_left(64)).wrapping_mul(0xff51_afd7_ed55_8ccd);
     ((h >> 64) as u64 % shards as u64) as usize
+}
+
+/// The address pair of a datagram that cannot be an ICMP error, read straight from its header: IPv4 that is
+/// not ICMP, IPv6 whose first next header is TCP or UDP. `None`: look closer.
+fn plain_pair(ip: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr)> {
+    match ip.first()? >> 4 {
+        4 if ip.len() >= 20 && *ip.get(9)? != 1 => {
+            let src: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
+            let dst: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
+            Some((std::net::Ipv4Addr::from(src).into(), std::net::Ipv4Addr::from(dst).into()))
+        }
+        6 if ip.len() >= 40 && matches!(ip.get(6)?, 6 | 17) => {
+            let src: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
+            let dst: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
+            Some((std::net::Ipv6Addr::from(src).into(), std::net::Ipv6Addr::from(dst).into()))
+        }
+        _ => None,
+    }
 }
 
 /// The addresses of the datagram an ICMP error quotes (its IP header only: the quote may be cut short).
