@@ -371,25 +371,26 @@ enum Got {
     Found(usize, usize),
 }
 
+/// The start of the line after the first line break (CR, LF or CR LF) at or after `k`, when that start is
+/// inside `d`: how both header searches step from line to line.
+fn next_line(d: &[u8], mut k: usize) -> Option<usize> {
+    let limit = d.len();
+    while k < limit && !matches!(at(d, k), b'\r' | b'\n') {
+        k += 1;
+    }
+    k += 1;
+    if k < limit && at(d, k - 1) == b'\r' && at(d, k) == b'\n' {
+        k += 1;
+    }
+    (k < limit).then_some(k)
+}
+
 /// `ct_sip_get_header` from `dataoff`.
 fn get_header(d: &[u8], dataoff: usize, h: &Hdr, fam: Family) -> Got {
     let limit = d.len();
     let mut k = dataoff;
-    while k < limit {
-        if !matches!(at(d, k), b'\r' | b'\n') {
-            k += 1;
-            continue;
-        }
-        k += 1;
-        if k >= limit {
-            break;
-        }
-        if at(d, k - 1) == b'\r' && at(d, k) == b'\n' {
-            k += 1;
-            if k >= limit {
-                break;
-            }
-        }
+    while let Some(start) = next_line(d, k) {
+        k = start;
         if matches!(at(d, k), b' ' | b'\t') {
             k += 1;
             continue;
@@ -563,21 +564,8 @@ fn get_sdp_header(
 ) -> Result<Option<(usize, usize)>, ()> {
     let limit = d.len();
     let mut k = dataoff;
-    while k < limit {
-        if !matches!(at(d, k), b'\r' | b'\n') {
-            k += 1;
-            continue;
-        }
-        k += 1;
-        if k >= limit {
-            break;
-        }
-        if at(d, k - 1) == b'\r' && at(d, k) == b'\n' {
-            k += 1;
-            if k >= limit {
-                break;
-            }
-        }
+    while let Some(start) = next_line(d, k) {
+        k = start;
         if term.is_some_and(|t| limit - k >= t.name.len() && eq_nocase(d, k, t.name)) {
             break;
         } else if limit - k >= h.name.len() && eq_nocase(d, k, h.name) {

@@ -470,20 +470,14 @@ impl Conntrack {
             .wheel
             .next_exact(|i| conns.get(i as usize).map(|c| (Place::unpack(c.timer), c.timeout)))
             .map(Time);
-        match (ct, self.expects.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        ct.into_iter().chain(self.expects.poll_timeout()).min()
     }
 
     /// A time no later than [`Conntrack::poll_timeout`], in constant time: when a packet's time reaches it,
     /// call [`Conntrack::handle_timeout`] (which may then find nothing due). For a per-packet check.
     pub fn next_check(&self) -> Option<Time> {
         let ct = self.wheel.next().map(Time);
-        match (ct, self.expects.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        ct.into_iter().chain(self.expects.poll_timeout()).min()
     }
 
     /// The expectation table (`/proc/net/nf_conntrack_expect`), oldest first; may include

@@ -146,10 +146,7 @@ impl Wheel {
     pub fn next(&self) -> Option<u64> {
         let near = self.near.first().map(|&(e, _)| e);
         let slot = self.slots.keys().next().map(|s| s.saturating_mul(SLOT_NS));
-        match (near, slot) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        near.into_iter().chain(slot).min()
     }
 
     /// Moves every slot starting at or before `now` into the near set. `state(idx)` gives an entry's

@@ -209,18 +209,12 @@ impl Engine {
 
     /// When the next conntrack entry or fragment queue expires.
     pub fn poll_timeout(&self) -> Option<Time> {
-        match (self.ct.poll_timeout(), self.defrag.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.ct.poll_timeout().into_iter().chain(self.defrag.poll_timeout()).min()
     }
 
     /// No later than [`Engine::poll_timeout`], in constant time (the per-packet check).
     fn next_check(&self) -> Option<Time> {
-        match (self.ct.next_check(), self.defrag.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.ct.next_check().into_iter().chain(self.defrag.poll_timeout()).min()
     }
 
     /// Time passes to `now` without a packet for this engine (another shard's packet): the clock moves

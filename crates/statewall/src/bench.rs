@@ -137,7 +137,9 @@ pub fn shard_of(linktype: u32, frame: &[u8], shards: usize) -> usize {
             // ICMP, IPv6 extension headers, anything unusual: decode it all.
             let Ok(p) = wire::decode_ip(f.ip) else { return 0 };
             let quoted = match &p.l4 {
-                wire::L4::Icmp(i) if p.is_icmp_error() => quoted_addrs(i.payload),
+                wire::L4::Icmp(i) if p.is_icmp_error() => {
+                    wire::decode_quoted(i.payload).ok().map(|q| (q.ip.src, q.ip.dst))
+                }
                 _ => None,
             };
             quoted.unwrap_or((p.ip.src, p.ip.dst))
@@ -167,23 +169,6 @@ fn plain_pair(ip: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr)> {
             let dst: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
             Some((std::net::Ipv6Addr::from(src).into(), std::net::Ipv6Addr::from(dst).into()))
         }
-        _ => None,
-    }
-}
-
-/// The addresses of the datagram an ICMP error quotes (its IP header only: the quote may be cut short).
-fn quoted_addrs(q: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr)> {
-    let v4 = |r: std::ops::Range<usize>| -> Option<std::net::IpAddr> {
-        let b: [u8; 4] = q.get(r)?.try_into().ok()?;
-        Some(std::net::Ipv4Addr::from(b).into())
-    };
-    let v6 = |r: std::ops::Range<usize>| -> Option<std::net::IpAddr> {
-        let b: [u8; 16] = q.get(r)?.try_into().ok()?;
-        Some(std::net::Ipv6Addr::from(b).into())
-    };
-    match q.first()? >> 4 {
-        4 => Some((v4(12..16)?, v4(16..20)?)),
-        6 => Some((v6(8..24)?, v6(24..40)?)),
         _ => None,
     }
 }
