@@ -246,9 +246,19 @@ pub struct Conn {
     /// Where the entry's timer is registered in the table's [`crate::timers::Wheel`].
     /// (packed [`crate::timers::Place`]).
     pub(crate) timer: u64,
+    /// Opaque per-direction tags for the owner of the table (the engine's cached rule paths);
+    /// zero on a new entry, never read by conntrack.
+    pub(crate) tags: [u16; 2],
 }
 
 impl Conn {
+    /// The owner's tag for direction `dir` (0 until [`crate::Conntrack::set_tag`] sets it).
+    pub fn tag(&self, dir: Dir) -> u16 {
+        match dir {
+            Dir::Original => self.tags[0],
+            Dir::Reply => self.tags[1],
+        }
+    }
     pub fn orig(&self) -> &Tuple {
         &self.tuples[0]
     }
@@ -406,7 +416,7 @@ mod tests {
         // The entry itself (the timer wheel's place included); the all-in figure per connection is measured by
         // `statewall bench` (docs/PERFORMANCE.md). Guard against growth.
         let size = std::mem::size_of::<Conn>();
-        assert!(size <= 216, "Conn is {size} bytes");
+        assert!(size <= 224, "Conn is {size} bytes");
     }
 
     #[test]

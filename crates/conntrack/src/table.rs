@@ -463,6 +463,16 @@ impl Conntrack {
         }
     }
 
+    /// Set the owner's tag of direction `dir` of an entry (see [`Conn::tag`]).
+    pub fn set_tag(&mut self, id: ConnId, dir: Dir, tag: u16) {
+        if let Some(c) = self.conn_mut(id) {
+            match dir {
+                Dir::Original => c.tags[0] = tag,
+                Dir::Reply => c.tags[1] = tag,
+            }
+        }
+    }
+
     /// Earliest expiry among confirmed entries and expectations.
     pub fn poll_timeout(&self) -> Option<Time> {
         let conns = &self.conns;
@@ -1355,6 +1365,7 @@ impl Conntrack {
             related,
             acct: self.config.acct.then(|| Box::new([Counter::default(), Counter::default()])),
             timer: Place::None.pack(),
+            tags: [0; 2],
         };
         Ok(self.conns.insert(conn))
     }
