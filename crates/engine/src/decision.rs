@@ -303,6 +303,37 @@ impl Decision {
             expectation: None,
         }
     }
+
+    /// Make this the decision `Decision::unfiltered(disposition)` would be, keeping the buffers of `trace`
+    /// and `logs` (a caller handling many packets reuses one decision).
+    pub(crate) fn reset(&mut self, disposition: Disposition) {
+        // Field by field (the same fields as `unfiltered`): no whole-struct temporary to build and drop.
+        self.disposition = disposition;
+        self.path = None;
+        self.verdict = None;
+        self.ctstate = None;
+        self.reply_dir = false;
+        self.rule = None;
+        self.ct_reason = None;
+        self.ct_dropped = false;
+        self.ct_note = None;
+        self.trace.clear();
+        self.route_reason = None;
+        self.ct_created = false;
+        self.in_iface = None;
+        self.out_iface = None;
+        self.reject = None;
+        self.logs.clear();
+        self.flow = None;
+        self.expectation = None;
+    }
+}
+
+impl Default for Decision {
+    /// An empty decision (nothing decided yet), to pass to [`crate::Engine::handle_packet_into`].
+    fn default() -> Decision {
+        Decision::unfiltered(Disposition::Filtered)
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use wire::link::PktType;
 use wire::{Packet, Time};
 
 use crate::decision::{CtStateLabel, Decision, Disposition, PacketPath, RejectReply, Verdict};
+use crate::fastpath::{CachedPath, PathCache, PathKey};
 use crate::host::{AddrKind, Host, PathKind};
 
 /// Running totals the engine keeps (the replay driver keeps the per-verdict ones from the decisions).
@@ -35,6 +36,9 @@ pub struct Engine {
     tracing: bool,
     /// The host model's routing decisions, remembered (the host never changes once the engine has it).
     routes: RouteCache,
+    /// Rule paths remembered per conntrack entry direction (the established-flow fast path).
+    paths: PathCache,
+    fast_path: bool,
 }
 
 /// A direct-mapped memo of [`Host::classify`], keyed by the address pair. Interfaces are stored as their
@@ -139,6 +143,11 @@ struct Walk<'h> {
     trace: Option<Vec<String>>,
     /// The conntrack view must be rebuilt before the next table (the ctmark or the status changed).
     view_stale: bool,
+    /// The tables after conntrack record their walk into the path cache's buffer.
+    recording: bool,
+    /// The remembered path decided the tables after conntrack: the state label and direction come from
+    /// conntrack's classification (`walk.ct` was not built).
+    fast: Option<CtInfo>,
 }
 
 impl Engine {
@@ -155,7 +164,20 @@ impl Engine {
             now: Time::ZERO,
             stats: EngineStats::default(),
             tracing: false,
+            paths: PathCache::default(),
+            fast_path: true,
         }
+    }
+
+    /// Use remembered rule paths for ESTABLISHED packets (on by default). Results are identical either way;
+    /// off, every packet walks every table.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
+    }
+
+    /// Packets whose rule walk a remembered path replaced, and the number of distinct paths remembered.
+    pub fn fast_path_stats(&self) -> (u64, usize) {
+        (self.paths.hits, self.paths.len())
     }
 
     pub fn ruleset(&self) -> &Ruleset {
@@ -262,44 +284,69 @@ impl Engine {
         frame: &[u8],
         wire_len: u32,
     ) -> Decision {
-        self.stats.packets += 1;
-        let now = self.advance(now);
-        if self.next_check().is_some_and(|t| t <= now) {
-            self.handle_timeout(now);
-        }
-        let d = match wire::link::strip_link(linktype, frame) {
+        let mut d = Decision::default();
+        self.handle_packet_into(now, linktype, frame, wire_len, &mut d);
+        d
+    }
+
+    /// [`Engine::handle_packet_on_wire`], writing the decision into `out` (whatever it held before is
+    /// replaced; its buffers are reused). For callers handling many packets.
+    pub fn handle_packet_into(
+        &mut self,
+        now: Time,
+        linktype: u32,
+        frame: &[u8],
+        wire_len: u32,
+        out: &mut Decision,
+    ) {
+        let now = self.begin(now);
+        match wire::link::strip_link(linktype, frame) {
             Ok(f) => {
                 let link_header = frame.len().saturating_sub(f.ip.len());
                 let ip_wire_len = (wire_len as usize).max(frame.len()).saturating_sub(link_header);
-                self.handle_ip_at(now, f.ip, f.pkttype, ip_wire_len)
+                self.handle_ip_at(now, f.ip, f.pkttype, ip_wire_len, out)
             }
-            Err(wire::DecodeError::NotIp(t)) => Decision::unfiltered(Disposition::NotIp { ethertype: t }),
-            Err(e) => Decision::unfiltered(Disposition::Undecodable { reason: e.to_string() }),
-        };
+            Err(wire::DecodeError::NotIp(t)) => out.reset(Disposition::NotIp { ethertype: t }),
+            Err(e) => out.reset(Disposition::Undecodable { reason: e.to_string() }),
+        }
         self.stats.peak_entries = self.stats.peak_entries.max(self.ct.len());
-        d
     }
 
     /// One IP datagram (no link layer).
     pub fn handle_ip(&mut self, now: Time, bytes: &[u8], pkttype: PktType) -> Decision {
+        let mut d = Decision::default();
+        let now = self.begin(now);
+        self.handle_ip_at(now, bytes, pkttype, bytes.len(), &mut d);
+        self.stats.peak_entries = self.stats.peak_entries.max(self.ct.len());
+        d
+    }
+
+    /// A packet arrives at `now`: count it, move the clock (never backwards) and expire what is due. The
+    /// packet's time.
+    fn begin(&mut self, now: Time) -> Time {
         self.stats.packets += 1;
         let now = self.advance(now);
         if self.next_check().is_some_and(|t| t <= now) {
             self.handle_timeout(now);
         }
-        let d = self.handle_ip_at(now, bytes, pkttype, bytes.len());
-        self.stats.peak_entries = self.stats.peak_entries.max(self.ct.len());
-        d
+        now
     }
 
     /// `wire_len`: the datagram's length as received (at least the captured bytes).
-    fn handle_ip_at(&mut self, now: Time, bytes: &[u8], pkttype: PktType, wire_len: usize) -> Decision {
+    fn handle_ip_at(
+        &mut self,
+        now: Time,
+        bytes: &[u8],
+        pkttype: PktType,
+        wire_len: usize,
+        out: &mut Decision,
+    ) {
         let pkt = match wire::decode_ip(bytes) {
             Ok(p) => p,
-            Err(e) => return Decision::unfiltered(Disposition::Undecodable { reason: e.to_string() }),
+            Err(e) => return out.reset(Disposition::Undecodable { reason: e.to_string() }),
         };
         if !pkt.is_v4() && self.ruleset6.is_none() {
-            return Decision::unfiltered(Disposition::NotFiltered { reason: "IPv6: no IPv6 ruleset" });
+            return out.reset(Disposition::NotFiltered { reason: "IPv6: no IPv6 ruleset" });
         }
         // ip_rcv_core validates the header of packets arriving from a device before NF_INET_PRE_ROUTING: a bad
         // header checksum (e.g. a capture taken on the sender with checksum offload) never reaches netfilter.
@@ -319,29 +366,29 @@ impl Engine {
             None
         };
         if let Some(reason) = input_drop {
-            let mut d = Decision::unfiltered(Disposition::IpInputDrop { reason });
-            d.verdict = Some(Verdict::Drop);
-            d.flow = Some(crate::decision::FlowSummary::of(&pkt));
-            return d;
+            out.reset(Disposition::IpInputDrop { reason });
+            out.verdict = Some(Verdict::Drop);
+            out.flow = Some(crate::decision::FlowSummary::of(&pkt));
+            return;
         }
         // Defragmentation runs first (priority -400), before the raw table: the rules and conntrack only ever
         // see whole datagrams (nf_defrag_ipv4).
         if pkt.ip.frag.is_some() {
             match self.defrag.handle_fragment(now, &pkt) {
-                wire::defrag::DefragResult::Held => return Decision::unfiltered(Disposition::FragmentHeld),
+                wire::defrag::DefragResult::Held => return out.reset(Disposition::FragmentHeld),
                 wire::defrag::DefragResult::Unchanged => {}
                 wire::defrag::DefragResult::Dropped { reason } => {
-                    return Decision::unfiltered(Disposition::FragmentDropped { reason })
+                    return out.reset(Disposition::FragmentDropped { reason })
                 }
                 wire::defrag::DefragResult::Complete(whole) => {
                     return match wire::decode_ip(&whole) {
-                        Ok(p) => self.filter(now, &p, pkttype, route),
-                        Err(e) => Decision::unfiltered(Disposition::Undecodable { reason: e.to_string() }),
+                        Ok(p) => self.filter(now, &p, pkttype, route, out),
+                        Err(e) => out.reset(Disposition::Undecodable { reason: e.to_string() }),
                     };
                 }
             }
         }
-        self.filter(now, &pkt, pkttype, route)
+        self.filter(now, &pkt, pkttype, route, out)
     }
 
     /// Walk the hooks for a whole (reassembled) datagram.
@@ -352,7 +399,8 @@ impl Engine {
         pkt: &Packet<'_>,
         pkttype: PktType,
         (route, in_if, out_if): (PathKind, Option<&'h str>, Option<&'h str>),
-    ) -> Decision {
+        decision: &mut Decision,
+    ) {
         let path = match route {
             PathKind::Input => PacketPath::Input,
             PathKind::Output => PacketPath::Output,
@@ -375,8 +423,10 @@ impl Engine {
             ct_note: None,
             trace: self.tracing.then(Vec::new),
             view_stale: false,
+            recording: false,
+            fast: None,
         };
-        let mut decision = Decision::unfiltered(Disposition::Filtered);
+        decision.reset(Disposition::Filtered);
         decision.path = Some(path);
         decision.in_iface = in_if.map(crate::decision::IfaceName::new);
         decision.out_iface = out_if.map(crate::decision::IfaceName::new);
@@ -385,7 +435,7 @@ impl Engine {
             decision.route_reason = Some(why.reason());
         }
 
-        let result = self.walk(now, pkt, pkttype, path, &mut walk, &mut decision);
+        let result = self.walk(now, pkt, pkttype, path, &mut walk, decision);
         // Confirmation (nf_confirm, last hook) happens only if every hook accepted; otherwise the unconfirmed
         // entry dies with the packet (reference §1.4).
         let verdict = match result {
@@ -409,8 +459,16 @@ impl Engine {
         }
         decision.verdict = Some(verdict);
         // A packet conntrack itself dropped never got a state (NF_DROP in conntrack-in).
-        decision.ctstate = if decision.ct_dropped { None } else { Some(label(&walk.ct)) };
-        decision.reply_dir = matches!(&walk.ct, CtMatch::Tracked(v) if v.reply_dir);
+        match walk.fast {
+            Some(info) => {
+                decision.ctstate = Some(CtStateLabel::Established);
+                decision.reply_dir = info == CtInfo::EstablishedReply;
+            }
+            None => {
+                decision.ctstate = if decision.ct_dropped { None } else { Some(label(&walk.ct)) };
+                decision.reply_dir = matches!(&walk.ct, CtMatch::Tracked(v) if v.reply_dir);
+            }
+        }
         // RELATED because an expectation matched (not an ICMP error): name the expectation.
         if let Some((id, CtInfo::Related)) = walk.conn {
             decision.expectation = self
@@ -422,9 +480,12 @@ impl Engine {
         }
         decision.ct_reason = walk.ct_reason;
         decision.ct_note = walk.ct_note;
-        decision.trace = walk.trace.take().unwrap_or_default();
-        decision.logs = walk.logs;
-        decision
+        if let Some(t) = walk.trace.take() {
+            decision.trace = t;
+        }
+        if !walk.logs.is_empty() {
+            decision.logs = walk.logs;
+        }
     }
 
     /// Runs the tables of `path` in hook order. `Err` carries the terminal verdict and the rule that gave it.
@@ -450,8 +511,15 @@ impl Engine {
             match self.ct.handle_packet(now, pkt, ct_hook(path), walk.template.as_ref()) {
                 InResult::Tracked { id, info, note } => {
                     walk.conn = Some((id, info));
-                    walk.ct = self.view(now, id, info);
                     walk.ct_note = note;
+                    if let Some(key) = self.fast_key(pkt, pkttype, path, walk, id, info) {
+                        if self.fast_walk(now, pkt, key, walk, decision)? {
+                            return Ok(());
+                        }
+                        walk.recording = true;
+                        self.paths.rec.clear();
+                    }
+                    walk.ct = self.view(now, id, info);
                 }
                 InResult::Untracked => {
                     // ICMPv6 neighbour discovery and MLD: conntrack itself leaves them untracked.
@@ -506,6 +574,9 @@ impl Engine {
             }
             _ => None,
         };
+        // The rule of the last non-filter table before conntrack (raw), kept aside while the tables after it
+        // record theirs.
+        let raw_last = if walk.recording { walk.last_rule.take() } else { None };
         for &(table, hook) in hooks {
             let seen = match (&forwarded, hook) {
                 (Some(f), Hook::Forward | Hook::PostRouting) => {
@@ -522,6 +593,12 @@ impl Engine {
         if path == PacketPath::Prerouting {
             // The routing decision drops it: no rule decides, and the unconfirmed entry dies with it.
             return Err((rules::Verdict::Drop, None));
+        }
+        if walk.recording {
+            self.remember(pkt, pkttype, path, walk);
+            if walk.last_rule.is_none() {
+                walk.last_rule = raw_last;
+            }
         }
         self.confirm(now, pkt, walk, decision)?;
         if path == PacketPath::Loopback {
@@ -543,6 +620,98 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The key under which this packet's walk after conntrack may be remembered or looked up, when the fast
+    /// path applies: ESTABLISHED in either direction, on INPUT, OUTPUT or FORWARD (a forwarded packet whose TTL
+    /// would expire takes the full path), not traced, no template or NOTRACK from raw.
+    fn fast_key(
+        &self,
+        pkt: &Packet<'_>,
+        pkttype: PktType,
+        path: PacketPath,
+        walk: &Walk<'_>,
+        id: conntrack::ConnId,
+        info: CtInfo,
+    ) -> Option<PathKey> {
+        if !self.fast_path || walk.trace.is_some() || walk.untracked {
+            return None;
+        }
+        let reply = match info {
+            CtInfo::Established => false,
+            CtInfo::EstablishedReply => true,
+            _ => return None,
+        };
+        match path {
+            PacketPath::Input | PacketPath::Output => {}
+            PacketPath::Forward if pkt.ip.ttl > 1 => {}
+            _ => return None,
+        }
+        if pkt.ip.frag.is_some() {
+            return None;
+        }
+        let c = self.ct.conn(id)?;
+        Some(PathKey {
+            v4: pkt.is_v4(),
+            path,
+            reply,
+            status: c.status().bits(),
+            ctmark: c.mark(),
+            mark: walk.mark,
+            pkttype: rules_pkttype(pkttype, pkt, &self.host),
+        })
+    }
+
+    /// The fast path: if the entry's direction carries a remembered path recorded under `key`, grow its
+    /// counters, name its rules and run the confirm hook; `Ok(true)` then ends the walk.
+    fn fast_walk(
+        &mut self,
+        now: Time,
+        pkt: &Packet<'_>,
+        key: PathKey,
+        walk: &mut Walk<'_>,
+        decision: &mut Decision,
+    ) -> Result<bool, (rules::Verdict, Option<RuleRef>)> {
+        let Some((id, info)) = walk.conn else { return Ok(false) };
+        let dir = if key.reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
+        let Some(tag) = self.ct.conn(id).map(|c| c.tag(dir)) else { return Ok(false) };
+        let Some(p) = self.paths.get(tag).filter(|p| p.key == key) else { return Ok(false) };
+        let state = match (key.v4, self.ruleset6.as_mut()) {
+            (false, Some((_, st))) => st,
+            _ => &mut self.rule_state,
+        };
+        state.count_recorded(&p.counts, pkt);
+        if let Some(r) = &p.filter_rule {
+            walk.filter_rule = Some(r.clone());
+        }
+        if let Some(r) = &p.last_rule {
+            walk.last_rule = Some(r.clone());
+        }
+        self.paths.hits += 1;
+        walk.fast = Some(info);
+        self.confirm(now, pkt, walk, decision)?;
+        Ok(true)
+    }
+
+    /// After a recorded walk through the tables after conntrack accepted: remember it for the entry's
+    /// direction if it was flow-invariant.
+    fn remember(&mut self, pkt: &Packet<'_>, pkttype: PktType, path: PacketPath, walk: &Walk<'_>) {
+        if !self.paths.rec.is_flow_invariant() {
+            return;
+        }
+        let Some((id, info)) = walk.conn else { return };
+        // The key as it was after conntrack-in: a flow-invariant walk has no effects, so nothing changed.
+        let Some(key) = self.fast_key(pkt, pkttype, path, walk, id, info) else { return };
+        let cached = CachedPath {
+            key,
+            counts: self.paths.rec.clone(),
+            filter_rule: walk.filter_rule.clone(),
+            last_rule: walk.last_rule.clone(),
+        };
+        if let Some(tag) = self.paths.insert(cached) {
+            let dir = if key.reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
+            self.ct.set_tag(id, dir, tag);
+        }
     }
 
     /// The confirm hook (nf_confirm): the entry's helper first (except for RELATED_REPLY packets), then
@@ -645,9 +814,19 @@ impl Engine {
             effects: Vec::new(),
             trace: walk.trace.as_ref().map(|_| Vec::new()),
         };
-        let outcome = match (pkt.is_v4(), self.ruleset6.as_mut()) {
-            (false, Some((r, st))) => r.evaluate(table, hook, &mut ctx, st),
-            _ => self.ruleset.evaluate(table, hook, &mut ctx, &mut self.rule_state),
+        let outcome = match (pkt.is_v4(), self.ruleset6.as_mut(), walk.recording) {
+            (false, Some((r, st)), false) => r.evaluate(table, hook, &mut ctx, st),
+            (false, Some((r, st)), true) => {
+                r.evaluate_recorded(table, hook, &mut ctx, st, &mut self.paths.rec)
+            }
+            (_, _, false) => self.ruleset.evaluate(table, hook, &mut ctx, &mut self.rule_state),
+            (_, _, true) => self.ruleset.evaluate_recorded(
+                table,
+                hook,
+                &mut ctx,
+                &mut self.rule_state,
+                &mut self.paths.rec,
+            ),
         };
         let effects = std::mem::take(&mut ctx.effects);
         if let (Some(lines), Some(entries)) = (walk.trace.as_mut(), ctx.trace.take()) {

@@ -16,10 +16,14 @@
 //!   confirm];
 //! - loopback (both ends local): the OUTPUT path, then PREROUTING/INPUT on `lo` where conntrack finds the
 //!   entry already attached and does nothing (reference §1.1 "Loopback").
+//!
+//! ESTABLISHED packets whose flow already took a flow-invariant walk skip the rule walk after conntrack and
+//! grow the same counters (see `fastpath.rs`); [`Engine::set_fast_path`] turns that off, with identical results.
 #![forbid(unsafe_code)]
 
 mod decision;
 mod engine;
+mod fastpath;
 pub mod host;
 
 pub use decision::{

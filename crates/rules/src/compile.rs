@@ -171,10 +171,19 @@ pub fn compile(file: &ast::File) -> Result<Ruleset, ParseError> {
         check_loops(&edges, &out_chains)?;
         let hooks = hook_masks(&edges, &out_chains);
         check_hook_contexts(&out_chains, &hooks, block)?;
-        tables.push(TableRules { table, chains: out_chains });
+        tables.push(TableRules::new(table, out_chains));
     }
     let index = tables.iter().map(|t| crate::classify::TableIndex::build(t, family)).collect();
-    Ok(Ruleset { family, tables, rule_slots, policy_slots, limit_slots, index })
+    let chain_mask = tables
+        .iter()
+        .flat_map(|t| {
+            Hook::ALL
+                .into_iter()
+                .filter(|&h| t.hook_chain(h).is_some())
+                .map(|h| Ruleset::chain_bit(t.table, h))
+        })
+        .fold(0, |m, b| m | b);
+    Ok(Ruleset { family, tables, rule_slots, policy_slots, limit_slots, index, chain_mask })
 }
 
 fn declare_chain(

@@ -342,6 +342,107 @@ impl RuleState {
     }
 }
 
+/// What one evaluation did, for a caller that caches a flow's rule path (the engine's
+/// established-flow fast path): the counters it grew, in order, and whether its whole result can
+/// only depend on what every packet of one flow direction shares.
+///
+/// The contract of [`Recording::is_flow_invariant`]: two packets that are not fragments, have the
+/// same addresses, protocol, ports, interfaces, `pkttype`, skb mark and conntrack view (its remaining
+/// lifetime aside), evaluated against the same state, get the same verdict, the same deciding rule,
+/// the same counters grown and no effects. Evaluations that ran a match reading anything else (TCP
+/// flags or options, length, TTL, `limit`, `--ctexpire`, ...), ran a non-terminating target, or
+/// hotdropped, are not flow-invariant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Recording {
+    /// Rule slots; policy slots carry [`POLICY_BIT`].
+    counts: Vec<u32>,
+    variant: bool,
+}
+
+const POLICY_BIT: u32 = 1 << 31;
+
+impl Recording {
+    /// Forget everything recorded (keeps the buffer).
+    pub fn clear(&mut self) {
+        self.counts.clear();
+        self.variant = false;
+    }
+
+    /// See the type's docs.
+    pub fn is_flow_invariant(&self) -> bool {
+        !self.variant
+    }
+
+    /// Appends what `other` recorded (a walk through several tables).
+    pub fn extend(&mut self, other: &Recording) {
+        self.counts.extend_from_slice(&other.counts);
+        self.variant |= other.variant;
+    }
+
+    /// How many counter updates were recorded.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    fn push(&mut self, slot: usize, policy: bool) {
+        match u32::try_from(slot) {
+            Ok(s) if s < POLICY_BIT => self.counts.push(if policy { s | POLICY_BIT } else { s }),
+            _ => self.variant = true,
+        }
+    }
+}
+
+impl RuleState {
+    /// Grow the counters `rec` recorded, by one packet of `pkt`'s length: exactly what evaluating
+    /// `pkt` would have counted, when `rec` is flow-invariant and `pkt` shares its flow facts.
+    pub fn count_recorded(&mut self, rec: &Recording, pkt: &Packet<'_>) {
+        let bytes = counted_len(pkt);
+        for &c in &rec.counts {
+            let slot = (c & !POLICY_BIT) as usize;
+            if c & POLICY_BIT != 0 {
+                RuleState::count(&mut self.policies, slot, bytes);
+            } else {
+                RuleState::count(&mut self.rules, slot, bytes);
+            }
+        }
+    }
+}
+
+/// The bytes a rule's counter grows by for `pkt`: the datagram's L3 length.
+fn counted_len(pkt: &Packet<'_>) -> u64 {
+    u64::try_from(pkt.ip.total_len).unwrap_or(u64::MAX)
+}
+
+/// Whether a match reads only facts shared by every packet of a flow direction (see [`Recording`]).
+fn flow_invariant(m: &Match) -> bool {
+    match m {
+        Match::Tcp(t) => t.flags.is_none() && t.option.is_none(),
+        Match::Udp(_)
+        | Match::Multiport(_)
+        | Match::IpRange(_)
+        | Match::State(_)
+        | Match::Mark(_)
+        | Match::ConnMark(_)
+        | Match::Comment(_)
+        | Match::AddrType(_)
+        | Match::PktType(_)
+        | Match::Helper(_) => true,
+        Match::Conntrack(c) => c.expire.is_none(),
+        Match::Icmp(_)
+        | Match::Icmp6(_)
+        | Match::Length(_)
+        | Match::Ttl(_)
+        | Match::Hl(_)
+        | Match::Limit(_)
+        | Match::Ipv6Header(_)
+        | Match::Frag(_) => false,
+    }
+}
+
 /// Result of one match.
 enum M {
     Yes,
@@ -398,7 +499,7 @@ impl<'p> Facts<'p> {
             v6_proto_unknown: v6 && offset != 0 && ipv6_ext_hdr(pkt.ip.proto) && pkt.ip.proto != 59,
             dgram,
             l4,
-            len: u64::try_from(pkt.ip.total_len).unwrap_or(u64::MAX),
+            len: counted_len(pkt),
         }
     }
     fn u16_at(&self, i: usize) -> Option<u16> {
@@ -1023,7 +1124,20 @@ impl Ruleset {
         ctx: &mut PacketCtx<'_>,
         state: &mut RuleState,
     ) -> Outcome {
-        self.walk(table, hook, ctx, state, true)
+        self.walk(table, hook, ctx, state, true, None)
+    }
+
+    /// [`Ruleset::evaluate`], recording into `rec` (appended; see [`Recording`]) the counters grown
+    /// and whether the result is flow-invariant.
+    pub fn evaluate_recorded(
+        &self,
+        table: Table,
+        hook: Hook,
+        ctx: &mut PacketCtx<'_>,
+        state: &mut RuleState,
+        rec: &mut Recording,
+    ) -> Outcome {
+        self.walk(table, hook, ctx, state, true, Some(rec))
     }
 
     /// The reference evaluator: every rule of every chain in order, as `ipt_do_table` does.
@@ -1035,7 +1149,7 @@ impl Ruleset {
         ctx: &mut PacketCtx<'_>,
         state: &mut RuleState,
     ) -> Outcome {
-        self.walk(table, hook, ctx, state, false)
+        self.walk(table, hook, ctx, state, false, None)
     }
 
     fn walk(
@@ -1045,6 +1159,7 @@ impl Ruleset {
         ctx: &mut PacketCtx<'_>,
         state: &mut RuleState,
         classify: bool,
+        mut rec: Option<&mut Recording>,
     ) -> Outcome {
         let policy_ref = |chain: Arc<str>| RuleRef { table, chain, rule: None };
         let Some(ti) = self.tables.iter().position(|t| t.table == table) else {
@@ -1058,6 +1173,11 @@ impl Ruleset {
         };
         let pkt = ctx.pkt;
         let facts = Facts::new(pkt);
+        if let Some(r) = rec.as_deref_mut() {
+            if facts.fragoff != 0 || facts.v6_proto_unknown {
+                r.variant = true;
+            }
+        }
         let RuleState { rules: rule_counters, policies, limits, scratch, .. } = state;
         let Scratch(scratch, stack) = scratch;
         scratch.clear();
@@ -1126,17 +1246,32 @@ impl Ruleset {
                     ri = ri.saturating_add(1);
                     continue;
                 }
-                M::Hotdrop => return Outcome { verdict: Verdict::Drop, rule: here(ci, ri) },
+                M::Hotdrop => {
+                    if let Some(r) = rec.as_deref_mut() {
+                        r.variant = true;
+                    }
+                    return Outcome { verdict: Verdict::Drop, rule: here(ci, ri) };
+                }
             }
             let mut matched = true;
             for m in &rule.matches {
+                if let Some(r) = rec.as_deref_mut() {
+                    if !flow_invariant(m) {
+                        r.variant = true;
+                    }
+                }
                 match run_match(m, &facts, ctx, limits) {
                     M::Yes => {}
                     M::No => {
                         matched = false;
                         break;
                     }
-                    M::Hotdrop => return Outcome { verdict: Verdict::Drop, rule: here(ci, ri) },
+                    M::Hotdrop => {
+                        if let Some(r) = rec.as_deref_mut() {
+                            r.variant = true;
+                        }
+                        return Outcome { verdict: Verdict::Drop, rule: here(ci, ri) };
+                    }
                 }
             }
             if !matched {
@@ -1144,6 +1279,9 @@ impl Ruleset {
                 continue;
             }
             RuleState::count(rule_counters, rule.slot, facts.len);
+            if let Some(r) = rec.as_deref_mut() {
+                r.push(rule.slot, false);
+            }
             trace(ctx, || TraceEntry { rule: here(ci, ri), kind: trace_kind(rule, chain) });
             match &rule.target {
                 Target::Accept => return Outcome { verdict: Verdict::Accept, rule: here(ci, ri) },
@@ -1165,7 +1303,11 @@ impl Ruleset {
                     (ci, ri) = (*to, 0);
                     cands = enter(index, keys, ci, &ctx.ct, scratch);
                 }
+                Target::None => ri = ri.saturating_add(1),
                 other => {
+                    if let Some(r) = rec.as_deref_mut() {
+                        r.variant = true;
+                    }
                     apply(other, ctx, || here(ci, ri));
                     ri = ri.saturating_add(1);
                     // NOTRACK / CT change the state the index looked up: gather again.
@@ -1180,6 +1322,9 @@ impl Ruleset {
         }
         // Underflow: the base chain's policy (its counters grow).
         RuleState::count(policies, base_chain.policy_slot, facts.len);
+        if let Some(r) = rec {
+            r.push(base_chain.policy_slot, true);
+        }
         trace(ctx, || TraceEntry { rule: tail_ref(table, base_chain), kind: TraceKind::Policy });
         let verdict = match base_chain.builtin {
             Some((_, Policy::Drop)) => Verdict::Drop,
@@ -1334,6 +1479,73 @@ mod tests {
 
     fn at(o: &Outcome) -> String {
         format!("{:?} {}", o.verdict, o.rule)
+    }
+
+    /// Evaluates with recording; returns the outcome and the recording.
+    fn recorded(rs: &Ruleset, st: &mut RuleState, d: &Dgram, ct: CtMatch) -> (Outcome, Recording) {
+        let pkt = d.packet();
+        let mut ctx = PacketCtx {
+            now: Time::from_secs_f64(0.0),
+            pkt: &pkt,
+            in_iface: Some("eth0"),
+            out_iface: None,
+            mark: 0,
+            ct,
+            pkttype: PktType::Host,
+            host: &UnicastHost,
+            effects: Vec::new(),
+            trace: None,
+        };
+        let mut rec = Recording::default();
+        let o = rs.evaluate_recorded(Table::Filter, Hook::Input, &mut ctx, st, &mut rec);
+        (o, rec)
+    }
+
+    #[test]
+    fn recordings_say_which_walks_depend_on_the_flow_only_and_replay_their_counters() {
+        let rs = crate::parse(
+            "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:est - [0:0]\n\
+             -A INPUT -m conntrack --ctstate ESTABLISHED -j est\n\
+             -A INPUT -p udp -m udp --dport 9 -m conntrack --ctstate NEW -j LOG --log-prefix x\n\
+             -A INPUT -m conntrack --ctstate NEW -p tcp -m tcp --tcp-flags SYN SYN -j ACCEPT\n\
+             -A est -p udp -m udp --sport 53 -m comment --comment count\n\
+             -A est -p tcp -m tcp --sport 22 -m length --length 0:100 -j DROP\n\
+             -A est -p udp -j ACCEPT\n\
+             COMMIT\n",
+        )
+        .unwrap();
+        let mut st = rs.new_state();
+        let est = || CtMatch::Tracked(view(CtState::Established));
+        // UDP from port 53: INPUT:1 (jump), est:1 (no target), est:3 accepts. Flow-invariant.
+        let (o, rec) = recorded(&rs, &mut st, &udp(53, 1000), est());
+        assert_eq!(at(&o), "Accept filter:est:3");
+        assert!(rec.is_flow_invariant());
+        assert_eq!(rec.len(), 3);
+        // Replaying the recording grows exactly what evaluating grows.
+        let mut replayed = rs.new_state();
+        let mut st2 = rs.new_state();
+        for _ in 0..3 {
+            let _ = recorded(&rs, &mut st2, &udp(53, 1000), est());
+            replayed.count_recorded(&rec, &udp(53, 1000).packet());
+        }
+        assert_eq!(replayed, st2);
+        assert_eq!(replayed.rule_counters(Table::Filter, "est", 1), Some((3, 3 * 28)));
+        // TCP from port 22: the length match runs, so the walk depends on the packet.
+        let (o, rec) = recorded(&rs, &mut st, &tcp(22, 1000, 0x10), est());
+        assert_eq!(at(&o), "Drop filter:est:2");
+        assert!(!rec.is_flow_invariant());
+        // TCP from another port: est:2 stops at its port, the length match never runs; est falls off its
+        // end, INPUT:2 (udp) and INPUT:3 (NEW) do not match, the policy drops: invariant.
+        let (o, rec) = recorded(&rs, &mut st, &tcp(80, 1000, 0x10), est());
+        assert_eq!(at(&o), "Drop filter:INPUT:policy");
+        assert!(rec.is_flow_invariant());
+        assert_eq!(rec.len(), 2, "the jump and the policy");
+        // NEW TCP: the flags match runs.
+        let (_, rec) = recorded(&rs, &mut st, &tcp(80, 1000, 0x02), CtMatch::Tracked(view(CtState::New)));
+        assert!(!rec.is_flow_invariant());
+        // NEW UDP to port 9: a LOG target runs.
+        let (_, rec) = recorded(&rs, &mut st, &udp(1000, 9), CtMatch::Tracked(view(CtState::New)));
+        assert!(!rec.is_flow_invariant());
     }
 
     #[test]

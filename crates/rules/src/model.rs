@@ -707,6 +707,8 @@ pub struct Chain {
 pub struct TableRules {
     pub table: Table,
     pub chains: Vec<Chain>,
+    /// The position of each hook's built-in chain in `chains` ([`Hook::ALL`] order).
+    pub(crate) hooks: [Option<usize>; 5],
 }
 
 impl TableRules {
@@ -714,7 +716,14 @@ impl TableRules {
         self.chains.iter().find(|c| &*c.name == name)
     }
     pub(crate) fn hook_chain(&self, hook: Hook) -> Option<(usize, &Chain)> {
-        self.chains.iter().enumerate().find(|(_, c)| matches!(c.builtin, Some((h, _)) if h == hook))
+        let i = (*self.hooks.get(hook as usize)?)?;
+        Some((i, self.chains.get(i)?))
+    }
+
+    pub(crate) fn new(table: Table, chains: Vec<Chain>) -> TableRules {
+        let hooks =
+            Hook::ALL.map(|hook| chains.iter().position(|c| matches!(c.builtin, Some((h, _)) if h == hook)));
+        TableRules { table, chains, hooks }
     }
 }
 
@@ -729,6 +738,8 @@ pub struct Ruleset {
     pub(crate) limit_slots: Vec<(u32, u32)>,
     /// The classifier of each table (same order as `tables`), derived from the rules.
     pub(crate) index: Vec<crate::classify::TableIndex>,
+    /// One bit per loaded (table, hook) built-in chain ([`Ruleset::chain_bit`]).
+    pub(crate) chain_mask: u32,
 }
 
 impl Ruleset {
@@ -745,7 +756,11 @@ impl Ruleset {
     }
     /// Whether `table` is loaded and has the built-in chain `hook`.
     pub fn has_chain(&self, table: Table, hook: Hook) -> bool {
-        self.table(table).is_some_and(|t| t.hook_chain(hook).is_some())
+        self.chain_mask & Ruleset::chain_bit(table, hook) != 0
+    }
+
+    pub(crate) fn chain_bit(table: Table, hook: Hook) -> u32 {
+        1 << (table as u32 * 5 + hook as u32)
     }
     /// Total number of rules (all tables and chains).
     pub fn rule_count(&self) -> usize {

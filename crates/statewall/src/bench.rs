@@ -1,7 +1,7 @@
 //! `statewall bench`: how fast the engine decides packets.
 //!
 //! Contract: the packets (a capture, or the synthetic [`synth::workload`]) are loaded fully into memory
-//! first; then only the engine is timed (decode + conntrack + rules + verdict, `Engine::handle_packet_on_wire`
+//! first; then only the engine is timed (decode + conntrack + rules + verdict, `Engine::handle_packet_into`
 //! per packet), on a thread pinned to one core, with the capture's own clock driving expiry. Each
 //! configuration (no ruleset, then the given ruleset) runs on a fresh engine. Reported per run: packets,
 //! seconds, Mpps, ns/packet, connections created and created per second, peak table size, and the memory per
@@ -175,8 +175,9 @@ fn plain_pair(ip: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr)> {
 
 fn run_shard(engine: &mut engine::Engine, pkts: &[Pkt<'_>]) -> ShardOut {
     let mut out = ShardOut::default();
+    let mut d = engine::Decision::default();
     for p in pkts {
-        let d = engine.handle_packet_on_wire(p.ts, p.linktype, p.data, p.wire_len);
+        engine.handle_packet_into(p.ts, p.linktype, p.data, p.wire_len, &mut d);
         match d.verdict {
             Some(engine::Verdict::Accept) => out.accepted += 1,
             Some(_) => out.dropped += 1,

@@ -65,6 +65,9 @@ pub struct Summary {
     pub first_ts: Option<f64>,
     pub last_ts: Option<f64>,
     pub duration_secs: f64,
+    /// Packets whose rule walk after conntrack a remembered path replaced (the established-flow fast path;
+    /// 0 with `--no-fast-path`).
+    pub fast_path_packets: u64,
     /// Wall-clock processing rate (the only non-deterministic figure; left out of golden tests).
     pub packets_per_sec: f64,
 }
@@ -102,6 +105,8 @@ pub struct RunOptions {
     /// Produce conntrack events (`conntrack -E`) for the event sink. Off, the engine runs with
     /// `nf_conntrack_events=0` and never formats an event (half the cost of a new connection otherwise).
     pub events: bool,
+    /// Walk every table for every packet (no remembered rule paths; the results are the same).
+    pub no_fast_path: bool,
 }
 
 /// Runs every record of `captures` (loaded whole) through a fresh engine, calling `sink` for each packet and
@@ -255,6 +260,7 @@ pub fn engine_for(setup: &Setup, opts: RunOptions) -> Engine {
         engine = engine.with_ipv6_rules(r6.clone());
     }
     engine.set_tracing(opts.tracing);
+    engine.set_fast_path(!opts.no_fast_path);
     engine.set_defrag_config(setup.defrag);
     engine
 }
@@ -387,7 +393,8 @@ impl Runner {
     /// The engine and the finished summary.
     pub fn finish(self) -> (Engine, Summary) {
         let Runner { engine, tally, .. } = self;
-        let s = tally.finish(engine.conntrack().len(), engine.stats().clock_regressions);
+        let mut s = tally.finish(engine.conntrack().len(), engine.stats().clock_regressions);
+        s.fast_path_packets = engine.fast_path_stats().0;
         (engine, s)
     }
 }
@@ -597,6 +604,7 @@ pub fn run(args: &ReplayArgs) -> miette::Result<u8> {
         progress: !args.host.no_progress,
         tracing: args.trace.is_some(),
         events: args.events.is_some() || args.expect_events.is_some(),
+        no_fast_path: args.no_fast_path,
     };
     if args.threads == 0 || args.threads > 64 {
         return Err(miette::miette!("--threads must be between 1 and 64"));

@@ -15,6 +15,11 @@ fn get(map: &std::collections::BTreeMap<String, u64>, k: &str) -> u64 {
 pub fn summary_text(s: &Summary, engine: &Engine, rules: &Path) -> String {
     let mut o = String::new();
     let _ = summary_body(&mut o, s, engine, rules);
+    let _ = writeln!(
+        o,
+        "fast path     {} packets skipped the rule walk after conntrack (remembered paths)",
+        s.fast_path_packets
+    );
     let _ = writeln!(o, "rate          {:.0} packets/s (wall clock)", s.packets_per_sec);
     o
 }

@@ -266,6 +266,7 @@ pub fn run(
     }
     let table_final = engines.iter().map(|e| e.conntrack().len()).sum();
     let regressions = engines.iter().map(|e| e.stats().clock_regressions).sum();
-    let summary = tally.finish(table_final, regressions);
+    let mut summary = tally.finish(table_final, regressions);
+    summary.fast_path_packets = engines.iter().map(|e| e.fast_path_stats().0).sum();
     Ok(Sharded { summary, engines, counters, counters6, inexact })
 }

@@ -143,3 +143,63 @@ pub fn verify(args: &[&str]) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Runs replay twice, with the extra arguments `variants[0]` and `variants[1]`, and asserts that every
+/// output is the same: summary (wall-clock rate and fast-path count aside), verdict lines, counters, table
+/// entries (in any order), events and expectation events. Returns the packet count and both JSON summaries.
+pub fn same_replay_results(
+    name: &str,
+    rules: &[&str],
+    capture: &str,
+    variants: [&[&str]; 2],
+) -> (usize, Vec<serde_json::Value>) {
+    let dir = scratch(&format!("same_{name}"));
+    let mut outs = Vec::new();
+    let mut summaries = Vec::new();
+    for (t, extra) in variants.iter().enumerate() {
+        let p = |f: &str| dir.join(format!("{f}{t}")).display().to_string();
+        let mut args: Vec<String> = vec!["replay".into()];
+        args.extend(rules.iter().map(|s| s.to_string()));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        for (flag, file) in [
+            ("--verdicts", p("verdicts")),
+            ("--counters", p("counters")),
+            ("--conntrack", p("table")),
+            ("--events", p("events")),
+            ("--expect-events", p("expect")),
+            ("--format", "json".into()),
+        ] {
+            args.push(flag.into());
+            args.push(file);
+        }
+        args.push(capture.into());
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = statewall(&argv);
+        assert!(o.status.success() || o.status.code() == Some(3), "{name} {extra:?}: {}", stderr(&o));
+        let full: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let mut summary = full.clone();
+        summary.as_object_mut().unwrap().remove("packets_per_sec");
+        summary.as_object_mut().unwrap().remove("fast_path_packets");
+        summaries.push(full);
+        let read = |f: &str| std::fs::read_to_string(p(f)).unwrap();
+        let mut table: Vec<String> = read("table").lines().map(str::to_string).collect();
+        table.sort();
+        outs.push((summary, read("verdicts"), read("counters"), table, read("events"), read("expect")));
+    }
+    let (a, b) = (&outs[0], &outs[1]);
+    assert_eq!(a.0, b.0, "{name}: summary");
+    if a.1 != b.1 {
+        let first = a.1.lines().zip(b.1.lines()).position(|(x, y)| x != y);
+        let line = |s: &str, i: Option<usize>| i.and_then(|i| s.lines().nth(i)).unwrap_or("").to_string();
+        panic!(
+            "{name}: verdict lines differ first at {first:?}:\n{}\n{}",
+            line(&a.1, first),
+            line(&b.1, first)
+        );
+    }
+    assert_eq!(a.2, b.2, "{name}: counters");
+    assert_eq!(a.3, b.3, "{name}: table entries");
+    assert!(a.4 == b.4, "{name}: events differ");
+    assert_eq!(a.5, b.5, "{name}: expectation events");
+    (a.1.lines().count(), summaries)
+}

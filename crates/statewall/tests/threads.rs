@@ -9,44 +9,8 @@ use common::*;
 
 /// Runs replay with 1 and with `threads` engines and compares every output; returns the packet count.
 fn same_results(name: &str, rules: &[&str], capture: &str, threads: usize) -> usize {
-    let dir = scratch(&format!("threads_{name}"));
-    let mut outs = Vec::new();
-    for t in [1, threads] {
-        let p = |f: &str| dir.join(format!("{f}{t}")).display().to_string();
-        let mut args: Vec<String> = vec!["replay".into()];
-        args.extend(rules.iter().map(|s| s.to_string()));
-        let t_s = t.to_string();
-        for (flag, file) in [
-            ("--verdicts", p("verdicts")),
-            ("--counters", p("counters")),
-            ("--conntrack", p("table")),
-            ("--events", p("events")),
-            ("--expect-events", p("expect")),
-            ("--threads", t_s.clone()),
-            ("--format", "json".into()),
-        ] {
-            args.push(flag.into());
-            args.push(file);
-        }
-        args.push(capture.into());
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = statewall(&argv);
-        assert!(o.status.success() || o.status.code() == Some(3), "{name} t={t}: {}", stderr(&o));
-        let mut summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        summary.as_object_mut().unwrap().remove("packets_per_sec");
-        let read = |f: &str| std::fs::read_to_string(p(f)).unwrap();
-        let mut table: Vec<String> = read("table").lines().map(str::to_string).collect();
-        table.sort();
-        outs.push((summary, read("verdicts"), read("counters"), table, read("events"), read("expect")));
-    }
-    let (a, b) = (&outs[0], &outs[1]);
-    assert_eq!(a.0, b.0, "{name}: summary");
-    assert!(a.1 == b.1, "{name}: verdict lines differ");
-    assert_eq!(a.2, b.2, "{name}: counters");
-    assert_eq!(a.3, b.3, "{name}: table entries");
-    assert!(a.4 == b.4, "{name}: events differ");
-    assert_eq!(a.5, b.5, "{name}: expectation events");
-    a.1.lines().count()
+    let t = threads.to_string();
+    same_replay_results(name, rules, capture, [&["--threads", "1"], &["--threads", t.as_str()]]).0
 }
 
 #[test]
@@ -61,7 +25,7 @@ fn helpers_and_seed_examples_give_one_engine_results() {
                 "--rules6".into(),
                 h("rules.v6"),
                 "--local".into(),
-                "10.99.0.1/24".into(),
+                "10.1.0.2/16".into(),
             ],
             h("ftp-edge.pcap"),
         ),
@@ -78,7 +42,9 @@ fn helpers_and_seed_examples_give_one_engine_results() {
                 "--rules6".into(),
                 h("rules-sip.v6"),
                 "--local".into(),
-                "10.99.0.1/24".into(),
+                "10.2.0.2/16".into(),
+                "--local".into(),
+                "fd02::2/64".into(),
             ],
             h("sip.pcap"),
         ),

@@ -1,0 +1,118 @@
+//! The established-flow fast path: rule paths remembered per conntrack entry direction.
+//!
+//! Contract. After conntrack has classified a packet as ESTABLISHED (either direction) on the
+//! INPUT, OUTPUT or FORWARD path, the mangle and filter tables that follow would see a packet whose
+//! flow facts (addresses, ports, protocol, interfaces, conntrack view) are those of every other
+//! packet of the same entry direction. When a full walk of those tables was flow-invariant
+//! ([`rules::Recording`]: no match read a per-packet field, no non-terminating target ran) and
+//! accepted, its counters and deciding rules are remembered here, and the entry's direction is
+//! tagged with the remembered path ([`conntrack::Conn::tag`]). A later packet of that direction
+//! whose conntrack status, ctmark, skb mark and packet type are those the path was recorded with
+//! skips the rule walk: the same counters grow by its length, and the same rules are named. Any
+//! difference, tracing, a forwarded packet about to exceed its TTL, or a path not remembered, takes
+//! the full walk. The raw table and conntrack always run; so does the confirm hook (helpers).
+//!
+//! Paths are shared between entries that recorded identical ones, and never change once stored;
+//! at most [`MAX_PATHS`] are kept (then new walks are simply not remembered).
+
+use std::collections::HashMap;
+
+use rules::{Recording, RuleRef};
+
+use crate::decision::PacketPath;
+
+/// Tags are `u16` with 0 meaning "none".
+pub(crate) const MAX_PATHS: usize = u16::MAX as usize;
+
+/// What a remembered walk depended on beyond the entry's constant facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PathKey {
+    pub v4: bool,
+    pub path: PacketPath,
+    pub reply: bool,
+    /// The entry's status bits and ctmark after conntrack-in.
+    pub status: u32,
+    pub ctmark: u32,
+    /// The skb mark entering the first table after conntrack (raw may set it).
+    pub mark: u32,
+    pub pkttype: rules::PktType,
+}
+
+/// A remembered walk: its key, the counters it grew, and the rules the decision names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct CachedPath {
+    pub key: PathKey,
+    pub counts: Recording,
+    /// The filter table's deciding rule, and the last other table's, when those tables ran.
+    pub filter_rule: Option<RuleRef>,
+    pub last_rule: Option<RuleRef>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct PathCache {
+    paths: Vec<CachedPath>,
+    index: HashMap<CachedPath, u16>,
+    /// The recording of the walk in progress (reused buffer).
+    pub rec: Recording,
+    pub hits: u64,
+}
+
+impl PathCache {
+    /// The path behind `tag`, if `tag` names one.
+    pub fn get(&self, tag: u16) -> Option<&CachedPath> {
+        self.paths.get(usize::from(tag).checked_sub(1)?)
+    }
+
+    /// Store `path` (or find the identical one already stored); its tag, or `None` when full.
+    pub fn insert(&mut self, path: CachedPath) -> Option<u16> {
+        if let Some(&t) = self.index.get(&path) {
+            return Some(t);
+        }
+        if self.paths.len() >= MAX_PATHS {
+            return None;
+        }
+        let tag = u16::try_from(self.paths.len().checked_add(1)?).ok()?;
+        self.paths.push(path.clone());
+        self.index.insert(path, tag);
+        Some(tag)
+    }
+
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn path(status: u32) -> CachedPath {
+        CachedPath {
+            key: PathKey {
+                v4: true,
+                path: PacketPath::Input,
+                reply: false,
+                status,
+                ctmark: 0,
+                mark: 0,
+                pkttype: rules::PktType::Host,
+            },
+            counts: Recording::default(),
+            filter_rule: None,
+            last_rule: None,
+        }
+    }
+
+    #[test]
+    fn identical_paths_share_a_tag_and_tags_start_at_one() {
+        let mut c = PathCache::default();
+        assert_eq!(c.insert(path(1)), Some(1));
+        assert_eq!(c.insert(path(2)), Some(2));
+        assert_eq!(c.insert(path(1)), Some(1));
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get(0), None);
+        assert_eq!(c.get(2).map(|p| p.key.status), Some(2));
+        assert_eq!(c.get(3), None);
+    }
+}
