@@ -8,7 +8,7 @@ use wire::link::PktType;
 use wire::{Packet, Time};
 
 use crate::decision::{CtStateLabel, Decision, Disposition, PacketPath, RejectReply, Verdict};
-use crate::fastpath::{CachedPath, PathCache, PathKey};
+use crate::fastpath::{CachedPath, PathCache, PathKey, Reads};
 use crate::host::{AddrKind, Host, PathKind};
 
 /// Running totals the engine keeps (the replay driver keeps the per-verdict ones from the decisions).
@@ -658,7 +658,7 @@ impl Engine {
             status: c.status().bits(),
             ctmark: c.mark(),
             mark: walk.mark,
-            pkttype: rules_pkttype(pkttype, pkt, &self.host),
+            pkttype: Some(rules_pkttype(pkttype, pkt, &self.host)),
         })
     }
 
@@ -675,7 +675,7 @@ impl Engine {
         let Some((id, info)) = walk.conn else { return Ok(false) };
         let dir = if key.reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
         let Some(tag) = self.ct.conn(id).map(|c| c.tag(dir)) else { return Ok(false) };
-        let Some(p) = self.paths.get(tag).filter(|p| p.key == key) else { return Ok(false) };
+        let Some(p) = self.paths.get(tag).filter(|p| p.key == p.reads.mask(key)) else { return Ok(false) };
         let state = match (key.v4, self.ruleset6.as_mut()) {
             (false, Some((_, st))) => st,
             _ => &mut self.rule_state,
@@ -702,8 +702,10 @@ impl Engine {
         let Some((id, info)) = walk.conn else { return };
         // The key as it was after conntrack-in: a flow-invariant walk has no effects, so nothing changed.
         let Some(key) = self.fast_key(pkt, pkttype, path, walk, id, info) else { return };
+        let reads = Reads::of(&self.paths.rec);
         let cached = CachedPath {
-            key,
+            key: reads.mask(key),
+            reads,
             counts: self.paths.rec.clone(),
             filter_rule: walk.filter_rule.clone(),
             last_rule: walk.last_rule.clone(),

@@ -24,7 +24,8 @@ use crate::decision::PacketPath;
 /// Tags are `u16` with 0 meaning "none".
 pub(crate) const MAX_PATHS: usize = u16::MAX as usize;
 
-/// What a remembered walk depended on beyond the entry's constant facts.
+/// What a remembered walk depended on beyond the entry's constant facts. The facts the walk never read
+/// ([`Reads`]) are left out (zero / `None`), so that a change to them does not forget the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct PathKey {
     pub v4: bool,
@@ -35,13 +36,48 @@ pub(crate) struct PathKey {
     pub ctmark: u32,
     /// The skb mark entering the first table after conntrack (raw may set it).
     pub mark: u32,
-    pub pkttype: rules::PktType,
+    pub pkttype: Option<rules::PktType>,
+}
+
+/// The changeable facts a walk read (from [`rules::Recording`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) struct Reads {
+    pub status: bool,
+    pub ctmark: bool,
+    pub mark: bool,
+    pub pkttype: bool,
+}
+
+impl Reads {
+    pub fn of(rec: &Recording) -> Reads {
+        Reads {
+            status: rec.reads_status(),
+            ctmark: rec.reads_ctmark(),
+            mark: rec.reads_mark(),
+            pkttype: rec.reads_pkttype(),
+        }
+    }
+
+    /// `key` with the facts not read left out. The NAT status bits are always kept: the state match
+    /// reads them (SNAT/DNAT virtual states) and they never change once an entry exists.
+    pub fn mask(self, key: PathKey) -> PathKey {
+        const NAT: u32 = rules::status::SRC_NAT | rules::status::DST_NAT;
+        PathKey {
+            status: if self.status { key.status } else { key.status & NAT },
+            ctmark: if self.ctmark { key.ctmark } else { 0 },
+            mark: if self.mark { key.mark } else { 0 },
+            pkttype: if self.pkttype { key.pkttype } else { None },
+            ..key
+        }
+    }
 }
 
 /// A remembered walk: its key, the counters it grew, and the rules the decision names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CachedPath {
+    /// Masked with `reads`.
     pub key: PathKey,
+    pub reads: Reads,
     pub counts: Recording,
     /// The filter table's deciding rule, and the last other table's, when those tables ran.
     pub filter_rule: Option<RuleRef>,
@@ -96,8 +132,9 @@ mod tests {
                 status,
                 ctmark: 0,
                 mark: 0,
-                pkttype: rules::PktType::Host,
+                pkttype: Some(rules::PktType::Host),
             },
+            reads: Reads::default(),
             counts: Recording::default(),
             filter_rule: None,
             last_rule: None,

@@ -357,7 +357,15 @@ pub struct Recording {
     /// Rule slots; policy slots carry [`POLICY_BIT`].
     counts: Vec<u32>,
     variant: bool,
+    /// Which of the per-entry facts that can change during a flow's life the evaluated matches read
+    /// (`READS_*`): a fact never read cannot have changed the result.
+    reads: u8,
 }
+
+const READS_STATUS: u8 = 1;
+const READS_CTMARK: u8 = 2;
+const READS_MARK: u8 = 4;
+const READS_PKTTYPE: u8 = 8;
 
 const POLICY_BIT: u32 = 1 << 31;
 
@@ -366,6 +374,25 @@ impl Recording {
     pub fn clear(&mut self) {
         self.counts.clear();
         self.variant = false;
+        self.reads = 0;
+    }
+
+    /// Some evaluated match read the conntrack status bits (`--ctstatus`). When none did, only the
+    /// NAT bits (which never change once an entry exists) can have mattered.
+    pub fn reads_status(&self) -> bool {
+        self.reads & READS_STATUS != 0
+    }
+    /// Some evaluated match read the conntrack mark (`-m connmark`).
+    pub fn reads_ctmark(&self) -> bool {
+        self.reads & READS_CTMARK != 0
+    }
+    /// Some evaluated match read the skb mark (`-m mark`).
+    pub fn reads_mark(&self) -> bool {
+        self.reads & READS_MARK != 0
+    }
+    /// Some evaluated match read the packet type (`-m pkttype`).
+    pub fn reads_pkttype(&self) -> bool {
+        self.reads & READS_PKTTYPE != 0
     }
 
     /// See the type's docs.
@@ -377,6 +404,7 @@ impl Recording {
     pub fn extend(&mut self, other: &Recording) {
         self.counts.extend_from_slice(&other.counts);
         self.variant |= other.variant;
+        self.reads |= other.reads;
     }
 
     /// How many counter updates were recorded.
@@ -415,6 +443,17 @@ impl RuleState {
 /// The bytes a rule's counter grows by for `pkt`: the datagram's L3 length.
 fn counted_len(pkt: &Packet<'_>) -> u64 {
     u64::try_from(pkt.ip.total_len).unwrap_or(u64::MAX)
+}
+
+/// Which changeable per-entry facts a flow-invariant match reads (`READS_*`).
+fn reads_of(m: &Match) -> u8 {
+    match m {
+        Match::Conntrack(c) if c.status.is_some() => READS_STATUS,
+        Match::ConnMark(_) => READS_CTMARK,
+        Match::Mark(_) => READS_MARK,
+        Match::PktType(_) => READS_PKTTYPE,
+        _ => 0,
+    }
 }
 
 /// Whether a match reads only facts shared by every packet of a flow direction (see [`Recording`]).
@@ -1259,6 +1298,7 @@ impl Ruleset {
                     if !flow_invariant(m) {
                         r.variant = true;
                     }
+                    r.reads |= reads_of(m);
                 }
                 match run_match(m, &facts, ctx, limits) {
                     M::Yes => {}

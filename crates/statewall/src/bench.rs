@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// Skip the run without a ruleset.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Walk every table for every packet (no remembered rule paths for ESTABLISHED packets; the results
+    /// are the same), to measure what the fast path saves.
+    #[arg(long)]
+    pub no_fast_path: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// pcap or pcapng files to use instead of the synthetic workload.
@@ -88,6 +92,8 @@ struct RunResult {
     accepted: u64,
     dropped: u64,
     other: u64,
+    /// Packets whose rule walk after conntrack a remembered path replaced.
+    fast_path_packets: u64,
     threads: usize,
 }
 
@@ -106,6 +112,7 @@ struct ShardOut {
     table_bytes: usize,
     /// Resident set at the end of the run, the engine still alive.
     rss_end: Option<u64>,
+    fast_path: u64,
 }
 
 /// Resident set size in bytes (Linux `/proc/self/statm`), if readable.
@@ -196,6 +203,7 @@ fn run_shard(engine: &mut engine::Engine, pkts: &[Pkt<'_>]) -> ShardOut {
     out.peak = engine.stats().peak_entries;
     out.final_entries = engine.conntrack().len();
     out.table_bytes = engine.conntrack().memory_bytes();
+    out.fast_path = engine.fast_path_stats().0;
     out.rss_end = out.rss_at_5k.and_then(|_| rss_bytes());
     out
 }
@@ -207,6 +215,7 @@ struct Config<'a> {
     host: &'a engine::Host,
     ct: &'a conntrack::Config,
     defrag: wire::defrag::DefragConfig,
+    fast_path: bool,
 }
 
 fn engine_for(c: &Config<'_>) -> engine::Engine {
@@ -215,6 +224,7 @@ fn engine_for(c: &Config<'_>) -> engine::Engine {
         e = e.with_ipv6_rules(r6.clone());
     }
     e.set_defrag_config(c.defrag);
+    e.set_fast_path(c.fast_path);
     e
 }
 
@@ -278,6 +288,7 @@ fn timed(c: &Config<'_>, shards: &[Vec<Pkt<'_>>], first_cpu: usize) -> (f64, Sha
         m.dropped += o.dropped;
         m.other += o.other;
         m.table_bytes += o.table_bytes;
+        m.fast_path += o.fast_path;
     }
     (secs, m, None)
 }
@@ -316,6 +327,7 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
             host: &host,
             ct: &ct,
             defrag,
+            fast_path: !args.no_fast_path,
         });
     }
     if let Some(path) = &args.rules {
@@ -326,6 +338,7 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
             host: &host,
             ct: &ct,
             defrag,
+            fast_path: !args.no_fast_path,
         });
     }
     if let Some(n) = args.rules_synthetic {
@@ -341,6 +354,7 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
             host: &host,
             ct: &ct,
             defrag,
+            fast_path: !args.no_fast_path,
         });
     }
     if args.threads == 0 || args.threads > 256 {
@@ -434,6 +448,7 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
             accepted: out.accepted,
             dropped: out.dropped,
             other: out.other,
+            fast_path_packets: out.fast_path,
             threads: args.threads,
         });
     }
@@ -457,7 +472,7 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
                 args.threads, args.cpu, ct.max
             );
             println!(
-                "{:<28} {:>10} {:>9} {:>8} {:>8} {:>12} {:>11} {:>9} {:>9} {:>10}",
+                "{:<28} {:>10} {:>9} {:>8} {:>8} {:>12} {:>11} {:>9} {:>9} {:>10} {:>10}",
                 "run",
                 "packets",
                 "seconds",
@@ -467,13 +482,14 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
                 "peak table",
                 "B/conn",
                 "(table)",
-                "accepted"
+                "accepted",
+                "fast path"
             );
             for r in &results {
                 let per = r.bytes_per_connection.map_or("n/a".to_string(), |b| format!("{b:.0}"));
                 let table = r.table_bytes_per_connection.map_or("n/a".to_string(), |b| format!("{b:.0}"));
                 println!(
-                    "{:<28} {:>10} {:>9.3} {:>8.2} {:>8.1} {:>12.0} {:>11} {:>9} {:>9} {:>10}",
+                    "{:<28} {:>10} {:>9.3} {:>8.2} {:>8.1} {:>12.0} {:>11} {:>9} {:>9} {:>10} {:>10}",
                     r.name,
                     r.packets,
                     r.seconds,
@@ -483,7 +499,8 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
                     r.peak_entries,
                     per,
                     table,
-                    r.accepted
+                    r.accepted,
+                    r.fast_path_packets
                 );
             }
         }
