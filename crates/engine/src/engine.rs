@@ -148,6 +148,8 @@ struct Walk<'h> {
     /// The remembered path decided the tables after conntrack: the state label and direction come from
     /// conntrack's classification (`walk.ct` was not built).
     fast: Option<CtInfo>,
+    /// The remembered path's tag: its rules name the decision's rule (not cloned into the walk).
+    fast_tag: u16,
 }
 
 impl Engine {
@@ -425,7 +427,11 @@ impl Engine {
             view_stale: false,
             recording: false,
             fast: None,
+            fast_tag: 0,
         };
+        // The previous decision's rule, to keep when this one names the same (no reference count traffic on
+        // the fast path).
+        let prev_rule = decision.rule.take();
         decision.reset(Disposition::Filtered);
         decision.path = Some(path);
         decision.in_iface = in_if.map(crate::decision::IfaceName::new);
@@ -455,7 +461,13 @@ impl Engine {
             }
         };
         if verdict == Verdict::Accept {
-            decision.rule = walk.filter_rule.take().or(walk.last_rule.take());
+            let remembered =
+                self.paths.get(walk.fast_tag).and_then(|p| p.filter_rule.as_ref().or(p.last_rule.as_ref()));
+            decision.rule = match (remembered, prev_rule) {
+                (Some(r), Some(prev)) if same_rule(r, &prev) => Some(prev),
+                (Some(r), _) => Some(r.clone()),
+                (None, _) => walk.filter_rule.take().or(walk.last_rule.take()),
+            };
         }
         decision.verdict = Some(verdict);
         // A packet conntrack itself dropped never got a state (NF_DROP in conntrack-in).
@@ -681,12 +693,8 @@ impl Engine {
             _ => &mut self.rule_state,
         };
         state.count_recorded(&p.counts, pkt);
-        if let Some(r) = &p.filter_rule {
-            walk.filter_rule = Some(r.clone());
-        }
-        if let Some(r) = &p.last_rule {
-            walk.last_rule = Some(r.clone());
-        }
+        // The rules it names are read from the path when the decision is made.
+        walk.fast_tag = tag;
         self.paths.hits += 1;
         walk.fast = Some(info);
         self.confirm(now, pkt, walk, decision)?;
@@ -881,6 +889,11 @@ impl Engine {
             v => Err((v, Some(outcome.rule))),
         }
     }
+}
+
+/// The same rule, compared without touching the chain name's reference count.
+fn same_rule(a: &RuleRef, b: &RuleRef) -> bool {
+    a.table == b.table && a.rule == b.rule && std::sync::Arc::ptr_eq(&a.chain, &b.chain)
 }
 
 fn label(ct: &CtMatch) -> CtStateLabel {

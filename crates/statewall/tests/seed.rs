@@ -13,8 +13,8 @@ fn replay_json(rules: &str, extra: &[&str]) -> (serde_json::Value, std::process:
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     let mut v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     v["packets_per_sec"] = serde_json::Value::Null; // wall clock: not deterministic
-    // How many packets took the fast path is an implementation detail (tests/fast_path.rs checks that the
-    // results do not depend on it); keep only that some did.
+                                                    // How many packets took the fast path is an implementation detail (tests/fast_path.rs checks that the
+                                                    // results do not depend on it); keep only that some did.
     let fast = v["fast_path_packets"].as_u64().unwrap();
     v["fast_path_packets"] = (fast > 0).into();
     for c in v["captures"].as_array_mut().unwrap() {
