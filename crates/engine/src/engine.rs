@@ -41,8 +41,7 @@ pub struct Engine {
     fast_path: bool,
 }
 
-/// A direct-mapped memo of [`Host::classify`], keyed by the address pair. Interfaces are stored as their
-/// index in [`Host::interfaces`] ([`LO_INDEX`] for `lo`).
+/// A direct-mapped memo of [`Host::classify`], keyed by the address pair.
 struct RouteCache {
     slots: Vec<Option<RouteSlot>>,
 }
@@ -52,12 +51,11 @@ struct RouteSlot {
     src: IpAddr,
     dst: IpAddr,
     kind: PathKind,
-    in_if: Option<u16>,
-    out_if: Option<u16>,
+    in_if: Option<Iface>,
+    out_if: Option<Iface>,
 }
 
 const ROUTE_SLOTS: usize = 4096;
-const LO_INDEX: u16 = u16::MAX;
 
 impl RouteCache {
     fn new() -> RouteCache {
@@ -76,41 +74,56 @@ impl RouteCache {
         (h >> 52) as usize % ROUTE_SLOTS
     }
 
-    /// `host.classify(src, dst)`, remembered.
-    fn classify<'h>(
-        &mut self,
-        host: &'h Host,
-        src: IpAddr,
-        dst: IpAddr,
-    ) -> (PathKind, Option<&'h str>, Option<&'h str>) {
+    /// `host.classify(src, dst)`, remembered; interfaces as [`Iface`] indices.
+    fn classify(&mut self, host: &Host, src: IpAddr, dst: IpAddr) -> Route {
         let i = Self::slot(src, dst);
-        let name = |idx: Option<u16>| -> Option<&'h str> {
-            match idx? {
-                LO_INDEX => Some(crate::host::LOOPBACK),
-                n => host.interfaces().get(usize::from(n)).map(|x| x.name.as_str()),
-            }
-        };
         if let Some(Some(r)) = self.slots.get(i) {
             if r.src == src && r.dst == dst {
-                return (r.kind, name(r.in_if), name(r.out_if));
+                return (r.kind, r.in_if, r.out_if);
             }
         }
         let (kind, in_if, out_if) = host.classify(src, dst);
-        let index = |n: Option<&str>| -> Option<Option<u16>> {
-            match n {
-                None => Some(None),
-                Some(crate::host::LOOPBACK) => Some(Some(LO_INDEX)),
-                Some(n) => {
-                    let pos = host.interfaces().iter().position(|x| x.name == n)?;
-                    u16::try_from(pos).ok().filter(|&p| p != LO_INDEX).map(Some)
-                }
-            }
-        };
-        if let (Some(a), Some(b), Some(slot)) = (index(in_if), index(out_if), self.slots.get_mut(i)) {
-            *slot = Some(RouteSlot { src, dst, kind, in_if: a, out_if: b });
+        let (in_if, out_if) = (Iface::of(host, in_if), Iface::of(host, out_if));
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = Some(RouteSlot { src, dst, kind, in_if, out_if });
         }
         (kind, in_if, out_if)
     }
+}
+
+/// A routing decision: the path and the in and out interfaces.
+type Route = (PathKind, Option<Iface>, Option<Iface>);
+
+/// An interface of the engine's host: its index in [`Host::interfaces`], or `lo` (the host never changes
+/// once the engine has it, so the index always names the same interface).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Iface(u32);
+
+impl Iface {
+    const LO: Iface = Iface(u32::MAX);
+
+    fn of(host: &Host, name: Option<&str>) -> Option<Iface> {
+        match name? {
+            crate::host::LOOPBACK => Some(Iface::LO),
+            n => host
+                .interfaces()
+                .iter()
+                .position(|x| x.name == n)
+                .and_then(|p| u32::try_from(p).ok())
+                .map(Iface),
+        }
+    }
+
+    fn name(self, host: &Host) -> Option<&str> {
+        if self == Iface::LO {
+            return Some(crate::host::LOOPBACK);
+        }
+        host.interfaces().get(self.0 as usize).map(|x| x.name.as_str())
+    }
+}
+
+fn iface_name(host: &Host, i: Option<Iface>) -> Option<&str> {
+    i?.name(host)
 }
 
 /// Where conntrack-in runs for a path.
@@ -122,15 +135,15 @@ fn ct_hook(path: PacketPath) -> conntrack::Hook {
 }
 
 /// The state of one packet's walk through the hooks.
-struct Walk<'h> {
+struct Walk {
     mark: u32,
     ct: CtMatch,
     /// The tracked entry (if any) and whether this packet is the one creating it.
     conn: Option<(conntrack::ConnId, CtInfo)>,
     untracked: bool,
     template: Option<conntrack::Template>,
-    in_iface: Option<&'h str>,
-    out_iface: Option<&'h str>,
+    in_iface: Option<Iface>,
+    out_iface: Option<Iface>,
     /// The deciding rule of the filter table, and of the last other table run (the decision names the
     /// filter one when filter ran; each rule reference is kept once, not cloned).
     filter_rule: Option<RuleRef>,
@@ -354,8 +367,7 @@ impl Engine {
         // header checksum (e.g. a capture taken on the sender with checksum offload) never reaches netfilter.
         // Locally generated packets get their header checksum filled in by the stack.
         // The route is decided once per packet (a reassembled datagram has its fragments' addresses).
-        let host = std::sync::Arc::clone(&self.host);
-        let route = self.routes.classify(&host, pkt.ip.src, pkt.ip.dst);
+        let route = self.routes.classify(&self.host, pkt.ip.src, pkt.ip.dst);
         let from_wire = !matches!(route.0, PathKind::Output | PathKind::Loopback);
         let input_drop = if !from_wire {
             None
@@ -395,14 +407,15 @@ impl Engine {
 
     /// Walk the hooks for a whole (reassembled) datagram.
     /// `route`: the host model's classification of the datagram (path, in and out interfaces).
-    fn filter<'h>(
+    fn filter(
         &mut self,
         now: Time,
         pkt: &Packet<'_>,
         pkttype: PktType,
-        (route, in_if, out_if): (PathKind, Option<&'h str>, Option<&'h str>),
+        route: Route,
         decision: &mut Decision,
     ) {
+        let (route, in_if, out_if) = route;
         let path = match route {
             PathKind::Input => PacketPath::Input,
             PathKind::Output => PacketPath::Output,
@@ -434,8 +447,8 @@ impl Engine {
         let prev_rule = decision.rule.take();
         decision.reset(Disposition::Filtered);
         decision.path = Some(path);
-        decision.in_iface = in_if.map(crate::decision::IfaceName::new);
-        decision.out_iface = out_if.map(crate::decision::IfaceName::new);
+        decision.in_iface = iface_name(&self.host, in_if).map(crate::decision::IfaceName::new);
+        decision.out_iface = iface_name(&self.host, out_if).map(crate::decision::IfaceName::new);
         decision.flow = Some(crate::decision::FlowSummary::of(pkt));
         if let PathKind::Unrouted(why) = route {
             decision.route_reason = Some(why.reason());
@@ -507,7 +520,7 @@ impl Engine {
         pkt: &Packet<'_>,
         pkttype: PktType,
         path: PacketPath,
-        walk: &mut Walk<'_>,
+        walk: &mut Walk,
         decision: &mut Decision,
     ) -> Result<(), (rules::Verdict, Option<RuleRef>)> {
         let first_hook = match path {
@@ -616,7 +629,7 @@ impl Engine {
         if path == PacketPath::Loopback {
             // Back in through `lo`: the skb still carries its ct, conntrack-in does nothing, and raw's state
             // matches already see the real state (reference §9 T13).
-            walk.in_iface = Some(crate::host::LOOPBACK);
+            walk.in_iface = Some(Iface::LO);
             walk.out_iface = None;
             let filter_out = walk.filter_rule.take();
             for (table, hook) in [
@@ -642,7 +655,7 @@ impl Engine {
         pkt: &Packet<'_>,
         pkttype: PktType,
         path: PacketPath,
-        walk: &Walk<'_>,
+        walk: &Walk,
         id: conntrack::ConnId,
         info: CtInfo,
     ) -> Option<PathKey> {
@@ -681,7 +694,7 @@ impl Engine {
         now: Time,
         pkt: &Packet<'_>,
         key: PathKey,
-        walk: &mut Walk<'_>,
+        walk: &mut Walk,
         decision: &mut Decision,
     ) -> Result<bool, (rules::Verdict, Option<RuleRef>)> {
         let Some((id, info)) = walk.conn else { return Ok(false) };
@@ -703,7 +716,7 @@ impl Engine {
 
     /// After a recorded walk through the tables after conntrack accepted: remember it for the entry's
     /// direction if it was flow-invariant.
-    fn remember(&mut self, pkt: &Packet<'_>, pkttype: PktType, path: PacketPath, walk: &Walk<'_>) {
+    fn remember(&mut self, pkt: &Packet<'_>, pkttype: PktType, path: PacketPath, walk: &Walk) {
         if !self.paths.rec.is_flow_invariant() {
             return;
         }
@@ -731,7 +744,7 @@ impl Engine {
         &mut self,
         now: Time,
         pkt: &Packet<'_>,
-        walk: &mut Walk<'_>,
+        walk: &mut Walk,
         decision: &mut Decision,
     ) -> Result<(), (rules::Verdict, Option<RuleRef>)> {
         if let Some((id, info)) = walk.conn {
@@ -796,7 +809,7 @@ impl Engine {
         pkttype: PktType,
         table: Table,
         hook: Hook,
-        walk: &mut Walk<'_>,
+        walk: &mut Walk,
     ) -> Result<(), (rules::Verdict, Option<RuleRef>)> {
         let has_chain = match (pkt.is_v4(), &self.ruleset6) {
             (true, _) => self.ruleset.has_chain(table, hook),
@@ -815,8 +828,8 @@ impl Engine {
         let mut ctx = PacketCtx {
             now,
             pkt,
-            in_iface: walk.in_iface,
-            out_iface: walk.out_iface,
+            in_iface: iface_name(&self.host, walk.in_iface),
+            out_iface: iface_name(&self.host, walk.out_iface),
             mark: walk.mark,
             ct: std::mem::replace(&mut walk.ct, CtMatch::Invalid),
             pkttype: rules_pkttype(pkttype, pkt, &self.host),
@@ -986,7 +999,9 @@ mod tests {
             for _round in 0..2 {
                 for &a in &addrs {
                     for &b in &addrs {
-                        assert_eq!(cache.classify(host, a, b), host.classify(a, b), "{a} -> {b}");
+                        let (k, i, o) = cache.classify(host, a, b);
+                        let named = (k, iface_name(host, i), iface_name(host, o));
+                        assert_eq!(named, host.classify(a, b), "{a} -> {b}");
                     }
                 }
             }
