@@ -8,7 +8,7 @@ use wire::link::PktType;
 use wire::{Packet, Time};
 
 use crate::decision::{CtStateLabel, Decision, Disposition, PacketPath, RejectReply, Verdict};
-use crate::fastpath::{CachedPath, PathCache, PathKey, Reads};
+use crate::fastpath::{PathCache, PathKey, Reads};
 use crate::host::{AddrKind, Host, PathKind};
 
 /// Running totals the engine keeps (the replay driver keeps the per-verdict ones from the decisions).
@@ -724,14 +724,9 @@ impl Engine {
         // The key as it was after conntrack-in: a flow-invariant walk has no effects, so nothing changed.
         let Some(key) = self.fast_key(pkt, pkttype, path, walk, id, info) else { return };
         let reads = Reads::of(&self.paths.rec);
-        let cached = CachedPath {
-            key: reads.mask(key),
-            reads,
-            counts: self.paths.rec.clone(),
-            filter_rule: walk.filter_rule.clone(),
-            last_rule: walk.last_rule.clone(),
-        };
-        if let Some(tag) = self.paths.insert(cached) {
+        let tag =
+            self.paths.remember(reads.mask(key), reads, walk.filter_rule.as_ref(), walk.last_rule.as_ref());
+        if let Some(tag) = tag {
             let dir = if key.reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
             self.ct.set_tag(id, dir, tag);
         }

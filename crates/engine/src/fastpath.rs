@@ -87,11 +87,16 @@ pub(crate) struct CachedPath {
 #[derive(Debug, Default)]
 pub(crate) struct PathCache {
     paths: Vec<CachedPath>,
-    index: HashMap<CachedPath, u16>,
+    index: HashMap<CachedPath, u16, foldhash::fast::FixedState>,
+    /// The tags most recently found or stored, checked before hashing (a few paths serve most flows).
+    recent: [u16; RECENT],
+    next_recent: usize,
     /// The recording of the walk in progress (reused buffer).
     pub rec: Recording,
     pub hits: u64,
 }
+
+const RECENT: usize = 8;
 
 impl PathCache {
     /// The path behind `tag`, if `tag` names one.
@@ -99,17 +104,48 @@ impl PathCache {
         self.paths.get(usize::from(tag).checked_sub(1)?)
     }
 
-    /// Store `path` (or find the identical one already stored); its tag, or `None` when full.
-    pub fn insert(&mut self, path: CachedPath) -> Option<u16> {
-        if let Some(&t) = self.index.get(&path) {
+    /// The tag of the path recorded as `rec` (the buffer) with `key`, `reads` and the rules the walk named,
+    /// stored now if no identical path is; `None` when the cache is full.
+    pub fn remember(
+        &mut self,
+        key: PathKey,
+        reads: Reads,
+        filter_rule: Option<&RuleRef>,
+        last_rule: Option<&RuleRef>,
+    ) -> Option<u16> {
+        let same = |p: &CachedPath| {
+            p.key == key
+                && p.reads == reads
+                && p.counts == self.rec
+                && p.filter_rule.as_ref() == filter_rule
+                && p.last_rule.as_ref() == last_rule
+        };
+        if let Some(&t) = self.recent.iter().find(|&&t| self.get(t).is_some_and(same)) {
             return Some(t);
         }
-        if self.paths.len() >= MAX_PATHS {
-            return None;
+        let path = CachedPath {
+            key,
+            reads,
+            counts: self.rec.clone(),
+            filter_rule: filter_rule.cloned(),
+            last_rule: last_rule.cloned(),
+        };
+        let tag = match self.index.get(&path) {
+            Some(&t) => t,
+            None => {
+                if self.paths.len() >= MAX_PATHS {
+                    return None;
+                }
+                let tag = u16::try_from(self.paths.len().checked_add(1)?).ok()?;
+                self.paths.push(path.clone());
+                self.index.insert(path, tag);
+                tag
+            }
+        };
+        if let Some(slot) = self.recent.get_mut(self.next_recent % RECENT) {
+            *slot = tag;
         }
-        let tag = u16::try_from(self.paths.len().checked_add(1)?).ok()?;
-        self.paths.push(path.clone());
-        self.index.insert(path, tag);
+        self.next_recent = self.next_recent.wrapping_add(1);
         Some(tag)
     }
 
@@ -123,33 +159,34 @@ impl PathCache {
 mod tests {
     use super::*;
 
-    fn path(status: u32) -> CachedPath {
-        CachedPath {
-            key: PathKey {
-                v4: true,
-                path: PacketPath::Input,
-                reply: false,
-                status,
-                ctmark: 0,
-                mark: 0,
-                pkttype: Some(rules::PktType::Host),
-            },
-            reads: Reads::default(),
-            counts: Recording::default(),
-            filter_rule: None,
-            last_rule: None,
+    fn key(status: u32) -> PathKey {
+        PathKey {
+            v4: true,
+            path: PacketPath::Input,
+            reply: false,
+            status,
+            ctmark: 0,
+            mark: 0,
+            pkttype: Some(rules::PktType::Host),
         }
     }
 
     #[test]
     fn identical_paths_share_a_tag_and_tags_start_at_one() {
         let mut c = PathCache::default();
-        assert_eq!(c.insert(path(1)), Some(1));
-        assert_eq!(c.insert(path(2)), Some(2));
-        assert_eq!(c.insert(path(1)), Some(1));
-        assert_eq!(c.len(), 2);
+        let r = Reads::default();
+        assert_eq!(c.remember(key(1), r, None, None), Some(1));
+        assert_eq!(c.remember(key(2), r, None, None), Some(2));
+        assert_eq!(c.remember(key(1), r, None, None), Some(1));
+        // Past the recent tags: found through the index.
+        for s in 3..20 {
+            assert_eq!(c.remember(key(s), r, None, None), Some(s as u16));
+        }
+        assert_eq!(c.remember(key(1), r, None, None), Some(1));
+        assert_eq!(c.remember(key(2), Reads { status: true, ..r }, None, None), Some(20));
+        assert_eq!(c.len(), 20);
         assert_eq!(c.get(0), None);
         assert_eq!(c.get(2).map(|p| p.key.status), Some(2));
-        assert_eq!(c.get(3), None);
+        assert_eq!(c.get(21), None);
     }
 }
