@@ -116,9 +116,14 @@ fn tcp_step(c: &mut Criterion) {
 fn engine_step(c: &mut Criterion) {
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(1));
-    for (name, rules) in [("no rules", ""), ("seed rules", SEED_RULES)] {
-        // One hot established flow: a duplicate ACK, again and again.
+    for (name, rules, fast) in [
+        ("no rules", "", true),
+        ("seed rules", SEED_RULES, true),
+        ("seed rules, no fast path", SEED_RULES, false),
+    ] {
+        // One hot established flow: a duplicate ACK, again and again (decision written in place).
         let mut e = engine(rules, 1 << 20);
+        e.set_fast_path(fast);
         let f = frames(1, 8, vec![Proto::Tcp]);
         let mut last = Time::ZERO;
         for (ts, frame) in f.iter().take(3) {
@@ -127,18 +132,29 @@ fn engine_step(c: &mut Criterion) {
         }
         let (_, ack) = f.iter().nth(2).unwrap();
         let ack = ack.to_vec();
+        let mut d = engine::Decision::default();
+        let len = ack.len() as u32;
         g.bench_function(format!("hot flow, {name}"), |b| {
-            b.iter(|| black_box(e.handle_packet(last, 1, black_box(&ack))))
+            b.iter(|| {
+                e.handle_packet_into(last, 1, black_box(&ack), len, &mut d);
+                black_box(&d);
+            })
         });
         // 100k flows, 8 packets each, all live: the workload of `statewall bench`, replayed from the start
         // on a fresh engine per batch.
         let f = frames(100_000, 8, vec![Proto::Tcp, Proto::Udp]);
         g.bench_function(format!("100k flows x 8 packets, {name} (per 800k-packet batch)"), |b| {
             b.iter_batched(
-                || engine(rules, 1 << 20),
+                || {
+                    let mut e = engine(rules, 1 << 20);
+                    e.set_fast_path(fast);
+                    e
+                },
                 |mut e| {
+                    let mut d = engine::Decision::default();
                     for (ts, frame) in f.iter() {
-                        black_box(e.handle_packet(ts, 1, frame));
+                        e.handle_packet_into(ts, 1, frame, frame.len() as u32, &mut d);
+                        black_box(&d);
                     }
                     e
                 },
