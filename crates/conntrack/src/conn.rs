@@ -16,6 +16,7 @@ use wire::Time;
 use crate::helper::Help;
 use crate::sctp::{SctpConn, SctpState};
 use crate::tcp::{TcpConn, TcpState};
+use crate::timers::Place;
 use crate::tuple::{Tuple, TupleL4};
 
 /// Connection status bits (`enum ip_conntrack_status`, value = 1 << bit). The kernel defines bits 0-15;
@@ -240,6 +241,8 @@ pub(crate) struct Ext {
     pub(crate) acct: Option<Box<[Counter; 2]>>,
     /// Timestamp extension (`nf_conntrack_timestamp=1` at creation): the start time, set at confirmation.
     pub(crate) tstamp: Option<Time>,
+    /// The zone id (`CT --zone`), when not 0.
+    pub(crate) zone: u16,
 }
 
 impl Ext {
@@ -261,6 +264,8 @@ const KIND_NONE: u8 = 2;
 /// The zone's directions, in [`Conn::bits`] (2 bits).
 const ZONE_DIR_SHIFT: u8 = 2;
 const ZONE_DIR_MASK: u8 = 0b11 << ZONE_DIR_SHIFT;
+/// The cached event bits (`EV_*`, 4 bits), in [`Conn::bits`].
+const ECACHE_SHIFT: u8 = 4;
 
 /// An L4 part in 32 bits plus its kind.
 pub(crate) fn pack_l4(l4: TupleL4) -> (u32, u8) {
@@ -283,17 +288,14 @@ fn unpack_l4(v: u32, kind: u8) -> TupleL4 {
 
 /// A conntrack entry.
 ///
-/// Layout (an IPv4 TCP entry is 112 bytes, nothing else allocated): the original tuple is stored compactly
+/// Layout (an IPv4 TCP entry is 104 bytes, nothing else allocated): the original tuple is stored compactly
 /// (IPv4 addresses inline, IPv6 ones in the extension box), the reply tuple is derived (the inverse of the
 /// original) unless the extension overrides it, and everything rare lives in one optional [`Ext`] box.
 #[derive(Debug, Clone)]
 pub struct Conn {
-    /// Confirmed: absolute expiry in ns. Unconfirmed: relative timeout in ns.
+    /// Confirmed: absolute expiry in ns. Unconfirmed: the creation time in ns (the kernel starts the
+    /// timer at confirmation; [`Conn::expires`] reports creation + the relative timeout until then).
     pub(crate) timeout: u64,
-    /// Confirmed: where the entry's timer is registered in the table's [`crate::timers::Wheel`] (packed
-    /// [`crate::timers::Place`]). Unconfirmed: the creation time in ns (the kernel starts the timer at
-    /// confirmation; [`Conn::expires`] reports creation + timeout until then).
-    pub(crate) timer: u64,
     pub(crate) ext: Option<Box<Ext>>,
     /// Original source / destination (IPv4; unused for IPv6).
     src: u32,
@@ -302,16 +304,17 @@ pub struct Conn {
     l4: u32,
     pub(crate) mark: u32,
     pub(crate) gen: u32,
+    /// Confirmed: where the entry's timer is registered in the table's [`crate::timers::Wheel`] (packed
+    /// [`crate::timers::Place`], see [`Conn::place`]). Unconfirmed: the relative timeout in seconds.
+    timer: u32,
     /// Opaque per-direction tags for the owner of the table (the engine's cached rule paths);
     /// zero on a new entry, never read by conntrack.
     pub(crate) tags: [u16; 2],
     pub(crate) status: Status,
-    pub(crate) zone: u16,
     l4proto: u8,
-    /// L4 kind (2 bits), zone directions (2 bits).
+    /// L4 kind (2 bits), zone directions (2 bits), cached event bits (4 bits: `nf_conntrack_ecache`,
+    /// delivered at the confirm hook).
     bits: u8,
-    /// Cached event bits (`nf_conntrack_ecache`), delivered at the confirm hook.
-    pub(crate) ecache: u8,
     pub(crate) proto: ProtoState,
 }
 
@@ -331,33 +334,62 @@ impl Conn {
             ZoneDir::Orig => 1,
             ZoneDir::Reply => 2,
         };
-        let (src, dst, ext) = match (orig.src, orig.dst) {
+        let (src, dst, v6) = match (orig.src, orig.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => (u32::from(s), u32::from(d), None),
             (s, d) => {
                 let wide = |ip: IpAddr| match ip {
                     IpAddr::V4(v) => v.to_ipv6_mapped(),
                     IpAddr::V6(v) => v,
                 };
-                (0, 0, Some(Box::new(Ext { v6: Some([wide(s), wide(d)]), ..Ext::default() })))
+                (0, 0, Some([wide(s), wide(d)]))
             }
         };
+        let ext = (v6.is_some() || zone != 0).then(|| Box::new(Ext { v6, zone, ..Ext::default() }));
         Conn {
-            timeout: 0,
-            timer: now.0,
+            timeout: now.0,
             ext,
             src,
             dst,
             l4,
             mark: 0,
             gen,
+            timer: 0,
             tags: [0; 2],
             status: Status::empty(),
-            zone,
             l4proto: orig.proto,
             bits: kind | (zd << ZONE_DIR_SHIFT),
-            ecache: 0,
             proto,
         }
+    }
+
+    /// Where the timer of a confirmed entry is registered.
+    pub(crate) fn place(&self) -> Place {
+        Place::unpack(self.timer, self.timeout)
+    }
+    /// Record where the timer is registered (for the entry's current expiry).
+    pub(crate) fn set_place(&mut self, place: Place) {
+        self.timer = place.pack();
+    }
+    /// An unconfirmed entry's relative timeout (`ct->timeout` before confirmation), in seconds.
+    pub(crate) fn set_relative_timeout(&mut self, secs: u32) {
+        self.timer = secs;
+    }
+    /// Confirmation: the timer starts at `now` with the relative timeout; the place is set by the wheel.
+    pub(crate) fn start_timer(&mut self, now: Time) {
+        self.timeout = now.0.saturating_add(u64::from(self.timer).saturating_mul(Time::NANOS_PER_SEC));
+        self.timer = Place::None.pack();
+    }
+    /// The cached event bits.
+    pub(crate) fn ecache(&self) -> u8 {
+        self.bits >> ECACHE_SHIFT
+    }
+    /// Cache more event bits.
+    pub(crate) fn cache_events(&mut self, ev: u8) {
+        self.bits |= (ev & 0x0f) << ECACHE_SHIFT;
+    }
+    /// Forget the cached event bits (delivered).
+    pub(crate) fn clear_events(&mut self) {
+        self.bits &= !(0x0f << ECACHE_SHIFT);
     }
 
     /// The extension box, created on first use.
@@ -428,7 +460,7 @@ impl Conn {
     }
     /// The zone id (as given to `CT --zone`/`--zone-orig`/`--zone-reply`).
     pub fn zone(&self) -> u16 {
-        self.zone
+        self.ext.as_deref().map_or(0, |e| e.zone)
     }
     /// The directions the zone applies to.
     pub fn zone_dir(&self) -> ZoneDir {
@@ -440,10 +472,11 @@ impl Conn {
     }
     /// The zone id used for lookups of direction `dir` (`nf_ct_zone_id`).
     pub fn zone_id(&self, dir: Dir) -> u16 {
-        if self.zone == 0 {
+        let zone = self.zone();
+        if zone == 0 {
             return 0;
         }
-        self.zone_dir().id(self.zone, dir)
+        self.zone_dir().id(zone, dir)
     }
     pub fn helper(&self) -> Option<&str> {
         self.help_ref().map(|h| &*h.name)
@@ -469,7 +502,7 @@ impl Conn {
         if self.status.confirmed() {
             Time(self.timeout)
         } else {
-            Time(self.timer).add_nanos(self.timeout)
+            Time(self.timeout).add_nanos(u64::from(self.timer).saturating_mul(Time::NANOS_PER_SEC))
         }
     }
     /// Remaining lifetime in whole seconds (truncated), 0 if past.
@@ -568,7 +601,7 @@ mod tests {
         // The entry itself (the timer wheel's place included); the all-in figure per connection is measured by
         // `statewall bench` (docs/PERFORMANCE.md). Guard against growth.
         let size = std::mem::size_of::<Conn>();
-        assert!(size <= 112, "Conn is {size} bytes");
+        assert!(size <= 104, "Conn is {size} bytes");
         assert!(std::mem::size_of::<TcpConn>() <= 56);
     }
 

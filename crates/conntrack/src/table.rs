@@ -249,7 +249,7 @@ struct ZoneKey {
 impl ZoneKey {
     const DEFAULT: ZoneKey = ZoneKey { id: 0, dir: ZoneDir::Both };
     fn of(c: &Conn) -> ZoneKey {
-        ZoneKey { id: c.zone, dir: c.zone_dir() }
+        ZoneKey { id: c.zone(), dir: c.zone_dir() }
     }
     /// `nf_ct_zone_id(zone, dir)`.
     fn id(self, dir: Dir) -> u16 {
@@ -476,7 +476,7 @@ impl Conntrack {
         if let Some(c) = self.conn_mut(id) {
             if c.mark != mark {
                 c.mark = mark;
-                c.ecache |= EV_MARK;
+                c.cache_events(EV_MARK);
             }
         }
     }
@@ -494,10 +494,7 @@ impl Conntrack {
     /// Earliest expiry among confirmed entries and expectations.
     pub fn poll_timeout(&self) -> Option<Time> {
         let conns = &self.conns;
-        let ct = self
-            .wheel
-            .next_exact(|i| conns.get(i as usize).map(|c| (Place::unpack(c.timer), c.timeout)))
-            .map(Time);
+        let ct = self.wheel.next_exact(|i| conns.get(i as usize).map(|c| (c.place(), c.timeout))).map(Time);
         ct.into_iter().chain(self.expects.poll_timeout()).min()
     }
 
@@ -519,11 +516,10 @@ impl Conntrack {
         let now = self.advance(now);
         self.release_pending();
         let conns = &self.conns;
-        let moved =
-            self.wheel.advance(now.0, |i| conns.get(i as usize).map(|c| (Place::unpack(c.timer), c.timeout)));
+        let moved = self.wheel.advance(now.0, |i| conns.get(i as usize).map(|c| (c.place(), c.timeout)));
         for (idx, place) in moved {
             if let Some(c) = self.conns.get_mut(idx as usize) {
-                c.timer = place.pack();
+                c.set_place(place);
             }
         }
         while let Some((_, idx)) = self.wheel.first_due(now.0) {
@@ -550,11 +546,11 @@ impl Conntrack {
         let idx = id.0 as usize;
         let Some(c) = self.conn(id) else { return };
         if c.status.confirmed() {
-            if c.ecache != 0 && !c.status.dying() {
-                let bits = c.ecache;
+            if c.ecache() != 0 && !c.status.dying() {
+                let bits = c.ecache();
                 self.emit(now, idx, EventKind::Update, bits);
                 if let Some(c) = self.conns.get_mut(idx) {
-                    c.ecache = 0;
+                    c.clear_events();
                 }
             }
             return;
@@ -582,17 +578,17 @@ impl Conntrack {
             return;
         }
         if let Some(c) = self.conns.get_mut(idx) {
-            c.timeout = now.0.saturating_add(c.timeout);
+            c.start_timer(now);
             if let Some(ts) = c.ext.as_deref_mut().and_then(|e| e.tstamp.as_mut()) {
                 *ts = now;
             }
             c.status.insert(Status::CONFIRMED);
         }
         self.hash_in(idx);
-        let bits = self.conns.get(idx).map_or(0, |c| c.ecache);
+        let bits = self.conns.get(idx).map_or(0, |c| c.ecache());
         self.emit(now, idx, EventKind::New, bits);
         if let Some(c) = self.conns.get_mut(idx) {
-            c.ecache = 0;
+            c.clear_events();
         }
     }
 
@@ -652,7 +648,7 @@ impl Conntrack {
             mask,
             master: id,
             master_tuple: c.orig(),
-            zone: c.zone,
+            zone: c.zone(),
             helper: kind.name(),
             class,
             flags,
@@ -683,7 +679,7 @@ impl Conntrack {
         if c.status.confirmed() {
             self.set_expiry(id.0 as usize, now.0.saturating_add(secs_ns(secs)));
         } else {
-            c.timeout = secs_ns(secs);
+            c.set_relative_timeout(secs);
         }
     }
 
@@ -712,7 +708,7 @@ impl Conntrack {
             orig: c.orig(),
             reply_t: c.reply(),
             expected: c.status.expected(),
-            zone: c.zone,
+            zone: c.zone(),
             ct: self,
             id,
             now,
@@ -971,7 +967,7 @@ impl Conntrack {
                         if c.status.assured() && !before.0.assured() {
                             ev |= EV_ASSURED;
                         }
-                        c.ecache |= ev;
+                        c.cache_events(ev);
                     }
                     return InResult::Tracked { id, info, note };
                 }
@@ -1190,7 +1186,7 @@ impl Conntrack {
         }
         let place = self.wheel.insert(base, expiry);
         if let Some(c) = self.conns.get_mut(idx) {
-            c.timer = place.pack();
+            c.set_place(place);
         }
         self.confirmed += 1;
     }
@@ -1210,9 +1206,9 @@ impl Conntrack {
             let b = self.bucket_of(chain_hash(h, d));
             self.chains.remove(b as usize, (base << 1) | d.index() as u32);
         }
-        self.wheel.remove(base, Place::unpack(c.timer), c.timeout);
+        self.wheel.remove(base, c.place(), c.timeout);
         if let Some(c) = self.conns.get_mut(idx) {
-            c.timer = Place::None.pack();
+            c.set_place(Place::None);
         }
         self.confirmed = self.confirmed.saturating_sub(1);
     }
@@ -1269,6 +1265,12 @@ impl Conntrack {
 
     fn set_expiry(&mut self, idx: usize, expiry: u64) {
         let Some(c) = self.conns.get_mut(idx) else { return };
+        if !c.status.confirmed() {
+            // relative until confirmation (whole seconds, as every caller gives)
+            let secs = expiry.saturating_sub(c.timeout) / Time::NANOS_PER_SEC;
+            c.set_relative_timeout(u32::try_from(secs).unwrap_or(u32::MAX));
+            return;
+        }
         if !Self::is_hashed(c) {
             c.timeout = expiry;
             return;
@@ -1277,9 +1279,11 @@ impl Conntrack {
         if old == expiry {
             return;
         }
+        let at = c.place();
         c.timeout = expiry;
         if let Ok(base) = u32::try_from(idx) {
-            c.timer = self.wheel.update(base, Place::unpack(c.timer), old, expiry).pack();
+            let place = self.wheel.update(base, at, old, expiry);
+            c.set_place(place);
         }
     }
 
@@ -1294,7 +1298,7 @@ impl Conntrack {
             let expiry = now.0.saturating_add(secs_ns(secs));
             self.set_expiry(idx, expiry);
         } else {
-            c.timeout = secs_ns(secs);
+            c.set_relative_timeout(secs);
         }
     }
 
@@ -2648,7 +2652,7 @@ impl Conntrack {
         assert_eq!(self.chains.len(), 2 * live);
         assert_eq!(self.wheel.len(), live);
         for c in self.iter() {
-            assert_ne!(Place::unpack(c.timer), Place::None);
+            assert_ne!(c.place(), Place::None);
             assert!(self.find_node(&c.reply(), ZoneKey::of(c)).is_some());
             assert!(self.find_node(&c.orig(), ZoneKey::of(c)).is_some());
         }
