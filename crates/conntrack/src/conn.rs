@@ -1,24 +1,28 @@
 //! A conntrack entry and the small types around it (reference §2).
 //!
-//! Contract: a [`Conn`] stores both tuples separately (NAT will make `reply` differ from the inverse
-//! of `orig`), the kernel's status bits ([`Status`], same bit values as `enum ip_conntrack_status`), the
+//! Contract: a [`Conn`] stores its original tuple; the reply tuple is the inverse of it unless the entry's
+//! extension overrides it (NAT will make `reply` differ from the inverse of `orig`). It keeps the kernel's
+//! status bits ([`Status`], same bit values as `enum ip_conntrack_status`), the
 //! mark, the zone, an optional helper name, the per-protocol tracker state and, when the entry was
 //! created with `nf_conntrack_acct=1` / `nf_conntrack_timestamp=1`, counters / a start time. Its
 //! timer is absolute once confirmed; before confirmation it is relative (the kernel adds "now" at
 //! confirmation), and [`Conn::expires`] reports creation time + that relative timeout.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use wire::Time;
 
 use crate::helper::Help;
 use crate::sctp::{SctpConn, SctpState};
 use crate::tcp::{TcpConn, TcpState};
-use crate::tuple::Tuple;
+use crate::timers::Place;
+use crate::tuple::{Tuple, TupleL4};
 
-/// Connection status bits (`enum ip_conntrack_status`, value = 1 << bit).
+/// Connection status bits (`enum ip_conntrack_status`, value = 1 << bit). The kernel defines bits 0-15;
+/// higher bits are not kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-pub struct Status(u32);
+pub struct Status(u16);
 
 impl Status {
     pub const EXPECTED: Status = Status(1 << 0);
@@ -41,11 +45,12 @@ impl Status {
     pub const fn empty() -> Status {
         Status(0)
     }
+    /// Bits above 15 are dropped.
     pub const fn from_bits(bits: u32) -> Status {
-        Status(bits)
+        Status(bits as u16)
     }
     pub const fn bits(self) -> u32 {
-        self.0
+        self.0 as u32
     }
     /// All bits of `other` are set.
     pub const fn contains(self, other: Status) -> bool {
@@ -205,9 +210,9 @@ pub(crate) struct Related {
 #[derive(Debug, Clone)]
 pub(crate) enum ProtoState {
     Tcp(TcpConn),
-    /// UDP: the "stream" deadline (creation + 2 s).
+    /// UDP: the "stream" deadline (creation + 2 s), in ns.
     Udp {
-        stream_deadline: Time,
+        stream_deadline: u64,
     },
     UdpLite,
     Icmp,
@@ -220,38 +225,204 @@ pub(crate) enum ProtoState {
     Generic,
 }
 
-/// A conntrack entry.
-#[derive(Debug, Clone)]
-pub struct Conn {
-    pub(crate) tuples: [Tuple; 2],
-    pub(crate) status: Status,
-    pub(crate) mark: u32,
-    pub(crate) zone: u16,
-    pub(crate) zone_dir: ZoneDir,
-    /// Cached event bits (`nf_conntrack_ecache`), delivered at the confirm hook.
-    pub(crate) ecache: u8,
-    /// Has the timestamp extension (`nf_conntrack_timestamp=1` at creation).
-    pub(crate) tstamp: bool,
-    pub(crate) gen: u32,
-    /// Confirmed: absolute expiry in ns. Unconfirmed: relative timeout in ns.
-    pub(crate) timeout: u64,
-    /// Creation time; reset at confirmation (the timestamp extension's start).
-    pub(crate) created: Time,
-    pub(crate) proto: ProtoState,
+/// Everything an entry rarely has, in one box (`nf_ct_ext`): IPv6 addresses, an overridden reply tuple,
+/// helper state, the expectation link, counters and the timestamp.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ext {
+    /// IPv6 entry: the original source and destination (the inline IPv4 fields are then unused).
+    pub(crate) v6: Option<[Ipv6Addr; 2]>,
+    /// A reply tuple that is not the inverse of the original one (NAT, later). `None`: the inverse.
+    pub(crate) reply: Option<Box<Tuple>>,
     /// Helper extension (`nf_conn_help`): name, help function, FTP line tracking.
     pub(crate) help: Option<Box<Help>>,
     /// For an expected connection: its master and the expectation it matched.
     pub(crate) related: Option<Box<Related>>,
+    /// Accounting extension (`nf_conntrack_acct=1` at creation).
     pub(crate) acct: Option<Box<[Counter; 2]>>,
-    /// Where the entry's timer is registered in the table's [`crate::timers::Wheel`].
-    /// (packed [`crate::timers::Place`]).
-    pub(crate) timer: u64,
+    /// Timestamp extension (`nf_conntrack_timestamp=1` at creation): the start time, set at confirmation.
+    pub(crate) tstamp: Option<Time>,
+    /// The zone id (`CT --zone`), when not 0.
+    pub(crate) zone: u16,
+}
+
+impl Ext {
+    /// Heap bytes of the box and what it points to.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Ext>()
+            + self.reply.as_ref().map_or(0, |_| std::mem::size_of::<Tuple>())
+            + self.help.as_ref().map_or(0, |_| std::mem::size_of::<Help>())
+            + self.related.as_ref().map_or(0, |_| std::mem::size_of::<Related>())
+            + self.acct.as_ref().map_or(0, |_| std::mem::size_of::<[Counter; 2]>())
+    }
+}
+
+/// The L4 part's kind, in [`Conn::bits`].
+const KIND_MASK: u8 = 0b11;
+const KIND_PORTS: u8 = 0;
+const KIND_ICMP: u8 = 1;
+const KIND_NONE: u8 = 2;
+/// The zone's directions, in [`Conn::bits`] (2 bits).
+const ZONE_DIR_SHIFT: u8 = 2;
+const ZONE_DIR_MASK: u8 = 0b11 << ZONE_DIR_SHIFT;
+/// The cached event bits (`EV_*`, 4 bits), in [`Conn::bits`].
+const ECACHE_SHIFT: u8 = 4;
+
+/// An L4 part in 32 bits plus its kind.
+pub(crate) fn pack_l4(l4: TupleL4) -> (u32, u8) {
+    match l4 {
+        TupleL4::Ports { sport, dport } => ((u32::from(sport) << 16) | u32::from(dport), KIND_PORTS),
+        TupleL4::Icmp { ty, code, id } => {
+            ((u32::from(ty) << 24) | (u32::from(code) << 16) | u32::from(id), KIND_ICMP)
+        }
+        TupleL4::None => (0, KIND_NONE),
+    }
+}
+
+fn unpack_l4(v: u32, kind: u8) -> TupleL4 {
+    match kind {
+        KIND_PORTS => TupleL4::Ports { sport: (v >> 16) as u16, dport: v as u16 },
+        KIND_ICMP => TupleL4::Icmp { ty: (v >> 24) as u8, code: (v >> 16) as u8, id: v as u16 },
+        _ => TupleL4::None,
+    }
+}
+
+/// A conntrack entry.
+///
+/// Layout (an IPv4 TCP entry is 104 bytes, nothing else allocated): the original tuple is stored compactly
+/// (IPv4 addresses inline, IPv6 ones in the extension box), the reply tuple is derived (the inverse of the
+/// original) unless the extension overrides it, and everything rare lives in one optional [`Ext`] box.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    /// Confirmed: absolute expiry in ns. Unconfirmed: the creation time in ns (the kernel starts the
+    /// timer at confirmation; [`Conn::expires`] reports creation + the relative timeout until then).
+    pub(crate) timeout: u64,
+    pub(crate) ext: Option<Box<Ext>>,
+    /// Original source / destination (IPv4; unused for IPv6).
+    src: u32,
+    dst: u32,
+    /// Original L4 part, packed ([`pack_l4`]).
+    l4: u32,
+    pub(crate) mark: u32,
+    pub(crate) gen: u32,
+    /// Confirmed: where the entry's timer is registered in the table's [`crate::timers::Wheel`] (packed
+    /// [`crate::timers::Place`], see [`Conn::place`]). Unconfirmed: the relative timeout in seconds.
+    timer: u32,
     /// Opaque per-direction tags for the owner of the table (the engine's cached rule paths);
     /// zero on a new entry, never read by conntrack.
     pub(crate) tags: [u16; 2],
+    pub(crate) status: Status,
+    l4proto: u8,
+    /// L4 kind (2 bits), zone directions (2 bits), cached event bits (4 bits: `nf_conntrack_ecache`,
+    /// delivered at the confirm hook).
+    bits: u8,
+    pub(crate) proto: ProtoState,
 }
 
 impl Conn {
+    /// A new unconfirmed entry for original tuple `orig`, created at `now`.
+    pub(crate) fn new(
+        orig: &Tuple,
+        zone: u16,
+        zone_dir: ZoneDir,
+        gen: u32,
+        now: Time,
+        proto: ProtoState,
+    ) -> Conn {
+        let (l4, kind) = pack_l4(orig.l4);
+        let zd = match zone_dir {
+            ZoneDir::Both => 0,
+            ZoneDir::Orig => 1,
+            ZoneDir::Reply => 2,
+        };
+        let (src, dst, v6) = match (orig.src, orig.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => (u32::from(s), u32::from(d), None),
+            (s, d) => {
+                let wide = |ip: IpAddr| match ip {
+                    IpAddr::V4(v) => v.to_ipv6_mapped(),
+                    IpAddr::V6(v) => v,
+                };
+                (0, 0, Some([wide(s), wide(d)]))
+            }
+        };
+        let ext = (v6.is_some() || zone != 0).then(|| Box::new(Ext { v6, zone, ..Ext::default() }));
+        Conn {
+            timeout: now.0,
+            ext,
+            src,
+            dst,
+            l4,
+            mark: 0,
+            gen,
+            timer: 0,
+            tags: [0; 2],
+            status: Status::empty(),
+            l4proto: orig.proto,
+            bits: kind | (zd << ZONE_DIR_SHIFT),
+            proto,
+        }
+    }
+
+    /// Where the timer of a confirmed entry is registered.
+    pub(crate) fn place(&self) -> Place {
+        Place::unpack(self.timer, self.timeout)
+    }
+    /// Record where the timer is registered (for the entry's current expiry).
+    pub(crate) fn set_place(&mut self, place: Place) {
+        self.timer = place.pack();
+    }
+    /// An unconfirmed entry's relative timeout (`ct->timeout` before confirmation), in seconds.
+    pub(crate) fn set_relative_timeout(&mut self, secs: u32) {
+        self.timer = secs;
+    }
+    /// Confirmation: the timer starts at `now` with the relative timeout; the place is set by the wheel.
+    pub(crate) fn start_timer(&mut self, now: Time) {
+        self.timeout = now.0.saturating_add(u64::from(self.timer).saturating_mul(Time::NANOS_PER_SEC));
+        self.timer = Place::None.pack();
+    }
+    /// The cached event bits.
+    pub(crate) fn ecache(&self) -> u8 {
+        self.bits >> ECACHE_SHIFT
+    }
+    /// Cache more event bits.
+    pub(crate) fn cache_events(&mut self, ev: u8) {
+        self.bits |= (ev & 0x0f) << ECACHE_SHIFT;
+    }
+    /// Forget the cached event bits (delivered).
+    pub(crate) fn clear_events(&mut self) {
+        self.bits &= !(0x0f << ECACHE_SHIFT);
+    }
+
+    /// The extension box, created on first use.
+    pub(crate) fn ext_mut(&mut self) -> &mut Ext {
+        self.ext.get_or_insert_with(Box::default)
+    }
+
+    pub(crate) fn help_ref(&self) -> Option<&Help> {
+        self.ext.as_deref().and_then(|e| e.help.as_deref())
+    }
+    pub(crate) fn help_mut(&mut self) -> Option<&mut Help> {
+        self.ext.as_deref_mut().and_then(|e| e.help.as_deref_mut())
+    }
+    fn related_ref(&self) -> Option<&Related> {
+        self.ext.as_deref().and_then(|e| e.related.as_deref())
+    }
+
+    /// The direction `t` is a tuple of (the reply one when both tuples are equal), if any.
+    pub(crate) fn dir_of(&self, t: &Tuple) -> Option<Dir> {
+        if self.reply() == *t {
+            Some(Dir::Reply)
+        } else if self.orig() == *t {
+            Some(Dir::Original)
+        } else {
+            None
+        }
+    }
+
+    /// Does the reply tuple differ from the inverse of the original one (NAT)?
+    pub(crate) fn reply_overridden(&self) -> bool {
+        self.ext.as_deref().is_some_and(|e| e.reply.is_some())
+    }
+
     /// The owner's tag for direction `dir` (0 until [`crate::Conntrack::set_tag`] sets it).
     pub fn tag(&self, dir: Dir) -> u16 {
         match dir {
@@ -259,17 +430,26 @@ impl Conn {
             Dir::Reply => self.tags[1],
         }
     }
-    pub fn orig(&self) -> &Tuple {
-        &self.tuples[0]
+    pub fn orig(&self) -> Tuple {
+        let (src, dst) = match self.ext.as_deref().and_then(|e| e.v6) {
+            Some([s, d]) => (IpAddr::V6(s), IpAddr::V6(d)),
+            None => (IpAddr::V4(Ipv4Addr::from(self.src)), IpAddr::V4(Ipv4Addr::from(self.dst))),
+        };
+        Tuple { src, dst, proto: self.l4proto, l4: unpack_l4(self.l4, self.bits & KIND_MASK) }
     }
-    pub fn reply(&self) -> &Tuple {
-        &self.tuples[1]
+    pub fn reply(&self) -> Tuple {
+        if let Some(r) = self.ext.as_deref().and_then(|e| e.reply.as_deref()) {
+            return *r;
+        }
+        let o = self.orig();
+        // Entries are only created for invertible tuples.
+        o.invert().unwrap_or(o)
     }
     /// The tuple of direction `dir`.
-    pub fn tuple(&self, dir: Dir) -> &Tuple {
+    pub fn tuple(&self, dir: Dir) -> Tuple {
         match dir {
-            Dir::Original => &self.tuples[0],
-            Dir::Reply => &self.tuples[1],
+            Dir::Original => self.orig(),
+            Dir::Reply => self.reply(),
         }
     }
     pub fn status(&self) -> Status {
@@ -280,41 +460,49 @@ impl Conn {
     }
     /// The zone id (as given to `CT --zone`/`--zone-orig`/`--zone-reply`).
     pub fn zone(&self) -> u16 {
-        self.zone
+        self.ext.as_deref().map_or(0, |e| e.zone)
     }
     /// The directions the zone applies to.
     pub fn zone_dir(&self) -> ZoneDir {
-        self.zone_dir
+        match (self.bits & ZONE_DIR_MASK) >> ZONE_DIR_SHIFT {
+            1 => ZoneDir::Orig,
+            2 => ZoneDir::Reply,
+            _ => ZoneDir::Both,
+        }
     }
     /// The zone id used for lookups of direction `dir` (`nf_ct_zone_id`).
     pub fn zone_id(&self, dir: Dir) -> u16 {
-        self.zone_dir.id(self.zone, dir)
+        let zone = self.zone();
+        if zone == 0 {
+            return 0;
+        }
+        self.zone_dir().id(zone, dir)
     }
     pub fn helper(&self) -> Option<&str> {
-        self.help.as_deref().map(|h| &*h.name)
+        self.help_ref().map(|h| &*h.name)
     }
     /// The master of an expected connection (`ct->master`).
     pub fn master(&self) -> Option<ConnId> {
-        self.related.as_deref().map(|r| r.master)
+        self.related_ref().map(|r| r.master)
     }
     /// For an expected connection: the helper of its master (what `-m helper` matches), kept for
     /// the entry's whole life.
     pub fn master_helper(&self) -> Option<&str> {
-        self.related.as_deref().map(|r| r.master_helper)
+        self.related_ref().map(|r| r.master_helper)
     }
     /// For an expected connection: the expectation it matched, described (helper, tuple, master).
     pub fn expectation(&self) -> Option<&str> {
-        self.related.as_deref().map(|r| &*r.expectation)
+        self.related_ref().map(|r| &*r.expectation)
     }
     pub fn l4proto(&self) -> u8 {
-        self.tuples[0].proto
+        self.l4proto
     }
     /// Absolute expiry; for an unconfirmed entry: creation time + its timeout.
     pub fn expires(&self) -> Time {
         if self.status.confirmed() {
             Time(self.timeout)
         } else {
-            self.created.add_nanos(self.timeout)
+            Time(self.timeout).add_nanos(u64::from(self.timer).saturating_mul(Time::NANOS_PER_SEC))
         }
     }
     /// Remaining lifetime in whole seconds (truncated), 0 if past.
@@ -346,16 +534,13 @@ impl Conn {
             _ => None,
         }
     }
-    pub fn created(&self) -> Time {
-        self.created
-    }
     /// Counters (original, reply) if the entry has the accounting extension.
     pub fn counters(&self) -> Option<[Counter; 2]> {
-        self.acct.as_deref().copied()
+        self.ext.as_deref().and_then(|e| e.acct.as_deref()).copied()
     }
     /// Start time of the timestamp extension, if the entry has one.
     pub fn timestamp_start(&self) -> Option<Time> {
-        self.tstamp.then_some(self.created)
+        self.ext.as_deref().and_then(|e| e.tstamp)
     }
     /// GRE (timeout, stream timeout) in seconds.
     pub fn gre_timeouts(&self) -> Option<(u32, u32)> {
@@ -373,7 +558,7 @@ impl Conn {
     }
 
     pub(crate) fn account(&mut self, dir: Dir, bytes: u64) {
-        if let Some(acct) = self.acct.as_deref_mut() {
+        if let Some(acct) = self.ext.as_deref_mut().and_then(|e| e.acct.as_deref_mut()) {
             if let Some(c) = acct.get_mut(dir.index()) {
                 c.packets = c.packets.saturating_add(1);
                 c.bytes = c.bytes.saturating_add(bytes);
@@ -416,7 +601,8 @@ mod tests {
         // The entry itself (the timer wheel's place included); the all-in figure per connection is measured by
         // `statewall bench` (docs/PERFORMANCE.md). Guard against growth.
         let size = std::mem::size_of::<Conn>();
-        assert!(size <= 224, "Conn is {size} bytes");
+        assert!(size <= 104, "Conn is {size} bytes");
+        assert!(std::mem::size_of::<TcpConn>() <= 56);
     }
 
     #[test]

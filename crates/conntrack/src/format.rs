@@ -155,13 +155,13 @@ pub fn write_proc_line(c: &Conn, now: Time, out: &mut dyn Write) -> fmt::Result 
     if let Some((t, st)) = c.gre_timeouts() {
         write!(out, "timeout={t}, stream_timeout={st} ")?;
     }
-    write_tuple(out, c.orig(), true)?;
+    write_tuple(out, &c.orig(), true)?;
     write_dir_zone(out, c, Dir::Original, true)?;
     write_counter(out, c, 0)?;
     if !c.status().seen_reply() {
         out.write_str("[UNREPLIED] ")?;
     }
-    write_tuple(out, c.reply(), true)?;
+    write_tuple(out, &c.reply(), true)?;
     write_dir_zone(out, c, Dir::Reply, true)?;
     write_counter(out, c, 1)?;
     write_flag(out, c.status())?;
@@ -213,7 +213,7 @@ fn write_lib(c: &Conn, now: Time, style: LibStyle, out: &mut dyn Write) -> fmt::
     }
     // counters and the timestamp are in dumps and in DESTROY events only
     let with_acct = !matches!(style, LibStyle::Event { kind: EventKind::New | EventKind::Update, .. });
-    write_tuple(w, c.orig(), false)?;
+    write_tuple(w, &c.orig(), false)?;
     write_dir_zone(w, c, Dir::Original, false)?;
     if with_acct {
         write_counter(w, c, 0)?;
@@ -221,7 +221,7 @@ fn write_lib(c: &Conn, now: Time, style: LibStyle, out: &mut dyn Write) -> fmt::
     if !c.status().seen_reply() {
         w.write_str("[UNREPLIED] ")?;
     }
-    write_tuple(w, c.reply(), false)?;
+    write_tuple(w, &c.reply(), false)?;
     write_dir_zone(w, c, Dir::Reply, false)?;
     if with_acct {
         write_counter(w, c, 1)?;
@@ -509,7 +509,7 @@ mod tests {
         lab.pass(0.01, &tcp(B, 8000, A, 41000, "SA", 5000, 1001).bytes());
         lab.pass(0.02, &tcp(A, 41000, B, 8000, "A", 1001, 5001).bytes());
         lab.events();
-        let orig = *lab.ct.iter().next().unwrap().orig();
+        let orig = lab.ct.iter().next().unwrap().orig();
         let id = lab.ct.find(&orig, 0).unwrap();
         lab.ct.set_mark(id, 1);
         lab.pass(0.03, &tcp(A, 41000, B, 8000, "A", 1001, 5001).bytes());

@@ -926,7 +926,7 @@ mod exchanges {
     #[test]
     fn the_data_connection_inherits_the_connmark() {
         let mut f = Ftp::new(Config::default());
-        let master = f.lab.ct.iter().next().map(|c| *c.orig()).unwrap();
+        let master = f.lab.ct.iter().next().map(|c| c.orig()).unwrap();
         let id = f.lab.ct.find(&master, 0).unwrap();
         f.lab.ct.set_mark(id, 7);
         f.server(b"220 hi\r\n");

@@ -16,10 +16,8 @@
 //!   readable through [`Conntrack::conn`] until the next packet or timeout is handled.
 
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use foldhash::quality::FixedState;
 use hashbrown::HashTable;
 use slab::Slab;
 use wire::{IcmpHeader, Packet, Time, L4};
@@ -63,10 +61,10 @@ struct SipTableCtx<'a> {
 
 impl SipTableCtx<'_> {
     fn help(&self) -> Option<&Help> {
-        self.ct.conn(self.id).and_then(|c| c.help.as_deref())
+        self.ct.conn(self.id).and_then(|c| c.help_ref())
     }
     fn help_mut(&mut self) -> Option<&mut Help> {
-        self.ct.conn_mut(self.id).and_then(|c| c.help.as_deref_mut())
+        self.ct.conn_mut(self.id).and_then(|c| c.help_mut())
     }
     fn remove_expect(&mut self, seq: u64) {
         if let Some(e) = self.ct.expects.remove_seq(seq) {
@@ -251,7 +249,7 @@ struct ZoneKey {
 impl ZoneKey {
     const DEFAULT: ZoneKey = ZoneKey { id: 0, dir: ZoneDir::Both };
     fn of(c: &Conn) -> ZoneKey {
-        ZoneKey { id: c.zone, dir: c.zone_dir }
+        ZoneKey { id: c.zone(), dir: c.zone_dir() }
     }
     /// `nf_ct_zone_id(zone, dir)`.
     fn id(self, dir: Dir) -> u16 {
@@ -260,17 +258,44 @@ impl ZoneKey {
 }
 
 fn tuple_hash(t: &Tuple, zone: u16) -> u64 {
-    FixedState::with_seed(HASH_SEED).hash_one((t, zone))
+    t.sym_hash(HASH_SEED, zone)
 }
 
-/// The hash of a table node (slab index * 2 + direction).
+/// The hash a virtual bucket chain files node `dir` of an entry under, from that direction's index hash:
+/// the original direction uses it as is, the reply direction its halves swapped (the kernel hashes each
+/// direction's tuple on its own; ours are the same symmetric hash, so the reply gets another bucket).
+fn chain_hash(index_hash: u64, dir: Dir) -> u64 {
+    match dir {
+        Dir::Original => index_hash,
+        Dir::Reply => index_hash.rotate_left(32),
+    }
+}
+
+/// Does entry `c` need one index node per direction? Only when its directions hash differently: a zone
+/// bound to one direction, or a reply tuple that is not the inverse of the original (NAT). Otherwise one
+/// node (keyed by the symmetric hash of the original tuple) finds the entry from both directions.
+fn split(c: &Conn) -> bool {
+    c.zone_id(Dir::Original) != c.zone_id(Dir::Reply) || c.reply_overridden()
+}
+
+/// The index hash of direction `dir` of entry `c`.
+fn dir_hash(c: &Conn, dir: Dir) -> u64 {
+    tuple_hash(&c.tuple(dir), c.zone_id(dir))
+}
+
+/// The hash of an index node (slab index * 2 + direction; direction 0 only for an unsplit entry).
 fn node_hash(conns: &Slab<Conn>, node: u32) -> u64 {
     let idx = (node >> 1) as usize;
-    let dir = (node & 1) as usize;
-    conns
-        .get(idx)
-        .and_then(|c| c.tuples.get(dir).map(|t| tuple_hash(t, c.zone_id(Dir::from_index(dir)))))
-        .unwrap_or(0)
+    conns.get(idx).map_or(0, |c| dir_hash(c, Dir::from_index((node & 1) as usize)))
+}
+
+/// The index nodes of entry `idx` with their hashes (one or two).
+fn index_nodes(c: &Conn, base: u32) -> [Option<(u64, u32)>; 2] {
+    if split(c) {
+        [Some((dir_hash(c, Dir::Original), base << 1)), Some((dir_hash(c, Dir::Reply), (base << 1) | 1))]
+    } else {
+        [Some((dir_hash(c, Dir::Original), base << 1)), None]
+    }
 }
 
 /// What the tracker decided, applied by [`Conntrack::apply`].
@@ -411,15 +436,8 @@ impl Conntrack {
         }
         let slab = self.conns.capacity() * std::mem::size_of::<Slot>();
         let index = self.table.capacity() * (std::mem::size_of::<u32>() + 1);
-        let ext: usize = self
-            .conns
-            .iter()
-            .map(|(_, c)| {
-                c.acct.as_ref().map_or(0, |_| std::mem::size_of::<[Counter; 2]>())
-                    + c.help.as_ref().map_or(0, |_| std::mem::size_of::<Help>())
-                    + c.related.as_ref().map_or(0, |_| std::mem::size_of::<Related>())
-            })
-            .sum();
+        let ext: usize =
+            self.conns.iter().map(|(_, c)| c.ext.as_deref().map_or(0, crate::conn::Ext::memory_bytes)).sum();
         slab + index + self.wheel.memory_bytes() + self.chains.memory_bytes() + ext
     }
 
@@ -446,7 +464,7 @@ impl Conntrack {
     pub fn find(&self, orig: &Tuple, zone: u16) -> Option<ConnId> {
         let (idx, _) = self.find_node(orig, ZoneKey { id: zone, dir: ZoneDir::Both })?;
         let c = self.conns.get(idx)?;
-        if c.orig() != orig {
+        if c.orig() != *orig {
             return None;
         }
         Some(ConnId(u32::try_from(idx).ok()?, c.gen))
@@ -458,7 +476,7 @@ impl Conntrack {
         if let Some(c) = self.conn_mut(id) {
             if c.mark != mark {
                 c.mark = mark;
-                c.ecache |= EV_MARK;
+                c.cache_events(EV_MARK);
             }
         }
     }
@@ -476,10 +494,7 @@ impl Conntrack {
     /// Earliest expiry among confirmed entries and expectations.
     pub fn poll_timeout(&self) -> Option<Time> {
         let conns = &self.conns;
-        let ct = self
-            .wheel
-            .next_exact(|i| conns.get(i as usize).map(|c| (Place::unpack(c.timer), c.timeout)))
-            .map(Time);
+        let ct = self.wheel.next_exact(|i| conns.get(i as usize).map(|c| (c.place(), c.timeout))).map(Time);
         ct.into_iter().chain(self.expects.poll_timeout()).min()
     }
 
@@ -501,11 +516,10 @@ impl Conntrack {
         let now = self.advance(now);
         self.release_pending();
         let conns = &self.conns;
-        let moved =
-            self.wheel.advance(now.0, |i| conns.get(i as usize).map(|c| (Place::unpack(c.timer), c.timeout)));
+        let moved = self.wheel.advance(now.0, |i| conns.get(i as usize).map(|c| (c.place(), c.timeout)));
         for (idx, place) in moved {
             if let Some(c) = self.conns.get_mut(idx as usize) {
-                c.timer = place.pack();
+                c.set_place(place);
             }
         }
         while let Some((_, idx)) = self.wheel.first_due(now.0) {
@@ -532,11 +546,11 @@ impl Conntrack {
         let idx = id.0 as usize;
         let Some(c) = self.conn(id) else { return };
         if c.status.confirmed() {
-            if c.ecache != 0 && !c.status.dying() {
-                let bits = c.ecache;
+            if c.ecache() != 0 && !c.status.dying() {
+                let bits = c.ecache();
                 self.emit(now, idx, EventKind::Update, bits);
                 if let Some(c) = self.conns.get_mut(idx) {
-                    c.ecache = 0;
+                    c.clear_events();
                 }
             }
             return;
@@ -548,7 +562,7 @@ impl Conntrack {
         }
         let zone = ZoneKey::of(c);
         let proto = c.l4proto();
-        let tuples = c.tuples;
+        let tuples = [c.orig(), c.reply()];
         let clash = tuples.iter().any(|t| self.lookup(now, t, zone).is_some());
         if clash {
             // Another entry for the same flow got in first (cannot happen with sequential packets
@@ -564,15 +578,17 @@ impl Conntrack {
             return;
         }
         if let Some(c) = self.conns.get_mut(idx) {
-            c.timeout = now.0.saturating_add(c.timeout);
-            c.created = now;
+            c.start_timer(now);
+            if let Some(ts) = c.ext.as_deref_mut().and_then(|e| e.tstamp.as_mut()) {
+                *ts = now;
+            }
             c.status.insert(Status::CONFIRMED);
         }
         self.hash_in(idx);
-        let bits = self.conns.get(idx).map_or(0, |c| c.ecache);
+        let bits = self.conns.get(idx).map_or(0, |c| c.ecache());
         self.emit(now, idx, EventKind::New, bits);
         if let Some(c) = self.conns.get_mut(idx) {
-            c.ecache = 0;
+            c.clear_events();
         }
     }
 
@@ -590,7 +606,7 @@ impl Conntrack {
         if c.status.dying() {
             return HelperVerdict::Accept;
         }
-        match c.help.as_deref().and_then(|h| h.kind) {
+        match c.help_ref().and_then(|h| h.kind) {
             Some(HelperKind::Ftp) => self.help_ftp(now, id, info, pkt),
             Some(HelperKind::Tftp) => self.help_tftp(now, id, pkt),
             Some(HelperKind::Irc) => self.help_irc(now, id, info, pkt),
@@ -631,8 +647,8 @@ impl Conntrack {
             tuple,
             mask,
             master: id,
-            master_tuple: *c.orig(),
-            zone: c.zone,
+            master_tuple: c.orig(),
+            zone: c.zone(),
             helper: kind.name(),
             class,
             flags,
@@ -663,7 +679,7 @@ impl Conntrack {
         if c.status.confirmed() {
             self.set_expiry(id.0 as usize, now.0.saturating_add(secs_ns(secs)));
         } else {
-            c.timeout = secs_ns(secs);
+            c.set_relative_timeout(secs);
         }
     }
 
@@ -689,10 +705,10 @@ impl Conntrack {
         self.helper_refresh(now, id, crate::sip::SIP_TIMEOUT);
         let Some(c) = self.conn(id) else { return HelperVerdict::Accept };
         let mut ctx = SipTableCtx {
-            orig: *c.orig(),
-            reply_t: *c.reply(),
+            orig: c.orig(),
+            reply_t: c.reply(),
             expected: c.status.expected(),
-            zone: c.zone,
+            zone: c.zone(),
             ct: self,
             id,
             now,
@@ -723,9 +739,9 @@ impl Conntrack {
         let next_seq = h.seq.wrapping_add(datalen as u32);
         let loose = self.config.ftp_loose;
         let Some(c) = self.conn(id) else { return HelperVerdict::Accept };
-        let Some(help) = c.help.as_deref() else { return HelperVerdict::Accept };
+        let Some(help) = c.help_ref() else { return HelperVerdict::Accept };
         let sender = c.tuple(dir).src;
-        let other = *c.tuple(dir.opposite());
+        let other = c.tuple(dir.opposite());
         let mut verdict = HelperVerdict::Accept;
         if help.ftp.at_line_start(dir, h.seq) {
             match ftp_parse(dir, data, sender) {
@@ -755,7 +771,7 @@ impl Conntrack {
             }
         }
         if ends_in_nl {
-            if let Some(help) = self.conn_mut(id).and_then(|c| c.help.as_deref_mut()) {
+            if let Some(help) = self.conn_mut(id).and_then(|c| c.help_mut()) {
                 help.ftp.record_line_start(dir, next_seq);
             }
         }
@@ -777,7 +793,7 @@ impl Conntrack {
             return HelperVerdict::Accept;
         }
         let Some(c) = self.conn(id) else { return HelperVerdict::Accept };
-        let r = *c.reply();
+        let r = c.reply();
         let tuple = Tuple {
             src: r.src,
             dst: r.dst,
@@ -803,7 +819,7 @@ impl Conntrack {
             return HelperVerdict::Accept;
         }
         let Some(c) = self.conn(id) else { return HelperVerdict::Accept };
-        let (orig, reply) = (*c.orig(), *c.reply());
+        let (orig, reply) = (c.orig(), c.reply());
         let (IpAddr::V4(src), IpAddr::V4(rdst)) = (orig.src, reply.dst) else {
             return HelperVerdict::Accept;
         };
@@ -843,7 +859,7 @@ impl Conntrack {
         }
         let payload = pkt.bytes.get(pkt.ip.header_len.saturating_add(8)..).unwrap_or(&[]);
         let Some(c) = self.conn(id) else { return HelperVerdict::Accept };
-        let orig = *c.orig();
+        let orig = c.orig();
         let mut verdict = HelperVerdict::Accept;
         for (_, port) in crate::amanda::amanda_parse(payload) {
             let tuple = Tuple {
@@ -951,7 +967,7 @@ impl Conntrack {
                         if c.status.assured() && !before.0.assured() {
                             ev |= EV_ASSURED;
                         }
-                        c.ecache |= ev;
+                        c.cache_events(ev);
                     }
                     return InResult::Tracked { id, info, note };
                 }
@@ -989,7 +1005,7 @@ impl Conntrack {
             return;
         }
         let Some(c) = self.conns.get(idx) else { return };
-        if c.help.is_none() {
+        if c.help_ref().is_none() {
             return;
         }
         let Ok(i) = u32::try_from(idx) else { return };
@@ -1075,7 +1091,8 @@ impl Conntrack {
             .flat_map(|(i, c)| {
                 (0..2u32).map(move |d| {
                     let dir = Dir::from_index(d as usize);
-                    (tuple_hash(c.tuple(dir), c.zone_id(dir)), ((i as u32) << 1) | d)
+                    let h = if split(c) { dir_hash(c, dir) } else { dir_hash(c, Dir::Original) };
+                    (chain_hash(h, dir), ((i as u32) << 1) | d)
                 })
             })
             .collect();
@@ -1103,19 +1120,30 @@ impl Conntrack {
             let h = tuple_hash(tuple, cand);
             let found = self.table.find(h, |&node| {
                 let idx = (node >> 1) as usize;
-                let dir = Dir::from_index((node & 1) as usize);
                 conns.get(idx).is_some_and(|c| {
-                    c.tuples.get(dir.index()) == Some(tuple)
-                        && c.zone_id(dir) == cand
-                        && c.zone_id(dir) == zone.id(dir)
+                    let dir = if split(c) {
+                        let d = Dir::from_index((node & 1) as usize);
+                        (c.tuple(d) == *tuple).then_some(d)
+                    } else {
+                        c.dir_of(tuple)
+                    };
+                    dir.is_some_and(|dir| c.zone_id(dir) == cand && c.zone_id(dir) == zone.id(dir))
                 })
             });
             if let Some(&node) = found {
                 let idx = (node >> 1) as usize;
+                let c = conns.get(idx)?;
                 // A flow whose reply tuple equals its original tuple (same address and port on both
                 // ends): the kernel's chain has the reply node in front, so it is found as a reply.
-                let same = conns.get(idx).is_some_and(|c| c.tuples[0] == c.tuples[1]);
-                let dir = if same { Dir::Reply } else { Dir::from_index((node & 1) as usize) };
+                let dir = if split(c) {
+                    if c.orig() == c.reply() {
+                        Dir::Reply
+                    } else {
+                        Dir::from_index((node & 1) as usize)
+                    }
+                } else {
+                    c.dir_of(tuple)?
+                };
                 return Some((idx, dir));
             }
         }
@@ -1137,27 +1165,28 @@ impl Conntrack {
             // Like the kernel's preallocated hash (nf_conntrack_buckets), size the index for the configured
             // maximum (up to 1M entries) at the first entry, so that growing it never stalls a packet by
             // rehashing a big table; unlimited tables grow as they go.
-            let want = (self.config.max as usize).min(1 << 20) * 2;
+            // One node per entry (two only for entries whose directions hash differently).
+            let want = (self.config.max as usize).min(1 << 20);
             let conns = &self.conns;
             self.table.reserve(want, |&n| node_hash(conns, n));
         }
         let Some(c) = self.conns.get(idx) else { return };
         let Ok(base) = u32::try_from(idx) else { return };
         let expiry = c.timeout;
-        let hashes = [
-            tuple_hash(&c.tuples[0], c.zone_id(Dir::Original)),
-            tuple_hash(&c.tuples[1], c.zone_id(Dir::Reply)),
-        ];
-        for (dir, h) in hashes.into_iter().enumerate() {
-            let node = (base << 1) | dir as u32;
+        let nodes = index_nodes(c, base);
+        for (h, node) in nodes.into_iter().flatten() {
             let conns = &self.conns;
             self.table.insert_unique(h, node, |&n| node_hash(conns, n));
-            let b = self.bucket_of(h);
-            self.chains.insert(b as usize, node);
+        }
+        let orig_hash = nodes[0].map_or(0, |(h, _)| h);
+        let reply_hash = nodes[1].map_or(orig_hash, |(h, _)| h);
+        for (d, h) in [(Dir::Original, orig_hash), (Dir::Reply, reply_hash)] {
+            let b = self.bucket_of(chain_hash(h, d));
+            self.chains.insert(b as usize, (base << 1) | d.index() as u32);
         }
         let place = self.wheel.insert(base, expiry);
         if let Some(c) = self.conns.get_mut(idx) {
-            c.timer = place.pack();
+            c.set_place(place);
         }
         self.confirmed += 1;
     }
@@ -1165,21 +1194,21 @@ impl Conntrack {
     fn unhash(&mut self, idx: usize) {
         let Some(c) = self.conns.get(idx) else { return };
         let Ok(base) = u32::try_from(idx) else { return };
-        let hashes = [
-            tuple_hash(&c.tuples[0], c.zone_id(Dir::Original)),
-            tuple_hash(&c.tuples[1], c.zone_id(Dir::Reply)),
-        ];
-        for (dir, h) in hashes.into_iter().enumerate() {
-            let node = (base << 1) | dir as u32;
+        let nodes = index_nodes(c, base);
+        for (h, node) in nodes.into_iter().flatten() {
             if let Ok(e) = self.table.find_entry(h, |&n| n == node) {
                 e.remove();
             }
-            let b = self.bucket_of(h);
-            self.chains.remove(b as usize, node);
         }
-        self.wheel.remove(base, Place::unpack(c.timer), c.timeout);
+        let orig_hash = nodes[0].map_or(0, |(h, _)| h);
+        let reply_hash = nodes[1].map_or(orig_hash, |(h, _)| h);
+        for (d, h) in [(Dir::Original, orig_hash), (Dir::Reply, reply_hash)] {
+            let b = self.bucket_of(chain_hash(h, d));
+            self.chains.remove(b as usize, (base << 1) | d.index() as u32);
+        }
+        self.wheel.remove(base, c.place(), c.timeout);
         if let Some(c) = self.conns.get_mut(idx) {
-            c.timer = Place::None.pack();
+            c.set_place(Place::None);
         }
         self.confirmed = self.confirmed.saturating_sub(1);
     }
@@ -1236,6 +1265,12 @@ impl Conntrack {
 
     fn set_expiry(&mut self, idx: usize, expiry: u64) {
         let Some(c) = self.conns.get_mut(idx) else { return };
+        if !c.status.confirmed() {
+            // relative until confirmation (whole seconds, as every caller gives)
+            let secs = expiry.saturating_sub(c.timeout) / Time::NANOS_PER_SEC;
+            c.set_relative_timeout(u32::try_from(secs).unwrap_or(u32::MAX));
+            return;
+        }
         if !Self::is_hashed(c) {
             c.timeout = expiry;
             return;
@@ -1244,9 +1279,11 @@ impl Conntrack {
         if old == expiry {
             return;
         }
+        let at = c.place();
         c.timeout = expiry;
         if let Ok(base) = u32::try_from(idx) {
-            c.timer = self.wheel.update(base, Place::unpack(c.timer), old, expiry).pack();
+            let place = self.wheel.update(base, at, old, expiry);
+            c.set_place(place);
         }
     }
 
@@ -1261,7 +1298,7 @@ impl Conntrack {
             let expiry = now.0.saturating_add(secs_ns(secs));
             self.set_expiry(idx, expiry);
         } else {
-            c.timeout = secs_ns(secs);
+            c.set_relative_timeout(secs);
         }
     }
 
@@ -1273,7 +1310,9 @@ impl Conntrack {
         zone: ZoneKey,
         template: Option<&Template>,
     ) -> Result<usize, AllocError> {
-        let reply = tuple.invert().ok_or(AllocError::NoInverse)?;
+        if tuple.invert().is_none() {
+            return Err(AllocError::NoInverse);
+        }
         let max = self.config.max;
         if max != 0 && self.conns.len() >= max as usize {
             let h = tuple_hash(tuple, zone.id(Dir::Original));
@@ -1287,7 +1326,7 @@ impl Conntrack {
         }
         let proto = match tuple.proto {
             PROTO_TCP => ProtoState::Tcp(TcpConn::default()),
-            PROTO_UDP => ProtoState::Udp { stream_deadline: now.add_nanos(UDP_STREAM_NS) },
+            PROTO_UDP => ProtoState::Udp { stream_deadline: now.add_nanos(UDP_STREAM_NS).0 },
             PROTO_UDPLITE => ProtoState::UdpLite,
             PROTO_ICMP | PROTO_ICMPV6 => ProtoState::Icmp,
             PROTO_SCTP => ProtoState::Sctp(SctpConn::default()),
@@ -1349,24 +1388,16 @@ impl Conntrack {
         if template_helper {
             status.insert(Status::HELPER);
         }
-        let conn = Conn {
-            tuples: [*tuple, reply],
-            status,
-            mark,
-            zone: zone.id,
-            zone_dir: zone.dir,
-            ecache: 0,
-            tstamp: self.config.timestamp,
-            gen,
-            timeout: 0,
-            created: now,
-            proto,
-            help,
-            related,
-            acct: self.config.acct.then(|| Box::new([Counter::default(), Counter::default()])),
-            timer: Place::None.pack(),
-            tags: [0; 2],
-        };
+        let mut conn = Conn::new(tuple, zone.id, zone.dir, gen, now, proto);
+        conn.status = status;
+        conn.mark = mark;
+        if help.is_some() || related.is_some() || self.config.acct || self.config.timestamp {
+            let ext = conn.ext_mut();
+            ext.help = help;
+            ext.related = related;
+            ext.acct = self.config.acct.then(|| Box::new([Counter::default(), Counter::default()]));
+            ext.tstamp = self.config.timestamp.then_some(now);
+        }
         Ok(self.conns.insert(conn))
     }
 
@@ -1609,7 +1640,7 @@ impl Conntrack {
                     return Action::Invalid("bad checksum");
                 }
                 let deadline = match c.proto {
-                    ProtoState::Udp { stream_deadline } => stream_deadline,
+                    ProtoState::Udp { stream_deadline } => Time(stream_deadline),
                     _ => now,
                 };
                 if status.seen_reply() {
@@ -1643,7 +1674,7 @@ impl Conntrack {
                 if v6 {
                     return Action::Invalid("icmp: not IPv4");
                 }
-                let ty = match c.tuples[0].l4 {
+                let ty = match c.orig().l4 {
                     TupleL4::Icmp { ty, .. } => ty,
                     _ => 255,
                 };
@@ -1657,7 +1688,7 @@ impl Conntrack {
                 if !v6 {
                     return Action::Invalid("icmpv6: not IPv6");
                 }
-                let ty = match c.tuples[0].l4 {
+                let ty = match c.orig().l4 {
                     TupleL4::Icmp { ty, .. } => ty,
                     _ => 0,
                 };
@@ -2611,16 +2642,19 @@ mod tests {
 
 #[cfg(test)]
 impl Conntrack {
-    /// Internal consistency: every confirmed live entry is hashed twice, timed once, bucketed twice.
+    /// Internal consistency: every confirmed live entry is indexed once (twice when split), timed once,
+    /// bucketed twice, and found from both directions.
     fn check_invariants(&self) {
         let live = self.iter().count();
         assert_eq!(live, self.confirmed);
-        assert_eq!(self.table.len(), 2 * live);
+        let nodes: usize = self.iter().map(|c| if split(c) { 2 } else { 1 }).sum();
+        assert_eq!(self.table.len(), nodes);
         assert_eq!(self.chains.len(), 2 * live);
         assert_eq!(self.wheel.len(), live);
         for c in self.iter() {
-            assert_ne!(Place::unpack(c.timer), Place::None);
-            assert!(self.find_node(c.reply(), ZoneKey::of(c)).is_some());
+            assert_ne!(c.place(), Place::None);
+            assert!(self.find_node(&c.reply(), ZoneKey::of(c)).is_some());
+            assert!(self.find_node(&c.orig(), ZoneKey::of(c)).is_some());
         }
     }
 }

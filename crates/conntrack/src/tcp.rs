@@ -245,8 +245,10 @@ fn after(a: u32, b: u32) -> bool {
     before(b, a)
 }
 
-/// Window-tracking data of one direction (`struct ip_ct_tcp_state`).
+/// Window-tracking data of one direction (`struct ip_ct_tcp_state`). Packed to 2-byte alignment (18 bytes,
+/// no padding) so that an entry's TCP state stays small; fields are only ever read and written by value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C, packed(2))]
 pub(crate) struct Seen {
     pub(crate) td_end: u32,
     pub(crate) td_maxend: u32,
@@ -263,18 +265,18 @@ impl Seen {
     }
 }
 
-/// Per-connection TCP state (`struct ip_ct_tcp`).
+/// Per-connection TCP state (`struct ip_ct_tcp`): 56 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TcpConn {
     pub(crate) seen: [Seen; 2],
-    pub(crate) state: TcpState,
-    pub(crate) last_dir: u8,
-    pub(crate) retrans: u8,
-    pub(crate) last_index: Index,
     pub(crate) last_seq: u32,
     pub(crate) last_ack: u32,
     pub(crate) last_end: u32,
     pub(crate) last_win: u16,
+    pub(crate) state: TcpState,
+    pub(crate) last_dir: u8,
+    pub(crate) retrans: u8,
+    pub(crate) last_index: Index,
     pub(crate) last_wscale: u8,
     pub(crate) last_flags: u8,
 }

@@ -33,22 +33,29 @@ pub enum Place {
     Slot(u64),
 }
 
+/// How far (in slots) an entry's registration may lag behind its expiry's slot: [`Place::pack`] keeps the
+/// slot's low 31 bits and [`Wheel::update`] registers again rather than let the lag reach this.
+const MAX_LAG: u64 = 1 << 30;
+
 impl Place {
-    /// Packed into 8 bytes: slot numbers are below 2^34 (any expiry / [`SLOT_NS`]), so the two values at the
-    /// top are free for the other places.
-    pub fn pack(self) -> u64 {
+    /// Packed into 4 bytes: 0 = none, 2 = near, odd = a slot's low 31 bits. [`Place::unpack`] restores the
+    /// slot from the entry's current expiry (a registration is never later than its expiry's slot and lags
+    /// it by less than `MAX_LAG` slots).
+    pub fn pack(self) -> u32 {
         match self {
-            Place::None => u64::MAX,
-            Place::Near => u64::MAX - 1,
-            Place::Slot(s) => s,
+            Place::None => 0,
+            Place::Near => 2,
+            Place::Slot(s) => ((s as u32) << 1) | 1,
         }
     }
-    pub fn unpack(v: u64) -> Place {
-        match v {
-            u64::MAX => Place::None,
-            x if x == u64::MAX - 1 => Place::Near,
-            s => Place::Slot(s),
+    /// The place packed in `v` for an entry expiring at `expiry` (ns).
+    pub fn unpack(v: u32, expiry: u64) -> Place {
+        if v & 1 == 0 {
+            return if v == 0 { Place::None } else { Place::Near };
         }
+        let es = expiry / SLOT_NS;
+        let lag = u64::from((es as u32 & 0x7fff_ffff).wrapping_sub(v >> 1) & 0x7fff_ffff);
+        Place::Slot(es.saturating_sub(lag))
     }
 }
 
@@ -102,8 +109,9 @@ impl Wheel {
                 self.near.remove(&(old, idx));
                 self.place(idx, expiry)
             }
-            // Later (or same slot): it stays put and is moved when its slot comes due.
-            Place::Slot(s) if expiry / SLOT_NS >= s => at,
+            // Later (or same slot): it stays put and is moved when its slot comes due (unless it would lag
+            // too far behind for its packed place).
+            Place::Slot(s) if expiry / SLOT_NS >= s && expiry / SLOT_NS - s < MAX_LAG => at,
             // Earlier: register again; the stale registration is skipped when its slot comes due.
             Place::Slot(_) => self.place(idx, expiry),
         }
@@ -386,10 +394,33 @@ mod tests {
     }
 
     #[test]
-    fn places_pack_into_8_bytes() {
-        for p in [Place::None, Place::Near, Place::Slot(0), Place::Slot(u64::MAX / SLOT_NS)] {
-            assert_eq!(Place::unpack(p.pack()), p);
+    fn places_pack_into_4_bytes() {
+        let end = u64::MAX / SLOT_NS;
+        for (p, expiry) in [
+            (Place::None, 0),
+            (Place::Near, 5),
+            (Place::Slot(0), 0),
+            (Place::Slot(0), (MAX_LAG - 1) * SLOT_NS),
+            (Place::Slot(end), u64::MAX),
+            (Place::Slot(end - MAX_LAG + 1), u64::MAX),
+            (Place::Slot(0x8000_0000), 0x8000_0001 * SLOT_NS),
+            (Place::Slot(0xffff_ffff), 0x1_0000_0005 * SLOT_NS + 7),
+        ] {
+            assert_eq!(Place::unpack(p.pack(), expiry), p, "{p:?} {expiry}");
         }
+    }
+
+    #[test]
+    fn a_far_later_expiry_registers_again() {
+        let mut w = Wheel::default();
+        let at = w.insert(1, 10 * SLOT_NS);
+        assert_eq!(at, Place::Slot(10));
+        // later, within the lag: stays
+        assert_eq!(w.update(1, at, 10 * SLOT_NS, 20 * SLOT_NS), Place::Slot(10));
+        // too far later: registered again under its own slot
+        let far = (10 + MAX_LAG) * SLOT_NS;
+        assert_eq!(w.update(1, at, 20 * SLOT_NS, far), Place::Slot(10 + MAX_LAG));
+        assert_eq!(w.next_exact(|_| Some((Place::Slot(10 + MAX_LAG), far))), Some(far));
     }
 
     #[test]

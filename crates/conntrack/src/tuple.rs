@@ -106,6 +106,51 @@ impl Tuple {
         Some(Tuple { src: self.dst, dst: self.src, proto: self.proto, l4 })
     }
 
+    /// A hash (with `seed`, of the tuple in `zone`) that is the same for the tuple and its inverse: the
+    /// table's index finds an entry from either direction with one node (`nf_conntrack_find` hashes each
+    /// direction's tuple; one symmetric hash lets a single node stand for both). Equal tuples hash equally.
+    pub(crate) fn sym_hash(&self, seed: u64, zone: u16) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = foldhash::fast::FixedState::with_seed(seed).build_hasher();
+        let (kind, l4) = match self.l4 {
+            TupleL4::Ports { .. } => (1u64, 0u64),
+            TupleL4::Icmp { ty, code, id } => {
+                // the inverse swaps echo request and reply (etc.): hash the smaller of the two types
+                let inv = if self.proto == PROTO_ICMPV6 { icmpv6_inverse(ty) } else { icmp_inverse(ty) };
+                let ty = inv.map_or(ty, |i| i.min(ty));
+                (2, (u64::from(ty) << 24) | (u64::from(code) << 16) | u64::from(id))
+            }
+            TupleL4::None => (3, 0),
+        };
+        let (sport, dport) = match self.l4 {
+            TupleL4::Ports { sport, dport } => (sport, dport),
+            _ => (0, 0),
+        };
+        match (self.src, self.dst) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                // (address, port) of each end, in a canonical order
+                let ea = (u64::from(u32::from(a)) << 16) | u64::from(sport);
+                let eb = (u64::from(u32::from(b)) << 16) | u64::from(dport);
+                h.write_u64(ea.min(eb));
+                h.write_u64(ea.max(eb));
+            }
+            (a, b) => {
+                let wide = |ip: IpAddr| match ip {
+                    IpAddr::V4(v) => u128::from(u32::from(v)) | (1 << 64),
+                    IpAddr::V6(v) => u128::from(v),
+                };
+                let ea = (wide(a), sport);
+                let eb = (wide(b), dport);
+                let (lo, hi) = if ea <= eb { (ea, eb) } else { (eb, ea) };
+                h.write_u128(lo.0);
+                h.write_u128(hi.0);
+                h.write_u64((u64::from(lo.1) << 16) | u64::from(hi.1));
+            }
+        }
+        h.write_u64(l4 | (kind << 40) | (u64::from(self.proto) << 48) | (u64::from(zone) << 32));
+        h.finish()
+    }
+
     /// Source port (TCP/UDP/UDP-Lite; GRE source key), if the tuple has ports.
     pub fn sport(&self) -> Option<u16> {
         match self.l4 {

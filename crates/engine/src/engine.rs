@@ -773,8 +773,8 @@ impl Engine {
             conntrack::TupleL4::Ports { sport, dport } => (Some(sport), Some(dport)),
             _ => (None, None),
         };
-        let (osp, odp) = ports(o);
-        let (rsp, rdp) = ports(r);
+        let (osp, odp) = ports(&o);
+        let (rsp, rdp) = ports(&r);
         CtMatch::Tracked(CtView {
             state,
             reply_dir: matches!(info, CtInfo::EstablishedReply | CtInfo::RelatedReply),
