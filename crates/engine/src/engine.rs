@@ -537,8 +537,8 @@ impl Engine {
                 InResult::Tracked { id, info, note } => {
                     walk.conn = Some((id, info));
                     walk.ct_note = note;
-                    if let Some(key) = self.fast_key(pkt, pkttype, path, walk, id, info) {
-                        if self.fast_walk(now, pkt, key, walk, decision)? {
+                    if let Some((key, tag)) = self.fast_key(pkt, pkttype, path, walk, id, info) {
+                        if self.fast_walk(now, pkt, key, tag, walk, decision)? {
                             return Ok(());
                         }
                         walk.recording = true;
@@ -658,7 +658,7 @@ impl Engine {
         walk: &Walk,
         id: conntrack::ConnId,
         info: CtInfo,
-    ) -> Option<PathKey> {
+    ) -> Option<(PathKey, u16)> {
         if !self.fast_path || walk.trace.is_some() || walk.untracked {
             return None;
         }
@@ -676,7 +676,7 @@ impl Engine {
             return None;
         }
         let c = self.ct.conn(id)?;
-        Some(PathKey {
+        let key = PathKey {
             v4: pkt.is_v4(),
             path,
             reply,
@@ -684,7 +684,9 @@ impl Engine {
             ctmark: c.mark(),
             mark: walk.mark,
             pkttype: Some(rules_pkttype(pkttype, pkt, &self.host)),
-        })
+        };
+        let dir = if reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
+        Some((key, c.tag(dir)))
     }
 
     /// The fast path: if the entry's direction carries a remembered path recorded under `key`, grow its
@@ -694,12 +696,11 @@ impl Engine {
         now: Time,
         pkt: &Packet<'_>,
         key: PathKey,
+        tag: u16,
         walk: &mut Walk,
         decision: &mut Decision,
     ) -> Result<bool, (rules::Verdict, Option<RuleRef>)> {
-        let Some((id, info)) = walk.conn else { return Ok(false) };
-        let dir = if key.reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
-        let Some(tag) = self.ct.conn(id).map(|c| c.tag(dir)) else { return Ok(false) };
+        let Some((_, info)) = walk.conn else { return Ok(false) };
         let Some(p) = self.paths.get(tag).filter(|p| p.key == p.reads.mask(key)) else { return Ok(false) };
         let state = match (key.v4, self.ruleset6.as_mut()) {
             (false, Some((_, st))) => st,
@@ -722,7 +723,7 @@ impl Engine {
         }
         let Some((id, info)) = walk.conn else { return };
         // The key as it was after conntrack-in: a flow-invariant walk has no effects, so nothing changed.
-        let Some(key) = self.fast_key(pkt, pkttype, path, walk, id, info) else { return };
+        let Some((key, _)) = self.fast_key(pkt, pkttype, path, walk, id, info) else { return };
         let reads = Reads::of(&self.paths.rec);
         let tag =
             self.paths.remember(reads.mask(key), reads, walk.filter_rule.as_ref(), walk.last_rule.as_ref());
