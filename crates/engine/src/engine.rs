@@ -261,11 +261,7 @@ impl Engine {
         if now > self.now {
             self.now = now;
         }
-        if self.next_check().is_some_and(|t| t <= self.now) {
-            let now = self.now;
-            self.ct.handle_timeout(now);
-            self.defrag.handle_timeout(now);
-        }
+        self.expire_due();
     }
 
     /// Expire what is due at `now` (never moves the clock backwards).
@@ -341,10 +337,17 @@ impl Engine {
     fn begin(&mut self, now: Time) -> Time {
         self.stats.packets += 1;
         let now = self.advance(now);
-        if self.next_check().is_some_and(|t| t <= now) {
-            self.handle_timeout(now);
-        }
+        self.expire_due();
         now
+    }
+
+    /// Expire what is due at the engine's clock, if anything is (a constant-time check first).
+    fn expire_due(&mut self) {
+        let now = self.now;
+        if self.next_check().is_some_and(|t| t <= now) {
+            self.ct.handle_timeout(now);
+            self.defrag.handle_timeout(now);
+        }
     }
 
     /// `wire_len`: the datagram's length as received (at least the captured bytes).
