@@ -196,7 +196,7 @@ use crate::sctp::{sctp_error, SctpConn};
 use crate::stats::Stats;
 use crate::tcp::{flags_valid, TcpConn, TcpOutcome};
 use crate::tuple::{
-    l4_part, Tuple, TupleL4, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
+    l4_part, Key4, Tuple, TupleL4, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
     PROTO_UDPLITE,
 };
 
@@ -280,6 +280,12 @@ fn split(c: &Conn) -> bool {
 
 /// The index hash of direction `dir` of entry `c`.
 fn dir_hash(c: &Conn, dir: Dir) -> u64 {
+    if c.ext.is_none() {
+        // IPv4, zone 0, reply = inverse: the symmetric hash of the stored original
+        if let Some(k) = c.key4() {
+            return k.sym_hash(HASH_SEED, 0);
+        }
+    }
     tuple_hash(&c.tuple(dir), c.zone_id(dir))
 }
 
@@ -568,8 +574,12 @@ impl Conntrack {
         }
         let zone = ZoneKey::of(c);
         let proto = c.l4proto();
-        let tuples = [c.orig(), c.reply()];
-        let clash = tuples.iter().any(|t| self.lookup(now, t, zone).is_some());
+        let clash = if c.ext.is_none() {
+            self.plain_clash(now, idx)
+        } else {
+            let tuples = [c.orig(), c.reply()];
+            tuples.iter().any(|t| self.lookup(now, t, zone).is_some())
+        };
         if clash {
             // Another entry for the same flow got in first (cannot happen with sequential packets
             // unless the caller interleaves them). Protocols with clash resolution merge; TCP and
@@ -898,8 +908,12 @@ impl Conntrack {
         template: Option<&Template>,
     ) -> InResult {
         let now = self.advance(now);
-        self.release_pending();
-        self.expire_expectations(now);
+        if self.pending_free.is_some() {
+            self.release_pending();
+        }
+        if !self.expects.is_empty() {
+            self.expire_expectations(now);
+        }
         let zone = template.map_or(ZoneKey::DEFAULT, |t| ZoneKey { id: t.zone, dir: t.zone_dir });
         let v6 = pkt.ip.version == 6;
 
@@ -1122,38 +1136,93 @@ impl Conntrack {
         let second = zone.id(Dir::Reply);
         let candidates = if first == second { [Some(first), None] } else { [Some(first), Some(second)] };
         let conns = &self.conns;
-        for cand in candidates.into_iter().flatten() {
-            let h = tuple_hash(tuple, cand);
-            let found = self.table.find(h, |&node| {
-                let idx = (node >> 1) as usize;
-                conns.get(idx).is_some_and(|c| {
-                    let dir = if split(c) {
-                        let d = Dir::from_index((node & 1) as usize);
-                        (c.tuple(d) == *tuple).then_some(d)
+        // IPv4: compare compact keys (the packet's tuple and its inverse) with the entries' fields.
+        let key = Key4::of(tuple);
+        let inv = key.and_then(Key4::invert);
+        // The direction `tuple` has in entry `c` found under index node `node`.
+        let dir_in = |c: &Conn, node: u32| -> Option<Dir> {
+            match (&key, c.ext.is_none()) {
+                // no extension: IPv4, zone 0, reply = inverse, one node
+                (Some(k), true) => c.plain_dir_of(k, inv.as_ref()),
+                _ if split(c) => {
+                    let d = Dir::from_index((node & 1) as usize);
+                    if c.tuple(d) != *tuple {
+                        None
+                    } else if c.orig() == c.reply() {
+                        // A flow whose reply tuple equals its original tuple (same address and port on both
+                        // ends): the kernel's chain has the reply node in front, so it is found as a reply.
+                        Some(Dir::Reply)
                     } else {
-                        c.dir_of(tuple)
-                    };
-                    dir.is_some_and(|dir| c.zone_id(dir) == cand && c.zone_id(dir) == zone.id(dir))
+                        Some(d)
+                    }
+                }
+                (Some(k), false) if c.key4().is_some() => c.plain_dir_of(k, inv.as_ref()),
+                _ => c.dir_of(tuple),
+            }
+        };
+        for cand in candidates.into_iter().flatten() {
+            let h = match key {
+                Some(k) => k.sym_hash(HASH_SEED, cand),
+                None => tuple_hash(tuple, cand),
+            };
+            let found = self.table.find(h, |&node| {
+                conns.get((node >> 1) as usize).is_some_and(|c| {
+                    dir_in(c, node)
+                        .is_some_and(|dir| c.zone_id(dir) == cand && c.zone_id(dir) == zone.id(dir))
                 })
             });
             if let Some(&node) = found {
                 let idx = (node >> 1) as usize;
-                let c = conns.get(idx)?;
-                // A flow whose reply tuple equals its original tuple (same address and port on both
-                // ends): the kernel's chain has the reply node in front, so it is found as a reply.
-                let dir = if split(c) {
-                    if c.orig() == c.reply() {
-                        Dir::Reply
-                    } else {
-                        Dir::from_index((node & 1) as usize)
-                    }
-                } else {
-                    c.dir_of(tuple)?
-                };
+                let dir = dir_in(conns.get(idx)?, node)?;
                 return Some((idx, dir));
             }
         }
         None
+    }
+
+    /// The confirm hook's clash check for unconfirmed entry `idx` without extension (IPv4, zone 0, reply =
+    /// inverse): is another entry hashed under its original or its reply tuple? Both tuples have the same
+    /// symmetric hash, so one probe answers for both (what [`Conntrack::lookup`] of each would find, lazy
+    /// expiry included).
+    fn plain_clash(&mut self, now: Time, idx: usize) -> bool {
+        let Some(k) = self.conns.get(idx).and_then(Conn::key4) else { return false };
+        let inv = k.invert();
+        let h = k.sym_hash(HASH_SEED, 0);
+        // A tuple `t` finds an entry in the default zone when the entry's zone id for the direction `t` has
+        // in it is 0 (`find_node` with the default zone key).
+        let hit = |c: &Conn, t: &Key4, tinv: Option<&Key4>, node: u32| -> bool {
+            let dir = if c.ext.is_none() {
+                c.plain_dir_of(t, tinv)
+            } else {
+                let tuple = t.tuple();
+                if split(c) {
+                    let d = Dir::from_index((node & 1) as usize);
+                    let d = if c.orig() == c.reply() { Dir::Reply } else { d };
+                    (c.tuple(Dir::from_index((node & 1) as usize)) == tuple).then_some(d)
+                } else {
+                    c.dir_of(&tuple)
+                }
+            };
+            dir.is_some_and(|d| c.zone_id(d) == 0)
+        };
+        // Bounded: every round deletes an expired entry.
+        for _ in 0..=self.conns.len() {
+            let conns = &self.conns;
+            let found = self.table.find(h, |&node| {
+                let i = (node >> 1) as usize;
+                i != idx
+                    && conns.get(i).is_some_and(|c| {
+                        hit(c, &k, inv.as_ref(), node) || inv.is_some_and(|r| hit(c, &r, Some(&k), node))
+                    })
+            });
+            let Some(&node) = found else { return false };
+            let i = (node >> 1) as usize;
+            if !self.conns.get(i).is_some_and(|c| c.is_expired(now)) {
+                return true;
+            }
+            self.delete(i);
+        }
+        false
     }
 
     /// Lookup with lazy expiry.
