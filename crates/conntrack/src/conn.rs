@@ -541,6 +541,14 @@ impl Conn {
             _ => None,
         }
     }
+    /// The TCP or SCTP state, compared before and after a packet (a PROTOINFO event when it changed).
+    pub(crate) fn proto_state(&self) -> (Option<TcpState>, Option<SctpState>) {
+        match &self.proto {
+            ProtoState::Tcp(t) => (Some(t.state), None),
+            ProtoState::Sctp(s) => (None, Some(s.state)),
+            _ => (None, None),
+        }
+    }
     /// The protocol state name `/proc` and `conntrack -L` print (TCP and SCTP), if any.
     pub fn proto_state_name(&self) -> Option<&'static str> {
         match &self.proto {

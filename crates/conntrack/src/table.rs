@@ -956,7 +956,7 @@ impl Conntrack {
             let Some(c) = self.conns.get(idx) else {
                 return self.invalid("internal: entry vanished");
             };
-            let before = (c.status, c.proto_state_name());
+            let before = (c.status, c.proto_state());
             let info = if dir == Dir::Reply {
                 CtInfo::EstablishedReply
             } else if c.status.seen_reply() {
@@ -981,7 +981,7 @@ impl Conntrack {
                                 ev |= EV_REPLY;
                             }
                         }
-                        if c.proto_state_name() != before.1 {
+                        if c.proto_state() != before.1 {
                             ev |= EV_PROTOINFO;
                         }
                         if c.status.assured() && !before.0.assured() {
@@ -1165,16 +1165,17 @@ impl Conntrack {
                 Some(k) => k.sym_hash(HASH_SEED, cand),
                 None => tuple_hash(tuple, cand),
             };
+            // the direction of the matching node, noted by the probe
+            let mut hit = None;
             let found = self.table.find(h, |&node| {
-                conns.get((node >> 1) as usize).is_some_and(|c| {
-                    dir_in(c, node)
-                        .is_some_and(|dir| c.zone_id(dir) == cand && c.zone_id(dir) == zone.id(dir))
-                })
+                let dir = conns.get((node >> 1) as usize).and_then(|c| {
+                    dir_in(c, node).filter(|&dir| c.zone_id(dir) == cand && c.zone_id(dir) == zone.id(dir))
+                });
+                hit = dir;
+                dir.is_some()
             });
-            if let Some(&node) = found {
-                let idx = (node >> 1) as usize;
-                let dir = dir_in(conns.get(idx)?, node)?;
-                return Some((idx, dir));
+            if let (Some(&node), Some(dir)) = (found, hit) {
+                return Some(((node >> 1) as usize, dir));
             }
         }
         None
