@@ -17,7 +17,7 @@ use crate::helper::Help;
 use crate::sctp::{SctpConn, SctpState};
 use crate::tcp::{TcpConn, TcpState};
 use crate::timers::Place;
-use crate::tuple::{Tuple, TupleL4};
+use crate::tuple::{pack_l4, unpack_l4, Key4, Tuple};
 
 /// Connection status bits (`enum ip_conntrack_status`, value = 1 << bit). The kernel defines bits 0-15;
 /// higher bits are not kept.
@@ -258,33 +258,11 @@ impl Ext {
 
 /// The L4 part's kind, in [`Conn::bits`].
 const KIND_MASK: u8 = 0b11;
-const KIND_PORTS: u8 = 0;
-const KIND_ICMP: u8 = 1;
-const KIND_NONE: u8 = 2;
 /// The zone's directions, in [`Conn::bits`] (2 bits).
 const ZONE_DIR_SHIFT: u8 = 2;
 const ZONE_DIR_MASK: u8 = 0b11 << ZONE_DIR_SHIFT;
 /// The cached event bits (`EV_*`, 4 bits), in [`Conn::bits`].
 const ECACHE_SHIFT: u8 = 4;
-
-/// An L4 part in 32 bits plus its kind.
-pub(crate) fn pack_l4(l4: TupleL4) -> (u32, u8) {
-    match l4 {
-        TupleL4::Ports { sport, dport } => ((u32::from(sport) << 16) | u32::from(dport), KIND_PORTS),
-        TupleL4::Icmp { ty, code, id } => {
-            ((u32::from(ty) << 24) | (u32::from(code) << 16) | u32::from(id), KIND_ICMP)
-        }
-        TupleL4::None => (0, KIND_NONE),
-    }
-}
-
-fn unpack_l4(v: u32, kind: u8) -> TupleL4 {
-    match kind {
-        KIND_PORTS => TupleL4::Ports { sport: (v >> 16) as u16, dport: v as u16 },
-        KIND_ICMP => TupleL4::Icmp { ty: (v >> 24) as u8, code: (v >> 16) as u8, id: v as u16 },
-        _ => TupleL4::None,
-    }
-}
 
 /// A conntrack entry.
 ///
@@ -430,7 +408,41 @@ impl Conn {
             Dir::Reply => self.tags[1],
         }
     }
+    /// The original tuple in compact form, for an IPv4 entry.
+    pub(crate) fn key4(&self) -> Option<Key4> {
+        if self.ext.as_deref().is_some_and(|e| e.v6.is_some()) {
+            return None;
+        }
+        Some(Key4 {
+            src: self.src,
+            dst: self.dst,
+            l4: self.l4,
+            proto: self.l4proto,
+            kind: self.bits & KIND_MASK,
+        })
+    }
+    /// For an entry without extension (IPv4, zone 0, reply = inverse of the original): the direction of
+    /// the packet whose tuple is `k` and inverse `kinv` (the reply one when both tuples are equal).
+    pub(crate) fn plain_dir_of(&self, k: &Key4, kinv: Option<&Key4>) -> Option<Dir> {
+        let own = Key4 {
+            src: self.src,
+            dst: self.dst,
+            l4: self.l4,
+            proto: self.l4proto,
+            kind: self.bits & KIND_MASK,
+        };
+        if kinv == Some(&own) {
+            Some(Dir::Reply)
+        } else if *k == own {
+            Some(Dir::Original)
+        } else {
+            None
+        }
+    }
     pub fn orig(&self) -> Tuple {
+        if let Some(k) = self.key4() {
+            return k.tuple();
+        }
         let (src, dst) = match self.ext.as_deref().and_then(|e| e.v6) {
             Some([s, d]) => (IpAddr::V6(s), IpAddr::V6(d)),
             None => (IpAddr::V4(Ipv4Addr::from(self.src)), IpAddr::V4(Ipv4Addr::from(self.dst))),
@@ -441,8 +453,11 @@ impl Conn {
         if let Some(r) = self.ext.as_deref().and_then(|e| e.reply.as_deref()) {
             return *r;
         }
-        let o = self.orig();
         // Entries are only created for invertible tuples.
+        if let Some(k) = self.key4() {
+            return k.invert().unwrap_or(k).tuple();
+        }
+        let o = self.orig();
         o.invert().unwrap_or(o)
     }
     /// The tuple of direction `dir`.
@@ -524,6 +539,14 @@ impl Conn {
         match &self.proto {
             ProtoState::Sctp(s) => Some(s.state),
             _ => None,
+        }
+    }
+    /// The TCP or SCTP state, compared before and after a packet (a PROTOINFO event when it changed).
+    pub(crate) fn proto_state(&self) -> (Option<TcpState>, Option<SctpState>) {
+        match &self.proto {
+            ProtoState::Tcp(t) => (Some(t.state), None),
+            ProtoState::Sctp(s) => (None, Some(s.state)),
+            _ => (None, None),
         }
     }
     /// The protocol state name `/proc` and `conntrack -L` print (TCP and SCTP), if any.

@@ -4,8 +4,10 @@
 //! (expiry, index) order, exactly the registered entries whose *current* expiry is `<= now`, as an
 //! ordered set keyed by (expiry, index) would. The kernel keeps one `timeout` field per entry and lets its
 //! GC worker find expired entries; we keep the same single field and make refreshes free:
-//! - far timers live in coarse slots ([`SLOT_NS`] wide). A refresh that pushes the expiry later costs
-//!   nothing: the entry stays in its (earlier) slot and is moved to its right slot when that slot comes due;
+//! - far timers live in coarse slots ([`SLOT_NS`] wide), as doubly linked lists threaded through one array
+//!   indexed by entry (8 bytes per entry). A refresh that pushes the expiry later costs nothing: the entry
+//!   stays in its (earlier) slot and is moved to its right slot when that slot comes due; a refresh to an
+//!   earlier slot moves it in constant time;
 //! - timers within the current slot live in an exactly ordered set (`near`), so expiry happens at the exact
 //!   nanosecond, in the exact order;
 //! - [`Wheel::next`] is never later than the real next expiry (it may be a slot start, earlier).
@@ -63,7 +65,12 @@ impl Place {
 #[derive(Debug, Default, Clone)]
 pub struct Wheel {
     near: BTreeSet<(u64, u32)>,
-    slots: BTreeMap<u64, Vec<u32>>,
+    /// The first entry of each coarse slot's list.
+    slots: BTreeMap<u64, u32>,
+    /// Per entry index: (previous, next) entry of its slot's list, [`NIL`] at the ends. Every registered
+    /// entry is in exactly one place (a slot's list or the near set), so a refresh to an earlier slot
+    /// moves it in constant time and nothing stale is left behind.
+    links: Vec<[u32; 2]>,
     /// Slots below this number were already moved into `near`.
     horizon: u64,
     len: usize,
@@ -80,8 +87,12 @@ impl Wheel {
 
     /// Heap bytes held (approximate for the ordered containers: their elements).
     pub fn memory_bytes(&self) -> usize {
-        let slots: usize = self.slots.values().map(|v| v.capacity() * 4 + 32).sum();
-        slots + self.near.len() * 16
+        self.links.capacity() * 8 + self.slots.len() * 16 + self.near.len() * 16
+    }
+
+    /// Room for entries with indices below `entries` without reallocating.
+    pub fn reserve(&mut self, entries: usize) {
+        self.links.reserve_exact(entries.saturating_sub(self.links.len()));
     }
 
     /// Register entry `idx` (not registered yet) expiring at `expiry`; returns its place.
@@ -96,8 +107,69 @@ impl Wheel {
             self.near.insert((expiry, idx));
             Place::Near
         } else {
-            self.slots.entry(slot).or_default().push(idx);
+            self.push(slot, idx);
             Place::Slot(slot)
+        }
+    }
+
+    fn link(&self, idx: u32) -> [u32; 2] {
+        self.links.get(idx as usize).copied().unwrap_or([NIL, NIL])
+    }
+
+    fn set_link(&mut self, idx: u32, side: usize, to: u32) {
+        if let Some(l) = self.links.get_mut(idx as usize).and_then(|l| l.get_mut(side)) {
+            *l = to;
+        }
+    }
+
+    /// Puts `idx` at the front of `slot`'s list.
+    fn push(&mut self, slot: u64, idx: u32) {
+        let i = idx as usize;
+        if self.links.len() <= i {
+            // entry indices are dense: grow to this one (the vector's capacity still doubles)
+            self.links.resize(i + 1, [NIL, NIL]);
+        }
+        let head = self.slots.entry(slot).or_insert(NIL);
+        let old = std::mem::replace(head, idx);
+        if let Some(l) = self.links.get_mut(i) {
+            *l = [NIL, old];
+        }
+        if old != NIL {
+            self.set_link(old, 0, idx);
+        }
+    }
+
+    /// Takes `idx` out of `slot`'s list.
+    fn unlink(&mut self, slot: u64, idx: u32) {
+        let [prev, next] = self.link(idx);
+        if prev == NIL {
+            if self.slots.get(&slot) == Some(&idx) {
+                if next == NIL {
+                    self.slots.remove(&slot);
+                } else {
+                    self.slots.insert(slot, next);
+                }
+            }
+        } else {
+            self.set_link(prev, 1, next);
+        }
+        if next != NIL {
+            self.set_link(next, 0, prev);
+        }
+        if let Some(l) = self.links.get_mut(idx as usize) {
+            *l = [NIL, NIL];
+        }
+    }
+
+    /// The entries of the list starting at `head` (bounded by the number registered).
+    fn list(&self, head: u32, out: &mut Vec<u32>) {
+        let mut cur = head;
+        for _ in 0..=self.len {
+            if cur == NIL {
+                break;
+            }
+            out.push(cur);
+            cur = self.link(cur)[1];
         }
     }
 
@@ -112,8 +184,11 @@ impl Wheel {
             // Later (or same slot): it stays put and is moved when its slot comes due (unless it would lag
             // too far behind for its packed place).
             Place::Slot(s) if expiry / SLOT_NS >= s && expiry / SLOT_NS - s < MAX_LAG => at,
-            // Earlier: register again; the stale registration is skipped when its slot comes due.
-            Place::Slot(_) => self.place(idx, expiry),
+            // Earlier: move it.
+            Place::Slot(s) => {
+                self.unlink(s, idx);
+                self.place(idx, expiry)
+            }
         }
     }
 
@@ -124,8 +199,7 @@ impl Wheel {
             Place::Near => {
                 self.near.remove(&(expiry, idx));
             }
-            // Stale registrations are skipped when their slot comes due.
-            Place::Slot(_) => {}
+            Place::Slot(s) => self.unlink(s, idx),
         }
         self.len = self.len.saturating_sub(1);
     }
@@ -135,15 +209,16 @@ impl Wheel {
     /// one slot; [`Wheel::next`] is the constant-time lower bound.
     pub fn next_exact(&self, state: impl Fn(u32) -> Option<(Place, u64)>) -> Option<u64> {
         let mut best = self.near.first().map(|&(e, _)| e);
-        for (&slot, idxs) in &self.slots {
+        let mut idxs = Vec::new();
+        for (&slot, &head) in &self.slots {
             if best.is_some_and(|b| b <= slot.saturating_mul(SLOT_NS)) {
                 break;
             }
-            for &idx in idxs {
-                if let Some((Place::Slot(s), expiry)) = state(idx) {
-                    if s == slot {
-                        best = Some(best.map_or(expiry, |b| b.min(expiry)));
-                    }
+            idxs.clear();
+            self.list(head, &mut idxs);
+            for &idx in &idxs {
+                if let Some((_, expiry)) = state(idx) {
+                    best = Some(best.map_or(expiry, |b| b.min(expiry)));
                 }
             }
         }
@@ -157,9 +232,10 @@ impl Wheel {
         near.into_iter().chain(slot).min()
     }
 
-    /// Moves every slot starting at or before `now` into the near set. `state(idx)` gives an entry's
-    /// current place and expiry (`None` when the index is free). Returns the entries' new places, which
-    /// the owner records (each entry appears at most once).
+    /// Moves every slot starting at or before `now` into the near set (or, for entries whose expiry moved
+    /// later, into their own slot). `state(idx)` gives an entry's current place and expiry (`None` when the
+    /// index is free). Returns the entries' new places, which the owner records (each entry appears at most
+    /// once).
     pub fn advance(&mut self, now: u64, state: impl Fn(u32) -> Option<(Place, u64)>) -> Vec<(u32, Place)> {
         let mut moved = Vec::new();
         let target = now / SLOT_NS + 1;
@@ -167,15 +243,20 @@ impl Wheel {
             return moved;
         }
         self.horizon = target;
-        while let Some((&slot, _)) = self.slots.first_key_value() {
+        let mut idxs = Vec::new();
+        while let Some((&slot, &head)) = self.slots.first_key_value() {
             if slot >= target {
                 break;
             }
-            let Some(mut idxs) = self.slots.remove(&slot) else { break };
-            idxs.sort_unstable();
-            idxs.dedup();
-            for idx in idxs {
-                // Only a registration that is still the entry's own counts.
+            self.slots.remove(&slot);
+            idxs.clear();
+            self.list(head, &mut idxs);
+            for &idx in &idxs {
+                if let Some(l) = self.links.get_mut(idx as usize) {
+                    *l = [NIL, NIL];
+                }
+            }
+            for &idx in &idxs {
                 if let Some((Place::Slot(s), expiry)) = state(idx) {
                     if s == slot {
                         let p = self.place(idx, expiry);
@@ -221,6 +302,11 @@ impl Chains {
         self.heads.len()
     }
 
+    /// Room for nodes below `nodes` without reallocating.
+    pub fn reserve(&mut self, nodes: usize) {
+        self.next.reserve_exact(nodes.saturating_sub(self.next.len()));
+    }
+
     /// Empties the chains and sets the bucket count.
     pub fn reset(&mut self, buckets: usize) {
         self.heads.clear();
@@ -237,7 +323,8 @@ impl Chains {
         let b = bucket % self.heads.len();
         let n = node as usize;
         if self.next.len() <= n {
-            self.next.resize((n + 1).max(self.next.len() * 2), NIL);
+            // node numbers are dense: grow to this one (the vector's capacity still doubles)
+            self.next.resize(n + 1, NIL);
         }
         let Some(head) = self.heads.get_mut(b) else { return };
         let old = std::mem::replace(head, node);

@@ -6,7 +6,7 @@
 //! = destination key, as the kernel's `u.all` view); nothing for every other protocol. The zone is not
 //! part of the tuple; the table keys on (tuple, zone).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 pub(crate) const PROTO_ICMP: u8 = 1;
 pub(crate) const PROTO_TCP: u8 = 6;
@@ -111,43 +111,29 @@ impl Tuple {
     /// direction's tuple; one symmetric hash lets a single node stand for both). Equal tuples hash equally.
     pub(crate) fn sym_hash(&self, seed: u64, zone: u16) -> u64 {
         use std::hash::{BuildHasher, Hasher};
+        if let Some(k) = Key4::of(self) {
+            return k.sym_hash(seed, zone);
+        }
         let mut h = foldhash::fast::FixedState::with_seed(seed).build_hasher();
-        let (kind, l4) = match self.l4 {
-            TupleL4::Ports { .. } => (1u64, 0u64),
-            TupleL4::Icmp { ty, code, id } => {
-                // the inverse swaps echo request and reply (etc.): hash the smaller of the two types
-                let inv = if self.proto == PROTO_ICMPV6 { icmpv6_inverse(ty) } else { icmp_inverse(ty) };
-                let ty = inv.map_or(ty, |i| i.min(ty));
-                (2, (u64::from(ty) << 24) | (u64::from(code) << 16) | u64::from(id))
-            }
-            TupleL4::None => (3, 0),
-        };
+        let (l4, kind) = pack_l4(self.l4);
+        let l4 = sym_l4(self.proto, l4, kind);
         let (sport, dport) = match self.l4 {
             TupleL4::Ports { sport, dport } => (sport, dport),
             _ => (0, 0),
         };
-        match (self.src, self.dst) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                // (address, port) of each end, in a canonical order
-                let ea = (u64::from(u32::from(a)) << 16) | u64::from(sport);
-                let eb = (u64::from(u32::from(b)) << 16) | u64::from(dport);
-                h.write_u64(ea.min(eb));
-                h.write_u64(ea.max(eb));
-            }
-            (a, b) => {
-                let wide = |ip: IpAddr| match ip {
-                    IpAddr::V4(v) => u128::from(u32::from(v)) | (1 << 64),
-                    IpAddr::V6(v) => u128::from(v),
-                };
-                let ea = (wide(a), sport);
-                let eb = (wide(b), dport);
-                let (lo, hi) = if ea <= eb { (ea, eb) } else { (eb, ea) };
-                h.write_u128(lo.0);
-                h.write_u128(hi.0);
-                h.write_u64((u64::from(lo.1) << 16) | u64::from(hi.1));
-            }
-        }
-        h.write_u64(l4 | (kind << 40) | (u64::from(self.proto) << 48) | (u64::from(zone) << 32));
+        let wide = |ip: IpAddr| match ip {
+            IpAddr::V4(v) => u128::from(u32::from(v)) | (1 << 64),
+            IpAddr::V6(v) => u128::from(v),
+        };
+        let ea = (wide(self.src), sport);
+        let eb = (wide(self.dst), dport);
+        let (lo, hi) = if ea <= eb { (ea, eb) } else { (eb, ea) };
+        h.write_u128(lo.0);
+        h.write_u128(hi.0);
+        h.write_u64((u64::from(lo.1) << 16) | u64::from(hi.1));
+        h.write_u64(
+            u64::from(l4) | (u64::from(kind) << 40) | (u64::from(self.proto) << 48) | (u64::from(zone) << 32),
+        );
         h.finish()
     }
 
@@ -165,6 +151,117 @@ impl Tuple {
             TupleL4::Ports { dport, .. } => Some(dport),
             _ => None,
         }
+    }
+}
+
+/// The L4 kinds of a packed L4 part ([`pack_l4`]).
+pub(crate) const KIND_PORTS: u8 = 0;
+pub(crate) const KIND_ICMP: u8 = 1;
+pub(crate) const KIND_NONE: u8 = 2;
+
+/// An L4 part in 32 bits (ports: source high, destination low; ICMP: type, code, id) plus its kind.
+pub(crate) fn pack_l4(l4: TupleL4) -> (u32, u8) {
+    match l4 {
+        TupleL4::Ports { sport, dport } => ((u32::from(sport) << 16) | u32::from(dport), KIND_PORTS),
+        TupleL4::Icmp { ty, code, id } => {
+            ((u32::from(ty) << 24) | (u32::from(code) << 16) | u32::from(id), KIND_ICMP)
+        }
+        TupleL4::None => (0, KIND_NONE),
+    }
+}
+
+/// The L4 part packed by [`pack_l4`].
+pub(crate) fn unpack_l4(v: u32, kind: u8) -> TupleL4 {
+    match kind {
+        KIND_PORTS => TupleL4::Ports { sport: (v >> 16) as u16, dport: v as u16 },
+        KIND_ICMP => TupleL4::Icmp { ty: (v >> 24) as u8, code: (v >> 16) as u8, id: v as u16 },
+        _ => TupleL4::None,
+    }
+}
+
+/// The part of a packed L4 part that does not change under inversion: ICMP with the smaller of the type
+/// and its inverse; ports (swapped by inversion) and nothing else count as 0 (they go with the addresses).
+fn sym_l4(proto: u8, l4: u32, kind: u8) -> u32 {
+    match kind {
+        KIND_ICMP => {
+            let ty = (l4 >> 24) as u8;
+            let inv = if proto == PROTO_ICMPV6 { icmpv6_inverse(ty) } else { icmp_inverse(ty) };
+            let ty = inv.map_or(ty, |i| i.min(ty));
+            (l4 & 0x00ff_ffff) | (u32::from(ty) << 24)
+        }
+        _ => 0,
+    }
+}
+
+/// An IPv4 tuple in the compact form entries keep it in: lookups compare integers, not tuples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Key4 {
+    pub(crate) src: u32,
+    pub(crate) dst: u32,
+    /// Packed L4 part ([`pack_l4`]).
+    pub(crate) l4: u32,
+    pub(crate) proto: u8,
+    pub(crate) kind: u8,
+}
+
+impl Key4 {
+    /// The compact form of an IPv4 tuple (`None` for IPv6).
+    pub(crate) fn of(t: &Tuple) -> Option<Key4> {
+        match (t.src, t.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let (l4, kind) = pack_l4(t.l4);
+                Some(Key4 { src: u32::from(s), dst: u32::from(d), l4, proto: t.proto, kind })
+            }
+            _ => None,
+        }
+    }
+
+    /// [`Tuple::invert`] in compact form.
+    pub(crate) fn invert(self) -> Option<Key4> {
+        let l4 = match self.kind {
+            KIND_PORTS => self.l4.rotate_left(16),
+            KIND_ICMP => {
+                let ty = (self.l4 >> 24) as u8;
+                let inv = if self.proto == PROTO_ICMPV6 { icmpv6_inverse(ty)? } else { icmp_inverse(ty)? };
+                (self.l4 & 0x00ff_ffff) | (u32::from(inv) << 24)
+            }
+            _ => self.l4,
+        };
+        Some(Key4 { src: self.dst, dst: self.src, l4, ..self })
+    }
+
+    pub(crate) fn tuple(self) -> Tuple {
+        Tuple {
+            src: IpAddr::V4(Ipv4Addr::from(self.src)),
+            dst: IpAddr::V4(Ipv4Addr::from(self.dst)),
+            proto: self.proto,
+            l4: unpack_l4(self.l4, self.kind),
+        }
+    }
+
+    /// [`Tuple::sym_hash`] of the tuple.
+    pub(crate) fn sym_hash(self, seed: u64, zone: u16) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = foldhash::fast::FixedState::with_seed(seed).build_hasher();
+        // (address, port) of each end, in a canonical order
+        let (ea, eb) = if self.kind == KIND_PORTS {
+            (
+                (u64::from(self.src) << 16) | u64::from(self.l4 >> 16),
+                (u64::from(self.dst) << 16) | u64::from(self.l4 & 0xffff),
+            )
+        } else {
+            (u64::from(self.src) << 16, u64::from(self.dst) << 16)
+        };
+        h.write_u64(ea.min(eb));
+        h.write_u64(ea.max(eb));
+        let l4 = sym_l4(self.proto, self.l4, self.kind);
+        h.write_u64(
+            u64::from(l4)
+                | (u64::from(self.kind) << 40)
+                | (u64::from(self.proto) << 48)
+                | (u64::from(zone) << 32),
+        );
+        h.finish()
     }
 }
 
