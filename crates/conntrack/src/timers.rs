@@ -17,7 +17,8 @@
 //!
 //! [`Chains`]: the entries of each virtual bucket (`nf_conntrack_buckets`), as singly linked lists of
 //! nodes (entry index × 2 + direction) threaded through one array, for the bucket-local early drop
-//! (`early_drop`, `NF_CT_EVICTION_RANGE`).
+//! (`early_drop`, `NF_CT_EVICTION_RANGE`). Lists are kept oldest first with a tail per bucket, so that
+//! expiry, which mostly unlinks the oldest entries, does not walk them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -279,8 +280,11 @@ const NIL: u32 = u32::MAX;
 /// Virtual bucket chains (see the module docs).
 #[derive(Debug, Default, Clone)]
 pub struct Chains {
+    /// Oldest node of each bucket.
     heads: Vec<u32>,
-    /// Next node per node (entry index × 2 + direction).
+    /// Newest node of each bucket (where the next one is linked).
+    tails: Vec<u32>,
+    /// Next (newer) node per node (entry index × 2 + direction).
     next: Vec<u32>,
     len: usize,
 }
@@ -288,7 +292,7 @@ pub struct Chains {
 impl Chains {
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
-        (self.heads.capacity() + self.next.capacity()) * 4
+        (self.heads.capacity() + self.tails.capacity() + self.next.capacity()) * 4
     }
 
     /// Number of nodes linked.
@@ -311,11 +315,15 @@ impl Chains {
     pub fn reset(&mut self, buckets: usize) {
         self.heads.clear();
         self.heads.resize(buckets.max(1), NIL);
+        self.tails.clear();
+        self.tails.resize(buckets.max(1), NIL);
         self.next.clear();
         self.len = 0;
     }
 
-    /// Links `node` at the head of `bucket`.
+    /// Links `node` into `bucket`, as its newest node. The lists run oldest first, so that removing entries
+    /// in the order they were linked (expiry, mostly) unlinks at the head without a walk; they are presented
+    /// newest first, as the kernel's bucket lists are walked.
     pub fn insert(&mut self, bucket: usize, node: u32) {
         if self.heads.is_empty() {
             self.reset(1);
@@ -326,10 +334,21 @@ impl Chains {
             // node numbers are dense: grow to this one (the vector's capacity still doubles)
             self.next.resize(n + 1, NIL);
         }
-        let Some(head) = self.heads.get_mut(b) else { return };
-        let old = std::mem::replace(head, node);
         if let Some(slot) = self.next.get_mut(n) {
-            *slot = old;
+            *slot = NIL;
+        }
+        let (Some(head), Some(tail)) = (self.heads.get(b).copied(), self.tails.get(b).copied()) else {
+            return;
+        };
+        if head == NIL {
+            if let Some(h) = self.heads.get_mut(b) {
+                *h = node;
+            }
+        } else if let Some(t) = self.next.get_mut(tail as usize) {
+            *t = node;
+        }
+        if let Some(t) = self.tails.get_mut(b) {
+            *t = node;
         }
         self.len += 1;
     }
@@ -342,28 +361,31 @@ impl Chains {
         let b = bucket % self.heads.len();
         let after = self.next.get(node as usize).copied().unwrap_or(NIL);
         let Some(&head) = self.heads.get(b) else { return };
-        if head == node {
-            if let Some(h) = self.heads.get_mut(b) {
-                *h = after;
-            }
-            self.len = self.len.saturating_sub(1);
-            return;
-        }
+        let mut prev = NIL;
         let mut cur = head;
         // Bounded by the number of linked nodes.
         for _ in 0..=self.len {
             if cur == NIL {
                 return;
             }
-            let nxt = self.next.get(cur as usize).copied().unwrap_or(NIL);
-            if nxt == node {
-                if let Some(s) = self.next.get_mut(cur as usize) {
-                    *s = after;
+            if cur == node {
+                if prev == NIL {
+                    if let Some(h) = self.heads.get_mut(b) {
+                        *h = after;
+                    }
+                } else if let Some(p) = self.next.get_mut(prev as usize) {
+                    *p = after;
+                }
+                if after == NIL {
+                    if let Some(t) = self.tails.get_mut(b) {
+                        *t = prev;
+                    }
                 }
                 self.len = self.len.saturating_sub(1);
                 return;
             }
-            cur = nxt;
+            prev = cur;
+            cur = self.next.get(cur as usize).copied().unwrap_or(NIL);
         }
     }
 
@@ -379,6 +401,7 @@ impl Chains {
         if self.heads.is_empty() {
             return;
         }
+        let start = out.len();
         let mut cur = self.heads.get(bucket % self.heads.len()).copied().unwrap_or(NIL);
         // Bounded by the number of linked nodes.
         for _ in 0..=self.len {
@@ -387,6 +410,9 @@ impl Chains {
             }
             out.push(cur);
             cur = self.next.get(cur as usize).copied().unwrap_or(NIL);
+        }
+        if let Some(seg) = out.get_mut(start..) {
+            seg.reverse();
         }
     }
 }
@@ -526,5 +552,39 @@ mod tests {
         assert_eq!(c.nodes(1), vec![1]);
         assert_eq!(c.nodes(2), vec![3]);
         assert_eq!(c.len(), 2);
+        // Unlinking the newest node moves the tail back: the next node links after the right one.
+        c.insert(1, 11);
+        c.remove(1, 11);
+        c.insert(1, 13);
+        assert_eq!(c.nodes(1), vec![13, 1]);
+        c.remove(1, 1);
+        c.remove(1, 13);
+        assert_eq!(c.nodes(1), Vec::<u32>::new());
+        c.insert(1, 15);
+        assert_eq!(c.nodes(1), vec![15]);
+    }
+
+    proptest! {
+        /// Chains behave like a list per bucket, newest first, under any mix of links and unlinks.
+        #[test]
+        fn chains_match_a_list_model(ops in proptest::collection::vec((0usize..3, 0u32..12, any::<bool>()), 0..200)) {
+            let mut c = Chains::default();
+            c.reset(3);
+            let mut model: Vec<Vec<u32>> = vec![Vec::new(); 3];
+            for (b, n, link) in ops {
+                let linked = model.iter().any(|l| l.contains(&n));
+                if link && !linked {
+                    c.insert(b, n);
+                    model[b].insert(0, n);
+                } else if !link {
+                    c.remove(b, n);
+                    model[b].retain(|&x| x != n);
+                }
+                for (i, l) in model.iter().enumerate() {
+                    prop_assert_eq!(&c.nodes(i), l);
+                }
+                prop_assert_eq!(c.len(), model.iter().map(Vec::len).sum::<usize>());
+            }
+        }
     }
 }

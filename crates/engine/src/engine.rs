@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use conntrack::{Conntrack, CtInfo, InResult};
-use rules::{CtMatch, CtState, CtView, Effect, Hook, PacketCtx, RuleRef, RuleState, Ruleset, Table};
+use rules::{CtMatch, CtState, CtView, Effect, Hook, PacketCtx, RuleId, RuleRef, RuleState, Ruleset, Table};
 use wire::link::PktType;
 use wire::{Packet, Time};
 
@@ -146,8 +146,8 @@ struct Walk {
     out_iface: Option<Iface>,
     /// The deciding rule of the filter table, and of the last other table run (the decision names the
     /// filter one when filter ran; each rule reference is kept once, not cloned).
-    filter_rule: Option<RuleRef>,
-    last_rule: Option<RuleRef>,
+    filter_rule: Option<RuleId>,
+    last_rule: Option<RuleId>,
     logs: Vec<String>,
     ct_reason: Option<&'static str>,
     /// Why conntrack ignored the packet (accepted it without changing the entry), when it did.
@@ -477,12 +477,18 @@ impl Engine {
             }
         };
         if verdict == Verdict::Accept {
-            let remembered =
-                self.paths.get(walk.fast_tag).and_then(|p| p.filter_rule.as_ref().or(p.last_rule.as_ref()));
-            decision.rule = match (remembered, prev_rule) {
-                (Some(r), Some(prev)) if same_rule(r, &prev) => Some(prev),
-                (Some(r), _) => Some(r.clone()),
-                (None, _) => walk.filter_rule.take().or(walk.last_rule.take()),
+            let remembered = self.paths.get(walk.fast_tag).and_then(|p| p.filter_rule.or(p.last_rule));
+            let id = remembered.or(walk.filter_rule).or(walk.last_rule);
+            // Named from the ruleset that decided; the previous decision's name is kept when it is the same
+            // rule (no reference-count traffic: an atomic per packet stalls on the stores of a new entry).
+            let rs = match (pkt.is_v4(), &self.ruleset6) {
+                (false, Some((r6, _))) => r6,
+                _ => &self.ruleset,
+            };
+            decision.rule = match (id, prev_rule) {
+                (Some(id), Some(prev)) if rs.names(id, &prev) => Some(prev),
+                (Some(id), _) => Some(rs.rule_ref(id)),
+                (None, _) => None,
             };
         }
         decision.verdict = Some(verdict);
@@ -728,8 +734,7 @@ impl Engine {
         // The key as it was after conntrack-in: a flow-invariant walk has no effects, so nothing changed.
         let Some((key, _)) = self.fast_key(pkt, pkttype, path, walk, id, info) else { return };
         let reads = Reads::of(&self.paths.rec);
-        let tag =
-            self.paths.remember(reads.mask(key), reads, walk.filter_rule.as_ref(), walk.last_rule.as_ref());
+        let tag = self.paths.remember(reads.mask(key), reads, walk.filter_rule, walk.last_rule);
         if let Some(tag) = tag {
             let dir = if key.reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
             self.ct.set_tag(id, dir, tag);
@@ -836,19 +841,10 @@ impl Engine {
             effects: Vec::new(),
             trace: walk.trace.as_ref().map(|_| Vec::new()),
         };
-        let outcome = match (pkt.is_v4(), self.ruleset6.as_mut(), walk.recording) {
-            (false, Some((r, st)), false) => r.evaluate(table, hook, &mut ctx, st),
-            (false, Some((r, st)), true) => {
-                r.evaluate_recorded(table, hook, &mut ctx, st, &mut self.paths.rec)
-            }
-            (_, _, false) => self.ruleset.evaluate(table, hook, &mut ctx, &mut self.rule_state),
-            (_, _, true) => self.ruleset.evaluate_recorded(
-                table,
-                hook,
-                &mut ctx,
-                &mut self.rule_state,
-                &mut self.paths.rec,
-            ),
+        let rec = if walk.recording { Some(&mut self.paths.rec) } else { None };
+        let (rs, (verdict, rule)) = match (pkt.is_v4(), self.ruleset6.as_mut()) {
+            (false, Some((r, st))) => (&*r, r.evaluate_id(table, hook, &mut ctx, st, rec)),
+            _ => (&self.ruleset, self.ruleset.evaluate_id(table, hook, &mut ctx, &mut self.rule_state, rec)),
         };
         let effects = std::mem::take(&mut ctx.effects);
         if let (Some(lines), Some(entries)) = (walk.trace.as_mut(), ctx.trace.take()) {
@@ -889,23 +885,18 @@ impl Engine {
                 Effect::SetMark(_) => {}
             }
         }
-        match outcome.verdict {
+        match verdict {
             rules::Verdict::Accept => {
                 if table == Table::Filter {
-                    walk.filter_rule = Some(outcome.rule);
+                    walk.filter_rule = Some(rule);
                 } else {
-                    walk.last_rule = Some(outcome.rule);
+                    walk.last_rule = Some(rule);
                 }
                 Ok(())
             }
-            v => Err((v, Some(outcome.rule))),
+            v => Err((v, Some(rs.rule_ref(rule)))),
         }
     }
-}
-
-/// The same rule, compared without touching the chain name's reference count.
-fn same_rule(a: &RuleRef, b: &RuleRef) -> bool {
-    a.table == b.table && a.rule == b.rule && std::sync::Arc::ptr_eq(&a.chain, &b.chain)
 }
 
 fn label(ct: &CtMatch) -> CtStateLabel {

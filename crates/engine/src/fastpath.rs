@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use rules::{Recording, RuleRef};
+use rules::{Recording, RuleId};
 
 use crate::decision::PacketPath;
 
@@ -80,8 +80,8 @@ pub(crate) struct CachedPath {
     pub reads: Reads,
     pub counts: Recording,
     /// The filter table's deciding rule, and the last other table's, when those tables ran.
-    pub filter_rule: Option<RuleRef>,
-    pub last_rule: Option<RuleRef>,
+    pub filter_rule: Option<RuleId>,
+    pub last_rule: Option<RuleId>,
 }
 
 #[derive(Debug, Default)]
@@ -110,26 +110,20 @@ impl PathCache {
         &mut self,
         key: PathKey,
         reads: Reads,
-        filter_rule: Option<&RuleRef>,
-        last_rule: Option<&RuleRef>,
+        filter_rule: Option<RuleId>,
+        last_rule: Option<RuleId>,
     ) -> Option<u16> {
         let same = |p: &CachedPath| {
             p.key == key
                 && p.reads == reads
                 && p.counts == self.rec
-                && p.filter_rule.as_ref() == filter_rule
-                && p.last_rule.as_ref() == last_rule
+                && p.filter_rule == filter_rule
+                && p.last_rule == last_rule
         };
         if let Some(&t) = self.recent.iter().find(|&&t| self.get(t).is_some_and(same)) {
             return Some(t);
         }
-        let path = CachedPath {
-            key,
-            reads,
-            counts: self.rec.clone(),
-            filter_rule: filter_rule.cloned(),
-            last_rule: last_rule.cloned(),
-        };
+        let path = CachedPath { key, reads, counts: self.rec.clone(), filter_rule, last_rule };
         let tag = match self.index.get(&path) {
             Some(&t) => t,
             None => {

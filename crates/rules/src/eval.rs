@@ -213,6 +213,19 @@ impl std::fmt::Display for RuleRef {
     }
 }
 
+/// A rule or chain policy of one compiled [`Ruleset`], by position: copied without touching the chain
+/// name's reference count (the engine handles one per packet); [`Ruleset::rule_ref`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RuleId(RuleAt);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum RuleAt {
+    /// Rule `rule` (1-based; `None` = the policy) of chain `ci` of table `ti`.
+    Rule { table: Table, ti: u32, ci: u32, rule: Option<u32> },
+    /// The table or its built-in chain for `hook` is not loaded (accepted, "policy").
+    Absent { table: Table, hook: Hook },
+}
+
 /// Verdict and deciding rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -1163,7 +1176,7 @@ impl Ruleset {
         ctx: &mut PacketCtx<'_>,
         state: &mut RuleState,
     ) -> Outcome {
-        self.walk(table, hook, ctx, state, true, None)
+        self.outcome(self.walk(table, hook, ctx, state, true, None))
     }
 
     /// [`Ruleset::evaluate`], recording into `rec` (appended; see [`Recording`]) the counters grown
@@ -1176,7 +1189,49 @@ impl Ruleset {
         state: &mut RuleState,
         rec: &mut Recording,
     ) -> Outcome {
-        self.walk(table, hook, ctx, state, true, Some(rec))
+        self.outcome(self.walk(table, hook, ctx, state, true, Some(rec)))
+    }
+
+    /// [`Ruleset::evaluate`] (recording into `rec` when given), naming the deciding rule by position.
+    pub fn evaluate_id(
+        &self,
+        table: Table,
+        hook: Hook,
+        ctx: &mut PacketCtx<'_>,
+        state: &mut RuleState,
+        rec: Option<&mut Recording>,
+    ) -> (Verdict, RuleId) {
+        self.walk(table, hook, ctx, state, true, rec)
+    }
+
+    /// The rule `id` names (`id` must come from this ruleset).
+    pub fn rule_ref(&self, id: RuleId) -> RuleRef {
+        match id.0 {
+            RuleAt::Rule { table, ti, ci, rule } => {
+                let chain = self.tables.get(ti as usize).and_then(|t| t.chains.get(ci as usize));
+                RuleRef { table, chain: chain.map_or_else(|| Arc::from(""), |c| c.name.clone()), rule }
+            }
+            RuleAt::Absent { table, hook } => {
+                RuleRef { table, chain: Arc::from(hook.chain_name()), rule: None }
+            }
+        }
+    }
+
+    /// Whether `r` is the rule `id` names (without cloning anything).
+    pub fn names(&self, id: RuleId, r: &RuleRef) -> bool {
+        match id.0 {
+            RuleAt::Rule { table, ti, ci, rule } => {
+                let chain = self.tables.get(ti as usize).and_then(|t| t.chains.get(ci as usize));
+                table == r.table && rule == r.rule && chain.is_some_and(|c| Arc::ptr_eq(&c.name, &r.chain))
+            }
+            RuleAt::Absent { table, hook } => {
+                table == r.table && r.rule.is_none() && &*r.chain == hook.chain_name()
+            }
+        }
+    }
+
+    fn outcome(&self, (verdict, id): (Verdict, RuleId)) -> Outcome {
+        Outcome { verdict, rule: self.rule_ref(id) }
     }
 
     /// The reference evaluator: every rule of every chain in order, as `ipt_do_table` does.
@@ -1188,7 +1243,7 @@ impl Ruleset {
         ctx: &mut PacketCtx<'_>,
         state: &mut RuleState,
     ) -> Outcome {
-        self.walk(table, hook, ctx, state, false, None)
+        self.outcome(self.walk(table, hook, ctx, state, false, None))
     }
 
     fn walk(
@@ -1199,16 +1254,14 @@ impl Ruleset {
         state: &mut RuleState,
         classify: bool,
         mut rec: Option<&mut Recording>,
-    ) -> Outcome {
-        let policy_ref = |chain: Arc<str>| RuleRef { table, chain, rule: None };
-        let Some(ti) = self.tables.iter().position(|t| t.table == table) else {
-            return Outcome { verdict: Verdict::Accept, rule: policy_ref(Arc::from(hook.chain_name())) };
-        };
-        let Some(t) = self.tables.get(ti) else {
-            return Outcome { verdict: Verdict::Accept, rule: policy_ref(Arc::from(hook.chain_name())) };
-        };
-        let Some((base, base_chain)) = t.hook_chain(hook) else {
-            return Outcome { verdict: Verdict::Accept, rule: policy_ref(Arc::from(hook.chain_name())) };
+    ) -> (Verdict, RuleId) {
+        let absent = (Verdict::Accept, RuleId(RuleAt::Absent { table, hook }));
+        let Some(ti) = self.tables.iter().position(|t| t.table == table) else { return absent };
+        let Some(t) = self.tables.get(ti) else { return absent };
+        let Some((base, base_chain)) = t.hook_chain(hook) else { return absent };
+        let ti32 = u32::try_from(ti).unwrap_or(u32::MAX);
+        let at = |ci: usize, rule: Option<u32>| {
+            RuleId(RuleAt::Rule { table, ti: ti32, ci: u32::try_from(ci).unwrap_or(u32::MAX), rule })
         };
         let pkt = ctx.pkt;
         let facts = Facts::new(pkt);
@@ -1289,7 +1342,7 @@ impl Ruleset {
                     if let Some(r) = rec.as_deref_mut() {
                         r.variant = true;
                     }
-                    return Outcome { verdict: Verdict::Drop, rule: here(ci, ri) };
+                    return (Verdict::Drop, at(ci, u32::try_from(ri.saturating_add(1)).ok()));
                 }
             }
             let mut matched = true;
@@ -1310,7 +1363,7 @@ impl Ruleset {
                         if let Some(r) = rec.as_deref_mut() {
                             r.variant = true;
                         }
-                        return Outcome { verdict: Verdict::Drop, rule: here(ci, ri) };
+                        return (Verdict::Drop, at(ci, u32::try_from(ri.saturating_add(1)).ok()));
                     }
                 }
             }
@@ -1324,9 +1377,11 @@ impl Ruleset {
             }
             trace(ctx, || TraceEntry { rule: here(ci, ri), kind: trace_kind(rule, chain) });
             match &rule.target {
-                Target::Accept => return Outcome { verdict: Verdict::Accept, rule: here(ci, ri) },
-                Target::Drop => return Outcome { verdict: Verdict::Drop, rule: here(ci, ri) },
-                Target::Reject(w) => return Outcome { verdict: Verdict::Reject(*w), rule: here(ci, ri) },
+                Target::Accept => return (Verdict::Accept, at(ci, u32::try_from(ri.saturating_add(1)).ok())),
+                Target::Drop => return (Verdict::Drop, at(ci, u32::try_from(ri.saturating_add(1)).ok())),
+                Target::Reject(w) => {
+                    return (Verdict::Reject(*w), at(ci, u32::try_from(ri.saturating_add(1)).ok()))
+                }
                 Target::Return => match pop(stack, cands, scratch, &ctx.ct) {
                     Some((c, r, k)) => (ci, ri, cands) = (c, r, k),
                     None => break,
@@ -1370,7 +1425,7 @@ impl Ruleset {
             Some((_, Policy::Drop)) => Verdict::Drop,
             _ => Verdict::Accept,
         };
-        Outcome { verdict, rule: policy_ref(base_chain.name.clone()) }
+        (verdict, at(base, None))
     }
 }
 
