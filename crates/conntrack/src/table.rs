@@ -1,10 +1,13 @@
 //! The connection table and conntrack-in / confirm (reference §1.4, §2.1, §4, §5, §6).
 //!
 //! Contract:
-//! - Entries live in a `Slab<Conn>`; confirmed entries are hashed twice in a `hashbrown::HashTable<u32>`
-//!   (one node per direction, node = slab index * 2 + direction) keyed by (tuple, zone) with foldhash
-//!   under a fixed seed, so runs are deterministic. A timer set orders confirmed entries by expiry,
-//!   and an index of "virtual buckets" (`nf_conntrack_buckets`) models the bucket-local early drop.
+//! - Entries live in a `Slab<Conn>`; confirmed entries are hashed in a `hashbrown::HashTable<u32>` keyed by
+//!   (tuple, zone) with foldhash under a fixed seed, so runs are deterministic. The hash is symmetric (a
+//!   tuple and its inverse hash alike), so one node (slab index * 2) finds an entry from both directions;
+//!   entries whose directions hash differently (a zone bound to one direction, an overridden reply tuple)
+//!   get one node per direction (slab index * 2 + direction). A timer wheel orders confirmed entries by
+//!   expiry, and chains of "virtual buckets" (`nf_conntrack_buckets`, each direction of an entry in its own
+//!   bucket, as the kernel hashes each tuple) model the bucket-local early drop.
 //! - [`Conntrack::handle_packet`] is conntrack-in: it looks the packet up (an expired entry found on
 //!   the way is deleted and treated as absent), runs the protocol tracker (which updates confirmed
 //!   entries at once, whatever the rules decide later), or allocates a new *unconfirmed* entry that
@@ -1160,7 +1163,9 @@ impl Conntrack {
                 _ => c.dir_of(tuple),
             }
         };
-        for cand in candidates.into_iter().flatten() {
+        let [c0, c1] = candidates;
+        for cand in [c0, c1] {
+            let Some(cand) = cand else { break };
             let h = match key {
                 Some(k) => k.sym_hash(HASH_SEED, cand),
                 None => tuple_hash(tuple, cand),
