@@ -268,7 +268,7 @@ const ECACHE_SHIFT: u8 = 4;
 ///
 /// Layout (an IPv4 TCP entry is 104 bytes, nothing else allocated): the original tuple is stored compactly
 /// (IPv4 addresses inline, IPv6 ones in the extension box), the reply tuple is derived (the inverse of the
-/// original) unless the extension overrides it, and everything rare lives in one optional [`Ext`] box.
+/// original) unless the extension overrides it, and everything rare lives in one optional extension box (`Ext`).
 #[derive(Debug, Clone)]
 pub struct Conn {
     /// Confirmed: absolute expiry in ns. Unconfirmed: the creation time in ns (the kernel starts the
