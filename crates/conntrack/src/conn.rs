@@ -604,6 +604,7 @@ impl fmt::Display for CtInfo {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -626,6 +627,37 @@ mod tests {
         let size = std::mem::size_of::<Conn>();
         assert!(size <= 104, "Conn is {size} bytes");
         assert!(std::mem::size_of::<TcpConn>() <= 56);
+    }
+
+    #[test]
+    fn tuples_are_stored_compactly_and_derived() {
+        use std::net::Ipv6Addr;
+        let t = Tuple {
+            src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            proto: 1,
+            l4: crate::TupleL4::Icmp { ty: 8, code: 0, id: 77 },
+        };
+        let c = Conn::new(&t, 0, ZoneDir::Both, 0, Time(5), ProtoState::Icmp);
+        assert!(c.ext.is_none());
+        assert_eq!(c.orig(), t);
+        assert_eq!(c.reply(), t.invert().unwrap());
+        assert_eq!(c.expires(), Time(5));
+        let v6 = Tuple {
+            src: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            dst: IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 9)),
+            proto: 17,
+            l4: crate::TupleL4::Ports { sport: 1, dport: 2 },
+        };
+        let mut c = Conn::new(&v6, 3, ZoneDir::Orig, 0, Time(5), ProtoState::UdpLite);
+        assert_eq!(c.orig(), v6);
+        assert_eq!(c.reply(), v6.invert().unwrap());
+        assert_eq!((c.zone(), c.zone_id(Dir::Original), c.zone_id(Dir::Reply)), (3, 3, 0));
+        c.cache_events(0b1010);
+        assert_eq!(c.ecache(), 0b1010);
+        assert_eq!(c.zone_dir(), ZoneDir::Orig);
+        c.clear_events();
+        assert_eq!(c.ecache(), 0);
     }
 
     #[test]
