@@ -17,7 +17,7 @@ use crate::helper::Help;
 use crate::sctp::{SctpConn, SctpState};
 use crate::tcp::{TcpConn, TcpState};
 use crate::timers::Place;
-use crate::tuple::{pack_l4, unpack_l4, Key4, Tuple};
+use crate::tuple::{pack_l4, unpack_l4, Key4, Tuple, TupleL4, KIND_PORTS};
 
 /// Connection status bits (`enum ip_conntrack_status`, value = 1 << bit). The kernel defines bits 0-15;
 /// higher bits are not kept.
@@ -440,6 +440,15 @@ impl Conn {
         }
     }
     pub fn orig(&self) -> Tuple {
+        if self.ext.is_none() && self.bits & KIND_MASK == KIND_PORTS {
+            // the common case, built directly
+            return Tuple {
+                src: IpAddr::V4(Ipv4Addr::from(self.src)),
+                dst: IpAddr::V4(Ipv4Addr::from(self.dst)),
+                proto: self.l4proto,
+                l4: TupleL4::Ports { sport: (self.l4 >> 16) as u16, dport: self.l4 as u16 },
+            };
+        }
         if let Some(k) = self.key4() {
             return k.tuple();
         }
@@ -450,6 +459,15 @@ impl Conn {
         Tuple { src, dst, proto: self.l4proto, l4: unpack_l4(self.l4, self.bits & KIND_MASK) }
     }
     pub fn reply(&self) -> Tuple {
+        if self.ext.is_none() && self.bits & KIND_MASK == KIND_PORTS {
+            // the common case, built directly: addresses and ports swapped
+            return Tuple {
+                src: IpAddr::V4(Ipv4Addr::from(self.dst)),
+                dst: IpAddr::V4(Ipv4Addr::from(self.src)),
+                proto: self.l4proto,
+                l4: TupleL4::Ports { sport: self.l4 as u16, dport: (self.l4 >> 16) as u16 },
+            };
+        }
         if let Some(r) = self.ext.as_deref().and_then(|e| e.reply.as_deref()) {
             return *r;
         }
