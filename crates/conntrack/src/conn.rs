@@ -17,7 +17,7 @@ use crate::helper::Help;
 use crate::sctp::{SctpConn, SctpState};
 use crate::tcp::{TcpConn, TcpState};
 use crate::timers::Place;
-use crate::tuple::{pack_l4, unpack_l4, Key4, Tuple};
+use crate::tuple::{pack_l4, unpack_l4, Key4, Tuple, TupleL4, KIND_PORTS};
 
 /// Connection status bits (`enum ip_conntrack_status`, value = 1 << bit). The kernel defines bits 0-15;
 /// higher bits are not kept.
@@ -268,7 +268,7 @@ const ECACHE_SHIFT: u8 = 4;
 ///
 /// Layout (an IPv4 TCP entry is 104 bytes, nothing else allocated): the original tuple is stored compactly
 /// (IPv4 addresses inline, IPv6 ones in the extension box), the reply tuple is derived (the inverse of the
-/// original) unless the extension overrides it, and everything rare lives in one optional [`Ext`] box.
+/// original) unless the extension overrides it, and everything rare lives in one optional extension box (`Ext`).
 #[derive(Debug, Clone)]
 pub struct Conn {
     /// Confirmed: absolute expiry in ns. Unconfirmed: the creation time in ns (the kernel starts the
@@ -440,6 +440,15 @@ impl Conn {
         }
     }
     pub fn orig(&self) -> Tuple {
+        if self.ext.is_none() && self.bits & KIND_MASK == KIND_PORTS {
+            // the common case, built directly
+            return Tuple {
+                src: IpAddr::V4(Ipv4Addr::from(self.src)),
+                dst: IpAddr::V4(Ipv4Addr::from(self.dst)),
+                proto: self.l4proto,
+                l4: TupleL4::Ports { sport: (self.l4 >> 16) as u16, dport: self.l4 as u16 },
+            };
+        }
         if let Some(k) = self.key4() {
             return k.tuple();
         }
@@ -450,6 +459,15 @@ impl Conn {
         Tuple { src, dst, proto: self.l4proto, l4: unpack_l4(self.l4, self.bits & KIND_MASK) }
     }
     pub fn reply(&self) -> Tuple {
+        if self.ext.is_none() && self.bits & KIND_MASK == KIND_PORTS {
+            // the common case, built directly: addresses and ports swapped
+            return Tuple {
+                src: IpAddr::V4(Ipv4Addr::from(self.dst)),
+                dst: IpAddr::V4(Ipv4Addr::from(self.src)),
+                proto: self.l4proto,
+                l4: TupleL4::Ports { sport: self.l4 as u16, dport: (self.l4 >> 16) as u16 },
+            };
+        }
         if let Some(r) = self.ext.as_deref().and_then(|e| e.reply.as_deref()) {
             return *r;
         }
@@ -604,6 +622,7 @@ impl fmt::Display for CtInfo {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -626,6 +645,37 @@ mod tests {
         let size = std::mem::size_of::<Conn>();
         assert!(size <= 104, "Conn is {size} bytes");
         assert!(std::mem::size_of::<TcpConn>() <= 56);
+    }
+
+    #[test]
+    fn tuples_are_stored_compactly_and_derived() {
+        use std::net::Ipv6Addr;
+        let t = Tuple {
+            src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            proto: 1,
+            l4: crate::TupleL4::Icmp { ty: 8, code: 0, id: 77 },
+        };
+        let c = Conn::new(&t, 0, ZoneDir::Both, 0, Time(5), ProtoState::Icmp);
+        assert!(c.ext.is_none());
+        assert_eq!(c.orig(), t);
+        assert_eq!(c.reply(), t.invert().unwrap());
+        assert_eq!(c.expires(), Time(5));
+        let v6 = Tuple {
+            src: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            dst: IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 9)),
+            proto: 17,
+            l4: crate::TupleL4::Ports { sport: 1, dport: 2 },
+        };
+        let mut c = Conn::new(&v6, 3, ZoneDir::Orig, 0, Time(5), ProtoState::UdpLite);
+        assert_eq!(c.orig(), v6);
+        assert_eq!(c.reply(), v6.invert().unwrap());
+        assert_eq!((c.zone(), c.zone_id(Dir::Original), c.zone_id(Dir::Reply)), (3, 3, 0));
+        c.cache_events(0b1010);
+        assert_eq!(c.ecache(), 0b1010);
+        assert_eq!(c.zone_dir(), ZoneDir::Orig);
+        c.clear_events();
+        assert_eq!(c.ecache(), 0);
     }
 
     #[test]

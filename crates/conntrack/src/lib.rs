@@ -35,7 +35,12 @@
 //! their master and its mark, and RELATED ctinfo until a reply). Listings: [`write_proc_expect`],
 //! [`write_conntrack_l_expect`].
 //!
-//! Not modelled yet: NAT (the reply tuple is stored separately), timeout policies, the other
+//! Memory: an IPv4 entry without helper, accounting, timestamp or zone is one 104-byte [`Conn`] (no
+//! allocation); the hash index holds one 4-byte node per entry under a hash that is the same from both
+//! directions ([`table`]), the timer wheel and the early-drop chains 8 bytes each per entry.
+//!
+//! Not modelled yet: NAT (an entry's extension can carry a reply tuple other than the inverse of the
+//! original one, and such entries get one index node per direction), timeout policies, the other
 //! helpers (H.323, PPTP, ... are recorded by name but parse nothing). DCCP is tracked as a generic
 //! protocol, as on 6.18.
 #![forbid(unsafe_code)]

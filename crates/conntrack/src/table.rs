@@ -1,10 +1,13 @@
 //! The connection table and conntrack-in / confirm (reference §1.4, §2.1, §4, §5, §6).
 //!
 //! Contract:
-//! - Entries live in a `Slab<Conn>`; confirmed entries are hashed twice in a `hashbrown::HashTable<u32>`
-//!   (one node per direction, node = slab index * 2 + direction) keyed by (tuple, zone) with foldhash
-//!   under a fixed seed, so runs are deterministic. A timer set orders confirmed entries by expiry,
-//!   and an index of "virtual buckets" (`nf_conntrack_buckets`) models the bucket-local early drop.
+//! - Entries live in a `Slab<Conn>`; confirmed entries are hashed in a `hashbrown::HashTable<u32>` keyed by
+//!   (tuple, zone) with foldhash under a fixed seed, so runs are deterministic. The hash is symmetric (a
+//!   tuple and its inverse hash alike), so one node (slab index * 2) finds an entry from both directions;
+//!   entries whose directions hash differently (a zone bound to one direction, an overridden reply tuple)
+//!   get one node per direction (slab index * 2 + direction). A timer wheel orders confirmed entries by
+//!   expiry, and chains of "virtual buckets" (`nf_conntrack_buckets`, each direction of an entry in its own
+//!   bucket, as the kernel hashes each tuple) model the bucket-local early drop.
 //! - [`Conntrack::handle_packet`] is conntrack-in: it looks the packet up (an expired entry found on
 //!   the way is deleted and treated as absent), runs the protocol tracker (which updates confirmed
 //!   entries at once, whatever the rules decide later), or allocates a new *unconfirmed* entry that
@@ -369,6 +372,14 @@ pub struct Conntrack {
     now: Time,
     /// A deleted entry still referenced by the packet being processed.
     pending_free: Option<usize>,
+    /// The entry the last lookup miss allocated, while it is unconfirmed and nothing was hashed since:
+    /// (slab index, its index hash, `hashed_in` then). Lets the confirm hook skip a clash probe that
+    /// cannot find anything and reuse the hash.
+    fresh: Option<(usize, u64, u64)>,
+    /// Entries hashed in so far.
+    hashed_in: u64,
+    /// Hashed entries with one index node per direction ([`split`]).
+    split_entries: usize,
     stats: Stats,
     events: VecDeque<Event>,
     events_lost: u64,
@@ -390,6 +401,9 @@ impl Conntrack {
             next_gen: 0,
             now: Time::ZERO,
             pending_free: None,
+            fresh: None,
+            hashed_in: 0,
+            split_entries: 0,
             stats: Stats::default(),
             events: VecDeque::new(),
             events_lost: 0,
@@ -574,7 +588,15 @@ impl Conntrack {
         }
         let zone = ZoneKey::of(c);
         let proto = c.l4proto();
-        let clash = if c.ext.is_none() {
+        let fresh = self.fresh.filter(|&(i, _, n)| {
+            i == idx && n == self.hashed_in && self.split_entries == 0 && c.ext.is_none()
+        });
+        let clash = if fresh.is_some() {
+            // The lookup that allocated this entry found nothing under its original tuple, nothing was
+            // hashed since, and in a table of one-node entries a lookup of the reply tuple finds exactly
+            // what a lookup of the original one finds (symmetric hash, reply = inverse): no clash.
+            false
+        } else if c.ext.is_none() {
             self.plain_clash(now, idx)
         } else {
             let tuples = [c.orig(), c.reply()];
@@ -942,10 +964,14 @@ impl Conntrack {
 
         // At most one repeat: a SYN reopening a closed entry is looked up again after deleting it.
         for _ in 0..2 {
-            let (idx, dir, is_new) = match self.lookup(now, &tuple, zone) {
+            let (found, hash) = self.lookup_hashed(now, &tuple, zone);
+            let (idx, dir, is_new) = match found {
                 Some((idx, dir)) => (idx, dir, false),
                 None => match self.alloc(now, &tuple, zone, template) {
-                    Ok(idx) => (idx, Dir::Original, true),
+                    Ok(idx) => {
+                        self.note_fresh(idx, hash);
+                        (idx, Dir::Original, true)
+                    }
                     Err(AllocError::NoInverse) => return self.invalid("tuple cannot be inverted"),
                     Err(AllocError::Full) => {
                         self.stats.drop += 1;
@@ -1132,6 +1158,11 @@ impl Conntrack {
     /// matches when its tuple is equal and the entry's zone id for the node's direction equals the
     /// packet zone's id for that direction (`nf_ct_zone_equal`).
     fn find_node(&self, tuple: &Tuple, zone: ZoneKey) -> Option<(usize, Dir)> {
+        self.find_node_hashed(tuple, zone).0
+    }
+
+    /// [`Conntrack::find_node`], also giving the hash it probed first (0 if none).
+    fn find_node_hashed(&self, tuple: &Tuple, zone: ZoneKey) -> (Option<(usize, Dir)>, u64) {
         let first = zone.id(Dir::Original);
         let second = zone.id(Dir::Reply);
         let candidates = if first == second { [Some(first), None] } else { [Some(first), Some(second)] };
@@ -1160,11 +1191,15 @@ impl Conntrack {
                 _ => c.dir_of(tuple),
             }
         };
-        for cand in candidates.into_iter().flatten() {
+        let [c0, c1] = candidates;
+        let mut first_hash = None;
+        for cand in [c0, c1] {
+            let Some(cand) = cand else { break };
             let h = match key {
                 Some(k) => k.sym_hash(HASH_SEED, cand),
                 None => tuple_hash(tuple, cand),
             };
+            first_hash.get_or_insert(h);
             // the direction of the matching node, noted by the probe
             let mut hit = None;
             let found = self.table.find(h, |&node| {
@@ -1175,10 +1210,10 @@ impl Conntrack {
                 dir.is_some()
             });
             if let (Some(&node), Some(dir)) = (found, hit) {
-                return Some(((node >> 1) as usize, dir));
+                return (Some(((node >> 1) as usize, dir)), first_hash.unwrap_or(0));
             }
         }
-        None
+        (None, first_hash.unwrap_or(0))
     }
 
     /// The confirm hook's clash check for unconfirmed entry `idx` without extension (IPv4, zone 0, reply =
@@ -1226,14 +1261,32 @@ impl Conntrack {
         false
     }
 
+    /// Remember a new entry allocated after a lookup miss that probed `hash` first (see `fresh`): entries
+    /// without extension only (IPv4, zone 0, reply = inverse), whose index hash is that of the lookup (the
+    /// packet's tuple in zone 0).
+    fn note_fresh(&mut self, idx: usize, hash: u64) {
+        let plain = self.conns.get(idx).is_some_and(|c| c.ext.is_none());
+        self.fresh = plain.then_some((idx, hash, self.hashed_in));
+        debug_assert!(
+            !plain
+                || self.conns.get(idx).and_then(Conn::key4).map(|k| k.sym_hash(HASH_SEED, 0)) == Some(hash)
+        );
+    }
+
     /// Lookup with lazy expiry.
     fn lookup(&mut self, now: Time, tuple: &Tuple, zone: ZoneKey) -> Option<(usize, Dir)> {
-        let (idx, dir) = self.find_node(tuple, zone)?;
+        self.lookup_hashed(now, tuple, zone).0
+    }
+
+    /// [`Conntrack::lookup`], also giving the hash it probed first.
+    fn lookup_hashed(&mut self, now: Time, tuple: &Tuple, zone: ZoneKey) -> (Option<(usize, Dir)>, u64) {
+        let (found, h) = self.find_node_hashed(tuple, zone);
+        let Some((idx, dir)) = found else { return (None, h) };
         if self.conns.get(idx).is_some_and(|c| c.is_expired(now)) {
             self.delete(idx);
-            return None;
+            return (None, h);
         }
-        Some((idx, dir))
+        (Some((idx, dir)), h)
     }
 
     fn hash_in(&mut self, idx: usize) {
@@ -1254,7 +1307,14 @@ impl Conntrack {
         let Some(c) = self.conns.get(idx) else { return };
         let Ok(base) = u32::try_from(idx) else { return };
         let expiry = c.timeout;
-        let nodes = index_nodes(c, base);
+        let nodes = match self.fresh.take() {
+            Some((i, h, _)) if i == idx && c.ext.is_none() => [Some((h, base << 1)), None],
+            _ => index_nodes(c, base),
+        };
+        if nodes[1].is_some() {
+            self.split_entries += 1;
+        }
+        self.hashed_in = self.hashed_in.wrapping_add(1);
         for (h, node) in nodes.into_iter().flatten() {
             let conns = &self.conns;
             self.table.insert_unique(h, node, |&n| node_hash(conns, n));
@@ -1276,6 +1336,9 @@ impl Conntrack {
         let Some(c) = self.conns.get(idx) else { return };
         let Ok(base) = u32::try_from(idx) else { return };
         let nodes = index_nodes(c, base);
+        if nodes[1].is_some() {
+            self.split_entries = self.split_entries.saturating_sub(1);
+        }
         for (h, node) in nodes.into_iter().flatten() {
             if let Ok(e) = self.table.find_entry(h, |&n| n == node) {
                 e.remove();
@@ -2261,6 +2324,31 @@ mod tests {
         assert!(c.ext.as_deref().is_some_and(|e| e.v6.is_some()));
         assert_eq!(c.reply().src, c.orig().dst);
         assert_eq!(c.reply().dport(), Some(4000));
+    }
+
+    #[test]
+    fn a_second_unconfirmed_entry_for_the_same_flow_clashes_at_confirmation() {
+        let mut lab = Lab::new();
+        let q = udp(A, 4000, B, 53, b"q");
+        let r = udp(B, 53, A, 4000, b"r");
+        let InResult::Tracked { id: first, .. } = lab.inn(0.0, &q) else { panic!() };
+        // a packet of the same flow (original tuple), another of the reverse flow (its reply tuple)
+        let InResult::Tracked { id: same, .. } = lab.inn(0.0, &q) else { panic!() };
+        let InResult::Tracked { id: reverse, .. } = lab.inn(0.0, &r) else { panic!() };
+        lab.ct.confirm(t(0.0), first);
+        lab.ct.confirm(t(0.0), same);
+        lab.ct.confirm(t(0.0), reverse);
+        assert_eq!(lab.ct.len(), 1);
+        assert_eq!(lab.ct.stats().clash_resolve, 2);
+        // TCP loses the packet instead
+        let syn = tcp(A, 41000, B, 80, "S", 1000, 0).bytes();
+        let InResult::Tracked { id: a, .. } = lab.inn(1.0, &syn) else { panic!() };
+        let InResult::Tracked { id: b, .. } = lab.inn(1.0, &syn) else { panic!() };
+        lab.ct.confirm(t(1.0), b);
+        lab.ct.confirm(t(1.0), a);
+        assert_eq!(lab.ct.len(), 2);
+        assert_eq!(lab.ct.stats().insert_failed, 1);
+        lab.ct.check_invariants();
     }
 
     #[test]

@@ -361,6 +361,38 @@ mod tests {
     }
 
     #[test]
+    fn the_index_hash_is_the_same_from_both_directions() {
+        let v6 = |a: u16| IpAddr::V6(std::net::Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, a));
+        let tuples = [
+            Tuple { src: ip(1), dst: ip(2), proto: PROTO_TCP, l4: TupleL4::Ports { sport: 1000, dport: 80 } },
+            Tuple { src: ip(1), dst: ip(1), proto: PROTO_UDP, l4: TupleL4::Ports { sport: 7, dport: 9 } },
+            Tuple { src: ip(1), dst: ip(2), proto: PROTO_ICMP, l4: TupleL4::Icmp { ty: 8, code: 0, id: 7 } },
+            Tuple { src: ip(3), dst: ip(2), proto: 253, l4: TupleL4::None },
+            Tuple { src: v6(1), dst: v6(2), proto: PROTO_UDP, l4: TupleL4::Ports { sport: 5, dport: 53 } },
+            Tuple {
+                src: v6(1),
+                dst: v6(2),
+                proto: PROTO_ICMPV6,
+                l4: TupleL4::Icmp { ty: 128, code: 0, id: 3 },
+            },
+        ];
+        for t in tuples {
+            let r = t.invert().unwrap();
+            assert_eq!(t.sym_hash(7, 0), r.sym_hash(7, 0), "{t:?}");
+            assert_ne!(t.sym_hash(7, 0), t.sym_hash(7, 1), "{t:?}");
+            if let Some(k) = Key4::of(&t) {
+                assert_eq!(k.invert(), Key4::of(&r));
+                assert_eq!(k.tuple(), t);
+            }
+        }
+        // another flow between the same hosts hashes elsewhere
+        let a = tuples[0];
+        let mut b = a;
+        b.l4 = TupleL4::Ports { sport: 1001, dport: 80 };
+        assert_ne!(a.sym_hash(7, 0), b.sym_hash(7, 0));
+    }
+
+    #[test]
     fn l4_part_needs_enough_bytes() {
         assert_eq!(l4_part(PROTO_UDP, &[0, 1, 0]), Err(TupleError::Short));
         assert_eq!(l4_part(PROTO_UDP, &[0, 1, 0, 2]), Ok(TupleL4::Ports { sport: 1, dport: 2 }));
