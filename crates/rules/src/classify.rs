@@ -978,14 +978,20 @@ impl ChainIndex {
     }
 }
 
-/// A device name as the index compares it: its first 8 bytes, zero-padded, and its length. Equal
+/// A device name as the index compares it: its first and last four bytes and its length. Equal
 /// names give equal codes (different names may share one: a candidate the matcher then refuses).
 fn dev_code(name: &str) -> u64 {
-    let mut b = [0u8; 8];
-    for (d, s) in b.iter_mut().zip(name.bytes()) {
-        *d = s;
-    }
-    u64::from_le_bytes(b) ^ (name.len() as u64) << 59
+    let b = name.as_bytes();
+    let word = |at: usize| -> u64 {
+        b.get(at..at.saturating_add(4))
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map_or(0, |w| u64::from(u32::from_le_bytes(w)))
+    };
+    let n = b.len();
+    // Two (possibly overlapping) 4-byte words: the first and the last four bytes.
+    let head =
+        if n >= 4 { word(0) | word(n - 4) << 32 } else { b.iter().fold(0u64, |x, &c| x << 8 | u64::from(c)) };
+    head ^ (n as u64) << 59
 }
 
 /// Short: the index is derived from the rules and large.
