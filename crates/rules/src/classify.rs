@@ -41,7 +41,7 @@
 //!
 //! Lookups: prefixes (and port ranges, split into aligned power-of-two blocks, at most 30 per
 //! range) are nested or disjoint, so each field is a laminar set of prefixes cut into elementary
-//! intervals. A direct table on the top bits of the key (at most 2^16 slots, about two per prefix)
+//! intervals. A direct table on the top bits of the key (at most 2^16 slots, about four per prefix)
 //! names the slot's single interval, or the slot's intervals to count through, or for a crowded
 //! slot a level-2 table on the next 8 bits; the interval names the pool position of its deepest
 //! prefix's list, which ends by linking to the list of the enclosing prefix, and so on (lists are
@@ -202,8 +202,8 @@ impl<K: Key> PrefixIndex<K> {
             pos.push(emit(rules.get(j).map_or(&[], Vec::as_slice), parent));
             stack.push(j);
         }
-        // About two slots per prefix, at most 2^16.
-        let want = prefixes.len().saturating_mul(2).max(2).next_power_of_two().trailing_zeros();
+        // About four slots per prefix (most keys then resolve in the slot), at most 2^16.
+        let want = prefixes.len().saturating_mul(4).max(2).next_power_of_two().trailing_zeros();
         let bits = want.clamp(1, 16).min(K::WIDTH);
         let slots = 1usize << bits;
         let mut bounds: Vec<K> = Vec::with_capacity(slots + prefixes.len() * 2);
