@@ -347,14 +347,16 @@ fn addr32(a: IpAddr) -> u32 {
 
 /// [`Summary::flags`] bits.
 mod sf {
+    //! The six tests' inversions, in the order [`super::Summary::admits`] packs their results,
+    //! then whether the protocol is tested at all.
     pub const SRC_NEG: u8 = 1;
     pub const DST_NEG: u8 = 2;
-    pub const PROTO: u8 = 4;
-    pub const PROTO_NEG: u8 = 8;
-    pub const SPORT_NEG: u8 = 16;
-    pub const DPORT_NEG: u8 = 32;
-    pub const STATE: u8 = 64;
-    pub const STATE_NEG: u8 = 128;
+    pub const PROTO_NEG: u8 = 4;
+    pub const SPORT_NEG: u8 = 8;
+    pub const DPORT_NEG: u8 = 16;
+    pub const STATE_NEG: u8 = 32;
+    pub const NEG: u8 = 63;
+    pub const PROTO: u8 = 64;
 }
 
 /// A rule and its cheap necessary conditions (32 bytes, stored inline in the index's lists so
@@ -372,7 +374,7 @@ struct Summary {
     /// Inclusive ranges; the full range (not negated) tests nothing.
     sport: (u16, u16),
     dport: (u16, u16),
-    /// State bits; for a control entry ([`CTRL`] set) its kind.
+    /// State bits (no state test: none, inverted); for a control entry ([`CTRL`] set) its kind.
     state: u16,
     proto: u8,
     flags: u8,
@@ -423,9 +425,11 @@ impl Summary {
             dport: (0, u16::MAX),
             state: 0,
             proto: proto.map_or(0, |p| p.value),
-            flags,
+            // No state test: "in no state", inverted.
+            flags: flags | sf::STATE_NEG,
             rule: pos,
         };
+        let mut state = false;
         if let Some(p) = proto {
             sm.flags |= sf::PROTO | if p.negated { sf::PROTO_NEG } else { 0 };
         }
@@ -444,13 +448,11 @@ impl Summary {
                         ports = true;
                     }
                 }
-                Match::State(st) if sm.flags & sf::STATE == 0 => {
+                Match::State(st) | Match::Conntrack(ConntrackMatch { state: Some(st), .. }) if !state => {
                     sm.state = st.value.0;
-                    sm.flags |= sf::STATE | if st.negated { sf::STATE_NEG } else { 0 };
-                }
-                Match::Conntrack(ConntrackMatch { state: Some(st), .. }) if sm.flags & sf::STATE == 0 => {
-                    sm.state = st.value.0;
-                    sm.flags |= sf::STATE | if st.negated { sf::STATE_NEG } else { 0 };
+                    sm.flags &= !sf::STATE_NEG;
+                    sm.flags |= if st.negated { sf::STATE_NEG } else { 0 };
+                    state = true;
                 }
                 _ => {}
             }
@@ -464,15 +466,15 @@ impl Summary {
     /// Whether a rule with this summary may match (or hotdrop) the regular packet `k`.
     #[inline]
     fn admits(&self, k: &PacketKeys<'_>, ct_bits: u16) -> bool {
-        let f = self.flags;
-        let neg = |bit: u8| f & bit != 0;
-        let port = |(lo, hi): (u16, u16), p: u16, bit: u8| (p >= lo && p <= hi) != neg(bit);
-        ((k.src32 ^ self.src) & self.src_mask == 0) != neg(sf::SRC_NEG)
-            && ((k.dst32 ^ self.dst) & self.dst_mask == 0) != neg(sf::DST_NEG)
-            && (f & sf::PROTO == 0 || (k.proto == self.proto) != neg(sf::PROTO_NEG))
-            && port(self.sport, k.sport, sf::SPORT_NEG)
-            && port(self.dport, k.dport, sf::DPORT_NEG)
-            && (f & sf::STATE == 0 || (self.state & ct_bits != 0) != neg(sf::STATE_NEG))
+        // The six tests without branches, packed in the order of the inversion flags.
+        let port = |(lo, hi): (u16, u16), p: u16| u8::from((p >= lo) & (p <= hi));
+        let tests = u8::from((k.src32 ^ self.src) & self.src_mask == 0)
+            | u8::from((k.dst32 ^ self.dst) & self.dst_mask == 0) << 1
+            | u8::from((k.proto == self.proto) | (self.flags & sf::PROTO == 0)) << 2
+            | port(self.sport, k.sport) << 3
+            | port(self.dport, k.dport) << 4
+            | u8::from(self.state & ct_bits != 0) << 5;
+        tests ^ (self.flags & sf::NEG) == sf::NEG
     }
 }
 
