@@ -345,10 +345,9 @@ fn addr32(a: IpAddr) -> u32 {
     }
 }
 
-/// [`Summary::flags`] bits.
+/// [`Summary::flags`] bits: the six tests' inversions, in the order [`Summary::admits`] packs
+/// their results, then whether the protocol is tested at all.
 mod sf {
-    //! The six tests' inversions, in the order [`super::Summary::admits`] packs their results,
-    //! then whether the protocol is tested at all.
     pub const SRC_NEG: u8 = 1;
     pub const DST_NEG: u8 = 2;
     pub const PROTO_NEG: u8 = 4;
