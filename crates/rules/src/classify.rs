@@ -77,7 +77,8 @@ const L2: u32 = 1 << 31;
 const L2_FROM: usize = 32;
 
 /// Control entries of a pool (in [`Summary::state`]'s top bits, which no state uses): every
-/// list ends with [`END`] or [`LINK`]; `rule` holds the argument.
+/// list ends with an entry flagged [`LAST`], or with [`END`] or [`LINK`]; `rule` holds the
+/// argument.
 const CTRL: u16 = 1 << 15;
 /// End of the list.
 const END: u16 = CTRL;
@@ -85,6 +86,8 @@ const END: u16 = CTRL;
 const LINK: u16 = CTRL | 1 << 14;
 /// The candidates of nested index `subs[rule]`, then the next entry.
 const SUB: u16 = CTRL | 1 << 13;
+/// Flag of a rule entry or [`SUB`] entry ending its list (saves an [`END`] entry).
+const LAST: u16 = 1 << 12;
 
 /// State bit positions used by [`StateSet`] (INVALID..NEW, SNAT, DNAT, UNTRACKED).
 const STATE_BITS: usize = 9;
@@ -796,7 +799,12 @@ impl ChainIndex {
             if !nested {
                 pool.extend(rules.iter().filter_map(|&r| summaries.get(r as usize).copied()));
             }
-            pool.push(if parent == NONE { Summary::control(END, 0) } else { Summary::control(LINK, parent) });
+            let written = len32(pool.len()) > at;
+            match pool.last_mut() {
+                Some(e) if parent == NONE && written => e.state |= LAST,
+                _ if parent == NONE => pool.push(Summary::control(END, 0)),
+                _ => pool.push(Summary::control(LINK, parent)),
+            }
             at
         };
         let mut ix = ChainIndex {
@@ -964,17 +972,20 @@ impl ChainIndex {
                 if e.admits(keys, ct_bits) {
                     out.push(e.rule);
                 }
-                at = at.wrapping_add(1);
             } else if e.state == LINK && e.rule < at {
                 at = e.rule;
-            } else if e.state == SUB {
+                continue;
+            } else if e.state & !LAST == SUB {
                 if let Some(sub) = self.subs.get(e.rule as usize) {
                     sub.collect(keys, ct_bits, out);
                 }
-                at = at.wrapping_add(1);
             } else {
                 return;
             }
+            if e.state & LAST != 0 {
+                return;
+            }
+            at = at.wrapping_add(1);
         }
     }
 }
