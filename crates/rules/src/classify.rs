@@ -1187,6 +1187,70 @@ mod tests {
         }
     }
 
+    /// Pool entries of an index and its nested ones.
+    fn weight(ix: &ChainIndex) -> usize {
+        ix.pool.len() + ix.subs.iter().map(weight).sum::<usize>()
+    }
+
+    fn input_index(text: &str) -> (crate::Ruleset, usize) {
+        let rs = crate::parse(text).unwrap();
+        let ci = rs.tables[0].chains.iter().position(|c| &*c.name == "INPUT").unwrap();
+        (rs, ci)
+    }
+
+    #[test]
+    fn long_lists_become_nested_indexes() {
+        // 12 rules per /24 source (one long list each), told apart by their ports.
+        let mut text =
+            String::from("*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+        for i in 0..120u32 {
+            text.push_str(&format!(
+                "-A INPUT -s 10.0.{}.0/24 -p tcp -m tcp --dport {} -j DROP\n",
+                i % 10,
+                1000 + i
+            ));
+        }
+        text.push_str("COMMIT\n");
+        let (rs, ci) = input_index(&text);
+        let ix = rs.index[0].chains[ci].as_ref().unwrap();
+        assert!(!ix.subs.is_empty());
+        // A packet from 10.0.3.9 to port 1013 has one candidate: rule 14 (0-based 13).
+        let bytes = [
+            &[0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 0, 3, 9, 192, 0, 2, 10][..],
+            &[0x30, 0x39, 0x03, 0xf5, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0],
+        ]
+        .concat();
+        let pkt = wire::decode_ip(&bytes).unwrap();
+        let f = crate::eval::Facts::new(&pkt);
+        let keys = PacketKeys::new(Family::V4, &f, 6, Some("eth0"), None).unwrap();
+        let mut out = Vec::new();
+        ix.gather(&keys, StateSet::NEW, &mut out);
+        assert_eq!(out, [13]);
+    }
+
+    #[test]
+    fn nested_indexes_stay_within_their_budget() {
+        // Every rule shares its destination ports with every other and has wide source port
+        // ranges (many blocks each): nesting them all would hold each rule once per block pair.
+        let mut text =
+            String::from("*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+        let n = 400usize;
+        for i in 0..n {
+            text.push_str(&format!(
+                "-A INPUT -p tcp -m multiport --dports 1:1000,2001:3000,4001:5000 -m multiport --sports {}:{},{}:{} -j DROP\n",
+                1 + i,
+                30000 + i,
+                40001 + i,
+                65000 - i
+            ));
+        }
+        text.push_str("COMMIT\n");
+        let (rs, ci) = input_index(&text);
+        let ix = rs.index[0].chains[ci].as_ref().unwrap();
+        let nested: usize = ix.subs.iter().map(weight).sum();
+        assert!(nested <= n * NEST_BUDGET + 4096, "{nested}");
+    }
+
     #[test]
     fn port_ranges_split_into_aligned_blocks() {
         let blocks = |a, b| {
