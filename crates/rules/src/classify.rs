@@ -74,7 +74,12 @@ const MULTI: u32 = u32::MAX - 1;
 /// Flag of a slot entry naming a level-2 table (pool positions stay below it).
 const L2: u32 = 1 << 31;
 /// Slots with more intervals than this get a level-2 table.
-const L2_FROM: usize = 32;
+const L2_FROM: usize = 6;
+/// A level-2 table has about two sub-slots per interval of its slot, at most `2^L2_BITS`.
+const L2_BITS: u32 = 8;
+/// Level-2 entries: the table's sub-slot bits sit above this shift in the slot entry, its
+/// first entry below.
+const L2_SHIFT: u32 = 27;
 
 /// Control entries of a pool (in [`Summary::state`]'s top bits, which no state uses): every
 /// list ends with an entry flagged [`LAST`], or with [`END`] or [`LINK`]; `rule` holds the
@@ -156,7 +161,7 @@ pub(crate) struct PrefixIndex<K> {
     /// Per slot: the first interval starting in it, and the list of its deepest prefix when the
     /// slot is a single interval (else [`MULTI`] or a level-2 table); one extra entry at the end.
     slots: Vec<(u32, u32)>,
-    /// Level-2 tables (257 entries each: 256 sub-slots and the end), same encoding.
+    /// Level-2 tables (2^b sub-slots and the end each), same encoding.
     l2: Vec<(u32, u32)>,
     /// Start of each elementary interval (sorted; every slot start is one of them) and the
     /// list of the deepest prefix containing it, or [`NONE`].
@@ -255,16 +260,20 @@ impl<K: Key> PrefixIndex<K> {
             };
             let tag = if b == a + 1 {
                 deep(a)
-            } else if b - a > L2_FROM && bits + 8 <= K::WIDTH {
-                let t = len32(l2.len() / 257) | L2;
-                for sub in 0..256usize {
-                    let start = K::slot_start(s.wrapping_shl(8) | sub, bits + 8);
+            } else if b - a > L2_FROM && bits < K::WIDTH && l2.len() < 1 << L2_SHIFT {
+                // A crowded slot: a table on the next bits, about two sub-slots per interval.
+                let sb =
+                    ((b - a) * 2).next_power_of_two().trailing_zeros().clamp(1, L2_BITS).min(K::WIDTH - bits);
+                let t = len32(l2.len()) | sb << L2_SHIFT | L2;
+                let last = (1usize << sb) - 1;
+                for sub in 0..=last {
+                    let start = K::slot_start(s.wrapping_shl(sb) | sub, bits + sb);
                     // The interval containing the sub-slot's start, up to the last one starting in it.
                     let first = bounds.partition_point(|&x| x <= start).saturating_sub(1).max(a);
-                    let end = if sub == 255 {
+                    let end = if sub == last {
                         b
                     } else {
-                        let next = K::slot_start(s.wrapping_shl(8) | (sub + 1), bits + 8);
+                        let next = K::slot_start(s.wrapping_shl(sb) | (sub + 1), bits + sb);
                         bounds.partition_point(|&x| x < next)
                     };
                     let tag = if end == first + 1 { deep(first) } else { MULTI };
@@ -296,8 +305,9 @@ impl<K: Key> PrefixIndex<K> {
         let (lo, hi) = if tag == MULTI {
             (a, b)
         } else {
-            let t = ((tag & !L2) as usize).saturating_mul(257);
-            let sub = t.saturating_add(k.top(self.shift.saturating_sub(8)) & 0xFF);
+            let sb = (tag & !L2) >> L2_SHIFT;
+            let t = (tag & ((1 << L2_SHIFT) - 1)) as usize;
+            let sub = t.saturating_add(k.top(self.shift.saturating_sub(sb)) & ((1 << sb) - 1));
             let (Some(&(f, tag2)), Some(&(nf, _))) = (self.l2.get(sub), self.l2.get(sub.wrapping_add(1)))
             else {
                 return NONE;
