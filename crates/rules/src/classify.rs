@@ -295,7 +295,7 @@ impl<K: Key> PrefixIndex<K> {
     #[inline]
     fn lookup(&self, k: K) -> u32 {
         let s = k.top(self.shift);
-        let (Some(&(a, tag)), Some(&(b, _))) = (self.slots.get(s), self.slots.get(s.wrapping_add(1))) else {
+        let Some(&[(a, tag), (b, _)]) = self.slots.get(s..s.wrapping_add(2)) else {
             return NONE;
         };
         // Pool positions are below L2; NONE and MULTI have it set.
@@ -308,8 +308,7 @@ impl<K: Key> PrefixIndex<K> {
             let sb = (tag & !L2) >> L2_SHIFT;
             let t = (tag & ((1 << L2_SHIFT) - 1)) as usize;
             let sub = t.saturating_add(k.top(self.shift.saturating_sub(sb)) & ((1 << sb) - 1));
-            let (Some(&(f, tag2)), Some(&(nf, _))) = (self.l2.get(sub), self.l2.get(sub.wrapping_add(1)))
-            else {
+            let Some(&[(f, tag2), (nf, _)]) = self.l2.get(sub..sub.wrapping_add(2)) else {
                 return NONE;
             };
             if tag2 != MULTI {
@@ -974,28 +973,31 @@ impl ChainIndex {
     /// Appends the rules of the list at pool position `at` (and of the lists it links to) whose
     /// summaries admit the packet.
     #[inline]
-    fn scan(&self, mut at: u32, keys: &PacketKeys<'_>, ct_bits: u16, out: &mut Vec<u32>) {
-        // A list runs forward to its control entry; a link goes back to an earlier list, so
-        // this ends.
-        while let Some(e) = self.pool.get(at as usize) {
-            if e.state & CTRL == 0 {
-                if e.admits(keys, ct_bits) {
-                    out.push(e.rule);
+    fn scan(&self, at: u32, keys: &PacketKeys<'_>, ct_bits: u16, out: &mut Vec<u32>) {
+        // A list runs forward to its last entry; a link goes back to a list written earlier
+        // (before this list's start `at`), so this ends.
+        let mut at = at as usize;
+        'lists: while let Some(list) = self.pool.get(at..) {
+            for e in list {
+                if e.state & CTRL == 0 {
+                    if e.admits(keys, ct_bits) {
+                        out.push(e.rule);
+                    }
+                } else if e.state == LINK && (e.rule as usize) < at {
+                    at = e.rule as usize;
+                    continue 'lists;
+                } else if e.state & !LAST == SUB {
+                    if let Some(sub) = self.subs.get(e.rule as usize) {
+                        sub.collect(keys, ct_bits, out);
+                    }
+                } else {
+                    return;
                 }
-            } else if e.state == LINK && e.rule < at {
-                at = e.rule;
-                continue;
-            } else if e.state & !LAST == SUB {
-                if let Some(sub) = self.subs.get(e.rule as usize) {
-                    sub.collect(keys, ct_bits, out);
+                if e.state & LAST != 0 {
+                    return;
                 }
-            } else {
-                return;
             }
-            if e.state & LAST != 0 {
-                return;
-            }
-            at = at.wrapping_add(1);
+            return;
         }
     }
 }
