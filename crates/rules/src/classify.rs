@@ -117,7 +117,8 @@ macro_rules! impl_key {
             const WIDTH: u32 = <$t>::BITS;
             #[inline]
             fn top(self, shift: u32) -> usize {
-                self.checked_shr(shift).unwrap_or(0) as usize
+                // Shifts are below the width by construction (a wider one would wrap).
+                self.wrapping_shr(shift) as usize
             }
             fn slot_start(s: usize, bits: u32) -> Self {
                 if bits == 0 || bits > Self::WIDTH {
@@ -1038,7 +1039,7 @@ impl TableIndex {
 /// The fields of a regular packet the index looks up (see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PacketKeys<'a> {
-    /// IPv6 addresses (IPv4: unused).
+    /// IPv6 addresses (IPv4: 0, unused).
     pub src: u128,
     pub dst: u128,
     /// IPv4 addresses; IPv6: their first 32 bits, as [`Summary`] compares them.
@@ -1077,8 +1078,9 @@ impl<'a> PacketKeys<'a> {
             }
         }
         let port = |i: usize| Some(u16::from_be_bytes([*l4.get(i)?, *l4.get(i + 1)?]));
+        // IPv4 lookups use the 32-bit forms only.
         let wide = |a: IpAddr| match a {
-            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V4(_) => 0,
             IpAddr::V6(a) => u128::from(a),
         };
         Some(PacketKeys {
