@@ -293,7 +293,7 @@ impl<K: Key> PrefixIndex<K> {
     }
 
     /// The list of the deepest prefix containing `k`, or [`NONE`].
-    #[inline]
+    #[inline(always)]
     fn lookup(&self, k: K) -> u32 {
         let s = k.top(self.shift);
         let Some(&[(a, tag), (b, _)]) = self.slots.get(s..s.wrapping_add(2)) else {
