@@ -32,24 +32,26 @@
 //!
 //! Lists: every key's rules are written to the chain's *pool* as one list of 32-byte rule
 //! summaries (rule position, the addresses, protocol, first ports and state test the rule is
-//! known to need; see [`Summary`]), ended by a control entry. Reading a list tests each summary
-//! on the spot, so only the few rules that may match are sorted and loaded by the evaluator, and
-//! a list costs sequential reads of one region. A long list (more than [`NEST_FROM`] rules, e.g.
-//! a popular port) whose rules can mostly be filed under a second key becomes a *nested index*
-//! over them (same structure, at most [`MAX_DEPTH`] levels), so a crowded key does not cost a
-//! long scan.
+//! known to need; see [`Summary`]), its last entry flagged or followed by a control entry (end,
+//! link to the enclosing prefix's list). Reading a list tests each summary on the spot, without
+//! branches, so only the few rules that may match are sorted and loaded by the evaluator, and a
+//! list costs sequential reads of one region. A long list (more than [`NEST_FROM`] rules, e.g. a
+//! popular port) whose rules can mostly be filed under a second key becomes a *nested index*
+//! over them (same structure, at most [`MAX_DEPTH`] levels, a budget of [`NEST_BUDGET`] pool
+//! entries per rule of the chain in all), so a crowded key does not cost a long scan.
 //!
 //! Lookups: prefixes (and port ranges, split into aligned power-of-two blocks, at most 30 per
 //! range) are nested or disjoint, so each field is a laminar set of prefixes cut into elementary
-//! intervals. A direct table on the top bits of the key (at most 2^16 slots, about four per prefix)
-//! names the slot's single interval, or the slot's intervals to count through, or for a crowded
-//! slot a level-2 table on the next 8 bits; the interval names the pool position of its deepest
-//! prefix's list, which ends by linking to the list of the enclosing prefix, and so on (lists are
-//! written enclosing prefixes first, so links go backwards and a scan ends). Protocols are one
-//! table lookup naming the protocol's list and port indexes. Memory is linear in the number of
-//! rules (at most 15 port ranges × 30 blocks per rule, one control entry per list, each rule in
-//! at most [`MAX_DEPTH`] + 1 levels), plus per field a slot table of at most 2^16 entries and one
-//! 2 KiB level-2 table per slot holding more than 32 intervals.
+//! intervals. A direct table on the top bits of the key (at most 2^16 slots, about four per
+//! prefix) names the slot's single interval, or the slot's few intervals to count through, or
+//! for a crowded slot a level-2 table on the next bits (about two sub-slots per interval, at most
+//! 256); the interval names the pool position of its deepest prefix's list, which ends by linking
+//! to the list of the enclosing prefix, and so on (lists are written enclosing prefixes first, so
+//! links go backwards and a scan ends). Protocols are one table lookup naming the protocol's list
+//! and port indexes. Memory is linear in the number of rules: at most 15 port ranges × 30 blocks
+//! per rule, one control entry per list, the nested indexes' budget, and per field a slot table
+//! of at most eight entries per prefix (2^16 at most), level-2 tables of at most four entries per
+//! interval and the intervals themselves (at most two per prefix, plus one per slot).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
