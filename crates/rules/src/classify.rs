@@ -30,18 +30,28 @@
 //! walk. The conntrack state can change during a walk (NOTRACK, CT): the evaluator gathers again
 //! when it does.
 //!
+//! Lists: every key's rules are written to the chain's *pool* as one list of 32-byte rule
+//! summaries (rule position, the addresses, protocol, first ports and state test the rule is
+//! known to need; see [`Summary`]), its last entry flagged or followed by a control entry (end,
+//! link to the enclosing prefix's list). Reading a list tests each summary on the spot, without
+//! branches, so only the few rules that may match are sorted and loaded by the evaluator, and a
+//! list costs sequential reads of one region. A long list (more than [`NEST_FROM`] rules, e.g. a
+//! popular port) whose rules can mostly be filed under a second key becomes a *nested index*
+//! over them (same structure, at most [`MAX_DEPTH`] levels, a budget of [`NEST_BUDGET`] pool
+//! entries per rule of the chain in all), so a crowded key does not cost a long scan.
+//!
 //! Lookups: prefixes (and port ranges, split into aligned power-of-two blocks, at most 30 per
 //! range) are nested or disjoint, so each field is a laminar set of prefixes cut into elementary
-//! intervals. A direct table on the top bits of the key (at most 2^16 slots, about two per prefix)
-//! names the slot's single interval, or the slot's intervals to count through, or for a crowded
-//! slot a level-2 table on the next 8 bits; the interval names its deepest prefix (or, for a
-//! root prefix of one rule, that rule); the prefixes containing the key are that one and its
-//! ancestors. The slot entries of all fields are loaded before any is resolved, so the memory
-//! accesses overlap. A long candidate list is first filtered through per-rule summaries (28
-//! bytes: addresses, protocol, first ports and state test), which saves loading rules that cannot
-//! match. Memory is linear in the number of rules (at most 15 port ranges × 30 blocks per rule),
-//! plus per field a slot table of at most 2^16 entries and one 2 KiB level-2 table per slot
-//! holding more than 32 intervals.
+//! intervals. A direct table on the top bits of the key (at most 2^16 slots, about four per
+//! prefix) names the slot's single interval, or the slot's few intervals to count through, or
+//! for a crowded slot a level-2 table on the next bits (about two sub-slots per interval, at most
+//! 256); the interval names the pool position of its deepest prefix's list, which ends by linking
+//! to the list of the enclosing prefix, and so on (lists are written enclosing prefixes first, so
+//! links go backwards and a scan ends). Protocols are one table lookup naming the protocol's list
+//! and port indexes. Memory is linear in the number of rules: at most 15 port ranges × 30 blocks
+//! per rule, one control entry per list, the nested indexes' budget, and per field a slot table
+//! of at most eight entries per prefix (2^16 at most), level-2 tables of at most four entries per
+//! interval and the intervals themselves (at most two per prefix, plus one per slot).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -50,22 +60,41 @@ use crate::model::*;
 
 /// Chains shorter than this are walked linearly (an index would not pay off).
 pub const MIN_INDEXED_RULES: usize = 16;
-/// Chains longer than this are walked linearly too (keeps every number in the index below 2^30).
+/// Chains longer than this are walked linearly too (keeps every pool position below 2^31).
 const MAX_INDEXED_RULES: usize = 1 << 20;
 
+/// No list / no interval.
 const NONE: u32 = u32::MAX;
-/// Gathered lists longer than this are filtered through the rule summaries.
-const SUMMARY_FROM: usize = 8;
+/// Lists longer than this get a nested index over their rules (when it narrows them).
+const NEST_FROM: usize = 8;
+/// Nesting depth limit (a chain's own index is depth 0).
+const MAX_DEPTH: u32 = 2;
+/// Pool entries the nested indexes of a chain may use in all, per rule of the chain.
+const NEST_BUDGET: usize = 8;
 /// A slot holding more than one interval.
 const MULTI: u32 = u32::MAX - 1;
-/// Flag of a slot entry naming a level-2 table (node numbers stay below it).
+/// Flag of a slot entry naming a level-2 table (pool positions stay below it).
 const L2: u32 = 1 << 31;
-/// Flag of an interval's (or single-interval slot's) value naming the one rule of a root prefix
-/// instead of the prefix (values below it are prefix numbers; [`NONE`] and [`MULTI`] have it set
-/// and are tested first).
-const DIRECT: u32 = 1 << 30;
 /// Slots with more intervals than this get a level-2 table.
-const L2_FROM: usize = 32;
+const L2_FROM: usize = 6;
+/// A level-2 table has about two sub-slots per interval of its slot, at most `2^L2_BITS`.
+const L2_BITS: u32 = 8;
+/// Level-2 entries: the table's sub-slot bits sit above this shift in the slot entry, its
+/// first entry below.
+const L2_SHIFT: u32 = 27;
+
+/// Control entries of a pool (in [`Summary::state`]'s top bits, which no state uses): every
+/// list ends with an entry flagged [`LAST`], or with [`END`] or [`LINK`]; `rule` holds the
+/// argument.
+const CTRL: u16 = 1 << 15;
+/// End of the list.
+const END: u16 = CTRL;
+/// The list goes on at pool position `rule` (an earlier list: the parent prefix's).
+const LINK: u16 = CTRL | 1 << 14;
+/// The candidates of nested index `subs[rule]`, then the next entry.
+const SUB: u16 = CTRL | 1 << 13;
+/// Flag of a rule entry or [`SUB`] entry ending its list (saves an [`END`] entry).
+const LAST: u16 = 1 << 12;
 
 /// State bit positions used by [`StateSet`] (INVALID..NEW, SNAT, DNAT, UNTRACKED).
 const STATE_BITS: usize = 9;
@@ -73,8 +102,8 @@ const STATE_BITS: usize = 9;
 /// An unsigned key type a prefix index works on (ports: u16, IPv4: u32, IPv6: u128).
 pub(crate) trait Key: Copy + Ord + std::fmt::Debug {
     const WIDTH: u32;
-    /// The top `bits` bits (1..=16) as a slot number.
-    fn slot(self, bits: u32) -> usize;
+    /// `self >> shift` as a slot number (`shift` below the width, leaving at most 24 bits).
+    fn top(self, shift: u32) -> usize;
     /// The first key of slot `s`.
     fn slot_start(s: usize, bits: u32) -> Self;
     /// The last key of the prefix starting at `self` of length `len`.
@@ -88,11 +117,10 @@ macro_rules! impl_key {
     ($t:ty) => {
         impl Key for $t {
             const WIDTH: u32 = <$t>::BITS;
-            fn slot(self, bits: u32) -> usize {
-                if bits == 0 || bits > Self::WIDTH {
-                    return 0;
-                }
-                usize::try_from(self >> (Self::WIDTH - bits)).unwrap_or(0)
+            #[inline]
+            fn top(self, shift: u32) -> usize {
+                // Shifts are below the width by construction (a wider one would wrap).
+                self.wrapping_shr(shift) as usize
             }
             fn slot_start(s: usize, bits: u32) -> Self {
                 if bits == 0 || bits > Self::WIDTH {
@@ -126,63 +154,54 @@ impl_key!(u16);
 impl_key!(u32);
 impl_key!(u128);
 
-/// One distinct prefix: its parent (the next shorter prefix containing it) and its rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PNode {
-    parent: u32,
-    lo: u32,
-    hi: u32,
-    /// `pool[lo]` (saves a memory access for the common one-rule prefix).
-    first: u32,
-}
-
-/// A laminar set of prefixes, each with a sorted list of rules, cut into elementary intervals.
+/// A laminar set of prefixes, each with a list of rules, cut into elementary intervals; each
+/// interval names the pool position of its deepest prefix's list, whose end links to the
+/// enclosing prefix's list, and so on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PrefixIndex<K> {
-    bits: u32,
-    /// Per slot: the first interval starting in it, and its deepest prefix when the slot is a
-    /// single interval (else [`MULTI`]); one extra entry at the end.
+    /// `WIDTH - bits` for a table of `2^bits` slots: a key's slot is `key >> shift`.
+    shift: u32,
+    /// Per slot: the first interval starting in it, and the list of its deepest prefix when the
+    /// slot is a single interval (else [`MULTI`] or a level-2 table); one extra entry at the end.
     slots: Vec<(u32, u32)>,
-    /// Level-2 tables (257 entries each: 256 sub-slots and the end), same encoding.
+    /// Level-2 tables (2^b sub-slots and the end each), same encoding.
     l2: Vec<(u32, u32)>,
     /// Start of each elementary interval (sorted; every slot start is one of them) and the
-    /// deepest prefix containing it, or [`NONE`].
+    /// list of the deepest prefix containing it, or [`NONE`].
     ivs: Vec<(K, u32)>,
-    nodes: Vec<PNode>,
 }
 
 fn len32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// Writes a list: `emit(rules, parent list)` returns its pool position.
+type Emit<'a> = dyn FnMut(&[u32], u32) -> u32 + 'a;
+
 impl<K: Key> PrefixIndex<K> {
-    /// Builds from (prefix value, prefix length, rule); rule lists go to `pool`.
-    fn build(mut entries: Vec<(K, u32, u32)>, pool: &mut Vec<u32>) -> Self {
+    /// Builds from (prefix value, prefix length, rule); each prefix's rule list (sorted) is
+    /// written by `emit`, enclosing prefixes first.
+    fn build(mut entries: Vec<(K, u32, u32)>, emit: &mut Emit<'_>) -> Self {
         for e in &mut entries {
             e.1 = e.1.min(K::WIDTH);
             e.0 = e.0.masked(e.1);
         }
         entries.sort_unstable();
         entries.dedup();
-        // Distinct prefixes in (start, length) order, which puts a parent before its children.
+        // Distinct prefixes in (start, length) order, which puts a parent before its children,
+        // with their rules.
         let mut prefixes: Vec<(K, K)> = Vec::new();
-        let mut nodes: Vec<PNode> = Vec::new();
-        let mut i = 0usize;
-        while let Some(&(v, l, _)) = entries.get(i) {
-            let lo = len32(pool.len());
-            while let Some(&(v2, l2, r)) = entries.get(i) {
-                if v2 != v || l2 != l {
-                    break;
-                }
-                pool.push(r);
-                i += 1;
+        let mut rules: Vec<Vec<u32>> = Vec::new();
+        for chunk in entries.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+            if let Some(&(v, l, _)) = chunk.first() {
+                prefixes.push((v, v.last(l)));
+                rules.push(chunk.iter().map(|e| e.2).collect());
             }
-            prefixes.push((v, v.last(l)));
-            let first = pool.get(lo as usize).copied().unwrap_or(NONE);
-            nodes.push(PNode { parent: NONE, lo, hi: len32(pool.len()), first });
         }
-        // Parents: the innermost open prefix still containing this one.
+        // Parents: the innermost open prefix still containing this one. Lists are written in
+        // this order, so a parent's position is known before its children's.
         let mut stack: Vec<usize> = Vec::new();
+        let mut pos: Vec<u32> = Vec::with_capacity(prefixes.len());
         for (j, &(_, last)) in prefixes.iter().enumerate() {
             while let Some(&top) = stack.last() {
                 if prefixes.get(top).is_some_and(|p| p.1 >= last) {
@@ -190,13 +209,12 @@ impl<K: Key> PrefixIndex<K> {
                 }
                 stack.pop();
             }
-            if let (Some(&top), Some(n)) = (stack.last(), nodes.get_mut(j)) {
-                n.parent = len32(top);
-            }
+            let parent = stack.last().and_then(|&t| pos.get(t)).copied().unwrap_or(NONE);
+            pos.push(emit(rules.get(j).map_or(&[], Vec::as_slice), parent));
             stack.push(j);
         }
-        // About two slots per prefix, at most 2^16.
-        let want = prefixes.len().saturating_mul(2).max(2).next_power_of_two().trailing_zeros();
+        // About four slots per prefix (most keys then resolve in the slot), at most 2^16.
+        let want = prefixes.len().saturating_mul(4).max(2).next_power_of_two().trailing_zeros();
         let bits = want.clamp(1, 16).min(K::WIDTH);
         let slots = 1usize << bits;
         let mut bounds: Vec<K> = Vec::with_capacity(slots + prefixes.len() * 2);
@@ -227,21 +245,12 @@ impl<K: Key> PrefixIndex<K> {
                 stack.push(next);
                 next += 1;
             }
-            deepest.push(stack.last().map_or(NONE, |&t| len32(t)));
-        }
-        // A root prefix with a single rule is named by that rule directly (one memory access
-        // less on the common path).
-        for d in &mut deepest {
-            if let Some(n) = nodes.get(*d as usize) {
-                if n.parent == NONE && n.hi.wrapping_sub(n.lo) == 1 && n.first < DIRECT {
-                    *d = DIRECT | n.first;
-                }
-            }
+            deepest.push(stack.last().and_then(|&t| pos.get(t)).copied().unwrap_or(NONE));
         }
         let mut firsts: Vec<usize> =
             (0..slots).map(|s| bounds.partition_point(|&b| b < K::slot_start(s, bits))).collect();
         firsts.push(bounds.len());
-        // Level 1: per slot, its first interval and its node when it holds a single interval. A
+        // Level 1: per slot, its first interval and its list when it holds a single interval. A
         // slot holding more than a few intervals gets a level-2 table on the next 8 bits (the
         // entry's first interval stays, for the slot's bounds).
         let mut table: Vec<(u32, u32)> = Vec::with_capacity(slots + 1);
@@ -254,16 +263,20 @@ impl<K: Key> PrefixIndex<K> {
             };
             let tag = if b == a + 1 {
                 deep(a)
-            } else if b - a > L2_FROM && bits + 8 <= K::WIDTH && nodes.len() < L2 as usize {
-                let t = len32(l2.len() / 257) | L2;
-                for sub in 0..256usize {
-                    let start = K::slot_start(s.wrapping_shl(8) | sub, bits + 8);
+            } else if b - a > L2_FROM && bits < K::WIDTH && l2.len() < 1 << L2_SHIFT {
+                // A crowded slot: a table on the next bits, about two sub-slots per interval.
+                let sb =
+                    ((b - a) * 2).next_power_of_two().trailing_zeros().clamp(1, L2_BITS).min(K::WIDTH - bits);
+                let t = len32(l2.len()) | sb << L2_SHIFT | L2;
+                let last = (1usize << sb) - 1;
+                for sub in 0..=last {
+                    let start = K::slot_start(s.wrapping_shl(sb) | sub, bits + sb);
                     // The interval containing the sub-slot's start, up to the last one starting in it.
                     let first = bounds.partition_point(|&x| x <= start).saturating_sub(1).max(a);
-                    let end = if sub == 255 {
+                    let end = if sub == last {
                         b
                     } else {
-                        let next = K::slot_start(s.wrapping_shl(8) | (sub + 1), bits + 8);
+                        let next = K::slot_start(s.wrapping_shl(sb) | (sub + 1), bits + sb);
                         bounds.partition_point(|&x| x < next)
                     };
                     let tag = if end == first + 1 { deep(first) } else { MULTI };
@@ -278,29 +291,27 @@ impl<K: Key> PrefixIndex<K> {
         }
         table.push((len32(bounds.len()), NONE));
         let ivs = bounds.into_iter().zip(deepest).collect();
-        PrefixIndex { bits, slots: table, l2, ivs, nodes }
+        PrefixIndex { shift: K::WIDTH - bits, slots: table, l2, ivs }
     }
 
-    /// The deepest prefix containing `k` ([`NONE`] if none).
-    /// The first step of a lookup, the slot entry `(first interval, value, next slot's first
-    /// interval)`: loaded for every field before any is resolved, so the loads overlap.
-    fn entry(&self, k: K) -> (u32, u32, u32) {
-        let s = k.slot(self.bits);
-        match (self.slots.get(s), self.slots.get(s.wrapping_add(1))) {
-            (Some(&(a, tag)), Some(&(b, _))) => (a, tag, b),
-            _ => (0, NONE, 0),
+    /// The list of the deepest prefix containing `k`, or [`NONE`].
+    #[inline(always)]
+    fn lookup(&self, k: K) -> u32 {
+        let s = k.top(self.shift);
+        let Some(&[(a, tag), (b, _)]) = self.slots.get(s..s.wrapping_add(2)) else {
+            return NONE;
+        };
+        // Pool positions are below L2; NONE and MULTI have it set.
+        if tag < L2 || tag == NONE {
+            return tag;
         }
-    }
-
-    /// The deepest prefix containing `k` (or [`DIRECT`] rule, or [`NONE`]) from its slot entry.
-    fn lookup_from(&self, k: K, (a, tag, b): (u32, u32, u32)) -> u32 {
         let (lo, hi) = if tag == MULTI {
             (a, b)
-        } else if tag != NONE && tag & L2 != 0 {
-            let t = ((tag & !L2) as usize).saturating_mul(257);
-            let sub = t.saturating_add(k.slot(self.bits + 8) & 0xFF);
-            let (Some(&(f, tag2)), Some(&(nf, _))) = (self.l2.get(sub), self.l2.get(sub.wrapping_add(1)))
-            else {
+        } else {
+            let sb = (tag & !L2) >> L2_SHIFT;
+            let t = (tag & ((1 << L2_SHIFT) - 1)) as usize;
+            let sub = t.saturating_add(k.top(self.shift.saturating_sub(sb)) & ((1 << sb) - 1));
+            let Some(&[(f, tag2), (nf, _)]) = self.l2.get(sub..sub.wrapping_add(2)) else {
                 return NONE;
             };
             if tag2 != MULTI {
@@ -308,8 +319,6 @@ impl<K: Key> PrefixIndex<K> {
             }
             // One more: the interval containing the next sub-slot's start may hold `k`.
             (f, nf.saturating_add(1).min(b))
-        } else {
-            return tag;
         };
         let Some(seg) = self.ivs.get(lo as usize..hi as usize) else { return NONE };
         // Short segments (the usual case): a branch-free count the compiler vectorizes.
@@ -323,40 +332,6 @@ impl<K: Key> PrefixIndex<K> {
             None => NONE,
         }
     }
-
-    /// Appends the rules of every prefix containing `k` to `out`; returns how many lists were
-    /// non-empty.
-    #[cfg(test)]
-    fn collect(&self, k: K, pool: &[u32], out: &mut Vec<u32>) -> usize {
-        self.collect_from(k, self.entry(k), pool, out)
-    }
-
-    /// [`PrefixIndex::collect`] from the slot entry.
-    fn collect_from(&self, k: K, e: (u32, u32, u32), pool: &[u32], out: &mut Vec<u32>) -> usize {
-        let mut n = self.lookup_from(k, e);
-        if n != NONE && n != MULTI && n & DIRECT != 0 {
-            out.push(n & !DIRECT);
-            return 1;
-        }
-        let mut lists = 0;
-        // Parents are strictly earlier nodes: at most `nodes.len()` steps.
-        while let Some(node) = self.nodes.get(n as usize) {
-            if node.hi.wrapping_sub(node.lo) == 1 {
-                out.push(node.first);
-                lists += 1;
-            } else if let Some(s) = pool.get(node.lo as usize..node.hi as usize) {
-                if !s.is_empty() {
-                    out.extend_from_slice(s);
-                    lists += 1;
-                }
-            }
-            if node.parent >= n {
-                break;
-            }
-            n = node.parent;
-        }
-        lists
-    }
 }
 
 /// Source or destination address index of the ruleset's family.
@@ -367,19 +342,12 @@ enum AddrIndex {
 }
 
 impl AddrIndex {
-    fn entry(&self, a: IpAddr) -> (u32, u32, u32) {
-        match (self, a) {
-            (AddrIndex::V4(ix), IpAddr::V4(a)) => ix.entry(u32::from(a)),
-            (AddrIndex::V6(ix), IpAddr::V6(a)) => ix.entry(u128::from(a)),
-            _ => (0, NONE, 0),
-        }
-    }
-
-    fn collect_from(&self, a: IpAddr, e: (u32, u32, u32), pool: &[u32], out: &mut Vec<u32>) -> usize {
-        match (self, a) {
-            (AddrIndex::V4(ix), IpAddr::V4(a)) => ix.collect_from(u32::from(a), e, pool, out),
-            (AddrIndex::V6(ix), IpAddr::V6(a)) => ix.collect_from(u128::from(a), e, pool, out),
-            _ => 0,
+    /// The list of the deepest prefix containing the address (`k32` for IPv4, `k128` for IPv6).
+    #[inline]
+    fn lookup(&self, k32: u32, k128: u128) -> u32 {
+        match self {
+            AddrIndex::V4(ix) => ix.lookup(k32),
+            AddrIndex::V6(ix) => ix.lookup(k128),
         }
     }
 }
@@ -392,20 +360,22 @@ fn addr32(a: IpAddr) -> u32 {
     }
 }
 
-/// [`Summary::flags`] bits.
+/// [`Summary::flags`] bits: the six tests' inversions, in the order [`Summary::admits`] packs
+/// their results, then whether the protocol is tested at all.
 mod sf {
     pub const SRC_NEG: u8 = 1;
     pub const DST_NEG: u8 = 2;
-    pub const PROTO: u8 = 4;
-    pub const PROTO_NEG: u8 = 8;
-    pub const SPORT_NEG: u8 = 16;
-    pub const DPORT_NEG: u8 = 32;
-    pub const STATE: u8 = 64;
-    pub const STATE_NEG: u8 = 128;
+    pub const PROTO_NEG: u8 = 4;
+    pub const SPORT_NEG: u8 = 8;
+    pub const DPORT_NEG: u8 = 16;
+    pub const STATE_NEG: u8 = 32;
+    pub const NEG: u8 = 63;
+    pub const PROTO: u8 = 64;
 }
 
-/// The cheap necessary conditions of one rule (28 bytes), tested on gathered candidates before
-/// the evaluator loads the rule: the address and protocol tests of `ip_packet_match` (IPv4:
+/// A rule and its cheap necessary conditions (32 bytes, stored inline in the index's lists so
+/// testing them costs no extra memory access), tested on gathered candidates before the evaluator
+/// loads the rule: the address and protocol tests of `ip_packet_match` (IPv4:
 /// exactly; IPv6: the first 32 bits of non-negated prefixes), and, from the matches before the
 /// first one with a side effect or a possible hotdrop, the first tcp/udp port tests and the first
 /// state test (sound for regular packets only, the only ones gathered for).
@@ -418,13 +388,32 @@ struct Summary {
     /// Inclusive ranges; the full range (not negated) tests nothing.
     sport: (u16, u16),
     dport: (u16, u16),
+    /// State bits (no state test: none, inverted); for a control entry ([`CTRL`] set) its kind.
     state: u16,
     proto: u8,
     flags: u8,
+    /// The rule's position in its chain, or a control entry's argument.
+    rule: u32,
 }
 
 impl Summary {
-    fn of(rule: &Rule, family: Family) -> Summary {
+    /// A control entry of the pool ([`END`], [`LINK`], [`SUB`]).
+    fn control(kind: u16, arg: u32) -> Summary {
+        Summary {
+            src: 0,
+            src_mask: 0,
+            dst: 0,
+            dst_mask: 0,
+            sport: (0, 0),
+            dport: (0, 0),
+            state: kind,
+            proto: 0,
+            flags: 0,
+            rule: arg,
+        }
+    }
+
+    fn of(rule: &Rule, family: Family, pos: u32) -> Summary {
         let mut flags = 0u8;
         let mut addr = |a: &Option<Neg<AddrMask>>, neg_flag: u8| match a {
             // IPv6: a negated prefix says nothing about the first 32 bits alone.
@@ -450,8 +439,11 @@ impl Summary {
             dport: (0, u16::MAX),
             state: 0,
             proto: proto.map_or(0, |p| p.value),
-            flags,
+            // No state test: "in no state", inverted.
+            flags: flags | sf::STATE_NEG,
+            rule: pos,
         };
+        let mut state = false;
         if let Some(p) = proto {
             sm.flags |= sf::PROTO | if p.negated { sf::PROTO_NEG } else { 0 };
         }
@@ -470,13 +462,11 @@ impl Summary {
                         ports = true;
                     }
                 }
-                Match::State(st) if sm.flags & sf::STATE == 0 => {
+                Match::State(st) | Match::Conntrack(ConntrackMatch { state: Some(st), .. }) if !state => {
                     sm.state = st.value.0;
-                    sm.flags |= sf::STATE | if st.negated { sf::STATE_NEG } else { 0 };
-                }
-                Match::Conntrack(ConntrackMatch { state: Some(st), .. }) if sm.flags & sf::STATE == 0 => {
-                    sm.state = st.value.0;
-                    sm.flags |= sf::STATE | if st.negated { sf::STATE_NEG } else { 0 };
+                    sm.flags &= !sf::STATE_NEG;
+                    sm.flags |= if st.negated { sf::STATE_NEG } else { 0 };
+                    state = true;
                 }
                 _ => {}
             }
@@ -488,36 +478,54 @@ impl Summary {
     }
 
     /// Whether a rule with this summary may match (or hotdrop) the regular packet `k`.
+    #[inline]
     fn admits(&self, k: &PacketKeys<'_>, ct_bits: u16) -> bool {
-        let f = self.flags;
-        let neg = |bit: u8| f & bit != 0;
-        let port = |(lo, hi): (u16, u16), p: u16, bit: u8| (p >= lo && p <= hi) != neg(bit);
-        ((k.src32 ^ self.src) & self.src_mask == 0) != neg(sf::SRC_NEG)
-            && ((k.dst32 ^ self.dst) & self.dst_mask == 0) != neg(sf::DST_NEG)
-            && (f & sf::PROTO == 0 || (k.proto == self.proto) != neg(sf::PROTO_NEG))
-            && port(self.sport, k.sport, sf::SPORT_NEG)
-            && port(self.dport, k.dport, sf::DPORT_NEG)
-            && (f & sf::STATE == 0 || (self.state & ct_bits != 0) != neg(sf::STATE_NEG))
+        // The six tests without branches, packed in the order of the inversion flags.
+        let port = |(lo, hi): (u16, u16), p: u16| u8::from((p >= lo) & (p <= hi));
+        let tests = u8::from((k.src32 ^ self.src) & self.src_mask == 0)
+            | u8::from((k.dst32 ^ self.dst) & self.dst_mask == 0) << 1
+            | u8::from((k.proto == self.proto) | (self.flags & sf::PROTO == 0)) << 2
+            | port(self.sport, k.sport) << 3
+            | port(self.dport, k.dport) << 4
+            | u8::from(self.state & ct_bits != 0) << 5;
+        tests ^ (self.flags & sf::NEG) == sf::NEG
     }
 }
 
-/// The index of one chain.
+/// The index of one chain (or, nested, of the rules of one long list).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChainIndex {
-    /// Per rule (by position).
-    summaries: Vec<Summary>,
-    pool: Vec<u32>,
-    always: (u32, u32),
-    /// (protocol, rules keyed on it).
-    proto: Vec<(u8, u32, u32)>,
+    /// The lists: runs of rule summaries (each list sorted by rule position) ended by a control
+    /// entry.
+    pool: Vec<Summary>,
+    /// Lists (pool positions, or [`NONE`]) of the rules always candidates,
+    always: u32,
+    /// Per protocol number: 1 + its entry in `protos`, or 0.
+    proto_at: [u16; 256],
+    /// The lists and port indexes of the protocols that have some.
+    protos: Vec<ProtoIndex>,
     /// Rules keyed on a state set, by state bit position.
-    state: [(u32, u32); STATE_BITS],
-    /// (output device?, name, rules), sorted.
-    iface: Vec<(bool, Box<str>, u32, u32)>,
+    state: [u32; STATE_BITS],
+    /// The state bits with a list.
+    state_bits: u16,
+    /// (output device?, name as [`dev_code`], rules).
+    iface: Vec<(bool, u64, u32)>,
     src: Option<AddrIndex>,
     dst: Option<AddrIndex>,
-    /// (protocol, destination port?, index).
-    ports: Vec<(u8, bool, PrefixIndex<u16>)>,
+    /// Nested indexes, named by [`SUB`] entries.
+    subs: Vec<ChainIndex>,
+    /// How many rules are filed under an address, port or device key (the others being under
+    /// broad keys or always candidates): a nested index is kept only when it narrows.
+    narrowed: usize,
+}
+
+/// The rules keyed on one protocol, or on its ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProtoIndex {
+    /// Rules keyed on the protocol alone.
+    list: u32,
+    dport: Option<PrefixIndex<u16>>,
+    sport: Option<PrefixIndex<u16>>,
 }
 
 /// Per table: one entry per chain (same order), `None` for chains walked linearly.
@@ -668,15 +676,32 @@ fn port_blocks(min: u16, max: u16, out: &mut Vec<(u16, u32)>) {
 impl ChainIndex {
     /// The index of `chain`, or `None` when it is too short to need one.
     pub(crate) fn build(chain: &Chain, family: Family) -> Option<ChainIndex> {
-        // Past 2^20 rules the prefix numbers could reach the value flags: walk linearly.
+        // Past 2^20 rules pool positions could reach the flags: walk linearly.
         if chain.rules.len() < MIN_INDEXED_RULES || chain.rules.len() > MAX_INDEXED_RULES {
             return None;
         }
-        let all: Vec<Vec<RuleKey>> = chain.rules.iter().map(|r| rule_keys(r, family)).collect();
+        let summaries: Vec<Summary> =
+            chain.rules.iter().enumerate().map(|(i, r)| Summary::of(r, family, len32(i))).collect();
+        let members = chain.rules.iter().enumerate().map(|(i, r)| (len32(i), rule_keys(r, family))).collect();
+        // Nested indexes may hold a rule again under other keys: their total size is capped.
+        let mut budget = chain.rules.len().saturating_mul(NEST_BUDGET).saturating_add(4096);
+        ChainIndex::build_set(members, &summaries, family, 0, &mut budget)
+    }
+
+    /// The index over `members` (rule position, keys it may still be filed under), nested
+    /// `depth` levels deep; a nested one (`depth > 0`) only if its lists fit in what is left of
+    /// `budget` (pool entries), which they use up.
+    fn build_set(
+        members: Vec<(u32, Vec<RuleKey>)>,
+        summaries: &[Summary],
+        family: Family,
+        depth: u32,
+        budget: &mut usize,
+    ) -> Option<ChainIndex> {
         // First choice: how many rules could share each key. Second: how many rules the first
         // choice actually filed under it (a rule leaving a crowded key for a quiet one).
         let mut count: HashMap<&RuleKey, u64> = HashMap::new();
-        for k in all.iter().flatten() {
+        for k in members.iter().flat_map(|m| &m.1) {
             *count.entry(k).or_insert(0) += 1;
         }
         let pick = |keys: &[RuleKey], load: &HashMap<&RuleKey, u64>, own: Option<usize>| {
@@ -688,41 +713,43 @@ impl ChainIndex {
                 })
                 .map(|(i, _)| i)
         };
-        let first: Vec<Option<usize>> = all.iter().map(|keys| pick(keys, &count, None)).collect();
+        let first: Vec<Option<usize>> = members.iter().map(|m| pick(&m.1, &count, None)).collect();
         let mut load: HashMap<&RuleKey, u64> = HashMap::new();
-        for (keys, f) in all.iter().zip(&first) {
-            if let Some(k) = f.and_then(|i| keys.get(i)) {
+        for (m, f) in members.iter().zip(&first) {
+            if let Some(k) = f.and_then(|i| m.1.get(i)) {
                 *load.entry(k).or_insert(0) += 1;
             }
         }
-        let chosen: Vec<RuleKey> = all
-            .iter()
-            .zip(&first)
-            .map(|(keys, &f)| {
-                pick(keys, &load, f).and_then(|i| keys.get(i)).cloned().unwrap_or(RuleKey::Always)
-            })
-            .collect();
-        let mut ix = ChainIndex {
-            summaries: chain.rules.iter().map(|r| Summary::of(r, family)).collect(),
-            pool: Vec::new(),
-            always: (0, 0),
-            proto: Vec::new(),
-            state: [(0, 0); STATE_BITS],
-            iface: Vec::new(),
-            src: None,
-            dst: None,
-            ports: Vec::new(),
-        };
+        let picks: Vec<Option<usize>> =
+            members.iter().zip(&first).map(|(m, &f)| pick(&m.1, &load, f)).collect();
+        drop(load);
+        drop(count);
+        // Each rule's other keys, for the nested indexes of long lists.
+        let mut rest: HashMap<u32, Vec<RuleKey>> = HashMap::new();
+        let mut chosen = Vec::with_capacity(members.len());
+        for ((r, mut keys), p) in members.into_iter().zip(picks) {
+            let key = match p {
+                Some(i) if i < keys.len() => keys.swap_remove(i),
+                _ => RuleKey::Always,
+            };
+            keys.retain(|k| *k != key);
+            chosen.push((r, key));
+            rest.insert(r, keys);
+        }
+        let mut narrowed = 0usize;
         let mut src = Vec::new();
         let mut dst = Vec::new();
         let mut ports: Vec<(PortField, Vec<Entry<u16>>)> = Vec::new();
         let mut protos: Vec<(u8, u32)> = Vec::new();
         let mut states: Vec<(usize, u32)> = Vec::new();
-        let mut ifaces: Vec<(bool, String, u32)> = Vec::new();
+        let mut ifaces: Vec<(bool, u64, u32)> = Vec::new();
         let mut always = Vec::new();
         let mut blocks = Vec::new();
-        for (r, key) in chosen.into_iter().enumerate() {
-            let r = len32(r);
+        for (r, key) in chosen {
+            narrowed += usize::from(matches!(
+                key,
+                RuleKey::Src(..) | RuleKey::Dst(..) | RuleKey::Port { .. } | RuleKey::Iface { .. }
+            ));
             match key {
                 RuleKey::Src(v, l) => src.push((v, l, r)),
                 RuleKey::Dst(v, l) => dst.push((v, l, r)),
@@ -746,126 +773,156 @@ impl ChainIndex {
                 RuleKey::State(s) => {
                     states.extend((0..STATE_BITS).filter(|b| s & (1 << b) != 0).map(|b| (b, r)));
                 }
-                RuleKey::Iface { out, name } => ifaces.push((out, name, r)),
+                RuleKey::Iface { out, name } => ifaces.push((out, dev_code(&name), r)),
                 RuleKey::Always => always.push(r),
             }
         }
-        let pool = &mut ix.pool;
-        let list = |rules: &mut dyn Iterator<Item = u32>, pool: &mut Vec<u32>| {
-            let lo = len32(pool.len());
-            pool.extend(rules);
-            (lo, len32(pool.len()))
+        if depth > 0 {
+            // Entries, plus about as much again for control entries and lookup tables.
+            let entries = src.len()
+                + dst.len()
+                + ports.iter().map(|p| p.1.len()).sum::<usize>()
+                + protos.len()
+                + states.len()
+                + ifaces.len()
+                + always.len();
+            *budget = budget.checked_sub(entries.saturating_mul(2))?;
+        }
+        let mut pool: Vec<Summary> = Vec::new();
+        let mut subs: Vec<ChainIndex> = Vec::new();
+        // Writes one list: its summaries (or, for a long list whose rules can mostly be filed
+        // under a second key, a nested index over them), then the link to `parent` or the end.
+        let mut emit = |rules: &[u32], parent: u32| -> u32 {
+            if rules.is_empty() {
+                return parent;
+            }
+            let at = len32(pool.len());
+            let mut nested = false;
+            if rules.len() > NEST_FROM && depth < MAX_DEPTH {
+                let members = rules.iter().map(|&r| (r, rest.get(&r).cloned().unwrap_or_default())).collect();
+                if let Some(sub) = ChainIndex::build_set(members, summaries, family, depth + 1, budget) {
+                    if sub.narrowed.saturating_mul(2) >= rules.len() {
+                        pool.push(Summary::control(SUB, len32(subs.len())));
+                        subs.push(sub);
+                        nested = true;
+                    }
+                }
+            }
+            if !nested {
+                pool.extend(rules.iter().filter_map(|&r| summaries.get(r as usize).copied()));
+            }
+            let written = len32(pool.len()) > at;
+            match pool.last_mut() {
+                Some(e) if parent == NONE && written => e.state |= LAST,
+                _ if parent == NONE => pool.push(Summary::control(END, 0)),
+                _ => pool.push(Summary::control(LINK, parent)),
+            }
+            at
         };
-        ix.always = list(&mut always.into_iter(), pool);
+        let mut ix = ChainIndex {
+            pool: Vec::new(),
+            always: NONE,
+            proto_at: [0; 256],
+            protos: Vec::new(),
+            state: [NONE; STATE_BITS],
+            state_bits: 0,
+            iface: Vec::new(),
+            src: None,
+            dst: None,
+            subs: Vec::new(),
+            narrowed,
+        };
+        ix.always = emit(&always, NONE);
+        let proto_ix = |ix: &mut ChainIndex, p: u8| -> Option<usize> {
+            let at = ix.proto_at.get_mut(usize::from(p))?;
+            if *at == 0 {
+                ix.protos.push(ProtoIndex { list: NONE, dport: None, sport: None });
+                *at = u16::try_from(ix.protos.len()).ok()?;
+            }
+            usize::from(*at).checked_sub(1)
+        };
         protos.sort_unstable();
         for chunk in protos.chunk_by(|a, b| a.0 == b.0) {
             if let Some(&(p, _)) = chunk.first() {
-                let (lo, hi) = list(&mut chunk.iter().map(|e| e.1), pool);
-                ix.proto.push((p, lo, hi));
+                let rules: Vec<u32> = chunk.iter().map(|e| e.1).collect();
+                let list = emit(&rules, NONE);
+                if let Some(e) = proto_ix(&mut ix, p).and_then(|i| ix.protos.get_mut(i)) {
+                    e.list = list;
+                }
             }
         }
         states.sort_unstable();
         for chunk in states.chunk_by(|a, b| a.0 == b.0) {
             if let Some(&(b, _)) = chunk.first() {
-                let range = list(&mut chunk.iter().map(|e| e.1), pool);
+                let rules: Vec<u32> = chunk.iter().map(|e| e.1).collect();
                 if let Some(s) = ix.state.get_mut(b) {
-                    *s = range;
+                    *s = emit(&rules, NONE);
+                    ix.state_bits |= 1 << b;
                 }
             }
         }
-        ifaces.sort();
+        ifaces.sort_unstable();
         for chunk in ifaces.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
-            if let Some((out, name, _)) = chunk.first() {
-                let (lo, hi) = list(&mut chunk.iter().map(|e| e.2), pool);
-                ix.iface.push((*out, name.as_str().into(), lo, hi));
+            if let Some(&(out, name, _)) = chunk.first() {
+                let rules: Vec<u32> = chunk.iter().map(|e| e.2).collect();
+                ix.iface.push((out, name, emit(&rules, NONE)));
             }
         }
-        let addr = |v: Vec<(u128, u32, u32)>, pool: &mut Vec<u32>| {
+        let mut addr = |v: Vec<(u128, u32, u32)>| {
             if v.is_empty() {
                 return None;
             }
             Some(match family {
                 Family::V4 => AddrIndex::V4(PrefixIndex::build(
                     v.into_iter().map(|(a, l, r)| (u32::try_from(a).unwrap_or(0), l, r)).collect(),
-                    pool,
+                    &mut emit,
                 )),
-                Family::V6 => AddrIndex::V6(PrefixIndex::build(v, pool)),
+                Family::V6 => AddrIndex::V6(PrefixIndex::build(v, &mut emit)),
             })
         };
-        ix.src = addr(src, pool);
-        ix.dst = addr(dst, pool);
+        ix.src = addr(src);
+        ix.dst = addr(dst);
         ports.sort_by_key(|(k, _)| *k);
         for ((proto, dst), entries) in ports {
-            let pi = PrefixIndex::build(entries, pool);
-            ix.ports.push((proto, dst, pi));
+            let pi = Some(PrefixIndex::build(entries, &mut emit));
+            if let Some(e) = proto_ix(&mut ix, proto).and_then(|i| ix.protos.get_mut(i)) {
+                if dst {
+                    e.dport = pi;
+                } else {
+                    e.sport = pi;
+                }
+            }
         }
+        ix.pool = pool;
+        ix.subs = subs;
         Some(ix)
-    }
-
-    fn list(&self, (lo, hi): (u32, u32)) -> &[u32] {
-        self.pool.get(lo as usize..hi as usize).unwrap_or(&[])
     }
 
     /// Appends the candidates for `keys` with conntrack state bits `ct_bits` to `out`, sorted and
     /// without duplicates (only the part appended).
     pub(crate) fn gather(&self, keys: &PacketKeys<'_>, ct_bits: u16, out: &mut Vec<u32>) {
-        // Slot entries of every field first (independent loads), then the walks.
-        let none = (0, NONE, 0);
-        let es = self.src.as_ref().map_or(none, |ix| ix.entry(keys.src));
-        let ed = self.dst.as_ref().map_or(none, |ix| ix.entry(keys.dst));
-        // At most two port indexes per protocol (source and destination).
-        let mut eports = [(usize::MAX, none); 2];
-        let mut np = 0usize;
-        for (i, (proto, dst, ix)) in self.ports.iter().enumerate() {
-            if *proto == keys.proto {
-                if let Some(e) = eports.get_mut(np) {
-                    *e = (i, ix.entry(if *dst { keys.dport } else { keys.sport }));
-                    np += 1;
+        let start = out.len();
+        self.collect(keys, ct_bits, out);
+        let Some(seg) = out.get_mut(start..) else { return };
+        if seg.len() <= 1 {
+            return;
+        }
+        if seg.len() <= 16 {
+            // A few candidates (the usual case): insertion sort.
+            for i in 1..seg.len() {
+                let mut j = i;
+                while j > 0 {
+                    match (seg.get(j - 1), seg.get(j)) {
+                        (Some(&a), Some(&b)) if a > b => seg.swap(j - 1, j),
+                        _ => break,
+                    }
+                    j -= 1;
                 }
             }
-        }
-        let start = out.len();
-        let mut lists = 0usize;
-        let mut add = |s: &[u32], out: &mut Vec<u32>| {
-            if !s.is_empty() {
-                out.extend_from_slice(s);
-                lists += 1;
-            }
-        };
-        add(self.list(self.always), out);
-        if let Some(&(_, lo, hi)) = self.proto.iter().find(|e| e.0 == keys.proto) {
-            add(self.list((lo, hi)), out);
-        }
-        for (b, &range) in self.state.iter().enumerate() {
-            if ct_bits & (1 << b) != 0 {
-                add(self.list(range), out);
-            }
-        }
-        for (out_dir, name, lo, hi) in &self.iface {
-            let dev = if *out_dir { keys.out_iface } else { keys.in_iface };
-            if **name == *dev {
-                add(self.list((*lo, *hi)), out);
-            }
-        }
-        let mut n = lists;
-        if let Some(ix) = &self.src {
-            n += ix.collect_from(keys.src, es, &self.pool, out);
-        }
-        if let Some(ix) = &self.dst {
-            n += ix.collect_from(keys.dst, ed, &self.pool, out);
-        }
-        for &(i, e) in eports.iter().take(np) {
-            if let Some((_, dst, ix)) = self.ports.get(i) {
-                let port = if *dst { keys.dport } else { keys.sport };
-                n += ix.collect_from(port, e, &self.pool, out);
-            }
-        }
-        let Some(seg) = out.get_mut(start..) else { return };
-        if n > 1 {
+        } else {
             seg.sort_unstable();
         }
-        // Drop duplicates and the candidates whose cheap conditions fail, in place.
-        let filter = seg.len() > SUMMARY_FROM;
+        // Drop duplicates (a rule filed under several state bits or port blocks).
         let mut w = 0usize;
         let mut prev = None;
         for i in 0..seg.len() {
@@ -874,16 +931,94 @@ impl ChainIndex {
                 continue;
             }
             prev = Some(v);
-            // The summaries cost a memory access each: only worth it on long lists.
-            if !filter || self.summaries.get(v as usize).is_some_and(|sm| sm.admits(keys, ct_bits)) {
-                if let Some(d) = seg.get_mut(w) {
-                    *d = v;
-                }
-                w += 1;
+            if let Some(d) = seg.get_mut(w) {
+                *d = v;
             }
+            w += 1;
         }
         out.truncate(start + w);
     }
+
+    /// [`ChainIndex::gather`] without the final sort: appends the candidates of every list the
+    /// packet selects.
+    fn collect(&self, keys: &PacketKeys<'_>, ct_bits: u16, out: &mut Vec<u32>) {
+        // The lookups first (independent loads that overlap), then the lists.
+        let src = self.src.as_ref().map_or(NONE, |ix| ix.lookup(keys.src32, keys.src));
+        let dst = self.dst.as_ref().map_or(NONE, |ix| ix.lookup(keys.dst32, keys.dst));
+        let proto = self.proto_at.get(usize::from(keys.proto)).copied().unwrap_or(0);
+        let (mut plist, mut dport, mut sport) = (NONE, NONE, NONE);
+        if let Some(p) = usize::from(proto).checked_sub(1).and_then(|i| self.protos.get(i)) {
+            plist = p.list;
+            dport = p.dport.as_ref().map_or(NONE, |ix| ix.lookup(keys.dport));
+            sport = p.sport.as_ref().map_or(NONE, |ix| ix.lookup(keys.sport));
+        }
+        self.scan(self.always, keys, ct_bits, out);
+        self.scan(plist, keys, ct_bits, out);
+        let mut bits = ct_bits & self.state_bits;
+        while bits != 0 {
+            let b = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if let Some(&at) = self.state.get(b) {
+                self.scan(at, keys, ct_bits, out);
+            }
+        }
+        for &(out_dir, name, at) in &self.iface {
+            if name == if out_dir { keys.out_dev } else { keys.in_dev } {
+                self.scan(at, keys, ct_bits, out);
+            }
+        }
+        self.scan(src, keys, ct_bits, out);
+        self.scan(dst, keys, ct_bits, out);
+        self.scan(dport, keys, ct_bits, out);
+        self.scan(sport, keys, ct_bits, out);
+    }
+
+    /// Appends the rules of the list at pool position `at` (and of the lists it links to) whose
+    /// summaries admit the packet.
+    #[inline]
+    fn scan(&self, at: u32, keys: &PacketKeys<'_>, ct_bits: u16, out: &mut Vec<u32>) {
+        // A list runs forward to its last entry; a link goes back to a list written earlier
+        // (before this list's start `at`), so this ends.
+        let mut at = at as usize;
+        'lists: while let Some(list) = self.pool.get(at..) {
+            for e in list {
+                if e.state & CTRL == 0 {
+                    if e.admits(keys, ct_bits) {
+                        out.push(e.rule);
+                    }
+                } else if e.state == LINK && (e.rule as usize) < at {
+                    at = e.rule as usize;
+                    continue 'lists;
+                } else if e.state & !LAST == SUB {
+                    if let Some(sub) = self.subs.get(e.rule as usize) {
+                        sub.collect(keys, ct_bits, out);
+                    }
+                } else {
+                    return;
+                }
+                if e.state & LAST != 0 {
+                    return;
+                }
+            }
+            return;
+        }
+    }
+}
+
+/// A device name as the index compares it: its first and last four bytes and its length. Equal
+/// names give equal codes (different names may share one: a candidate the matcher then refuses).
+fn dev_code(name: &str) -> u64 {
+    let b = name.as_bytes();
+    let word = |at: usize| -> u64 {
+        b.get(at..at.saturating_add(4))
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map_or(0, |w| u64::from(u32::from_le_bytes(w)))
+    };
+    let n = b.len();
+    // Two (possibly overlapping) 4-byte words: the first and the last four bytes.
+    let head =
+        if n >= 4 { word(0) | word(n - 4) << 32 } else { b.iter().fold(0u64, |x, &c| x << 8 | u64::from(c)) };
+    head ^ (n as u64) << 59
 }
 
 /// Short: the index is derived from the rules and large.
@@ -906,16 +1041,19 @@ impl TableIndex {
 /// The fields of a regular packet the index looks up (see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PacketKeys<'a> {
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    /// The addresses as [`Summary`] compares them.
+    /// IPv6 addresses (IPv4: 0, unused).
+    pub src: u128,
+    pub dst: u128,
+    /// IPv4 addresses; IPv6: their first 32 bits, as [`Summary`] compares them.
     pub src32: u32,
     pub dst32: u32,
     pub proto: u8,
     pub sport: u16,
     pub dport: u16,
-    pub in_iface: &'a str,
-    pub out_iface: &'a str,
+    /// The devices as [`dev_code`] (a missing device has the empty name).
+    pub in_dev: u64,
+    pub out_dev: u64,
+    pub _dev: std::marker::PhantomData<&'a str>,
 }
 
 impl<'a> PacketKeys<'a> {
@@ -942,16 +1080,22 @@ impl<'a> PacketKeys<'a> {
             }
         }
         let port = |i: usize| Some(u16::from_be_bytes([*l4.get(i)?, *l4.get(i + 1)?]));
+        // IPv4 lookups use the 32-bit forms only.
+        let wide = |a: IpAddr| match a {
+            IpAddr::V4(_) => 0,
+            IpAddr::V6(a) => u128::from(a),
+        };
         Some(PacketKeys {
-            src,
-            dst,
+            src: wide(src),
+            dst: wide(dst),
             src32: addr32(src),
             dst32: addr32(dst),
             proto,
             sport: port(0)?,
             dport: port(2)?,
-            in_iface: in_iface.unwrap_or(""),
-            out_iface: out_iface.unwrap_or(""),
+            in_dev: dev_code(in_iface.unwrap_or("")),
+            out_dev: dev_code(out_iface.unwrap_or("")),
+            _dev: std::marker::PhantomData,
         })
     }
 }
@@ -961,9 +1105,35 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
-    fn collect4(ix: &PrefixIndex<u32>, pool: &[u32], a: u32) -> Vec<u32> {
+    /// A test pool: `Some(rule)` entries, `None` ends a list, `Link(p)` as `Err(p)`.
+    type TestPool = Vec<Result<Option<u32>, u32>>;
+
+    fn build4(entries: Vec<(u32, u32, u32)>) -> (PrefixIndex<u32>, TestPool) {
+        let mut pool: TestPool = Vec::new();
+        let ix = PrefixIndex::build(entries, &mut |rules: &[u32], parent: u32| {
+            let at = len32(pool.len());
+            pool.extend(rules.iter().map(|&r| Ok(Some(r))));
+            pool.push(if parent == NONE { Ok(None) } else { Err(parent) });
+            at
+        });
+        (ix, pool)
+    }
+
+    fn collect4(ix: &PrefixIndex<u32>, pool: &TestPool, a: u32) -> Vec<u32> {
         let mut out = Vec::new();
-        ix.collect(a, pool, &mut out);
+        let mut at = ix.lookup(a) as usize;
+        while let Some(e) = pool.get(at) {
+            match *e {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => break,
+                Err(p) => {
+                    assert!((p as usize) < at, "links go back");
+                    at = p as usize;
+                    continue;
+                }
+            }
+            at += 1;
+        }
         out.sort_unstable();
         out
     }
@@ -971,19 +1141,15 @@ mod tests {
     #[test]
     fn prefix_index_finds_every_containing_prefix() {
         let ip = |a: u8, b: u8, c: u8, d: u8| u32::from_be_bytes([a, b, c, d]);
-        let mut pool = Vec::new();
-        let ix = PrefixIndex::build(
-            vec![
-                (ip(10, 0, 0, 0), 8, 0),
-                (ip(10, 1, 0, 0), 16, 1),
-                (ip(10, 1, 2, 3), 32, 2),
-                (ip(10, 1, 2, 3), 32, 3),
-                (ip(192, 0, 2, 0), 24, 4),
-                (ip(10, 0, 0, 0), 8, 5),
-                (0x8000_0000, 1, 6),
-            ],
-            &mut pool,
-        );
+        let (ix, pool) = build4(vec![
+            (ip(10, 0, 0, 0), 8, 0),
+            (ip(10, 1, 0, 0), 16, 1),
+            (ip(10, 1, 2, 3), 32, 2),
+            (ip(10, 1, 2, 3), 32, 3),
+            (ip(192, 0, 2, 0), 24, 4),
+            (ip(10, 0, 0, 0), 8, 5),
+            (0x8000_0000, 1, 6),
+        ]);
         assert_eq!(collect4(&ix, &pool, ip(10, 1, 2, 3)), [0, 1, 2, 3, 5]);
         assert_eq!(collect4(&ix, &pool, ip(10, 1, 2, 4)), [0, 1, 5]);
         assert_eq!(collect4(&ix, &pool, ip(10, 2, 0, 0)), [0, 5]);
@@ -1018,8 +1184,7 @@ mod tests {
                 };
                 entries.push((v, len, r));
             }
-            let mut pool = Vec::new();
-            let ix = PrefixIndex::build(entries.clone(), &mut pool);
+            let (ix, pool) = build4(entries.clone());
             assert!(!clustered || !ix.l2.is_empty());
             let mut probes = vec![0u32, u32::MAX];
             for _ in 0..2000 {
@@ -1036,6 +1201,70 @@ mod tests {
                 assert_eq!(collect4(&ix, &pool, p), want, "probe {p:#x}");
             }
         }
+    }
+
+    /// Pool entries of an index and its nested ones.
+    fn weight(ix: &ChainIndex) -> usize {
+        ix.pool.len() + ix.subs.iter().map(weight).sum::<usize>()
+    }
+
+    fn input_index(text: &str) -> (crate::Ruleset, usize) {
+        let rs = crate::parse(text).unwrap();
+        let ci = rs.tables[0].chains.iter().position(|c| &*c.name == "INPUT").unwrap();
+        (rs, ci)
+    }
+
+    #[test]
+    fn long_lists_become_nested_indexes() {
+        // 12 rules per /24 source (one long list each), told apart by their ports.
+        let mut text =
+            String::from("*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+        for i in 0..120u32 {
+            text.push_str(&format!(
+                "-A INPUT -s 10.0.{}.0/24 -p tcp -m tcp --dport {} -j DROP\n",
+                i % 10,
+                1000 + i
+            ));
+        }
+        text.push_str("COMMIT\n");
+        let (rs, ci) = input_index(&text);
+        let ix = rs.index[0].chains[ci].as_ref().unwrap();
+        assert!(!ix.subs.is_empty());
+        // A packet from 10.0.3.9 to port 1013 has one candidate: rule 14 (0-based 13).
+        let bytes = [
+            &[0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 0, 3, 9, 192, 0, 2, 10][..],
+            &[0x30, 0x39, 0x03, 0xf5, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0],
+        ]
+        .concat();
+        let pkt = wire::decode_ip(&bytes).unwrap();
+        let f = crate::eval::Facts::new(&pkt);
+        let keys = PacketKeys::new(Family::V4, &f, 6, Some("eth0"), None).unwrap();
+        let mut out = Vec::new();
+        ix.gather(&keys, StateSet::NEW, &mut out);
+        assert_eq!(out, [13]);
+    }
+
+    #[test]
+    fn nested_indexes_stay_within_their_budget() {
+        // Every rule shares its destination ports with every other and has wide source port
+        // ranges (many blocks each): nesting them all would hold each rule once per block pair.
+        let mut text =
+            String::from("*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+        let n = 400usize;
+        for i in 0..n {
+            text.push_str(&format!(
+                "-A INPUT -p tcp -m multiport --dports 1:1000,2001:3000,4001:5000 -m multiport --sports {}:{},{}:{} -j DROP\n",
+                1 + i,
+                30000 + i,
+                40001 + i,
+                65000 - i
+            ));
+        }
+        text.push_str("COMMIT\n");
+        let (rs, ci) = input_index(&text);
+        let ix = rs.index[0].chains[ci].as_ref().unwrap();
+        let nested: usize = ix.subs.iter().map(weight).sum();
+        assert!(nested <= n * NEST_BUDGET + 4096, "{nested}");
     }
 
     #[test]

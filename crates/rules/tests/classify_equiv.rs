@@ -343,6 +343,40 @@ proptest! {
     }
 }
 
+/// Rules from a small alphabet of addresses and ports, so that many rules share a key: long
+/// lists, which the classifier turns into nested indexes.
+fn crowded_rule_strategy() -> impl Strategy<Value = RuleIdx> {
+    (
+        proptest::sample::select(vec![0usize, 1, 2, 3, 4, 5, 7, 8]),
+        proptest::sample::select(vec![0usize, 1, 2, 5, 7]),
+        0..IFACE.len(),
+        // tcp 22 / 80 / 1000:2000 / 1024:, sport 80, udp 53 / sport 53, multiports, plain tcp/udp.
+        proptest::sample::select(vec![6usize, 7, 8, 9, 12, 17, 19, 21, 22, 1, 2, 6, 7, 17]),
+        0..EXTRA.len(),
+        0..TARGET.len(),
+        0usize..4,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(120))]
+
+    #[test]
+    fn classifier_equals_linear_walk_with_crowded_keys(
+        input in proptest::collection::vec(crowded_rule_strategy(), 40..160),
+        c1 in proptest::collection::vec(crowded_rule_strategy(), 0..60),
+        c2 in proptest::collection::vec(rule_strategy(), 0..20),
+        c3 in proptest::collection::vec(crowded_rule_strategy(), 16..40),
+        packets in proptest::collection::vec(packet_strategy(), 1..40),
+        trace in any::<bool>(),
+    ) {
+        let text = ruleset_text(&[input, c1, c2, c3], &[]);
+        let rs = rules::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let packets: Vec<(PktIdx, Vec<u8>)> = packets.into_iter().map(|p| { let d = datagram(&p); (p, d) }).collect();
+        check(&rs, &packets, Table::Filter, Hook::Input, trace);
+    }
+}
+
 const SRC6: &[&str] =
     &["", "-s 2001:db8::/32", "-s 2001:db8::1", "! -s 2001:db8::/64", "-s 2001:db8:0:1::/64"];
 const DST6: &[&str] = &["", "-d 2001:db8::2", "-d 2001:db8::/48", "-d ::/1"];
