@@ -1055,6 +1055,23 @@ mod tests {
     }
 
     #[test]
+    fn rules_of_built_in_chains_are_named_without_reference_counting() {
+        let mut e = engine(STATEFUL);
+        send(&mut e, 0, &udp(HOST, PEER, 40000, 5000));
+        let reply = udp(PEER, HOST, 5000, 40000);
+        let mut d = Decision::default();
+        let len = reply.len() as u32;
+        for ms in [10, 20, 30] {
+            e.handle_packet_into(t(ms), 228, &reply, len, &mut d);
+            let r = d.rule.as_ref().unwrap();
+            assert_eq!(r.to_string(), "filter:INPUT:1");
+            // A built-in chain's name is static: naming it per packet costs no reference counting.
+            assert!(matches!(r.chain, rules::ChainName::Builtin(Hook::Input)));
+        }
+        assert!(e.fast_path_stats().0 >= 1);
+    }
+
+    #[test]
     fn dropped_first_packet_leaves_no_entry() {
         // The unconfirmed entry dies with the packet (nf_confirm never runs): reference §1.4, §9 T7a.
         let mut e = engine(STATEFUL);

@@ -200,8 +200,81 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RuleRef {
     pub table: Table,
-    pub chain: Arc<str>,
+    pub chain: ChainName,
     pub rule: Option<u32>,
+}
+
+/// A chain's name: a built-in chain's is static (copied without reference counting, as the engine
+/// names a rule for every packet), a user chain's shared. Compares, hashes and prints as the name.
+#[derive(Clone)]
+pub enum ChainName {
+    Builtin(Hook),
+    User(Arc<str>),
+}
+
+impl ChainName {
+    /// The name of `chain` (built-in or not).
+    pub fn of(chain: &Chain) -> ChainName {
+        match chain.builtin {
+            Some((hook, _)) if *chain.name == *hook.chain_name() => ChainName::Builtin(hook),
+            _ => ChainName::User(chain.name.clone()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            ChainName::Builtin(h) => h.chain_name(),
+            ChainName::User(n) => n,
+        }
+    }
+
+    /// The same chain name without comparing the text (a user chain's: the same allocation).
+    fn same(&self, chain: &Chain) -> bool {
+        match (self, chain.builtin) {
+            (ChainName::Builtin(h), Some((hook, _))) => *h == hook && *chain.name == *hook.chain_name(),
+            (ChainName::User(n), _) => Arc::ptr_eq(n, &chain.name),
+            _ => false,
+        }
+    }
+}
+
+impl std::ops::Deref for ChainName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for ChainName {
+    fn eq(&self, other: &ChainName) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for ChainName {}
+
+impl std::hash::Hash for ChainName {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+impl std::fmt::Debug for ChainName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for ChainName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for ChainName {
+    fn from(name: &str) -> ChainName {
+        ChainName::User(Arc::from(name))
+    }
 }
 
 impl std::fmt::Display for RuleRef {
@@ -1036,7 +1109,7 @@ fn trace(ctx: &mut PacketCtx<'_>, entry: impl FnOnce() -> TraceEntry) {
 fn tail_ref(table: Table, chain: &Chain) -> RuleRef {
     RuleRef {
         table,
-        chain: chain.name.clone(),
+        chain: ChainName::of(chain),
         rule: u32::try_from(chain.rules.len().saturating_add(1)).ok(),
     }
 }
@@ -1209,11 +1282,9 @@ impl Ruleset {
         match id.0 {
             RuleAt::Rule { table, ti, ci, rule } => {
                 let chain = self.tables.get(ti as usize).and_then(|t| t.chains.get(ci as usize));
-                RuleRef { table, chain: chain.map_or_else(|| Arc::from(""), |c| c.name.clone()), rule }
+                RuleRef { table, chain: chain.map_or_else(|| ChainName::from(""), ChainName::of), rule }
             }
-            RuleAt::Absent { table, hook } => {
-                RuleRef { table, chain: Arc::from(hook.chain_name()), rule: None }
-            }
+            RuleAt::Absent { table, hook } => RuleRef { table, chain: ChainName::Builtin(hook), rule: None },
         }
     }
 
@@ -1222,7 +1293,7 @@ impl Ruleset {
         match id.0 {
             RuleAt::Rule { table, ti, ci, rule } => {
                 let chain = self.tables.get(ti as usize).and_then(|t| t.chains.get(ci as usize));
-                table == r.table && rule == r.rule && chain.is_some_and(|c| Arc::ptr_eq(&c.name, &r.chain))
+                table == r.table && rule == r.rule && chain.is_some_and(|c| r.chain.same(c))
             }
             RuleAt::Absent { table, hook } => {
                 table == r.table && r.rule.is_none() && &*r.chain == hook.chain_name()
@@ -1329,7 +1400,7 @@ impl Ruleset {
             };
             let here = |ci: usize, ri: usize| RuleRef {
                 table,
-                chain: t.chains.get(ci).map_or_else(|| Arc::from(""), |c| c.name.clone()),
+                chain: t.chains.get(ci).map_or_else(|| ChainName::from(""), ChainName::of),
                 rule: u32::try_from(ri.saturating_add(1)).ok(),
             };
             match ip_match(&rule.ip, &facts, ctx) {
@@ -2322,7 +2393,7 @@ mod tests {
         let (_, t) = run(&icmp(8, 0));
         assert_eq!(t, ["filter:INPUT:rule:3", "filter:INPUT:rule:4"]);
         let e = TraceEntry {
-            rule: RuleRef { table: Table::Raw, chain: Arc::from("PREROUTING"), rule: Some(9) },
+            rule: RuleRef { table: Table::Raw, chain: ChainName::from("PREROUTING"), rule: Some(9) },
             kind: TraceKind::Policy,
         };
         assert_eq!(e.to_string(), "raw:PREROUTING:policy:9");

@@ -48,8 +48,8 @@ pub use classify::MIN_INDEXED_RULES;
 pub use compile::compile;
 pub use error::{ErrorKind, ParseError};
 pub use eval::{
-    status, CtMatch, CtState, CtView, Effect, HostModel, Outcome, PacketCtx, Recording, RuleId, RuleRef,
-    RuleState, TraceEntry, TraceKind, UnicastHost, Verdict,
+    status, ChainName, CtMatch, CtState, CtView, Effect, HostModel, Outcome, PacketCtx, Recording, RuleId,
+    RuleRef, RuleState, TraceEntry, TraceKind, UnicastHost, Verdict,
 };
 pub use model::*;
 
