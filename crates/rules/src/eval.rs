@@ -215,9 +215,10 @@ pub enum ChainName {
 impl ChainName {
     /// The name of `chain` (built-in or not).
     pub fn of(chain: &Chain) -> ChainName {
+        // A built-in chain is named after its hook (the compiler makes only those built-in).
         match chain.builtin {
-            Some((hook, _)) if *chain.name == *hook.chain_name() => ChainName::Builtin(hook),
-            _ => ChainName::User(chain.name.clone()),
+            Some((hook, _)) => ChainName::Builtin(hook),
+            None => ChainName::User(chain.name.clone()),
         }
     }
 
@@ -231,7 +232,7 @@ impl ChainName {
     /// The same chain name without comparing the text (a user chain's: the same allocation).
     fn same(&self, chain: &Chain) -> bool {
         match (self, chain.builtin) {
-            (ChainName::Builtin(h), Some((hook, _))) => *h == hook && *chain.name == *hook.chain_name(),
+            (ChainName::Builtin(h), Some((hook, _))) => *h == hook,
             (ChainName::User(n), _) => Arc::ptr_eq(n, &chain.name),
             _ => false,
         }
@@ -529,6 +530,38 @@ impl RuleState {
 /// The bytes a rule's counter grows by for `pkt`: the datagram's L3 length.
 fn counted_len(pkt: &Packet<'_>) -> u64 {
     u64::try_from(pkt.ip.total_len).unwrap_or(u64::MAX)
+}
+
+/// What a walk tells its recorder; `()` records nothing (the walk is compiled once per recorder, so
+/// evaluating without recording costs nothing extra).
+trait Recorder {
+    /// The walk's result depends on more than the flow (see [`Recording`]).
+    fn variant(&mut self);
+    /// Match `m` is evaluated.
+    fn runs(&mut self, m: &Match);
+    /// A rule's (or, with `policy`, a policy's) counters grew.
+    fn counted(&mut self, slot: usize, policy: bool);
+}
+
+impl Recorder for () {
+    fn variant(&mut self) {}
+    fn runs(&mut self, _: &Match) {}
+    fn counted(&mut self, _: usize, _: bool) {}
+}
+
+impl Recorder for Recording {
+    fn variant(&mut self) {
+        self.variant = true;
+    }
+    fn runs(&mut self, m: &Match) {
+        if !flow_invariant(m) {
+            self.variant = true;
+        }
+        self.reads |= reads_of(m);
+    }
+    fn counted(&mut self, slot: usize, policy: bool) {
+        self.push(slot, policy);
+    }
 }
 
 /// Which changeable per-entry facts a flow-invariant match reads (`READS_*`).
@@ -1249,7 +1282,7 @@ impl Ruleset {
         ctx: &mut PacketCtx<'_>,
         state: &mut RuleState,
     ) -> Outcome {
-        self.outcome(self.walk(table, hook, ctx, state, true, None))
+        self.outcome(self.walk(table, hook, ctx, state, true, &mut ()))
     }
 
     /// [`Ruleset::evaluate`], recording into `rec` (appended; see [`Recording`]) the counters grown
@@ -1262,7 +1295,7 @@ impl Ruleset {
         state: &mut RuleState,
         rec: &mut Recording,
     ) -> Outcome {
-        self.outcome(self.walk(table, hook, ctx, state, true, Some(rec)))
+        self.outcome(self.walk(table, hook, ctx, state, true, rec))
     }
 
     /// [`Ruleset::evaluate`] (recording into `rec` when given), naming the deciding rule by position.
@@ -1274,7 +1307,10 @@ impl Ruleset {
         state: &mut RuleState,
         rec: Option<&mut Recording>,
     ) -> (Verdict, RuleId) {
-        self.walk(table, hook, ctx, state, true, rec)
+        match rec {
+            Some(r) => self.walk(table, hook, ctx, state, true, r),
+            None => self.walk(table, hook, ctx, state, true, &mut ()),
+        }
     }
 
     /// The rule `id` names (`id` must come from this ruleset).
@@ -1314,17 +1350,17 @@ impl Ruleset {
         ctx: &mut PacketCtx<'_>,
         state: &mut RuleState,
     ) -> Outcome {
-        self.outcome(self.walk(table, hook, ctx, state, false, None))
+        self.outcome(self.walk(table, hook, ctx, state, false, &mut ()))
     }
 
-    fn walk(
+    fn walk<R: Recorder>(
         &self,
         table: Table,
         hook: Hook,
         ctx: &mut PacketCtx<'_>,
         state: &mut RuleState,
         classify: bool,
-        mut rec: Option<&mut Recording>,
+        rec: &mut R,
     ) -> (Verdict, RuleId) {
         let absent = (Verdict::Accept, RuleId(RuleAt::Absent { table, hook }));
         let Some(ti) = self.tables.iter().position(|t| t.table == table) else { return absent };
@@ -1336,10 +1372,8 @@ impl Ruleset {
         };
         let pkt = ctx.pkt;
         let facts = Facts::new(pkt);
-        if let Some(r) = rec.as_deref_mut() {
-            if facts.fragoff != 0 || facts.v6_proto_unknown {
-                r.variant = true;
-            }
+        if facts.fragoff != 0 || facts.v6_proto_unknown {
+            rec.variant();
         }
         let RuleState { rules: rule_counters, policies, limits, scratch, .. } = state;
         let Scratch(scratch, stack) = scratch;
@@ -1410,20 +1444,13 @@ impl Ruleset {
                     continue;
                 }
                 M::Hotdrop => {
-                    if let Some(r) = rec.as_deref_mut() {
-                        r.variant = true;
-                    }
+                    rec.variant();
                     return (Verdict::Drop, at(ci, u32::try_from(ri.saturating_add(1)).ok()));
                 }
             }
             let mut matched = true;
             for m in &rule.matches {
-                if let Some(r) = rec.as_deref_mut() {
-                    if !flow_invariant(m) {
-                        r.variant = true;
-                    }
-                    r.reads |= reads_of(m);
-                }
+                rec.runs(m);
                 match run_match(m, &facts, ctx, limits) {
                     M::Yes => {}
                     M::No => {
@@ -1431,9 +1458,7 @@ impl Ruleset {
                         break;
                     }
                     M::Hotdrop => {
-                        if let Some(r) = rec.as_deref_mut() {
-                            r.variant = true;
-                        }
+                        rec.variant();
                         return (Verdict::Drop, at(ci, u32::try_from(ri.saturating_add(1)).ok()));
                     }
                 }
@@ -1443,9 +1468,7 @@ impl Ruleset {
                 continue;
             }
             RuleState::count(rule_counters, rule.slot, facts.len);
-            if let Some(r) = rec.as_deref_mut() {
-                r.push(rule.slot, false);
-            }
+            rec.counted(rule.slot, false);
             trace(ctx, || TraceEntry { rule: here(ci, ri), kind: trace_kind(rule, chain) });
             match &rule.target {
                 Target::Accept => return (Verdict::Accept, at(ci, u32::try_from(ri.saturating_add(1)).ok())),
@@ -1471,9 +1494,7 @@ impl Ruleset {
                 }
                 Target::None => ri = ri.saturating_add(1),
                 other => {
-                    if let Some(r) = rec.as_deref_mut() {
-                        r.variant = true;
-                    }
+                    rec.variant();
                     apply(other, ctx, || here(ci, ri));
                     ri = ri.saturating_add(1);
                     // NOTRACK / CT change the state the index looked up: gather again.
@@ -1488,9 +1509,7 @@ impl Ruleset {
         }
         // Underflow: the base chain's policy (its counters grow).
         RuleState::count(policies, base_chain.policy_slot, facts.len);
-        if let Some(r) = rec {
-            r.push(base_chain.policy_slot, true);
-        }
+        rec.counted(base_chain.policy_slot, true);
         trace(ctx, || TraceEntry { rule: tail_ref(table, base_chain), kind: TraceKind::Policy });
         let verdict = match base_chain.builtin {
             Some((_, Policy::Drop)) => Verdict::Drop,
