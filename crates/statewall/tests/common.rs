@@ -203,3 +203,37 @@ pub fn same_replay_results(
     assert_eq!(a.5, b.5, "{name}: expectation events");
     (a.1.lines().count(), summaries)
 }
+
+/// The bundled examples with the arguments that make them meaningful (each host's own addresses, so that
+/// the traffic is filtered and the helpers see it): (name, ruleset and host arguments, capture).
+pub fn example_cases() -> Vec<(&'static str, Vec<String>, String)> {
+    let h = |f: &str| root().join("examples/helpers").join(f).display().to_string();
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    vec![
+        (
+            "ftp",
+            args(&["--rules", &h("rules.v4"), "--rules6", &h("rules.v6"), "--local", "10.1.0.2/16"]),
+            h("ftp-edge.pcap"),
+        ),
+        (
+            "irc_amanda",
+            args(&["--rules", &h("rules-irc-amanda-sip.v4"), "--local", "10.1.0.2/16"]),
+            h("irc-amanda.pcap"),
+        ),
+        (
+            "sip",
+            args(&[
+                "--rules",
+                &h("rules-sip.v4"),
+                "--rules6",
+                &h("rules-sip.v6"),
+                "--local",
+                "10.2.0.2/16",
+                "--local",
+                "fd02::2/64",
+            ]),
+            h("sip.pcap"),
+        ),
+        ("seed", args(&["--rules", &seed("rules.v4"), "--local", "192.0.2.10/24"]), seed("p2p.pcap")),
+    ]
+}

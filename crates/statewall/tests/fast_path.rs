@@ -92,45 +92,7 @@ COMMIT
 
 #[test]
 fn examples_give_the_same_results_with_and_without_the_fast_path() {
-    let h = |f: &str| root().join("examples/helpers").join(f).display().to_string();
-    let cases: [(&str, Vec<String>, String); 4] = [
-        (
-            "ftp",
-            vec![
-                "--rules".into(),
-                h("rules.v4"),
-                "--rules6".into(),
-                h("rules.v6"),
-                "--local".into(),
-                "10.1.0.2/16".into(),
-            ],
-            h("ftp-edge.pcap"),
-        ),
-        (
-            "irc_amanda",
-            vec!["--rules".into(), h("rules-irc-amanda-sip.v4"), "--local".into(), "10.1.0.2/16".into()],
-            h("irc-amanda.pcap"),
-        ),
-        (
-            "sip",
-            vec![
-                "--rules".into(),
-                h("rules-sip.v4"),
-                "--rules6".into(),
-                h("rules-sip.v6"),
-                "--local".into(),
-                "10.2.0.2/16".into(),
-                "--local".into(),
-                "fd02::2/64".into(),
-            ],
-            h("sip.pcap"),
-        ),
-        (
-            "seed",
-            vec!["--rules".into(), seed("rules.v4"), "--local".into(), "192.0.2.10/24".into()],
-            seed("p2p.pcap"),
-        ),
-    ];
+    let cases = example_cases();
     for (name, rules, cap) in cases {
         let r: Vec<&str> = rules.iter().map(String::as_str).collect();
         let fast = check(&format!("fast_{name}"), &r, &cap);

@@ -15,45 +15,7 @@ fn same_results(name: &str, rules: &[&str], capture: &str, threads: usize) -> us
 
 #[test]
 fn helpers_and_seed_examples_give_one_engine_results() {
-    let h = |f: &str| root().join("examples/helpers").join(f).display().to_string();
-    let cases: [(&str, Vec<String>, String); 4] = [
-        (
-            "ftp",
-            vec![
-                "--rules".into(),
-                h("rules.v4"),
-                "--rules6".into(),
-                h("rules.v6"),
-                "--local".into(),
-                "10.1.0.2/16".into(),
-            ],
-            h("ftp-edge.pcap"),
-        ),
-        (
-            "irc_amanda",
-            vec!["--rules".into(), h("rules-irc-amanda-sip.v4"), "--local".into(), "10.1.0.2/16".into()],
-            h("irc-amanda.pcap"),
-        ),
-        (
-            "sip",
-            vec![
-                "--rules".into(),
-                h("rules-sip.v4"),
-                "--rules6".into(),
-                h("rules-sip.v6"),
-                "--local".into(),
-                "10.2.0.2/16".into(),
-                "--local".into(),
-                "fd02::2/64".into(),
-            ],
-            h("sip.pcap"),
-        ),
-        (
-            "seed",
-            vec!["--rules".into(), seed("rules.v4"), "--local".into(), "192.0.2.10/24".into()],
-            seed("p2p.pcap"),
-        ),
-    ];
+    let cases = example_cases();
     for (name, rules, cap) in cases {
         let r: Vec<&str> = rules.iter().map(String::as_str).collect();
         for threads in [2, 3] {
