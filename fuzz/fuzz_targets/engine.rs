@@ -932,19 +932,26 @@ fn run(input: &Input) {
     cfg.tcp_be_liberal = s.liberal;
     cfg.checksum = !s.checksum;
     let max = cfg.max;
-    let rs = fx.v4[usize::from(s.ruleset) % fx.v4.len()].clone();
-    let mut e = Engine::new(rs, host, cfg);
-    if s.ruleset6 % 4 != 3 {
-        e = e.with_ipv6_rules(fx.v6[usize::from(s.ruleset6) % fx.v6.len()].clone());
-    }
-    e.set_tracing(s.tracing);
-    if s.small_frag_mem {
-        e.set_defrag_config(wire::DefragConfig {
-            ipv4_timeout_secs: 30,
-            ipv6_timeout_secs: 60,
-            high_thresh: 2048,
-        });
-    }
+    let make = || {
+        let rs = fx.v4[usize::from(s.ruleset) % fx.v4.len()].clone();
+        let mut e = Engine::new(rs, host.clone(), cfg.clone());
+        if s.ruleset6 % 4 != 3 {
+            e = e.with_ipv6_rules(fx.v6[usize::from(s.ruleset6) % fx.v6.len()].clone());
+        }
+        e.set_tracing(s.tracing);
+        if s.small_frag_mem {
+            e.set_defrag_config(wire::DefragConfig {
+                ipv4_timeout_secs: 30,
+                ipv6_timeout_secs: 60,
+                high_thresh: 2048,
+            });
+        }
+        e
+    };
+    let mut e = make();
+    // The same engine walking every table for every packet: the fast path must change nothing.
+    let mut slow = make();
+    slow.set_fast_path(false);
     let mut w = World::default();
     let mut reparsed = false;
     let mut now = Time::from_secs(1_700_000_000);
@@ -961,6 +968,7 @@ fn run(input: &Input) {
             TimeStep::Expire => {
                 if let Some(t) = e.poll_timeout() {
                     e.handle_timeout(t);
+                    slow.handle_timeout(t);
                     if let Some(n) = e.poll_timeout() {
                         assert!(
                             n > e.now(),
@@ -994,7 +1002,7 @@ fn run(input: &Input) {
             }
         };
         let before = e.stats().packets;
-        let d = match &step.delivery {
+        let deliver = |e: &mut Engine| match &step.delivery {
             Delivery::Ip(t) => e.handle_ip(now, &ip, pkttype(*t)),
             Delivery::Ethernet { dst, vlans } => {
                 let mut f = match dst % 4 {
@@ -1031,6 +1039,8 @@ fn run(input: &Input) {
                 e.handle_packet_on_wire(now, 101, &ip[..keep], ip.len() as u32)
             }
         };
+        let d = deliver(&mut e);
+        assert_eq!(d, deliver(&mut slow), "packet {i}: the fast path changed the decision");
         assert_eq!(e.stats().packets, before + 1, "packet {i}: not exactly one decision");
         if d.disposition == Disposition::Filtered {
             // Conntrack itself may drop (table full) before any table sees the packet: no ctstate then.
@@ -1051,7 +1061,16 @@ fn run(input: &Input) {
         }
         // Keep the event queue from growing without bound over long inputs.
         while e.poll_event().is_some() {}
+        while slow.poll_event().is_some() {}
     }
+    assert_eq!(e.rule_state(), slow.rule_state(), "the fast path changed the counters");
+    assert_eq!(e.ruleset6().map(|r| r.1), slow.ruleset6().map(|r| r.1), "the fast path changed the counters");
+    let table = |e: &Engine| {
+        let mut t = String::new();
+        conntrack::write_conntrack_l_extended(e.conntrack(), e.now(), &mut t).expect("conntrack -L");
+        t
+    };
+    assert_eq!(table(&e), table(&slow), "the fast path changed the table");
     views(&mut e, false);
 }
 
