@@ -156,12 +156,12 @@ struct Walk {
     trace: Option<Vec<String>>,
     /// The conntrack view must be rebuilt before the next table (the ctmark or the status changed).
     view_stale: bool,
-    /// The tables after conntrack record their walk into the path cache's buffer.
-    recording: bool,
-    /// The remembered path decided the tables after conntrack: the state label and direction come from
-    /// conntrack's classification (`walk.ct` was not built).
-    fast: Option<CtInfo>,
-    /// The remembered path's tag: its rules name the decision's rule (not cloned into the walk).
+    /// The tables after conntrack record their walk into the path cache's buffer, to remember it under
+    /// this key (taken after conntrack-in).
+    recording: Option<PathKey>,
+    /// Non-zero: this remembered path replaced the tables after conntrack. Its rules name the decision's
+    /// rule, and the state label and direction come from conntrack's classification (`walk.ct` was not
+    /// built).
     fast_tag: u16,
 }
 
@@ -441,8 +441,7 @@ impl Engine {
             ct_note: None,
             trace: self.tracing.then(Vec::new),
             view_stale: false,
-            recording: false,
-            fast: None,
+            recording: None,
             fast_tag: 0,
         };
         // The previous decision's rule, to keep when this one names the same (no reference count traffic on
@@ -493,8 +492,8 @@ impl Engine {
         }
         decision.verdict = Some(verdict);
         // A packet conntrack itself dropped never got a state (NF_DROP in conntrack-in).
-        match walk.fast {
-            Some(info) => {
+        match walk.conn.filter(|_| walk.fast_tag != 0) {
+            Some((_, info)) => {
                 decision.ctstate = Some(CtStateLabel::Established);
                 decision.reply_dir = info == CtInfo::EstablishedReply;
             }
@@ -550,7 +549,7 @@ impl Engine {
                         if self.fast_walk(now, pkt, key, tag, walk, decision)? {
                             return Ok(());
                         }
-                        walk.recording = true;
+                        walk.recording = Some(key);
                         self.paths.rec.clear();
                     }
                     walk.ct = self.view(now, id, info);
@@ -610,7 +609,7 @@ impl Engine {
         };
         // The rule of the last non-filter table before conntrack (raw), kept aside while the tables after it
         // record theirs.
-        let raw_last = if walk.recording { walk.last_rule.take() } else { None };
+        let raw_last = if walk.recording.is_some() { walk.last_rule.take() } else { None };
         for &(table, hook) in hooks {
             let seen = match (&forwarded, hook) {
                 (Some(f), Hook::Forward | Hook::PostRouting) => {
@@ -628,8 +627,8 @@ impl Engine {
             // The routing decision drops it: no rule decides, and the unconfirmed entry dies with it.
             return Err((rules::Verdict::Drop, None));
         }
-        if walk.recording {
-            self.remember(pkt, pkttype, path, walk);
+        if let Some(key) = walk.recording {
+            self.remember(key, walk);
             if walk.last_rule.is_none() {
                 walk.last_rule = raw_last;
             }
@@ -709,8 +708,9 @@ impl Engine {
         walk: &mut Walk,
         decision: &mut Decision,
     ) -> Result<bool, (rules::Verdict, Option<RuleRef>)> {
-        let Some((_, info)) = walk.conn else { return Ok(false) };
-        let Some(p) = self.paths.get(tag).filter(|p| p.key == p.reads.mask(key)) else { return Ok(false) };
+        let Some(p) = self.paths.get(tag).filter(|p| p.key == Reads::of(&p.counts).mask(key)) else {
+            return Ok(false);
+        };
         let state = match (key.v4, self.ruleset6.as_mut()) {
             (false, Some((_, st))) => st,
             _ => &mut self.rule_state,
@@ -719,22 +719,18 @@ impl Engine {
         // The rules it names are read from the path when the decision is made.
         walk.fast_tag = tag;
         self.paths.hits += 1;
-        walk.fast = Some(info);
         self.confirm(now, pkt, walk, decision)?;
         Ok(true)
     }
 
-    /// After a recorded walk through the tables after conntrack accepted: remember it for the entry's
-    /// direction if it was flow-invariant.
-    fn remember(&mut self, pkt: &Packet<'_>, pkttype: PktType, path: PacketPath, walk: &Walk) {
+    /// After a walk through the tables after conntrack, recorded under `key`, accepted: remember it for the
+    /// entry's direction if it was flow-invariant (then it had no effects: the key still holds).
+    fn remember(&mut self, key: PathKey, walk: &Walk) {
         if !self.paths.rec.is_flow_invariant() {
             return;
         }
-        let Some((id, info)) = walk.conn else { return };
-        // The key as it was after conntrack-in: a flow-invariant walk has no effects, so nothing changed.
-        let Some((key, _)) = self.fast_key(pkt, pkttype, path, walk, id, info) else { return };
-        let reads = Reads::of(&self.paths.rec);
-        let tag = self.paths.remember(reads.mask(key), reads, walk.filter_rule, walk.last_rule);
+        let Some((id, _)) = walk.conn else { return };
+        let tag = self.paths.remember(key, walk.filter_rule, walk.last_rule);
         if let Some(tag) = tag {
             let dir = if key.reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
             self.ct.set_tag(id, dir, tag);
@@ -841,7 +837,7 @@ impl Engine {
             effects: Vec::new(),
             trace: walk.trace.as_ref().map(|_| Vec::new()),
         };
-        let rec = if walk.recording { Some(&mut self.paths.rec) } else { None };
+        let rec = if walk.recording.is_some() { Some(&mut self.paths.rec) } else { None };
         let (rs, (verdict, rule)) = match (pkt.is_v4(), self.ruleset6.as_mut()) {
             (false, Some((r, st))) => (&*r, r.evaluate_id(table, hook, &mut ctx, st, rec)),
             _ => (&self.ruleset, self.ruleset.evaluate_id(table, hook, &mut ctx, &mut self.rule_state, rec)),

@@ -40,7 +40,7 @@ pub(crate) struct PathKey {
 }
 
 /// The changeable facts a walk read (from [`rules::Recording`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Reads {
     pub status: bool,
     pub ctmark: bool,
@@ -72,12 +72,12 @@ impl Reads {
     }
 }
 
-/// A remembered walk: its key, the counters it grew, and the rules the decision names.
+/// A remembered walk: its key, the counters it grew (and the facts it read), and the rules the decision
+/// names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CachedPath {
-    /// Masked with `reads`.
+    /// Masked with the facts `counts` read.
     pub key: PathKey,
-    pub reads: Reads,
     pub counts: Recording,
     /// The filter table's deciding rule, and the last other table's, when those tables ran.
     pub filter_rule: Option<RuleId>,
@@ -104,26 +104,23 @@ impl PathCache {
         self.paths.get(usize::from(tag).checked_sub(1)?)
     }
 
-    /// The tag of the path recorded as `rec` (the buffer) with `key`, `reads` and the rules the walk named,
-    /// stored now if no identical path is; `None` when the cache is full.
+    /// The tag of the path recorded as `rec` (the buffer) under `key` (masked here with the facts the walk
+    /// read) with the rules the walk named, stored now if no identical path is; `None` when the cache is
+    /// full.
     pub fn remember(
         &mut self,
         key: PathKey,
-        reads: Reads,
         filter_rule: Option<RuleId>,
         last_rule: Option<RuleId>,
     ) -> Option<u16> {
+        let key = Reads::of(&self.rec).mask(key);
         let same = |p: &CachedPath| {
-            p.key == key
-                && p.reads == reads
-                && p.counts == self.rec
-                && p.filter_rule == filter_rule
-                && p.last_rule == last_rule
+            p.key == key && p.counts == self.rec && p.filter_rule == filter_rule && p.last_rule == last_rule
         };
         if let Some(&t) = self.recent.iter().find(|&&t| self.get(t).is_some_and(same)) {
             return Some(t);
         }
-        let path = CachedPath { key, reads, counts: self.rec.clone(), filter_rule, last_rule };
+        let path = CachedPath { key, counts: self.rec.clone(), filter_rule, last_rule };
         let tag = match self.index.get(&path) {
             Some(&t) => t,
             None => {
@@ -149,18 +146,26 @@ impl PathCache {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
-    fn key(status: u32) -> PathKey {
+    /// A distinct key for each `n` below 20 (path, direction, family), with `status` and `mark`.
+    fn key(n: u16, status: u32, mark: u32) -> PathKey {
+        let paths = [
+            PacketPath::Input,
+            PacketPath::Output,
+            PacketPath::Forward,
+            PacketPath::Loopback,
+            PacketPath::Prerouting,
+        ];
         PathKey {
-            v4: true,
-            path: PacketPath::Input,
-            reply: false,
+            v4: n / 10 == 0,
+            path: paths[usize::from(n % 5)],
+            reply: (n / 5) % 2 == 1,
             status,
             ctmark: 0,
-            mark: 0,
+            mark,
             pkttype: Some(rules::PktType::Host),
         }
     }
@@ -168,19 +173,19 @@ mod tests {
     #[test]
     fn identical_paths_share_a_tag_and_tags_start_at_one() {
         let mut c = PathCache::default();
-        let r = Reads::default();
-        assert_eq!(c.remember(key(1), r, None, None), Some(1));
-        assert_eq!(c.remember(key(2), r, None, None), Some(2));
-        assert_eq!(c.remember(key(1), r, None, None), Some(1));
+        assert_eq!(c.remember(key(0, 0, 0), None, None), Some(1));
+        assert_eq!(c.remember(key(1, 0, 0), None, None), Some(2));
+        assert_eq!(c.remember(key(0, 0, 0), None, None), Some(1));
+        // A walk that read neither the status nor the mark is the same path whatever they are.
+        assert_eq!(c.remember(key(0, 4, 7), None, None), Some(1));
         // Past the recent tags: found through the index.
-        for s in 3..20 {
-            assert_eq!(c.remember(key(s), r, None, None), Some(s as u16));
+        for n in 2..20 {
+            assert_eq!(c.remember(key(n, 0, 0), None, None), Some(n + 1));
         }
-        assert_eq!(c.remember(key(1), r, None, None), Some(1));
-        assert_eq!(c.remember(key(2), Reads { status: true, ..r }, None, None), Some(20));
+        assert_eq!(c.remember(key(0, 0, 0), None, None), Some(1));
         assert_eq!(c.len(), 20);
         assert_eq!(c.get(0), None);
-        assert_eq!(c.get(2).map(|p| p.key.status), Some(2));
+        assert_eq!(c.get(2).map(|p| p.key.path), Some(PacketPath::Output));
         assert_eq!(c.get(21), None);
     }
 }

@@ -487,13 +487,6 @@ impl Recording {
         !self.variant
     }
 
-    /// Appends what `other` recorded (a walk through several tables).
-    pub fn extend(&mut self, other: &Recording) {
-        self.counts.extend_from_slice(&other.counts);
-        self.variant |= other.variant;
-        self.reads |= other.reads;
-    }
-
     /// How many counter updates were recorded.
     pub fn len(&self) -> usize {
         self.counts.len()
@@ -1285,20 +1278,8 @@ impl Ruleset {
         self.outcome(self.walk(table, hook, ctx, state, true, &mut ()))
     }
 
-    /// [`Ruleset::evaluate`], recording into `rec` (appended; see [`Recording`]) the counters grown
-    /// and whether the result is flow-invariant.
-    pub fn evaluate_recorded(
-        &self,
-        table: Table,
-        hook: Hook,
-        ctx: &mut PacketCtx<'_>,
-        state: &mut RuleState,
-        rec: &mut Recording,
-    ) -> Outcome {
-        self.outcome(self.walk(table, hook, ctx, state, true, rec))
-    }
-
-    /// [`Ruleset::evaluate`] (recording into `rec` when given), naming the deciding rule by position.
+    /// [`Ruleset::evaluate`], naming the deciding rule by position, and recording into `rec` when given
+    /// (appended; see [`Recording`]) the counters grown and whether the result is flow-invariant.
     pub fn evaluate_id(
         &self,
         table: Table,
@@ -1682,8 +1663,8 @@ mod tests {
             trace: None,
         };
         let mut rec = Recording::default();
-        let o = rs.evaluate_recorded(Table::Filter, Hook::Input, &mut ctx, st, &mut rec);
-        (o, rec)
+        let (verdict, id) = rs.evaluate_id(Table::Filter, Hook::Input, &mut ctx, st, Some(&mut rec));
+        (Outcome { verdict, rule: rs.rule_ref(id) }, rec)
     }
 
     #[test]
