@@ -630,6 +630,18 @@ impl Conntrack {
         }
     }
 
+    /// Whether the confirm hook has nothing to do for a packet of entry `id` (neither [`Conntrack::help`]
+    /// nor [`Conntrack::confirm`] would change anything or report an event): the entry is confirmed, alive,
+    /// has no helper and no cached events. Lets a caller skip both for most packets of a flow.
+    pub fn settled(&self, id: ConnId) -> bool {
+        self.conn(id).is_some_and(|c| {
+            c.status.confirmed()
+                && !c.status.dying()
+                && c.ecache() == 0
+                && c.help_ref().is_none_or(|h| h.kind.is_none())
+        })
+    }
+
     /// The helper step of the confirm hook (`nf_confirm` → `helper->help`), to be called for every
     /// packet that reaches the confirm hook with an entry, before [`Conntrack::confirm`]. Runs the
     /// entry's helper (none: accept) unless the packet is RELATED_REPLY. On
@@ -957,17 +969,23 @@ impl Conntrack {
             }
         }
 
-        let tuple = match packet_tuple(pkt) {
-            Ok(t) => t,
-            Err(reason) => return self.invalid(reason),
+        let probe = match packet_key4(pkt) {
+            Some(k) => Probe::V4(k),
+            None => match packet_tuple(pkt) {
+                Ok(t) => Probe::Any(t),
+                Err(reason) => return self.invalid(reason),
+            },
         };
 
         // At most one repeat: a SYN reopening a closed entry is looked up again after deleting it.
         for _ in 0..2 {
-            let (found, hash) = self.lookup_hashed(now, &tuple, zone);
+            let (found, hash) = match &probe {
+                Probe::V4(k) => self.lookup_hashed4(now, *k, zone),
+                Probe::Any(t) => self.lookup_hashed(now, t, zone),
+            };
             let (idx, dir, is_new) = match found {
                 Some((idx, dir)) => (idx, dir, false),
-                None => match self.alloc(now, &tuple, zone, template) {
+                None => match self.alloc(now, &probe.tuple(), zone, template) {
                     Ok(idx) => {
                         self.note_fresh(idx, hash);
                         (idx, Dir::Original, true)
@@ -1163,6 +1181,61 @@ impl Conntrack {
 
     /// [`Conntrack::find_node`], also giving the hash it probed first (0 if none).
     fn find_node_hashed(&self, tuple: &Tuple, zone: ZoneKey) -> (Option<(usize, Dir)>, u64) {
+        match Key4::of(tuple) {
+            Some(k) => self.find_node4(k, zone),
+            None => self.find_node_slow(tuple, zone),
+        }
+    }
+
+    /// [`Conntrack::find_node_hashed`] for an IPv4 tuple in compact form (a packet's tuple is never built
+    /// as a [`Tuple`] to look it up).
+    fn find_node4(&self, key: Key4, zone: ZoneKey) -> (Option<(usize, Dir)>, u64) {
+        let inv = key.invert();
+        let conns = &self.conns;
+        // The direction `key` has in entry `c` found under index node `node`.
+        let dir_in = |c: &Conn, node: u32| -> Option<Dir> {
+            if c.ext.is_none() {
+                // no extension: IPv4, zone 0, reply = inverse, one node
+                c.plain_dir_of(&key, inv.as_ref())
+            } else if split(c) {
+                let d = Dir::from_index((node & 1) as usize);
+                let tuple = key.tuple();
+                if c.tuple(d) != tuple {
+                    None
+                } else if c.orig() == c.reply() {
+                    // as in `find_node_slow`: found as a reply
+                    Some(Dir::Reply)
+                } else {
+                    Some(d)
+                }
+            } else if c.key4().is_some() {
+                c.plain_dir_of(&key, inv.as_ref())
+            } else {
+                c.dir_of(&key.tuple())
+            }
+        };
+        // Probe the index under zone `cand`'s hash `h`.
+        let probe = |h: u64, cand: u16| -> Option<(usize, Dir)> {
+            let mut hit = None;
+            let found = self.table.find(h, |&node| {
+                let dir = conns.get((node >> 1) as usize).and_then(|c| {
+                    dir_in(c, node).filter(|&dir| c.zone_id(dir) == cand && c.zone_id(dir) == zone.id(dir))
+                });
+                hit = dir;
+                dir.is_some()
+            });
+            Some(((*found? >> 1) as usize, hit?))
+        };
+        let first = zone.id(Dir::Original);
+        let second = zone.id(Dir::Reply);
+        let first_hash = key.sym_hash(HASH_SEED, first);
+        let found = probe(first_hash, first)
+            .or_else(|| (second != first).then(|| probe(key.sym_hash(HASH_SEED, second), second)).flatten());
+        (found, first_hash)
+    }
+
+    /// [`Conntrack::find_node_hashed`] for any tuple (IPv6).
+    fn find_node_slow(&self, tuple: &Tuple, zone: ZoneKey) -> (Option<(usize, Dir)>, u64) {
         let first = zone.id(Dir::Original);
         let second = zone.id(Dir::Reply);
         let candidates = if first == second { [Some(first), None] } else { [Some(first), Some(second)] };
@@ -1280,7 +1353,22 @@ impl Conntrack {
 
     /// [`Conntrack::lookup`], also giving the hash it probed first.
     fn lookup_hashed(&mut self, now: Time, tuple: &Tuple, zone: ZoneKey) -> (Option<(usize, Dir)>, u64) {
-        let (found, h) = self.find_node_hashed(tuple, zone);
+        let found = self.find_node_hashed(tuple, zone);
+        self.unless_expired(now, found)
+    }
+
+    /// [`Conntrack::lookup_hashed`] for an IPv4 tuple in compact form.
+    fn lookup_hashed4(&mut self, now: Time, key: Key4, zone: ZoneKey) -> (Option<(usize, Dir)>, u64) {
+        let found = self.find_node4(key, zone);
+        self.unless_expired(now, found)
+    }
+
+    /// Lazy expiry of what a lookup found: an expired entry is deleted and not found.
+    fn unless_expired(
+        &mut self,
+        now: Time,
+        (found, h): (Option<(usize, Dir)>, u64),
+    ) -> (Option<(usize, Dir)>, u64) {
         let Some((idx, dir)) = found else { return (None, h) };
         if self.conns.get(idx).is_some_and(|c| c.is_expired(now)) {
             self.delete(idx);
@@ -1424,6 +1512,15 @@ impl Conntrack {
             return;
         }
         let at = c.place();
+        if let Place::Slot(slot) = at {
+            // The common refresh: later, and registered in a slot no later than the new expiry's and not
+            // too far behind it: the entry stays put (`Wheel::update`), and its packed place stays valid.
+            let es = expiry / crate::timers::SLOT_NS;
+            if expiry > old && es >= slot && es - slot < crate::timers::MAX_LAG {
+                c.timeout = expiry;
+                return;
+            }
+        }
         c.timeout = expiry;
         if let Ok(base) = u32::try_from(idx) {
             let place = self.wheel.update(base, at, old, expiry);
@@ -1922,6 +2019,34 @@ impl Conntrack {
     }
 }
 
+/// What conntrack-in looks a packet up by: an IPv4 TCP or UDP packet by its compact key (the full tuple
+/// is built only for a new entry), anything else by its tuple.
+enum Probe {
+    V4(Key4),
+    Any(Tuple),
+}
+
+impl Probe {
+    fn tuple(&self) -> Tuple {
+        match self {
+            Probe::V4(k) => k.tuple(),
+            Probe::Any(t) => *t,
+        }
+    }
+}
+
+/// [`packet_tuple`] in compact form, for an IPv4 TCP or UDP packet whose header decoded.
+fn packet_key4(pkt: &Packet<'_>) -> Option<Key4> {
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (pkt.ip.src, pkt.ip.dst) else { return None };
+    let (sport, dport) = match &pkt.l4 {
+        L4::Tcp(h) => (h.sport, h.dport),
+        L4::Udp(u) => (u.sport, u.dport),
+        _ => return None,
+    };
+    let (l4, kind) = crate::tuple::pack_l4(TupleL4::Ports { sport, dport });
+    Some(Key4 { src: u32::from(src), dst: u32::from(dst), l4, proto: pkt.ip.proto, kind })
+}
+
 /// The packet's original-direction tuple (`nf_ct_get_tuple`).
 fn packet_tuple(pkt: &Packet<'_>) -> Result<Tuple, &'static str> {
     let proto = pkt.ip.proto;
@@ -2009,6 +2134,26 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::field_reassign_with_default)]
     use super::*;
     use crate::testutil::*;
+
+    #[test]
+    fn compact_packet_keys_are_the_compact_packet_tuples() {
+        let packets = [
+            udp(A, 4000, B, 53, b"query"),
+            tcp(B, 8000, A, 41000, "SA", 7, 8).bytes(),
+            echo(A, B, 8, 1, 1),
+            icmp_error(B, A, 3, 3, &udp(A, 4000, B, 53, b"q")),
+        ];
+        for bytes in &packets {
+            let pkt = wire::decode_ip(bytes).unwrap();
+            let from_tuple = packet_tuple(&pkt).ok().and_then(|t| Key4::of(&t));
+            match packet_key4(&pkt) {
+                // only TCP and UDP take the compact lookup, with the key of their tuple
+                Some(k) => assert_eq!(Some(k), from_tuple),
+                None => assert!(!matches!(pkt.l4, L4::Tcp(_) | L4::Udp(_))),
+            }
+        }
+        assert!(packet_key4(&wire::decode_ip(&packets[0]).unwrap()).is_some());
+    }
 
     #[test]
     fn udp_original_packets_stay_new_until_a_reply() {

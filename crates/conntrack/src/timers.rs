@@ -38,7 +38,7 @@ pub enum Place {
 
 /// How far (in slots) an entry's registration may lag behind its expiry's slot: [`Place::pack`] keeps the
 /// slot's low 31 bits and [`Wheel::update`] registers again rather than let the lag reach this.
-const MAX_LAG: u64 = 1 << 30;
+pub(crate) const MAX_LAG: u64 = 1 << 30;
 
 impl Place {
     /// Packed into 4 bytes: 0 = none, 2 = near, odd = a slot's low 31 bits. [`Place::unpack`] restores the

@@ -213,6 +213,8 @@ pub struct FlowSummary {
 }
 
 impl FlowSummary {
+    // Inlined: built in place in the decision (a returned copy stalls on its own fresh stores).
+    #[inline]
     pub fn of(pkt: &wire::Packet<'_>) -> FlowSummary {
         let icmp = match &pkt.l4 {
             wire::L4::Icmp(i) => Some((i.icmp_type, i.code)),
@@ -306,6 +308,8 @@ impl Decision {
 
     /// Make this the decision `Decision::unfiltered(disposition)` would be, keeping the buffers of `trace`
     /// and `logs` (a caller handling many packets reuses one decision).
+    // Inlined: the disposition is written in place (passed by reference, its fresh stores stall the copy).
+    #[inline]
     pub(crate) fn reset(&mut self, disposition: Disposition) {
         // Field by field (the same fields as `unfiltered`): no whole-struct temporary to build and drop.
         self.disposition = disposition;

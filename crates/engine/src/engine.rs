@@ -7,7 +7,7 @@ use rules::{CtMatch, CtState, CtView, Effect, Hook, PacketCtx, RuleId, RuleRef, 
 use wire::link::PktType;
 use wire::{Packet, Time};
 
-use crate::decision::{CtStateLabel, Decision, Disposition, PacketPath, RejectReply, Verdict};
+use crate::decision::{CtStateLabel, Decision, Disposition, IfaceName, PacketPath, RejectReply, Verdict};
 use crate::fastpath::{PathCache, PathKey, Reads};
 use crate::host::{AddrKind, Host, PathKind};
 
@@ -39,6 +39,11 @@ pub struct Engine {
     /// Rule paths remembered per conntrack entry direction (the established-flow fast path).
     paths: PathCache,
     fast_path: bool,
+    /// Each interface's name as decisions carry it, by [`Iface`] index (`lo` last), built once: naming
+    /// a packet's interfaces copies them (no string handling per packet).
+    iface_names: Vec<IfaceName>,
+    /// The rules decisions named last, to name them again without rebuilding the references.
+    named: Named,
 }
 
 /// A direct-mapped memo of [`Host::classify`], keyed by the address pair.
@@ -126,6 +131,46 @@ fn iface_name(host: &Host, i: Option<Iface>) -> Option<&str> {
     i?.name(host)
 }
 
+/// The rules decisions named most recently (a flow's two directions usually name two), by rule identity
+/// and ruleset (IPv6 or not): naming one again clones the reference (no reference counting for built-in
+/// chains) instead of rebuilding it.
+#[derive(Default)]
+struct Named {
+    recent: [Option<(bool, RuleId, RuleRef)>; 4],
+    next: usize,
+}
+
+impl Named {
+    /// Whether `r` names rule `id` of the ruleset `v6` says, when that rule was named recently.
+    fn names(&self, v6: bool, id: RuleId, r: &RuleRef) -> bool {
+        self.recent.iter().flatten().any(|(nv6, nid, nr)| {
+            *nv6 == v6 && *nid == id && nr.rule == r.rule && nr.table == r.table && nr.chain == r.chain
+        })
+    }
+
+    /// The reference naming rule `id` of `rs` (the ruleset `v6` says).
+    fn name(&mut self, v6: bool, id: RuleId, rs: &Ruleset) -> RuleRef {
+        if let Some((_, _, r)) = self.recent.iter().flatten().find(|(nv6, nid, _)| *nv6 == v6 && *nid == id) {
+            return r.clone();
+        }
+        let r = rs.rule_ref(id);
+        if let Some(slot) = self.recent.get_mut(self.next % 4) {
+            *slot = Some((v6, id, r.clone()));
+        }
+        self.next = self.next.wrapping_add(1);
+        r
+    }
+}
+
+/// Interface `i`'s name as a decision carries it, from the names built once (`lo` is the last).
+fn iface_label(names: &[IfaceName], i: Option<Iface>) -> Option<IfaceName> {
+    let i = i?;
+    if i == Iface::LO {
+        return names.last().copied();
+    }
+    names.get(i.0 as usize).copied()
+}
+
 /// Where conntrack-in runs for a path.
 fn ct_hook(path: PacketPath) -> conntrack::Hook {
     match path {
@@ -168,7 +213,15 @@ struct Walk {
 impl Engine {
     pub fn new(ruleset: Ruleset, host: Host, ct_config: conntrack::Config) -> Engine {
         let rule_state = ruleset.new_state();
+        let iface_names = host
+            .interfaces()
+            .iter()
+            .map(|i| IfaceName::new(&i.name))
+            .chain(std::iter::once(IfaceName::new(crate::host::LOOPBACK)))
+            .collect();
         Engine {
+            iface_names,
+            named: Named::default(),
             routes: RouteCache::new(),
             ruleset,
             rule_state,
@@ -220,6 +273,7 @@ impl Engine {
     pub fn with_ipv6_rules(mut self, ruleset6: Ruleset) -> Engine {
         let state = ruleset6.new_state();
         self.ruleset6 = Some((ruleset6, state));
+        self.named = Named::default();
         self
     }
 
@@ -449,8 +503,8 @@ impl Engine {
         let prev_rule = decision.rule.take();
         decision.reset(Disposition::Filtered);
         decision.path = Some(path);
-        decision.in_iface = iface_name(&self.host, in_if).map(crate::decision::IfaceName::new);
-        decision.out_iface = iface_name(&self.host, out_if).map(crate::decision::IfaceName::new);
+        decision.in_iface = iface_label(&self.iface_names, in_if);
+        decision.out_iface = iface_label(&self.iface_names, out_if);
         decision.flow = Some(crate::decision::FlowSummary::of(pkt));
         if let PathKind::Unrouted(why) = route {
             decision.route_reason = Some(why.reason());
@@ -480,13 +534,14 @@ impl Engine {
             let id = remembered.or(walk.filter_rule).or(walk.last_rule);
             // Named from the ruleset that decided; the previous decision's name is kept when it is the same
             // rule (no reference-count traffic: an atomic per packet stalls on the stores of a new entry).
-            let rs = match (pkt.is_v4(), &self.ruleset6) {
-                (false, Some((r6, _))) => r6,
+            let v6 = !pkt.is_v4() && self.ruleset6.is_some();
+            let rs = match (v6, &self.ruleset6) {
+                (true, Some((r6, _))) => r6,
                 _ => &self.ruleset,
             };
             decision.rule = match (id, prev_rule) {
-                (Some(id), Some(prev)) if rs.names(id, &prev) => Some(prev),
-                (Some(id), _) => Some(rs.rule_ref(id)),
+                (Some(id), Some(prev)) if self.named.names(v6, id, &prev) => Some(prev),
+                (Some(id), _) => Some(self.named.name(v6, id, rs)),
                 (None, _) => None,
             };
         }
@@ -748,6 +803,11 @@ impl Engine {
         decision: &mut Decision,
     ) -> Result<(), (rules::Verdict, Option<RuleRef>)> {
         if let Some((id, info)) = walk.conn {
+            if self.ct.settled(id) {
+                // Confirmed, no helper, no events to deliver: the hook changes nothing.
+                walk.view_stale = true;
+                return Ok(());
+            }
             if let conntrack::HelperVerdict::Drop(reason) = self.ct.help(now, id, info, pkt) {
                 walk.ct_reason = Some(reason);
                 if let Some(lines) = walk.trace.as_mut() {
