@@ -11,8 +11,8 @@
 //!   probe order, on the nodes whose tag equals the hash's and returns the first it accepts; the probe
 //!   order is a function of the insertion/removal history only (no randomness), but callers must not
 //!   depend on it.
-//! - Linear probing over a power-of-two number of slots grouped in 64-byte aligned lines of 8, at most
-//!   half full: at that load a probe rarely leaves the home slot's line. Removal shifts the following
+//! - Linear probing over a power-of-two number of slots (8 to a 64-byte cache line), at most half full:
+//!   at that load a probe rarely leaves the home slot's line. Removal shifts the following
 //!   cluster back (no tombstones), so probe lengths never degrade with churn.
 //! - The index grows by doubling when an insert would pass half load (rehashing from the stored tags), or
 //!   to the size [`Index::reserve`] asks for; it never shrinks. Allocation failures are reported, never
@@ -25,7 +25,7 @@
 // compiles this file on its own).
 #![allow(dead_code)]
 
-/// Slots per line; a line is one 64-byte cache line.
+/// Slots per 64-byte cache line, and the smallest slot count.
 const LINE: usize = 8;
 /// Largest slot count: the home position comes from a 32-bit tag.
 const MAX_SLOTS: usize = 1 << 32;
@@ -41,16 +41,13 @@ pub(crate) enum IndexError {
     Grow(usize),
 }
 
-/// One cache line of slots.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(C, align(64))]
-struct Line([u64; LINE]);
-
 /// The index: slot = (tag << 32) | (node + 1), 0 = empty.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Index {
-    lines: Vec<Line>,
-    /// Slot count - 1 (0 while there are no lines).
+    /// A power of two of them (or none). 8-byte slots never straddle cache lines, so aligning the array
+    /// to 64 bytes would not change how often a probe crosses one.
+    slots: Vec<u64>,
+    /// Slot count - 1 (0 while there are no slots).
     mask: usize,
     /// Nodes held.
     len: usize,
@@ -93,19 +90,19 @@ impl Index {
 
     /// Heap bytes of the slots (8 per slot).
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.lines.capacity() * std::mem::size_of::<Line>()
+        self.slots.capacity() * std::mem::size_of::<u64>()
     }
 
     fn slots(&self) -> usize {
-        self.lines.len() * LINE
+        self.slots.len()
     }
 
     fn slot(&self, i: usize) -> u64 {
-        self.lines.get(i / LINE).and_then(|l| l.0.get(i % LINE)).copied().unwrap_or(0)
+        self.slots.get(i).copied().unwrap_or(0)
     }
 
     fn slot_mut(&mut self, i: usize) -> Option<&mut u64> {
-        self.lines.get_mut(i / LINE).and_then(|l| l.0.get_mut(i % LINE))
+        self.slots.get_mut(i)
     }
 
     fn home_of_tag(&self, tag: u32) -> usize {
@@ -128,8 +125,8 @@ impl Index {
     pub(crate) fn candidate(&self, hash: u64) -> Option<u32> {
         let tag = tag_of(hash);
         let home = self.home_of_tag(tag);
-        let line = self.lines.get(home / LINE)?;
-        for &s in line.0.get(home % LINE..)? {
+        let end = (home | (LINE - 1)).saturating_add(1);
+        for &s in self.slots.get(home..end)? {
             if s == 0 {
                 return None;
             }
@@ -145,8 +142,8 @@ impl Index {
         let tag = tag_of(hash);
         let mut i = self.home_of_tag(tag);
         // Bounded: a half-full index always has an empty slot to stop at.
-        for _ in 0..self.slots() {
-            let s = self.slot(i);
+        for _ in 0..self.slots.len() {
+            let s = *self.slots.get(i)?;
             if s == 0 {
                 return None;
             }
@@ -247,14 +244,13 @@ impl Index {
         if slots > MAX_SLOTS || !slots.is_power_of_two() {
             return Err(IndexError::Grow(slots));
         }
-        let count = slots / LINE;
-        let mut lines = Vec::new();
-        lines.try_reserve_exact(count).map_err(|_| IndexError::Grow(slots))?;
-        lines.resize(count, Line::default());
-        let old = std::mem::replace(&mut self.lines, lines);
+        let mut new = Vec::new();
+        new.try_reserve_exact(slots).map_err(|_| IndexError::Grow(slots))?;
+        new.resize(slots, 0);
+        let old = std::mem::replace(&mut self.slots, new);
         self.mask = slots - 1;
         // Old slots in index order: the new layout depends on the old one only.
-        for &s in old.iter().flat_map(|l| l.0.iter()) {
+        for &s in &old {
             if s == 0 {
                 continue;
             }
@@ -275,11 +271,7 @@ impl Index {
     /// Every (tag, node) held, in slot order (for tests and consistency checks).
     #[cfg(test)]
     fn entries(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.lines
-            .iter()
-            .flat_map(|l| l.0.iter())
-            .filter(|&&s| s != 0)
-            .map(|&s| ((s >> 32) as u32, node_of(s)))
+        self.slots.iter().filter(|&&s| s != 0).map(|&s| ((s >> 32) as u32, node_of(s)))
     }
 }
 
