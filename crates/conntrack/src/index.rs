@@ -42,7 +42,7 @@ pub(crate) enum IndexError {
 }
 
 /// The index: slot = (tag << 32) | (node + 1), 0 = empty.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Index {
     /// A power of two of them (or none). 8-byte slots never straddle cache lines, so aligning the array
     /// to 64 bytes would not change how often a probe crosses one.
@@ -51,6 +51,14 @@ pub(crate) struct Index {
     mask: usize,
     /// Nodes held.
     len: usize,
+    /// Most slots it may grow to ([`MAX_SLOTS`]; smaller in tests of a full index).
+    limit: usize,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self { slots: Vec::new(), mask: 0, len: 0, limit: MAX_SLOTS }
+    }
 }
 
 /// The stored tag of a hash.
@@ -72,6 +80,12 @@ fn node_of(slot: u64) -> u32 {
 impl Index {
     pub(crate) fn new() -> Self {
         Self::default()
+    }
+
+    /// An index that cannot grow beyond `slots` slots (as if memory ran out).
+    #[cfg(test)]
+    fn with_limit(slots: usize) -> Self {
+        Self { limit: slots, ..Self::default() }
     }
 
     /// Nodes held.
@@ -241,7 +255,7 @@ impl Index {
         if slots <= self.slots() {
             return Ok(());
         }
-        if slots > MAX_SLOTS || !slots.is_power_of_two() {
+        if slots > self.limit || !slots.is_power_of_two() {
             return Err(IndexError::Grow(slots));
         }
         let mut new = Vec::new();
@@ -304,7 +318,7 @@ mod tests {
             }
         }
         assert_eq!(ix.entries().count(), ix.len());
-        assert!(ix.len() <= ix.capacity() || ix.slots() == 0);
+        assert!(ix.len() < ix.slots() || ix.slots() == 0, "a free slot ends every probe");
     }
 
     #[test]
@@ -356,6 +370,50 @@ mod tests {
         ix.insert(h(1), u32::MAX - 1).unwrap();
         assert_eq!(ix.find(h(1), |_| true), Some(u32::MAX - 1));
         assert!(!ix.remove(h(1), u32::MAX));
+    }
+
+    /// An index that cannot grow fills past half load, keeping one slot free so that misses still end.
+    #[test]
+    fn full_index_refuses_the_last_slot() {
+        let mut ix = Index::with_limit(16);
+        for n in 0..15 {
+            ix.insert(h(n % 3), n).unwrap();
+        }
+        assert_eq!(ix.slots(), 16);
+        assert_eq!(ix.insert(h(9), 15), Err(IndexError::Grow(32)));
+        assert_eq!(ix.len(), 15);
+        assert_eq!(ix.reserve(9), Err(IndexError::Grow(32)));
+        assert_eq!(ix.find(h(9), |_| true), None, "a miss ends at the free slot");
+        for n in 0..15 {
+            assert_eq!(ix.find(h(n % 3), |m| m == n), Some(n));
+        }
+        assert!(ix.remove(h(1), 4));
+        ix.insert(h(9), 15).unwrap();
+        assert_eq!(ix.find(h(9), |_| true), Some(15));
+        check_reachable(&ix);
+    }
+
+    /// `warm` reads the home slot; `candidate` looks no further than the home slot's cache line.
+    #[test]
+    fn warm_and_candidate_read_the_home_line() {
+        let mut ix = Index::new();
+        ix.reserve(8).unwrap();
+        assert_eq!(ix.slots(), 16);
+        assert_eq!(ix.home(h(6)), 6);
+        assert_eq!(ix.home(h(6 + 16)), 6, "the home comes from the tag's low bits");
+        ix.insert(h(6), 1).unwrap();
+        ix.insert(h(6), 2).unwrap();
+        ix.insert(h(7 + 16), 3).unwrap(); // homed at 7, pushed to 8: the next line
+        assert_eq!(ix.warm(h(6)), pack(6, 1).unwrap());
+        assert_eq!(ix.warm(h(9)), 0);
+        assert_eq!(ix.candidate(h(6)), Some(1));
+        assert_eq!(ix.candidate(h(7 + 16)), None, "beyond the home line");
+        assert_eq!(ix.find(h(7 + 16), |_| true), Some(3));
+        assert_eq!(ix.candidate(h(7)), None, "same home, other tag");
+        assert_eq!(ix.candidate(h(8 + 16)), None);
+        assert!(ix.remove(h(6), 1));
+        assert_eq!(ix.candidate(h(6)), Some(2));
+        assert_eq!(ix.candidate(h(7 + 16)), Some(3), "shifted back into its home line");
     }
 
     #[test]
