@@ -52,6 +52,7 @@ pub mod event;
 pub mod expect;
 pub mod format;
 pub mod helper;
+mod index;
 pub mod irc;
 pub mod sctp;
 pub mod sip;
