@@ -408,6 +408,15 @@ impl Conn {
             Dir::Reply => self.tags[1],
         }
     }
+    /// Reads the entry's first and last words (a 104-byte entry spans two or three cache lines), for
+    /// [`crate::Conntrack::warm`].
+    pub(crate) fn touch(&self) -> u64 {
+        let last = match &self.proto {
+            ProtoState::Tcp(t) => t.state() as u64,
+            _ => 0,
+        };
+        self.timeout ^ u64::from(self.src) ^ u64::from(self.bits) ^ last
+    }
     /// The original tuple in compact form, for an IPv4 entry.
     pub(crate) fn key4(&self) -> Option<Key4> {
         if self.ext.as_deref().is_some_and(|e| e.v6.is_some()) {
@@ -423,17 +432,16 @@ impl Conn {
     }
     /// For an entry without extension (IPv4, zone 0, reply = inverse of the original): the direction of
     /// the packet whose tuple is `k` and inverse `kinv` (the reply one when both tuples are equal).
+    #[inline]
     pub(crate) fn plain_dir_of(&self, k: &Key4, kinv: Option<&Key4>) -> Option<Dir> {
-        let own = Key4 {
-            src: self.src,
-            dst: self.dst,
-            l4: self.l4,
-            proto: self.l4proto,
-            kind: self.bits & KIND_MASK,
-        };
-        if kinv == Some(&own) {
+        // An inverse has the protocol and L4 kind of its tuple: compare those once.
+        if self.l4proto != k.proto || self.bits & KIND_MASK != k.kind {
+            return None;
+        }
+        let same = |t: &Key4| self.src == t.src && self.dst == t.dst && self.l4 == t.l4;
+        if kinv.is_some_and(same) {
             Some(Dir::Reply)
-        } else if *k == own {
+        } else if same(k) {
             Some(Dir::Original)
         } else {
             None

@@ -21,11 +21,11 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
-use hashbrown::HashTable;
 use slab::Slab;
 use wire::{IcmpHeader, Packet, Time, L4};
 
 use crate::config::Config;
+use crate::index::Index;
 use crate::timers::{Chains, Place, Wheel};
 
 /// `sip_help_tcp`: the messages of one segment, each ending `Content-Length` bytes after the
@@ -292,12 +292,6 @@ fn dir_hash(c: &Conn, dir: Dir) -> u64 {
     tuple_hash(&c.tuple(dir), c.zone_id(dir))
 }
 
-/// The hash of an index node (slab index * 2 + direction; direction 0 only for an unsplit entry).
-fn node_hash(conns: &Slab<Conn>, node: u32) -> u64 {
-    let idx = (node >> 1) as usize;
-    conns.get(idx).map_or(0, |c| dir_hash(c, Dir::from_index((node & 1) as usize)))
-}
-
 /// The index nodes of entry `idx` with their hashes (one or two).
 fn index_nodes(c: &Conn, base: u32) -> [Option<(u64, u32)>; 2] {
     if split(c) {
@@ -360,7 +354,7 @@ pub fn auto_untracked(pkt: &Packet<'_>) -> bool {
 pub struct Conntrack {
     config: Config,
     conns: Slab<Conn>,
-    table: HashTable<u32>,
+    table: Index,
     /// The expiry of every hashed entry (by slab index).
     wheel: Wheel,
     /// The nodes (slab index × 2 + direction) of every virtual bucket.
@@ -393,7 +387,7 @@ impl Conntrack {
         Conntrack {
             config,
             conns: Slab::new(),
-            table: HashTable::new(),
+            table: Index::new(),
             wheel: Wheel::default(),
             chains,
             scratch: Vec::new(),
@@ -455,13 +449,7 @@ impl Conntrack {
             Occupied(Conn),
         }
         let slab = self.conns.capacity() * std::mem::size_of::<Slot>();
-        // hashbrown's buckets: a power of two holding the capacity at 7/8 load
-        let buckets = match self.table.capacity() {
-            0 => 0,
-            c if c < 8 => (c + 1).next_power_of_two(),
-            c => (c.saturating_mul(8) / 7).next_power_of_two(),
-        };
-        let index = buckets * (std::mem::size_of::<u32>() + 1);
+        let index = self.table.memory_bytes();
         let ext: usize =
             self.conns.iter().map(|(_, c)| c.ext.as_deref().map_or(0, crate::conn::Ext::memory_bytes)).sum();
         slab + index + self.wheel.memory_bytes() + self.chains.memory_bytes() + ext
@@ -622,12 +610,41 @@ impl Conntrack {
             }
             c.status.insert(Status::CONFIRMED);
         }
-        self.hash_in(idx);
+        if self.hash_in(idx).is_err() {
+            // `__nf_conntrack_confirm` failing to insert: the packet is dropped with its entry.
+            self.free_slot(idx);
+            self.stats.insert_failed += 1;
+            self.stats.drop += 1;
+            return;
+        }
         let bits = self.conns.get(idx).map_or(0, |c| c.ecache());
         self.emit(now, idx, EventKind::New, bits);
         if let Some(c) = self.conns.get_mut(idx) {
             c.clear_events();
         }
+    }
+
+    /// The index hash conntrack-in looks `pkt` up by first, for an IPv4 TCP or UDP packet in the default
+    /// zone (what [`Conntrack::warm`] takes).
+    pub fn lookup_hash(pkt: &Packet<'_>) -> Option<u64> {
+        packet_key4(pkt).map(|k| k.sym_hash(HASH_SEED, 0))
+    }
+
+    /// Brings into cache what lookups under `hashes` will read first: the index slots, then the entries
+    /// they most likely find. Reads only (results never depend on it); the slots of all hashes are read
+    /// before any entry, so that the cache misses of a batch overlap instead of following one another.
+    /// Returns a value to keep (`std::hint::black_box`) so that the reads are not optimised away.
+    pub fn warm(&self, hashes: &[u64]) -> u64 {
+        let mut acc = 0u64;
+        for &h in hashes {
+            acc ^= self.table.warm(h);
+        }
+        for &h in hashes {
+            if let Some(c) = self.table.candidate(h).and_then(|n| self.conns.get((n >> 1) as usize)) {
+                acc ^= c.touch();
+            }
+        }
+        acc
     }
 
     /// Whether the confirm hook has nothing to do for a packet of entry `id` (neither [`Conntrack::help`]
@@ -1192,12 +1209,9 @@ impl Conntrack {
     fn find_node4(&self, key: Key4, zone: ZoneKey) -> (Option<(usize, Dir)>, u64) {
         let inv = key.invert();
         let conns = &self.conns;
-        // The direction `key` has in entry `c` found under index node `node`.
+        // The direction `key` has in entry `c` (with an extension) found under index node `node`.
         let dir_in = |c: &Conn, node: u32| -> Option<Dir> {
-            if c.ext.is_none() {
-                // no extension: IPv4, zone 0, reply = inverse, one node
-                c.plain_dir_of(&key, inv.as_ref())
-            } else if split(c) {
+            if split(c) {
                 let d = Dir::from_index((node & 1) as usize);
                 let tuple = key.tuple();
                 if c.tuple(d) != tuple {
@@ -1217,14 +1231,17 @@ impl Conntrack {
         // Probe the index under zone `cand`'s hash `h`.
         let probe = |h: u64, cand: u16| -> Option<(usize, Dir)> {
             let mut hit = None;
-            let found = self.table.find(h, |&node| {
-                let dir = conns.get((node >> 1) as usize).and_then(|c| {
+            let found = self.table.find(h, |node| {
+                let Some(c) = conns.get((node >> 1) as usize) else { return false };
+                hit = if c.ext.is_none() {
+                    // no extension: IPv4, zone 0 both ways, reply = inverse, one node
+                    c.plain_dir_of(&key, inv.as_ref()).filter(|&dir| cand == 0 && zone.id(dir) == 0)
+                } else {
                     dir_in(c, node).filter(|&dir| c.zone_id(dir) == cand && c.zone_id(dir) == zone.id(dir))
-                });
-                hit = dir;
-                dir.is_some()
+                };
+                hit.is_some()
             });
-            Some(((*found? >> 1) as usize, hit?))
+            Some(((found? >> 1) as usize, hit?))
         };
         let first = zone.id(Dir::Original);
         let second = zone.id(Dir::Reply);
@@ -1275,14 +1292,14 @@ impl Conntrack {
             first_hash.get_or_insert(h);
             // the direction of the matching node, noted by the probe
             let mut hit = None;
-            let found = self.table.find(h, |&node| {
+            let found = self.table.find(h, |node| {
                 let dir = conns.get((node >> 1) as usize).and_then(|c| {
                     dir_in(c, node).filter(|&dir| c.zone_id(dir) == cand && c.zone_id(dir) == zone.id(dir))
                 });
                 hit = dir;
                 dir.is_some()
             });
-            if let (Some(&node), Some(dir)) = (found, hit) {
+            if let (Some(node), Some(dir)) = (found, hit) {
                 return (Some(((node >> 1) as usize, dir)), first_hash.unwrap_or(0));
             }
         }
@@ -1317,14 +1334,14 @@ impl Conntrack {
         // Bounded: every round deletes an expired entry.
         for _ in 0..=self.conns.len() {
             let conns = &self.conns;
-            let found = self.table.find(h, |&node| {
+            let found = self.table.find(h, |node| {
                 let i = (node >> 1) as usize;
                 i != idx
                     && conns.get(i).is_some_and(|c| {
                         hit(c, &k, inv.as_ref(), node) || inv.is_some_and(|r| hit(c, &r, Some(&k), node))
                     })
             });
-            let Some(&node) = found else { return false };
+            let Some(node) = found else { return false };
             let i = (node >> 1) as usize;
             if !self.conns.get(i).is_some_and(|c| c.is_expired(now)) {
                 return true;
@@ -1377,7 +1394,9 @@ impl Conntrack {
         (Some((idx, dir)), h)
     }
 
-    fn hash_in(&mut self, idx: usize) {
+    /// Index, time and bucket confirmed entry `idx`. Refused (nothing changed) when the index cannot grow
+    /// to hold it (memory exhausted).
+    fn hash_in(&mut self, idx: usize) -> Result<(), crate::index::IndexError> {
         if self.table.capacity() == 0 {
             // Like the kernel's preallocated hash (nf_conntrack_buckets), size the index for the configured
             // maximum (up to 1M entries) at the first entry, so that growing it never stalls a packet by
@@ -1386,27 +1405,34 @@ impl Conntrack {
             // arrays are reserved alike (address space only until used): growing them by doubling would
             // leave the allocator with freed copies.
             let want = (self.config.max as usize).min(1 << 20);
-            let conns = &self.conns;
-            self.table.reserve(want, |&n| node_hash(conns, n));
+            // Not reserving is no error: the index then grows as entries come (and an insert that cannot
+            // grow it is refused below).
+            let _ = self.table.reserve(want);
             self.conns.reserve(want.saturating_sub(self.conns.len()));
             self.wheel.reserve(want);
             self.chains.reserve(want.saturating_mul(2));
         }
-        let Some(c) = self.conns.get(idx) else { return };
-        let Ok(base) = u32::try_from(idx) else { return };
+        let Some(c) = self.conns.get(idx) else { return Ok(()) };
+        let Ok(base) = u32::try_from(idx) else { return Ok(()) };
         let expiry = c.timeout;
         let nodes = match self.fresh.take() {
             Some((i, h, _)) if i == idx && c.ext.is_none() => [Some((h, base << 1)), None],
             _ => index_nodes(c, base),
         };
-        if nodes[1].is_some() {
+        let [first, second] = nodes;
+        if let Some((h, node)) = first {
+            self.table.insert(h, node)?;
+        }
+        if let Some((h2, node2)) = second {
+            if let Err(e) = self.table.insert(h2, node2) {
+                if let Some((h, node)) = first {
+                    self.table.remove(h, node);
+                }
+                return Err(e);
+            }
             self.split_entries += 1;
         }
         self.hashed_in = self.hashed_in.wrapping_add(1);
-        for (h, node) in nodes.into_iter().flatten() {
-            let conns = &self.conns;
-            self.table.insert_unique(h, node, |&n| node_hash(conns, n));
-        }
         let orig_hash = nodes[0].map_or(0, |(h, _)| h);
         let reply_hash = nodes[1].map_or(orig_hash, |(h, _)| h);
         for (d, h) in [(Dir::Original, orig_hash), (Dir::Reply, reply_hash)] {
@@ -1418,6 +1444,7 @@ impl Conntrack {
             c.set_place(place);
         }
         self.confirmed += 1;
+        Ok(())
     }
 
     fn unhash(&mut self, idx: usize) {
@@ -1428,9 +1455,7 @@ impl Conntrack {
             self.split_entries = self.split_entries.saturating_sub(1);
         }
         for (h, node) in nodes.into_iter().flatten() {
-            if let Ok(e) = self.table.find_entry(h, |&n| n == node) {
-                e.remove();
-            }
+            self.table.remove(h, node);
         }
         let orig_hash = nodes[0].map_or(0, |(h, _)| h);
         let reply_hash = nodes[1].map_or(orig_hash, |(h, _)| h);
@@ -2134,6 +2159,29 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::field_reassign_with_default)]
     use super::*;
     use crate::testutil::*;
+
+    #[test]
+    fn warming_reads_the_slot_and_entry_a_lookup_will_find() {
+        let mut lab = Lab::new();
+        let q = udp(A, 4000, B, 53, b"query");
+        let hash = |bytes: &[u8]| Conntrack::lookup_hash(&wire::decode_ip(bytes).unwrap()).unwrap();
+        // nothing indexed yet: nothing to read
+        assert_eq!(lab.ct.warm(&[hash(&q)]), 0);
+        lab.pass(0.0, &q);
+        // the reply finds the entry under the same (symmetric) hash, and warming reads it
+        let r = udp(B, 53, A, 4000, b"answer");
+        assert_eq!(hash(&q), hash(&r));
+        let idx = (lab.ct.table.candidate(hash(&r)).unwrap() >> 1) as usize;
+        assert_eq!(
+            lab.ct
+                .find_node4(packet_key4(&wire::decode_ip(&r).unwrap()).unwrap(), ZoneKey::DEFAULT)
+                .0
+                .map(|f| f.0),
+            Some(idx)
+        );
+        assert_ne!(lab.ct.warm(&[hash(&r)]), 0);
+        assert_eq!(lab.ct.warm(&[]), 0);
+    }
 
     #[test]
     fn compact_packet_keys_are_the_compact_packet_tuples() {

@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// are the same), to measure what the fast path saves.
     #[arg(long)]
     pub no_fast_path: bool,
+    /// Handle packets one by one, without warming each batch's conntrack lookups first (to measure what
+    /// warming saves in a table bigger than the caches; smaller tables are never warmed).
+    #[arg(long)]
+    pub no_warm: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// pcap or pcapng files to use instead of the synthetic workload.
@@ -196,25 +200,19 @@ fn plain_pair(ip: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr)> {
     }
 }
 
-fn run_shard(engine: &mut engine::Engine, pkts: &[Pkt<'_>]) -> ShardOut {
+fn run_shard(engine: &mut engine::Engine, pkts: &[Pkt<'_>], warm: bool) -> ShardOut {
     let mut out = ShardOut::default();
     let cpu_start = thread_cpu_ns();
     let mut d = engine::Decision::default();
-    for p in pkts {
-        engine.handle_packet_into(p.ts, p.linktype, p.data, p.wire_len, &mut d);
-        match d.verdict {
-            Some(engine::Verdict::Accept) => out.accepted += 1,
-            Some(_) => out.dropped += 1,
-            None => out.other += 1,
+    // In batches: the memory the batch's lookups will read is warmed first (overlapping its misses in a
+    // table bigger than the caches), then each packet is handled in order.
+    for batch in pkts.chunks(engine::WARM_MAX / 2) {
+        if warm {
+            std::hint::black_box(engine.warm(batch.iter().map(|p| (p.linktype, p.data))));
         }
-        out.created += u64::from(d.ct_created);
-        if out.rss_at_5k.is_none() {
-            let n = engine.conntrack().len();
-            if n >= 5000 {
-                out.rss_at_5k = rss_bytes().map(|r| (r, n));
-            }
+        for p in batch {
+            run_one(engine, p, &mut d, &mut out);
         }
-        std::hint::black_box(&d);
     }
     out.cpu_secs = match (cpu_start, thread_cpu_ns()) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9),
@@ -229,6 +227,24 @@ fn run_shard(engine: &mut engine::Engine, pkts: &[Pkt<'_>]) -> ShardOut {
     out
 }
 
+/// One packet of [`run_shard`], counted into `out`.
+fn run_one(engine: &mut engine::Engine, p: &Pkt<'_>, d: &mut engine::Decision, out: &mut ShardOut) {
+    engine.handle_packet_into(p.ts, p.linktype, p.data, p.wire_len, d);
+    match d.verdict {
+        Some(engine::Verdict::Accept) => out.accepted += 1,
+        Some(_) => out.dropped += 1,
+        None => out.other += 1,
+    }
+    out.created += u64::from(d.ct_created);
+    if out.rss_at_5k.is_none() {
+        let n = engine.conntrack().len();
+        if n >= 5000 {
+            out.rss_at_5k = rss_bytes().map(|r| (r, n));
+        }
+    }
+    std::hint::black_box(&d);
+}
+
 struct Config<'a> {
     name: String,
     rules: rules::Ruleset,
@@ -237,6 +253,7 @@ struct Config<'a> {
     ct: &'a conntrack::Config,
     defrag: wire::defrag::DefragConfig,
     fast_path: bool,
+    warm: bool,
 }
 
 fn engine_for(c: &Config<'_>) -> engine::Engine {
@@ -257,7 +274,7 @@ fn timed(c: &Config<'_>, shards: &[Vec<Pkt<'_>>], first_cpu: usize) -> (f64, Sha
         let mut engine = engines.into_iter().next().unwrap_or_else(|| engine_for(c));
         let pkts = shards.first().map(Vec::as_slice).unwrap_or(&[]);
         let start = Instant::now();
-        let out = run_shard(&mut engine, pkts);
+        let out = run_shard(&mut engine, pkts, c.warm);
         let secs = start.elapsed().as_secs_f64();
         drop(engine);
         let per_conn = match (out.rss_at_5k, out.rss_end) {
@@ -280,7 +297,7 @@ fn timed(c: &Config<'_>, shards: &[Vec<Pkt<'_>>], first_cpu: usize) -> (f64, Sha
                     let mut engine = engine;
                     pin(first_cpu + i);
                     barrier.wait();
-                    let out = run_shard(&mut engine, pkts);
+                    let out = run_shard(&mut engine, pkts, c.warm);
                     let end = Instant::now();
                     drop(engine);
                     (end, out)
@@ -354,6 +371,7 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
             ct: &ct,
             defrag,
             fast_path: !args.no_fast_path,
+            warm: !args.no_warm,
         });
     }
     if let Some(path) = &args.rules {
@@ -365,6 +383,7 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
             ct: &ct,
             defrag,
             fast_path: !args.no_fast_path,
+            warm: !args.no_warm,
         });
     }
     if let Some(n) = args.rules_synthetic {
@@ -381,6 +400,7 @@ pub fn run(args: &BenchArgs) -> miette::Result<u8> {
             ct: &ct,
             defrag,
             fast_path: !args.no_fast_path,
+            warm: !args.no_warm,
         });
     }
     if args.threads == 0 || args.threads > 256 {
