@@ -144,7 +144,8 @@ fn ethernet(frame: &[u8]) -> Result<Frame<'_>, DecodeError> {
     let (dst, rest) = hdr.split_first_chunk::<6>().unwrap_or((&[0; 6], &[]));
     let (src, rest) = rest.split_first_chunk::<6>().unwrap_or((&[0; 6], &[]));
     let ethertype = rest.first_chunk::<2>().copied().unwrap_or([0; 2]);
-    if ethertype != ETH_P_IP.to_be_bytes() && ethertype != ETH_P_IPV6.to_be_bytes() {
+    // IPv4 or IPv6, tested without a branch between the two.
+    if !((ethertype == ETH_P_IP.to_be_bytes()) | (ethertype == ETH_P_IPV6.to_be_bytes())) {
         return ethernet_tagged(frame, *dst, *src, u16::from_be_bytes(ethertype));
     }
     Ok(Frame {

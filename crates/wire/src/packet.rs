@@ -238,7 +238,7 @@ fn decode_v4_tcp(bytes: &[u8]) -> Option<Packet<'_>> {
     let claimed = total_len.checked_sub(20)?;
     // Ethernet padding beyond the datagram is not part of it.
     let bytes = bytes.get(..total_len).unwrap_or(bytes);
-    let tcp = tcp_header(bytes.get(20..)?, claimed).ok()?;
+    let tcp = tcp_header_fast(bytes.get(20..)?, claimed)?;
     let src = chunk::<4>(h, 12).copied().unwrap_or_default();
     let dst = chunk::<4>(h, 16).copied().unwrap_or_default();
     let ip = IpHeader {
@@ -536,6 +536,37 @@ fn tcp_header(rest: &[u8], claimed: usize) -> Result<TcpHeader<'_>, &'static str
     })
 }
 
+/// [`tcp_header`] when it succeeds, `None` when it would not. Given `rest.len() <= claimed` (what is
+/// captured after the IP header never exceeds what the header claims, once the datagram is cut to its
+/// total length), a captured header of at least 20 bytes and at most `rest.len()` also satisfies
+/// [`tcp_header`]'s checks against `claimed`, so those are not repeated.
+#[inline(always)]
+fn tcp_header_fast(rest: &[u8], claimed: usize) -> Option<TcpHeader<'_>> {
+    let h = rest.first_chunk::<20>()?;
+    let [sp0, sp1, dp0, dp1, _, _, _, _, _, _, _, _, doff, flags, w0, w1, c0, c1, _, _] = *h;
+    let header_len = usize::from(doff >> 4) * 4;
+    if header_len < 20 {
+        return None;
+    }
+    let (header, payload) = rest.split_at_checked(header_len)?;
+    let payload_len = claimed.checked_sub(header_len)?;
+    let seq = chunk::<4>(h, 4).copied().unwrap_or_default();
+    let ack = chunk::<4>(h, 8).copied().unwrap_or_default();
+    Some(TcpHeader {
+        sport: u16::from_be_bytes([sp0, sp1]),
+        dport: u16::from_be_bytes([dp0, dp1]),
+        seq: u32::from_be_bytes(seq),
+        ack: u32::from_be_bytes(ack),
+        flags: TcpFlags(flags),
+        window: u16::from_be_bytes([w0, w1]),
+        checksum: u16::from_be_bytes([c0, c1]),
+        header_len,
+        options: header.get(20..).unwrap_or(&[]),
+        payload_len,
+        payload,
+    })
+}
+
 /// UDP (RFC 768) with the `udp_error` checks: 8-byte header, 8 <= length <= bytes after the IP header.
 #[inline(always)]
 fn decode_udp(rest: &[u8], claimed: usize) -> L4<'_> {
@@ -769,11 +800,17 @@ mod tests {
         /// An IPv4 datagram with every length field near (or off) its edges: any IHL, total length
         /// around the real length, fragment bits, a transport header with any data offset / UDP length.
         fn ipv4_edgy()(
-            ihl in 0u8..16,
+            ihl in prop_oneof![3 => Just(5u8), 1 => Just(6u8), 2 => 0u8..16],
             tl_delta in -30i32..30,
             frag in prop_oneof![Just(0u16), Just(0x4000u16), Just(0x2000u16), Just(0x0005u16), any::<u16>()],
-            proto in prop_oneof![Just(PROTO_TCP), Just(PROTO_UDP), Just(PROTO_ICMP), Just(PROTO_ICMPV6), any::<u8>()],
-            doff in 0u8..16,
+            proto in prop_oneof![
+                4 => Just(PROTO_TCP),
+                2 => Just(PROTO_UDP),
+                1 => Just(PROTO_ICMP),
+                1 => Just(PROTO_ICMPV6),
+                1 => any::<u8>(),
+            ],
+            doff in prop_oneof![Just(5u8), Just(8u8), 0u8..16],
             udp_delta in -10i32..10,
             mut header in proptest::collection::vec(any::<u8>(), 60),
             mut l4 in proptest::collection::vec(any::<u8>(), 0..90),
