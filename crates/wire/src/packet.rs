@@ -215,30 +215,45 @@ impl Packet<'_> {
 ///   fragment header's next header.
 /// - L4 problems never fail the decode: they give [`L4::Malformed`].
 pub fn decode_ip(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
-    // A well-formed IPv4 TCP segment (nearly every packet) is decoded in one straight line; everything
-    // else, including every error, takes the general path.
-    match decode_v4_tcp(bytes) {
+    // A well-formed IPv4 TCP datagram (nearly every packet) is decoded in one straight line; everything
+    // else out of line.
+    match decode_v4_plain(bytes, PROTO_TCP, |rest, claimed| tcp_header_fast(rest, claimed).map(L4::Tcp)) {
+        Some(p) => Ok(p),
+        None => decode_not_tcp(bytes),
+    }
+}
+
+/// [`decode_ip`] of anything but a well-formed IPv4 TCP datagram: a well-formed IPv4 UDP datagram in one
+/// straight line, the rest (including every error) by the general path.
+#[inline(never)]
+fn decode_not_tcp(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    match decode_v4_plain(bytes, PROTO_UDP, |rest, claimed| udp_header_fast(rest, claimed).map(L4::Udp)) {
         Some(p) => Ok(p),
         None => decode_general(bytes),
     }
 }
 
-/// [`decode_ip`] of the common case: an unfragmented IPv4 datagram without IP options carrying a TCP
-/// header that decodes without error. `None` for anything else (left to [`decode_general`]).
+/// [`decode_ip`] of the common case: an unfragmented IPv4 datagram without IP options, of protocol
+/// `proto`, whose transport header `l4` decodes without error (given the bytes after the IP header and
+/// the length the IP header claims for them). `None` for anything else (left to [`decode_general`]).
 #[inline(always)]
-fn decode_v4_tcp(bytes: &[u8]) -> Option<Packet<'_>> {
+fn decode_v4_plain<'a>(
+    bytes: &'a [u8],
+    proto: u8,
+    l4: impl FnOnce(&'a [u8], usize) -> Option<L4<'a>>,
+) -> Option<Packet<'a>> {
     let h = bytes.first_chunk::<20>()?;
-    let [b0, tos, tl0, tl1, id0, id1, fl0, fl1, ttl, proto, _, _, ..] = *h;
+    let [b0, tos, tl0, tl1, id0, id1, fl0, fl1, ttl, p, _, _, ..] = *h;
     let frag_field = u16::from_be_bytes([fl0, fl1]);
     // Version 4, IHL 5; neither MF nor a fragment offset.
-    if b0 != 0x45 || proto != PROTO_TCP || frag_field & 0x3fff != 0 {
+    if b0 != 0x45 || p != proto || frag_field & 0x3fff != 0 {
         return None;
     }
     let total_len = usize::from(u16::from_be_bytes([tl0, tl1]));
     let claimed = total_len.checked_sub(20)?;
     // Ethernet padding beyond the datagram is not part of it.
     let bytes = bytes.get(..total_len).unwrap_or(bytes);
-    let tcp = tcp_header_fast(bytes.get(20..)?, claimed)?;
+    let l4 = l4(bytes.get(20..)?, claimed)?;
     let src = chunk::<4>(h, 12).copied().unwrap_or_default();
     let dst = chunk::<4>(h, 16).copied().unwrap_or_default();
     let ip = IpHeader {
@@ -254,7 +269,7 @@ fn decode_v4_tcp(bytes: &[u8]) -> Option<Packet<'_>> {
         header_len: 20,
         total_len,
     };
-    Some(Packet { bytes, ip, l4: L4::Tcp(tcp) })
+    Some(Packet { bytes, ip, l4 })
 }
 
 /// [`decode_ip`] of anything.
@@ -564,6 +579,23 @@ fn tcp_header_fast(rest: &[u8], claimed: usize) -> Option<TcpHeader<'_>> {
         options: header.get(20..).unwrap_or(&[]),
         payload_len,
         payload,
+    })
+}
+
+/// [`decode_udp`] when it gives [`L4::Udp`], `None` when it would not. Given `rest.len() <= claimed`
+/// (see [`tcp_header_fast`]), a captured 8-byte header implies `claimed >= 8`.
+#[inline(always)]
+fn udp_header_fast(rest: &[u8], claimed: usize) -> Option<UdpHeader> {
+    let &[sp0, sp1, dp0, dp1, l0, l1, c0, c1] = rest.first_chunk::<8>()?;
+    let length = u16::from_be_bytes([l0, l1]);
+    if length < 8 || usize::from(length) > claimed {
+        return None;
+    }
+    Some(UdpHeader {
+        sport: u16::from_be_bytes([sp0, sp1]),
+        dport: u16::from_be_bytes([dp0, dp1]),
+        length,
+        checksum: u16::from_be_bytes([c0, c1]),
     })
 }
 
