@@ -223,14 +223,103 @@ pub fn decode_ip(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
     }
 }
 
-/// [`decode_ip`] of anything but a well-formed IPv4 TCP datagram: a well-formed IPv4 UDP datagram in one
-/// straight line, the rest (including every error) by the general path.
+/// [`decode_ip`] of anything but a well-formed IPv4 TCP datagram: well-formed IPv4 UDP / ICMP and IPv6
+/// TCP / UDP / ICMPv6 datagrams without extension headers in one straight line each (one function each,
+/// so that none pays for the others), the rest (including every error) by the general path.
 #[inline(never)]
 fn decode_not_tcp(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    match bytes.first().map(|b| b >> 4) {
+        Some(4) => match bytes.get(9).copied() {
+            Some(PROTO_UDP) => decode_v4_udp(bytes),
+            Some(PROTO_ICMP) => decode_v4_icmp(bytes),
+            _ => decode_general(bytes),
+        },
+        Some(6) => match bytes.get(6).copied() {
+            Some(PROTO_TCP) => decode_v6_tcp(bytes),
+            Some(PROTO_UDP) => decode_v6_udp(bytes),
+            Some(PROTO_ICMPV6) => decode_v6_icmp(bytes),
+            _ => decode_general(bytes),
+        },
+        _ => decode_general(bytes),
+    }
+}
+
+#[inline(never)]
+fn decode_v4_udp(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
     match decode_v4_plain(bytes, PROTO_UDP, |rest, claimed| udp_header_fast(rest, claimed).map(L4::Udp)) {
         Some(p) => Ok(p),
         None => decode_general(bytes),
     }
+}
+
+#[inline(never)]
+fn decode_v4_icmp(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    match decode_v4_plain(bytes, PROTO_ICMP, |rest, _| icmp_header_fast(rest).map(L4::Icmp)) {
+        Some(p) => Ok(p),
+        None => decode_general(bytes),
+    }
+}
+
+#[inline(never)]
+fn decode_v6_tcp(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    match decode_v6_plain(bytes, PROTO_TCP, |rest, claimed| tcp_header_fast(rest, claimed).map(L4::Tcp)) {
+        Some(p) => Ok(p),
+        None => decode_general(bytes),
+    }
+}
+
+#[inline(never)]
+fn decode_v6_udp(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    match decode_v6_plain(bytes, PROTO_UDP, |rest, claimed| udp_header_fast(rest, claimed).map(L4::Udp)) {
+        Some(p) => Ok(p),
+        None => decode_general(bytes),
+    }
+}
+
+#[inline(never)]
+fn decode_v6_icmp(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    match decode_v6_plain(bytes, PROTO_ICMPV6, |rest, _| icmp_header_fast(rest).map(L4::Icmp)) {
+        Some(p) => Ok(p),
+        None => decode_general(bytes),
+    }
+}
+
+/// [`decode_ip`] of an IPv6 datagram without extension headers (next header `next`, which must be a
+/// transport protocol) whose transport header `l4` decodes without error. `None` for anything else (left
+/// to [`decode_general`]).
+#[inline(always)]
+fn decode_v6_plain<'a>(
+    bytes: &'a [u8],
+    next: u8,
+    l4: impl FnOnce(&'a [u8], usize) -> Option<L4<'a>>,
+) -> Option<Packet<'a>> {
+    let h = bytes.first_chunk::<40>()?;
+    let [b0, b1, _, _, pl0, pl1, nh, hop_limit, ..] = *h;
+    if b0 >> 4 != 6 || nh != next {
+        return None;
+    }
+    let claimed = usize::from(u16::from_be_bytes([pl0, pl1]));
+    let total_len = 40 + claimed;
+    // Bytes beyond the payload length are not part of the datagram.
+    let bytes = bytes.get(..total_len).unwrap_or(bytes);
+    let l4 = l4(bytes.get(40..)?, claimed)?;
+    let src = chunk::<16>(h, 8).copied().unwrap_or_default();
+    let dst = chunk::<16>(h, 24).copied().unwrap_or_default();
+    let ip = IpHeader {
+        version: 6,
+        src: IpAddr::from(src),
+        dst: IpAddr::from(dst),
+        proto: next,
+        ttl: hop_limit,
+        // The traffic class straddles bytes 0 and 1.
+        tos: (b0 << 4) | (b1 >> 4),
+        id: 0,
+        df: false,
+        frag: None,
+        header_len: 40,
+        total_len,
+    };
+    Some(Packet { bytes, ip, l4 })
 }
 
 /// [`decode_ip`] of the common case: an unfragmented IPv4 datagram without IP options, of protocol
@@ -599,6 +688,20 @@ fn udp_header_fast(rest: &[u8], claimed: usize) -> Option<UdpHeader> {
     })
 }
 
+/// [`decode_icmp`] when it gives [`L4::Icmp`], `None` when it would not. Given `rest.len() <= claimed`
+/// (see [`tcp_header_fast`]), a captured 8-byte header implies `claimed >= 8`.
+#[inline(always)]
+fn icmp_header_fast(rest: &[u8]) -> Option<IcmpHeader<'_>> {
+    let (&[icmp_type, code, c0, c1, r0, r1, r2, r3], payload) = rest.split_first_chunk::<8>()?;
+    Some(IcmpHeader {
+        icmp_type,
+        code,
+        checksum: u16::from_be_bytes([c0, c1]),
+        rest: [r0, r1, r2, r3],
+        payload,
+    })
+}
+
 /// UDP (RFC 768) with the `udp_error` checks: 8-byte header, 8 <= length <= bytes after the IP header.
 #[inline(always)]
 fn decode_udp(rest: &[u8], claimed: usize) -> L4<'_> {
@@ -873,12 +976,62 @@ mod tests {
         }
     }
 
+    prop_compose! {
+        /// An IPv6 datagram with the payload length near (or off) the real one, a transport header or an
+        /// extension header first, any data offset / UDP length.
+        fn ipv6_edgy()(
+            next in prop_oneof![
+                4 => Just(PROTO_TCP),
+                2 => Just(PROTO_UDP),
+                2 => Just(PROTO_ICMPV6),
+                1 => Just(PROTO_HOPOPTS),
+                1 => Just(PROTO_FRAGMENT),
+                1 => Just(PROTO_DSTOPTS),
+                1 => any::<u8>(),
+            ],
+            version in prop_oneof![6 => Just(6u8), 1 => any::<u8>()],
+            pl_delta in -30i32..30,
+            doff in prop_oneof![Just(5u8), Just(8u8), 0u8..16],
+            udp_delta in -10i32..10,
+            mut header in proptest::collection::vec(any::<u8>(), 40),
+            mut l4 in proptest::collection::vec(any::<u8>(), 0..90),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+        ) -> Vec<u8> {
+            header[0] = (version << 4) | (header[0] & 0x0f);
+            header[6] = next;
+            if next == PROTO_TCP {
+                if let Some(b) = l4.get_mut(12) {
+                    *b = (doff << 4) | (*b & 0x0f);
+                }
+            }
+            if next == PROTO_UDP && l4.len() >= 8 {
+                let len = (l4.len() as i32 + udp_delta).clamp(0, 0xffff) as u16;
+                l4[4..6].copy_from_slice(&len.to_be_bytes());
+            }
+            let pl = (l4.len() as i32 + pl_delta).clamp(0, 0xffff) as u16;
+            header[4..6].copy_from_slice(&pl.to_be_bytes());
+            let mut bytes = header;
+            bytes.extend_from_slice(&l4);
+            if truncate {
+                bytes.truncate(cut.index(bytes.len() + 1));
+            }
+            bytes
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(5000))]
 
         /// The field-at-a-time reference and the fast decoder agree on IPv4 datagrams near every edge.
         #[test]
         fn decode_equals_reference_ipv4(bytes in ipv4_edgy()) {
+            same_decode(&bytes)?;
+        }
+
+        /// ... and on IPv6 datagrams near every edge.
+        #[test]
+        fn decode_equals_reference_ipv6(bytes in ipv6_edgy()) {
             same_decode(&bytes)?;
         }
 
