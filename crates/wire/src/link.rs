@@ -87,6 +87,17 @@ fn arr<const N: usize>(b: &[u8], off: usize) -> Option<[u8; N]> {
 
 /// Strip the link layer of `frame` captured with link type `linktype`.
 pub fn strip_link(linktype: u32, frame: &[u8]) -> Result<Frame<'_>, DecodeError> {
+    // Untagged Ethernet carrying IP is nearly every frame: it is handled here, everything else out of line.
+    if linktype == LINKTYPE_ETHERNET {
+        ethernet(frame)
+    } else {
+        strip_other(linktype, frame)
+    }
+}
+
+/// The link types other than Ethernet.
+#[inline(never)]
+fn strip_other(linktype: u32, frame: &[u8]) -> Result<Frame<'_>, DecodeError> {
     match linktype {
         LINKTYPE_ETHERNET => ethernet(frame),
         LINKTYPE_LINUX_SLL => sll(frame),
@@ -110,23 +121,53 @@ fn ip_ethertype(ethertype: u16) -> Result<(), DecodeError> {
 
 /// Packet type from the destination MAC, as `eth_type_trans` classifies it (the capture does
 /// not tell us our own MAC, so every unicast frame is taken as addressed to us).
+#[inline(always)]
 fn pkttype_from_mac(dst: &[u8; 6]) -> PktType {
-    if dst.iter().all(|&b| b == 0xff) {
-        PktType::Broadcast
-    } else if dst[0] & 1 != 0 {
-        PktType::Multicast
-    } else {
+    let [first, ..] = *dst;
+    // The group bit first: a unicast destination needs no further look.
+    if first & 1 == 0 {
         PktType::Host
+    } else if *dst == [0xff; 6] {
+        PktType::Broadcast
+    } else {
+        PktType::Multicast
     }
 }
 
 /// Ethernet II (IEEE 802.3 with EtherType), 802.1Q / 802.1ad tags skipped.
+#[inline(always)]
 fn ethernet(frame: &[u8]) -> Result<Frame<'_>, DecodeError> {
-    let dst: [u8; 6] = arr(frame, 0).ok_or(DecodeError::BadLink("Ethernet header truncated"))?;
-    let src: [u8; 6] = arr(frame, 6).ok_or(DecodeError::BadLink("Ethernet header truncated"))?;
+    let Some((hdr, ip)) = frame.split_first_chunk::<14>() else {
+        return Err(DecodeError::BadLink("Ethernet header truncated"));
+    };
+    // The header is 14 bytes, so these splits cannot fail (the compiler drops the checks).
+    let (dst, rest) = hdr.split_first_chunk::<6>().unwrap_or((&[0; 6], &[]));
+    let (src, rest) = rest.split_first_chunk::<6>().unwrap_or((&[0; 6], &[]));
+    let ethertype = rest.first_chunk::<2>().copied().unwrap_or([0; 2]);
+    // IPv4 or IPv6, tested without a branch between the two.
+    if !((ethertype == ETH_P_IP.to_be_bytes()) | (ethertype == ETH_P_IPV6.to_be_bytes())) {
+        return ethernet_tagged(frame, *dst, *src, u16::from_be_bytes(ethertype));
+    }
+    Ok(Frame {
+        ip,
+        pkttype: pkttype_from_mac(dst),
+        vlan: None,
+        iface_index: None,
+        src_mac: Some(*src),
+        dst_mac: Some(*dst),
+    })
+}
+
+/// Ethernet whose first EtherType is not IP: VLAN tags to skip, or not IP at all.
+#[inline(never)]
+fn ethernet_tagged(
+    frame: &[u8],
+    dst: [u8; 6],
+    src: [u8; 6],
+    mut ethertype: u16,
+) -> Result<Frame<'_>, DecodeError> {
     let mut off = 12usize;
     let mut vlan = None;
-    let mut ethertype = be16(frame, off).ok_or(DecodeError::BadLink("Ethernet header truncated"))?;
     // Each tag is 4 bytes, so the loop ends within frame.len() / 4 iterations.
     while matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ1) {
         let tci = be16(frame, off + 2).ok_or(DecodeError::BadLink("VLAN tag truncated"))?;
@@ -315,6 +356,85 @@ mod tests {
         f.extend_from_slice(&ethertype.to_be_bytes());
         f.extend_from_slice(payload);
         f
+    }
+
+    /// Ethernet decoding as first written (one bounds-checked field read at a time), kept to check the
+    /// fast path against.
+    fn reference_ethernet(frame: &[u8]) -> Result<Frame<'_>, DecodeError> {
+        let dst: [u8; 6] = arr(frame, 0).ok_or(DecodeError::BadLink("Ethernet header truncated"))?;
+        let src: [u8; 6] = arr(frame, 6).ok_or(DecodeError::BadLink("Ethernet header truncated"))?;
+        let mut off = 12usize;
+        let mut vlan = None;
+        let mut ethertype = be16(frame, off).ok_or(DecodeError::BadLink("Ethernet header truncated"))?;
+        while matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ1) {
+            let tci = be16(frame, off + 2).ok_or(DecodeError::BadLink("VLAN tag truncated"))?;
+            if vlan.is_none() {
+                vlan = Some(tci & 0x0fff);
+            }
+            off += 4;
+            ethertype = be16(frame, off).ok_or(DecodeError::BadLink("VLAN tag truncated"))?;
+        }
+        ip_ethertype(ethertype)?;
+        let pkttype = if dst.iter().all(|&b| b == 0xff) {
+            PktType::Broadcast
+        } else if dst[0] & 1 != 0 {
+            PktType::Multicast
+        } else {
+            PktType::Host
+        };
+        let ip = frame.get(off + 2..).unwrap_or(&[]);
+        Ok(Frame { ip, pkttype, vlan, iface_index: None, src_mac: Some(src), dst_mac: Some(dst) })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// The Ethernet fast path decodes exactly as the field-by-field reference, tags, truncation and
+        /// all.
+        #[test]
+        fn ethernet_equals_reference(
+            dst in proptest::prop_oneof![
+                proptest::prelude::Just([0xffu8; 6]),
+                proptest::prelude::Just([0x01u8, 0, 0x5e, 0, 0, 1]),
+                proptest::prelude::Just([0xffu8, 0xff, 0xff, 0xff, 0xff, 0xfe]),
+                proptest::prelude::any::<[u8; 6]>(),
+            ],
+            types in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prelude::Just(ETH_P_IP),
+                proptest::prelude::Just(ETH_P_IPV6),
+                proptest::prelude::Just(ETH_P_8021Q),
+                proptest::prelude::Just(ETH_P_8021AD),
+                proptest::prelude::Just(ETH_P_QINQ1),
+                proptest::prelude::any::<u16>(),
+            ], 1..4),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..30),
+            cut in 0usize..60,
+        ) {
+            let mut f = dst.to_vec();
+            f.extend_from_slice(&[2, 0, 0, 0, 0, 1]);
+            for (i, t) in types.iter().enumerate() {
+                f.extend_from_slice(&t.to_be_bytes());
+                if i + 1 < types.len() {
+                    f.extend_from_slice(&(0x1000u16 + i as u16).to_be_bytes());
+                }
+            }
+            f.extend_from_slice(&tail);
+            for frame in [&f[..], &f[..cut.min(f.len())]] {
+                proptest::prop_assert_eq!(strip_link(LINKTYPE_ETHERNET, frame), reference_ethernet(frame));
+            }
+        }
+    }
+
+    #[test]
+    fn ethernet_every_truncation() {
+        let f = eth([0xff; 6], &[7], ETH_P_IPV6, IP);
+        for n in 0..=f.len() {
+            assert_eq!(strip_link(1, &f[..n]), reference_ethernet(&f[..n]), "{n} bytes");
+        }
+        let f = eth([0x33, 0x33, 0, 0, 0, 1], &[], ETH_P_IPV6, &[]);
+        assert_eq!(strip_link(1, &f).unwrap().pkttype, PktType::Multicast);
+        assert_eq!(strip_link(1, &f).unwrap().ip, &[] as &[u8]);
+        assert_eq!(strip_link(1, &f[..13]), Err(DecodeError::BadLink("Ethernet header truncated")));
     }
 
     #[test]

@@ -215,6 +215,155 @@ impl Packet<'_> {
 ///   fragment header's next header.
 /// - L4 problems never fail the decode: they give [`L4::Malformed`].
 pub fn decode_ip(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    // A well-formed IPv4 TCP datagram (nearly every packet) is decoded in one straight line; everything
+    // else out of line.
+    match decode_v4_plain(bytes, PROTO_TCP, |rest, claimed| tcp_header_fast(rest, claimed).map(L4::Tcp)) {
+        Some(p) => Ok(p),
+        None => decode_not_tcp(bytes),
+    }
+}
+
+/// [`decode_ip`] of anything but a well-formed IPv4 TCP datagram: well-formed IPv4 UDP / ICMP and IPv6
+/// TCP / UDP / ICMPv6 datagrams without extension headers in one straight line each (one function each,
+/// so that none pays for the others), the rest (including every error) by the general path.
+#[inline(never)]
+fn decode_not_tcp(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    match bytes.first().map(|b| b >> 4) {
+        Some(4) => match bytes.get(9).copied() {
+            Some(PROTO_UDP) => decode_v4_udp(bytes),
+            Some(PROTO_ICMP) => decode_v4_icmp(bytes),
+            _ => decode_general(bytes),
+        },
+        Some(6) => match bytes.get(6).copied() {
+            Some(PROTO_TCP) => decode_v6_tcp(bytes),
+            Some(PROTO_UDP) => decode_v6_udp(bytes),
+            Some(PROTO_ICMPV6) => decode_v6_icmp(bytes),
+            _ => decode_general(bytes),
+        },
+        _ => decode_general(bytes),
+    }
+}
+
+#[inline(never)]
+fn decode_v4_udp(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    match decode_v4_plain(bytes, PROTO_UDP, |rest, claimed| udp_header_fast(rest, claimed).map(L4::Udp)) {
+        Some(p) => Ok(p),
+        None => decode_general(bytes),
+    }
+}
+
+#[inline(never)]
+fn decode_v4_icmp(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    match decode_v4_plain(bytes, PROTO_ICMP, |rest, _| icmp_header_fast(rest).map(L4::Icmp)) {
+        Some(p) => Ok(p),
+        None => decode_general(bytes),
+    }
+}
+
+#[inline(never)]
+fn decode_v6_tcp(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    match decode_v6_plain(bytes, PROTO_TCP, |rest, claimed| tcp_header_fast(rest, claimed).map(L4::Tcp)) {
+        Some(p) => Ok(p),
+        None => decode_general(bytes),
+    }
+}
+
+#[inline(never)]
+fn decode_v6_udp(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    match decode_v6_plain(bytes, PROTO_UDP, |rest, claimed| udp_header_fast(rest, claimed).map(L4::Udp)) {
+        Some(p) => Ok(p),
+        None => decode_general(bytes),
+    }
+}
+
+#[inline(never)]
+fn decode_v6_icmp(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    match decode_v6_plain(bytes, PROTO_ICMPV6, |rest, _| icmp_header_fast(rest).map(L4::Icmp)) {
+        Some(p) => Ok(p),
+        None => decode_general(bytes),
+    }
+}
+
+/// [`decode_ip`] of an IPv6 datagram without extension headers (next header `next`, which must be a
+/// transport protocol) whose transport header `l4` decodes without error. `None` for anything else (left
+/// to [`decode_general`]).
+#[inline(always)]
+fn decode_v6_plain<'a>(
+    bytes: &'a [u8],
+    next: u8,
+    l4: impl FnOnce(&'a [u8], usize) -> Option<L4<'a>>,
+) -> Option<Packet<'a>> {
+    let h = bytes.first_chunk::<40>()?;
+    let [b0, b1, _, _, pl0, pl1, nh, hop_limit, ..] = *h;
+    if b0 >> 4 != 6 || nh != next {
+        return None;
+    }
+    let claimed = usize::from(u16::from_be_bytes([pl0, pl1]));
+    let total_len = 40 + claimed;
+    // Bytes beyond the payload length are not part of the datagram.
+    let bytes = bytes.get(..total_len).unwrap_or(bytes);
+    let l4 = l4(bytes.get(40..)?, claimed)?;
+    let src = chunk::<16>(h, 8).copied().unwrap_or_default();
+    let dst = chunk::<16>(h, 24).copied().unwrap_or_default();
+    let ip = IpHeader {
+        version: 6,
+        src: IpAddr::from(src),
+        dst: IpAddr::from(dst),
+        proto: next,
+        ttl: hop_limit,
+        // The traffic class straddles bytes 0 and 1.
+        tos: (b0 << 4) | (b1 >> 4),
+        id: 0,
+        df: false,
+        frag: None,
+        header_len: 40,
+        total_len,
+    };
+    Some(Packet { bytes, ip, l4 })
+}
+
+/// [`decode_ip`] of the common case: an unfragmented IPv4 datagram without IP options, of protocol
+/// `proto`, whose transport header `l4` decodes without error (given the bytes after the IP header and
+/// the length the IP header claims for them). `None` for anything else (left to [`decode_general`]).
+#[inline(always)]
+fn decode_v4_plain<'a>(
+    bytes: &'a [u8],
+    proto: u8,
+    l4: impl FnOnce(&'a [u8], usize) -> Option<L4<'a>>,
+) -> Option<Packet<'a>> {
+    let h = bytes.first_chunk::<20>()?;
+    let [b0, tos, tl0, tl1, id0, id1, fl0, fl1, ttl, p, _, _, ..] = *h;
+    let frag_field = u16::from_be_bytes([fl0, fl1]);
+    // Version 4, IHL 5; neither MF nor a fragment offset.
+    if b0 != 0x45 || p != proto || frag_field & 0x3fff != 0 {
+        return None;
+    }
+    let total_len = usize::from(u16::from_be_bytes([tl0, tl1]));
+    let claimed = total_len.checked_sub(20)?;
+    // Ethernet padding beyond the datagram is not part of it.
+    let bytes = bytes.get(..total_len).unwrap_or(bytes);
+    let l4 = l4(bytes.get(20..)?, claimed)?;
+    let src = chunk::<4>(h, 12).copied().unwrap_or_default();
+    let dst = chunk::<4>(h, 16).copied().unwrap_or_default();
+    let ip = IpHeader {
+        version: 4,
+        src: IpAddr::from(src),
+        dst: IpAddr::from(dst),
+        proto,
+        ttl,
+        tos,
+        id: u32::from(u16::from_be_bytes([id0, id1])),
+        df: frag_field & 0x4000 != 0,
+        frag: None,
+        header_len: 20,
+        total_len,
+    };
+    Some(Packet { bytes, ip, l4 })
+}
+
+/// [`decode_ip`] of anything.
+#[inline(never)]
+fn decode_general(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
     let first = *bytes.first().ok_or(DecodeError::Empty)?;
     let (ip, bytes) = match first >> 4 {
         4 => parse_v4(bytes, Mode::Strict)?,
@@ -294,11 +443,13 @@ fn arr<const N: usize>(b: &[u8], off: usize) -> Option<[u8; N]> {
 }
 
 /// IPv4 header (RFC 791). Returns the header and the datagram bytes (cut to `total_len` if longer).
+#[inline(always)]
 fn parse_v4(bytes: &[u8], mode: Mode) -> Result<(IpHeader, &[u8]), DecodeError> {
-    if bytes.len() < 20 {
+    let Some(h) = bytes.first_chunk::<20>() else {
         return Err(DecodeError::BadIpv4("shorter than 20 bytes"));
-    }
-    let ihl = usize::from(byte(bytes, 0) & 0x0f);
+    };
+    let [b0, tos, tl0, tl1, id0, id1, fl0, fl1, ttl, proto, _, _, ..] = *h;
+    let ihl = usize::from(b0 & 0x0f);
     if ihl < 5 {
         return Err(DecodeError::BadIpv4("IHL < 5"));
     }
@@ -306,7 +457,7 @@ fn parse_v4(bytes: &[u8], mode: Mode) -> Result<(IpHeader, &[u8]), DecodeError> 
     if bytes.len() < header_len {
         return Err(DecodeError::BadIpv4("options truncated"));
     }
-    let total_len = usize::from(be16(bytes, 2).ok_or(DecodeError::BadIpv4("truncated"))?);
+    let total_len = usize::from(u16::from_be_bytes([tl0, tl1]));
     let bytes = if total_len < header_len {
         if mode == Mode::Strict {
             return Err(DecodeError::BadIpv4("total length < header length"));
@@ -316,19 +467,20 @@ fn parse_v4(bytes: &[u8], mode: Mode) -> Result<(IpHeader, &[u8]), DecodeError> 
         // Ethernet padding beyond the datagram is not part of it.
         bytes.get(..total_len).unwrap_or(bytes)
     };
-    let frag_field = be16(bytes, 6).unwrap_or(0);
+    let frag_field = u16::from_be_bytes([fl0, fl1]);
     let offset = (frag_field & 0x1fff).wrapping_mul(8);
     let more = frag_field & 0x2000 != 0;
-    let src: [u8; 4] = arr(bytes, 12).ok_or(DecodeError::BadIpv4("truncated"))?;
-    let dst: [u8; 4] = arr(bytes, 16).ok_or(DecodeError::BadIpv4("truncated"))?;
+    // Offsets 12..20 of the 20-byte header: the lookups cannot fail.
+    let src = chunk::<4>(h, 12).copied().unwrap_or_default();
+    let dst = chunk::<4>(h, 16).copied().unwrap_or_default();
     let ip = IpHeader {
         version: 4,
         src: IpAddr::from(src),
         dst: IpAddr::from(dst),
-        proto: byte(bytes, 9),
-        ttl: byte(bytes, 8),
-        tos: byte(bytes, 1),
-        id: u32::from(be16(bytes, 4).unwrap_or(0)),
+        proto,
+        ttl,
+        tos,
+        id: u32::from(u16::from_be_bytes([id0, id1])),
         df: frag_field & 0x4000 != 0,
         frag: (more || offset != 0).then_some(Fragment { offset, more }),
         header_len,
@@ -419,6 +571,7 @@ fn parse_v6(bytes: &[u8], mode: Mode) -> Result<(IpHeader, &[u8]), DecodeError> 
 }
 
 /// The transport header, from `rest` (the captured bytes after the IP header(s)).
+#[inline(always)]
 fn decode_l4<'a>(ip: &IpHeader, rest: &'a [u8]) -> L4<'a> {
     if ip.frag.is_some_and(|f| !f.is_first()) {
         return L4::Fragment;
@@ -433,49 +586,132 @@ fn decode_l4<'a>(ip: &IpHeader, rest: &'a [u8]) -> L4<'a> {
     }
 }
 
+/// `N` bytes of `b` from `off`, if there.
+#[inline(always)]
+fn chunk<const N: usize>(b: &[u8], off: usize) -> Option<&[u8; N]> {
+    b.get(off..)?.first_chunk::<N>()
+}
+
 /// TCP (RFC 9293), with the `tcp_error` length checks: full 20-byte header, 20 <= doff*4, and the
 /// header within the datagram.
+#[inline(always)]
 fn decode_tcp(rest: &[u8], claimed: usize) -> L4<'_> {
+    match tcp_header(rest, claimed) {
+        Ok(t) => L4::Tcp(t),
+        Err(reason) => L4::Malformed { reason },
+    }
+}
+
+/// [`decode_tcp`], with the defect as the error.
+#[inline(always)]
+fn tcp_header(rest: &[u8], claimed: usize) -> Result<TcpHeader<'_>, &'static str> {
     if claimed < 20 {
-        return L4::Malformed { reason: "TCP header beyond end of datagram" };
+        return Err("TCP header beyond end of datagram");
     }
-    if rest.len() < 20 {
-        return L4::Malformed { reason: "TCP header not captured" };
-    }
-    let header_len = usize::from(byte(rest, 12) >> 4) * 4;
+    let Some(h) = rest.first_chunk::<20>() else {
+        return Err("TCP header not captured");
+    };
+    let [sp0, sp1, dp0, dp1, _, _, _, _, _, _, _, _, doff, flags, w0, w1, c0, c1, _, _] = *h;
+    let header_len = usize::from(doff >> 4) * 4;
     if header_len < 20 {
-        return L4::Malformed { reason: "TCP data offset < 5" };
+        return Err("TCP data offset < 5");
     }
     if header_len > claimed {
-        return L4::Malformed { reason: "TCP data offset beyond end of datagram" };
+        return Err("TCP data offset beyond end of datagram");
     }
-    let Some(options) = rest.get(20..header_len) else {
-        return L4::Malformed { reason: "TCP options not captured" };
+    let Some((header, payload)) = rest.split_at_checked(header_len) else {
+        return Err("TCP options not captured");
     };
-    L4::Tcp(TcpHeader {
-        sport: be16(rest, 0).unwrap_or(0),
-        dport: be16(rest, 2).unwrap_or(0),
-        seq: be32(rest, 4).unwrap_or(0),
-        ack: be32(rest, 8).unwrap_or(0),
-        flags: TcpFlags(byte(rest, 13)),
-        window: be16(rest, 14).unwrap_or(0),
-        checksum: be16(rest, 16).unwrap_or(0),
+    // Offsets 4..12 of the 20-byte header: the lookups cannot fail.
+    let seq = chunk::<4>(h, 4).copied().unwrap_or_default();
+    let ack = chunk::<4>(h, 8).copied().unwrap_or_default();
+    Ok(TcpHeader {
+        sport: u16::from_be_bytes([sp0, sp1]),
+        dport: u16::from_be_bytes([dp0, dp1]),
+        seq: u32::from_be_bytes(seq),
+        ack: u32::from_be_bytes(ack),
+        flags: TcpFlags(flags),
+        window: u16::from_be_bytes([w0, w1]),
+        checksum: u16::from_be_bytes([c0, c1]),
         header_len,
-        options,
+        options: header.get(20..).unwrap_or(&[]),
         payload_len: claimed - header_len,
-        payload: rest.get(header_len..).unwrap_or(&[]),
+        payload,
+    })
+}
+
+/// [`tcp_header`] when it succeeds, `None` when it would not. Given `rest.len() <= claimed` (what is
+/// captured after the IP header never exceeds what the header claims, once the datagram is cut to its
+/// total length), a captured header of at least 20 bytes and at most `rest.len()` also satisfies
+/// [`tcp_header`]'s checks against `claimed`, so those are not repeated.
+#[inline(always)]
+fn tcp_header_fast(rest: &[u8], claimed: usize) -> Option<TcpHeader<'_>> {
+    let h = rest.first_chunk::<20>()?;
+    let [sp0, sp1, dp0, dp1, _, _, _, _, _, _, _, _, doff, flags, w0, w1, c0, c1, _, _] = *h;
+    let header_len = usize::from(doff >> 4) * 4;
+    if header_len < 20 {
+        return None;
+    }
+    let (header, payload) = rest.split_at_checked(header_len)?;
+    let payload_len = claimed.checked_sub(header_len)?;
+    let seq = chunk::<4>(h, 4).copied().unwrap_or_default();
+    let ack = chunk::<4>(h, 8).copied().unwrap_or_default();
+    Some(TcpHeader {
+        sport: u16::from_be_bytes([sp0, sp1]),
+        dport: u16::from_be_bytes([dp0, dp1]),
+        seq: u32::from_be_bytes(seq),
+        ack: u32::from_be_bytes(ack),
+        flags: TcpFlags(flags),
+        window: u16::from_be_bytes([w0, w1]),
+        checksum: u16::from_be_bytes([c0, c1]),
+        header_len,
+        options: header.get(20..).unwrap_or(&[]),
+        payload_len,
+        payload,
+    })
+}
+
+/// [`decode_udp`] when it gives [`L4::Udp`], `None` when it would not. Given `rest.len() <= claimed`
+/// (see [`tcp_header_fast`]), a captured 8-byte header implies `claimed >= 8`.
+#[inline(always)]
+fn udp_header_fast(rest: &[u8], claimed: usize) -> Option<UdpHeader> {
+    let &[sp0, sp1, dp0, dp1, l0, l1, c0, c1] = rest.first_chunk::<8>()?;
+    let length = u16::from_be_bytes([l0, l1]);
+    if length < 8 || usize::from(length) > claimed {
+        return None;
+    }
+    Some(UdpHeader {
+        sport: u16::from_be_bytes([sp0, sp1]),
+        dport: u16::from_be_bytes([dp0, dp1]),
+        length,
+        checksum: u16::from_be_bytes([c0, c1]),
+    })
+}
+
+/// [`decode_icmp`] when it gives [`L4::Icmp`], `None` when it would not. Given `rest.len() <= claimed`
+/// (see [`tcp_header_fast`]), a captured 8-byte header implies `claimed >= 8`.
+#[inline(always)]
+fn icmp_header_fast(rest: &[u8]) -> Option<IcmpHeader<'_>> {
+    let (&[icmp_type, code, c0, c1, r0, r1, r2, r3], payload) = rest.split_first_chunk::<8>()?;
+    Some(IcmpHeader {
+        icmp_type,
+        code,
+        checksum: u16::from_be_bytes([c0, c1]),
+        rest: [r0, r1, r2, r3],
+        payload,
     })
 }
 
 /// UDP (RFC 768) with the `udp_error` checks: 8-byte header, 8 <= length <= bytes after the IP header.
+#[inline(always)]
 fn decode_udp(rest: &[u8], claimed: usize) -> L4<'_> {
     if claimed < 8 {
         return L4::Malformed { reason: "UDP header beyond end of datagram" };
     }
-    if rest.len() < 8 {
+    let Some(&[sp0, sp1, dp0, dp1, l0, l1, c0, c1]) = rest.first_chunk::<8>() else {
         return L4::Malformed { reason: "UDP header not captured" };
-    }
-    let length = be16(rest, 4).unwrap_or(0);
+    };
+    let length = u16::from_be_bytes([l0, l1]);
     if length < 8 {
         return L4::Malformed { reason: "UDP length < 8" };
     }
@@ -483,27 +719,28 @@ fn decode_udp(rest: &[u8], claimed: usize) -> L4<'_> {
         return L4::Malformed { reason: "UDP length beyond end of datagram" };
     }
     L4::Udp(UdpHeader {
-        sport: be16(rest, 0).unwrap_or(0),
-        dport: be16(rest, 2).unwrap_or(0),
+        sport: u16::from_be_bytes([sp0, sp1]),
+        dport: u16::from_be_bytes([dp0, dp1]),
         length,
-        checksum: be16(rest, 6).unwrap_or(0),
+        checksum: u16::from_be_bytes([c0, c1]),
     })
 }
 
 /// ICMP (RFC 792) / ICMPv6 (RFC 4443): the 8-byte header must be there.
+#[inline(always)]
 fn decode_icmp(rest: &[u8], claimed: usize) -> L4<'_> {
     if claimed < 8 {
         return L4::Malformed { reason: "ICMP header beyond end of datagram" };
     }
-    let Some(r) = arr::<4>(rest, 4) else {
+    let Some((&[icmp_type, code, c0, c1, r0, r1, r2, r3], payload)) = rest.split_first_chunk::<8>() else {
         return L4::Malformed { reason: "ICMP header not captured" };
     };
     L4::Icmp(IcmpHeader {
-        icmp_type: byte(rest, 0),
-        code: byte(rest, 1),
-        checksum: be16(rest, 2).unwrap_or(0),
-        rest: r,
-        payload: rest.get(8..).unwrap_or(&[]),
+        icmp_type,
+        code,
+        checksum: u16::from_be_bytes([c0, c1]),
+        rest: [r0, r1, r2, r3],
+        payload,
     })
 }
 
@@ -512,6 +749,328 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use etherparse::PacketBuilder;
+    use proptest::prelude::*;
+
+    /// The decoder as first written (one bounds-checked field read at a time), kept to check the fast
+    /// paths against. IPv6 header parsing is shared (unchanged).
+    mod reference {
+        use super::super::{arr, be16, be32, byte};
+        use super::super::{
+            parse_v6, DecodeError, Fragment, IcmpHeader, IpAddr, IpHeader, Mode, Packet, Quoted, TcpFlags,
+            TcpHeader, UdpHeader, L4, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+        };
+
+        pub(super) fn decode_ip(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+            let first = *bytes.first().ok_or(DecodeError::Empty)?;
+            let (ip, bytes) = match first >> 4 {
+                4 => parse_v4(bytes, Mode::Strict)?,
+                6 => parse_v6(bytes, Mode::Strict)?,
+                v => return Err(DecodeError::BadVersion(v)),
+            };
+            let rest = bytes.get(ip.header_len..).unwrap_or(&[]);
+            let l4 = decode_l4(&ip, rest);
+            Ok(Packet { bytes, ip, l4 })
+        }
+
+        pub(super) fn decode_quoted(bytes: &[u8]) -> Result<Quoted<'_>, DecodeError> {
+            let first = *bytes.first().ok_or(DecodeError::Empty)?;
+            let (ip, bytes) = match first >> 4 {
+                4 => parse_v4(bytes, Mode::Lenient)?,
+                6 => parse_v6(bytes, Mode::Lenient)?,
+                v => return Err(DecodeError::BadVersion(v)),
+            };
+            let l4 = bytes.get(ip.header_len..).unwrap_or(&[]);
+            Ok(Quoted { ip, l4 })
+        }
+
+        /// IPv4 header (RFC 791). Returns the header and the datagram bytes (cut to `total_len` if longer).
+        fn parse_v4(bytes: &[u8], mode: Mode) -> Result<(IpHeader, &[u8]), DecodeError> {
+            if bytes.len() < 20 {
+                return Err(DecodeError::BadIpv4("shorter than 20 bytes"));
+            }
+            let ihl = usize::from(byte(bytes, 0) & 0x0f);
+            if ihl < 5 {
+                return Err(DecodeError::BadIpv4("IHL < 5"));
+            }
+            let header_len = ihl * 4;
+            if bytes.len() < header_len {
+                return Err(DecodeError::BadIpv4("options truncated"));
+            }
+            let total_len = usize::from(be16(bytes, 2).ok_or(DecodeError::BadIpv4("truncated"))?);
+            let bytes = if total_len < header_len {
+                if mode == Mode::Strict {
+                    return Err(DecodeError::BadIpv4("total length < header length"));
+                }
+                bytes
+            } else {
+                // Ethernet padding beyond the datagram is not part of it.
+                bytes.get(..total_len).unwrap_or(bytes)
+            };
+            let frag_field = be16(bytes, 6).unwrap_or(0);
+            let offset = (frag_field & 0x1fff).wrapping_mul(8);
+            let more = frag_field & 0x2000 != 0;
+            let src: [u8; 4] = arr(bytes, 12).ok_or(DecodeError::BadIpv4("truncated"))?;
+            let dst: [u8; 4] = arr(bytes, 16).ok_or(DecodeError::BadIpv4("truncated"))?;
+            let ip = IpHeader {
+                version: 4,
+                src: IpAddr::from(src),
+                dst: IpAddr::from(dst),
+                proto: byte(bytes, 9),
+                ttl: byte(bytes, 8),
+                tos: byte(bytes, 1),
+                id: u32::from(be16(bytes, 4).unwrap_or(0)),
+                df: frag_field & 0x4000 != 0,
+                frag: (more || offset != 0).then_some(Fragment { offset, more }),
+                header_len,
+                total_len,
+            };
+            Ok((ip, bytes))
+        }
+
+        /// The transport header, from `rest` (the captured bytes after the IP header(s)).
+        fn decode_l4<'a>(ip: &IpHeader, rest: &'a [u8]) -> L4<'a> {
+            if ip.frag.is_some_and(|f| !f.is_first()) {
+                return L4::Fragment;
+            }
+            // What the header claims follows the IP header(s) (the kernel's view of the L4 length).
+            let claimed = ip.total_len.saturating_sub(ip.header_len);
+            match (ip.proto, ip.version) {
+                (PROTO_TCP, _) => decode_tcp(rest, claimed),
+                (PROTO_UDP, _) => decode_udp(rest, claimed),
+                (PROTO_ICMP, 4) | (PROTO_ICMPV6, 6) => decode_icmp(rest, claimed),
+                _ => L4::Other(rest),
+            }
+        }
+
+        /// TCP (RFC 9293), with the `tcp_error` length checks: full 20-byte header, 20 <= doff*4, and the
+        /// header within the datagram.
+        fn decode_tcp(rest: &[u8], claimed: usize) -> L4<'_> {
+            if claimed < 20 {
+                return L4::Malformed { reason: "TCP header beyond end of datagram" };
+            }
+            if rest.len() < 20 {
+                return L4::Malformed { reason: "TCP header not captured" };
+            }
+            let header_len = usize::from(byte(rest, 12) >> 4) * 4;
+            if header_len < 20 {
+                return L4::Malformed { reason: "TCP data offset < 5" };
+            }
+            if header_len > claimed {
+                return L4::Malformed { reason: "TCP data offset beyond end of datagram" };
+            }
+            let Some(options) = rest.get(20..header_len) else {
+                return L4::Malformed { reason: "TCP options not captured" };
+            };
+            L4::Tcp(TcpHeader {
+                sport: be16(rest, 0).unwrap_or(0),
+                dport: be16(rest, 2).unwrap_or(0),
+                seq: be32(rest, 4).unwrap_or(0),
+                ack: be32(rest, 8).unwrap_or(0),
+                flags: TcpFlags(byte(rest, 13)),
+                window: be16(rest, 14).unwrap_or(0),
+                checksum: be16(rest, 16).unwrap_or(0),
+                header_len,
+                options,
+                payload_len: claimed - header_len,
+                payload: rest.get(header_len..).unwrap_or(&[]),
+            })
+        }
+
+        /// UDP (RFC 768) with the `udp_error` checks: 8-byte header, 8 <= length <= bytes after the IP header.
+        fn decode_udp(rest: &[u8], claimed: usize) -> L4<'_> {
+            if claimed < 8 {
+                return L4::Malformed { reason: "UDP header beyond end of datagram" };
+            }
+            if rest.len() < 8 {
+                return L4::Malformed { reason: "UDP header not captured" };
+            }
+            let length = be16(rest, 4).unwrap_or(0);
+            if length < 8 {
+                return L4::Malformed { reason: "UDP length < 8" };
+            }
+            if usize::from(length) > claimed {
+                return L4::Malformed { reason: "UDP length beyond end of datagram" };
+            }
+            L4::Udp(UdpHeader {
+                sport: be16(rest, 0).unwrap_or(0),
+                dport: be16(rest, 2).unwrap_or(0),
+                length,
+                checksum: be16(rest, 6).unwrap_or(0),
+            })
+        }
+
+        /// ICMP (RFC 792) / ICMPv6 (RFC 4443): the 8-byte header must be there.
+        fn decode_icmp(rest: &[u8], claimed: usize) -> L4<'_> {
+            if claimed < 8 {
+                return L4::Malformed { reason: "ICMP header beyond end of datagram" };
+            }
+            let Some(r) = arr::<4>(rest, 4) else {
+                return L4::Malformed { reason: "ICMP header not captured" };
+            };
+            L4::Icmp(IcmpHeader {
+                icmp_type: byte(rest, 0),
+                code: byte(rest, 1),
+                checksum: be16(rest, 2).unwrap_or(0),
+                rest: r,
+                payload: rest.get(8..).unwrap_or(&[]),
+            })
+        }
+    }
+
+    /// Old and new decodes agree field by field (`Packet` has no `PartialEq`).
+    fn same_decode(bytes: &[u8]) -> Result<(), proptest::test_runner::TestCaseError> {
+        match (decode_ip(bytes), reference::decode_ip(bytes)) {
+            (Ok(p), Ok(r)) => {
+                proptest::prop_assert_eq!(p.bytes, r.bytes);
+                proptest::prop_assert_eq!(p.ip, r.ip);
+                proptest::prop_assert_eq!(p.l4, r.l4);
+            }
+            (p, r) => proptest::prop_assert_eq!(p.err(), r.err()),
+        }
+        proptest::prop_assert_eq!(decode_quoted(bytes), reference::decode_quoted(bytes));
+        Ok(())
+    }
+
+    prop_compose! {
+        /// An IPv4 datagram with every length field near (or off) its edges: any IHL, total length
+        /// around the real length, fragment bits, a transport header with any data offset / UDP length.
+        fn ipv4_edgy()(
+            ihl in prop_oneof![3 => Just(5u8), 1 => Just(6u8), 2 => 0u8..16],
+            tl_delta in -30i32..30,
+            frag in prop_oneof![Just(0u16), Just(0x4000u16), Just(0x2000u16), Just(0x0005u16), any::<u16>()],
+            proto in prop_oneof![
+                4 => Just(PROTO_TCP),
+                2 => Just(PROTO_UDP),
+                1 => Just(PROTO_ICMP),
+                1 => Just(PROTO_ICMPV6),
+                1 => any::<u8>(),
+            ],
+            doff in prop_oneof![Just(5u8), Just(8u8), 0u8..16],
+            udp_delta in -10i32..10,
+            mut header in proptest::collection::vec(any::<u8>(), 60),
+            mut l4 in proptest::collection::vec(any::<u8>(), 0..90),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+        ) -> Vec<u8> {
+            header.truncate(usize::from(ihl.max(5)) * 4);
+            header[0] = 0x40 | ihl;
+            header[6..8].copy_from_slice(&frag.to_be_bytes());
+            header[9] = proto;
+            if let Some(b) = l4.get_mut(12) {
+                if proto == PROTO_TCP {
+                    *b = (doff << 4) | (*b & 0x0f);
+                }
+            }
+            if proto == PROTO_UDP && l4.len() >= 8 {
+                let len = (l4.len() as i32 + udp_delta).clamp(0, 0xffff) as u16;
+                l4[4..6].copy_from_slice(&len.to_be_bytes());
+            }
+            let mut bytes = header;
+            bytes.extend_from_slice(&l4);
+            let total = (bytes.len() as i32 + tl_delta).clamp(0, 0xffff) as u16;
+            bytes[2..4].copy_from_slice(&total.to_be_bytes());
+            if truncate {
+                bytes.truncate(cut.index(bytes.len() + 1));
+            }
+            bytes
+        }
+    }
+
+    prop_compose! {
+        /// An IPv6 datagram with the payload length near (or off) the real one, a transport header or an
+        /// extension header first, any data offset / UDP length.
+        fn ipv6_edgy()(
+            next in prop_oneof![
+                4 => Just(PROTO_TCP),
+                2 => Just(PROTO_UDP),
+                2 => Just(PROTO_ICMPV6),
+                1 => Just(PROTO_HOPOPTS),
+                1 => Just(PROTO_FRAGMENT),
+                1 => Just(PROTO_DSTOPTS),
+                1 => any::<u8>(),
+            ],
+            version in prop_oneof![6 => Just(6u8), 1 => any::<u8>()],
+            pl_delta in -30i32..30,
+            doff in prop_oneof![Just(5u8), Just(8u8), 0u8..16],
+            udp_delta in -10i32..10,
+            mut header in proptest::collection::vec(any::<u8>(), 40),
+            mut l4 in proptest::collection::vec(any::<u8>(), 0..90),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+        ) -> Vec<u8> {
+            header[0] = (version << 4) | (header[0] & 0x0f);
+            header[6] = next;
+            if next == PROTO_TCP {
+                if let Some(b) = l4.get_mut(12) {
+                    *b = (doff << 4) | (*b & 0x0f);
+                }
+            }
+            if next == PROTO_UDP && l4.len() >= 8 {
+                let len = (l4.len() as i32 + udp_delta).clamp(0, 0xffff) as u16;
+                l4[4..6].copy_from_slice(&len.to_be_bytes());
+            }
+            let pl = (l4.len() as i32 + pl_delta).clamp(0, 0xffff) as u16;
+            header[4..6].copy_from_slice(&pl.to_be_bytes());
+            let mut bytes = header;
+            bytes.extend_from_slice(&l4);
+            if truncate {
+                bytes.truncate(cut.index(bytes.len() + 1));
+            }
+            bytes
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+
+        /// The field-at-a-time reference and the fast decoder agree on IPv4 datagrams near every edge.
+        #[test]
+        fn decode_equals_reference_ipv4(bytes in ipv4_edgy()) {
+            same_decode(&bytes)?;
+        }
+
+        /// ... and on IPv6 datagrams near every edge.
+        #[test]
+        fn decode_equals_reference_ipv6(bytes in ipv6_edgy()) {
+            same_decode(&bytes)?;
+        }
+
+        /// ... and on arbitrary bytes (mostly errors, some IPv6).
+        #[test]
+        fn decode_equals_reference_random(
+            first in prop_oneof![Just(0x45u8), Just(0x60u8), any::<u8>()],
+            mut bytes in proptest::collection::vec(any::<u8>(), 0..120),
+        ) {
+            if let Some(b) = bytes.first_mut() {
+                *b = first;
+            }
+            same_decode(&bytes)?;
+        }
+    }
+
+    #[test]
+    fn decode_equals_reference_on_built_packets() {
+        let mut cases = vec![v4_tcp_syn(b""), v4_tcp_syn(&[1u8; 40]), v6_udp()];
+        let mut icmp = Vec::new();
+        PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64)
+            .icmpv4_echo_request(1, 2)
+            .write(&mut icmp, b"ping")
+            .unwrap();
+        cases.push(icmp);
+        let mut tcp_opts = Vec::new();
+        PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64)
+            .tcp(1, 2, 3, 4)
+            .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
+            .unwrap()
+            .write(&mut tcp_opts, b"data")
+            .unwrap();
+        cases.push(tcp_opts);
+        for c in &cases {
+            for n in 0..=c.len() {
+                same_decode(&c[..n]).unwrap();
+            }
+        }
+    }
 
     fn v4_tcp_syn(payload: &[u8]) -> Vec<u8> {
         let b = PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).tcp(40000, 80, 1000, 64240).syn();
