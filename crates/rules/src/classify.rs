@@ -99,6 +99,16 @@ const LAST: u16 = 1 << 12;
 /// State bit positions used by [`StateSet`] (INVALID..NEW, SNAT, DNAT, UNTRACKED).
 const STATE_BITS: usize = 9;
 
+/// A gathered candidate is `position << CAND_SHIFT | flags`: sorting candidates sorts positions.
+pub(crate) const CAND_SHIFT: u32 = 3;
+/// Flag: the rule is [exact](exact): on a regular packet it matches (without side effects or a
+/// hotdrop) exactly when its summary admits the packet, so the walk need not run its tests.
+pub(crate) const CAND_EXACT: u32 = 1;
+/// Flag of an exact rule: its target is ACCEPT.
+pub(crate) const CAND_ACCEPT: u32 = 2;
+/// Flag of an exact rule: its target is DROP.
+pub(crate) const CAND_DROP: u32 = 4;
+
 /// An unsigned key type a prefix index works on (ports: u16, IPv4: u32, IPv6: u128).
 pub(crate) trait Key: Copy + Ord + std::fmt::Debug {
     const WIDTH: u32;
@@ -413,7 +423,9 @@ impl Summary {
         }
     }
 
-    fn of(rule: &Rule, family: Family, pos: u32) -> Summary {
+    /// `fast`: the candidate may carry the [`CAND_EXACT`] flags (the chain's counter slots are
+    /// contiguous, so the walk can name an exact rule's slot without loading the rule).
+    fn of(rule: &Rule, family: Family, pos: u32, fast: bool) -> Summary {
         let mut flags = 0u8;
         let mut addr = |a: &Option<Neg<AddrMask>>, neg_flag: u8| match a {
             // IPv6: a negated prefix says nothing about the first 32 bits alone.
@@ -441,7 +453,7 @@ impl Summary {
             proto: proto.map_or(0, |p| p.value),
             // No state test: "in no state", inverted.
             flags: flags | sf::STATE_NEG,
-            rule: pos,
+            rule: pos << CAND_SHIFT | if fast { cand_flags(rule, family) } else { 0 },
         };
         let mut state = false;
         if let Some(p) = proto {
@@ -492,6 +504,73 @@ impl Summary {
     }
 }
 
+/// Whether `rule` is *exact* for regular packets of `family` ([`PacketKeys::new`]): every test
+/// it makes is one its [`Summary`] makes the same way, and none has a side effect or can hotdrop.
+/// That is: no device, no `-f`; IPv4 addresses (IPv6: none, the summary sees 32 bits of them);
+/// a protocol that is not IPv6's `-p all`; and as matches only the first `tcp` (ports only, no
+/// flags or options; `xt_tcpudp` cannot hotdrop a complete header) or `udp` match of the rule's
+/// non-negated `-p`, the first `state` (without SNAT/DNAT, which `xt_state` does not see) or
+/// state-only `conntrack` match (`xt_conntrack` tests the state first, then nothing else), and
+/// comments. Each such match is flow-invariant and reads no changeable fact, so a recording
+/// walk that skips them records the same.
+fn exact(rule: &Rule, family: Family) -> bool {
+    let ip = &rule.ip;
+    if ip.in_iface.is_some() || ip.out_iface.is_some() || ip.fragment.is_some() {
+        return false;
+    }
+    let v4 = |a: &Option<Neg<AddrMask>>| {
+        a.as_ref().is_none_or(|n| n.value.addr.is_ipv4() && n.value.mask.is_ipv4() && family == Family::V4)
+    };
+    if !v4(&ip.src) || !v4(&ip.dst) {
+        return false;
+    }
+    if family == Family::V6 && ip.proto.is_some_and(|p| p.value == 0) {
+        return false;
+    }
+    let proto = ip.proto.filter(|p| !p.negated).map(|p| p.value);
+    let (mut ports, mut state) = (false, false);
+    for m in &rule.matches {
+        match m {
+            Match::Tcp(TcpMatch { flags: None, option: None, .. }) if !ports && proto == Some(6) => {
+                ports = true;
+            }
+            Match::Udp(_) if !ports && proto == Some(17) => ports = true,
+            Match::State(s) if !state && s.value.0 & (StateSet::SNAT | StateSet::DNAT) == 0 => state = true,
+            Match::Conntrack(ConntrackMatch {
+                state: Some(_),
+                proto: None,
+                orig_src: None,
+                orig_dst: None,
+                repl_src: None,
+                repl_dst: None,
+                orig_sport: None,
+                orig_dport: None,
+                repl_sport: None,
+                repl_dport: None,
+                status: None,
+                expire: None,
+                dir_reply: None,
+            }) if !state => state = true,
+            Match::Comment(_) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The candidate flags of `rule` ([`CAND_EXACT`], with its target when ACCEPT or DROP).
+fn cand_flags(rule: &Rule, family: Family) -> u32 {
+    if !exact(rule, family) {
+        return 0;
+    }
+    CAND_EXACT
+        | match rule.target {
+            Target::Accept => CAND_ACCEPT,
+            Target::Drop => CAND_DROP,
+            _ => 0,
+        }
+}
+
 /// The index of one chain (or, nested, of the rules of one long list).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChainIndex {
@@ -517,6 +596,9 @@ pub(crate) struct ChainIndex {
     /// How many rules are filed under an address, port or device key (the others being under
     /// broad keys or always candidates): a nested index is kept only when it narrows.
     narrowed: usize,
+    /// The counter slot of the chain's first rule; rule `i`'s is `first_slot + i` (checked when
+    /// building: otherwise no candidate carries [`CAND_EXACT`]).
+    pub(crate) first_slot: usize,
 }
 
 /// The rules keyed on one protocol, or on its ports.
@@ -680,12 +762,16 @@ impl ChainIndex {
         if chain.rules.len() < MIN_INDEXED_RULES || chain.rules.len() > MAX_INDEXED_RULES {
             return None;
         }
+        let first_slot = chain.rules.first().map_or(0, |r| r.slot);
+        let fast = chain.rules.iter().enumerate().all(|(i, r)| first_slot.checked_add(i) == Some(r.slot));
         let summaries: Vec<Summary> =
-            chain.rules.iter().enumerate().map(|(i, r)| Summary::of(r, family, len32(i))).collect();
+            chain.rules.iter().enumerate().map(|(i, r)| Summary::of(r, family, len32(i), fast)).collect();
         let members = chain.rules.iter().enumerate().map(|(i, r)| (len32(i), rule_keys(r, family))).collect();
         // Nested indexes may hold a rule again under other keys: their total size is capped.
         let mut budget = chain.rules.len().saturating_mul(NEST_BUDGET).saturating_add(4096);
-        ChainIndex::build_set(members, &summaries, family, 0, &mut budget)
+        let mut ix = ChainIndex::build_set(members, &summaries, family, 0, &mut budget)?;
+        ix.first_slot = first_slot;
+        Some(ix)
     }
 
     /// The index over `members` (rule position, keys it may still be filed under), nested
@@ -831,6 +917,7 @@ impl ChainIndex {
             dst: None,
             subs: Vec::new(),
             narrowed,
+            first_slot: 0,
         };
         ix.always = emit(&always, NONE);
         let proto_ix = |ix: &mut ChainIndex, p: u8| -> Option<usize> {
@@ -898,8 +985,8 @@ impl ChainIndex {
         Some(ix)
     }
 
-    /// Appends the candidates for `keys` with conntrack state bits `ct_bits` to `out`, sorted and
-    /// without duplicates (only the part appended).
+    /// Appends the candidates for `keys` with conntrack state bits `ct_bits` to `out` (each
+    /// `position << CAND_SHIFT | flags`), sorted and without duplicates (only the part appended).
     pub(crate) fn gather(&self, keys: &PacketKeys<'_>, ct_bits: u16, out: &mut Vec<u32>) {
         let start = out.len();
         self.collect(keys, ct_bits, out);
@@ -1241,7 +1328,8 @@ mod tests {
         let keys = PacketKeys::new(Family::V4, &f, 6, Some("eth0"), None).unwrap();
         let mut out = Vec::new();
         ix.gather(&keys, StateSet::NEW, &mut out);
-        assert_eq!(out, [13]);
+        // Exact (addresses, protocol, ports only) and DROP: the walk needs nothing more.
+        assert_eq!(out, [13 << CAND_SHIFT | CAND_EXACT | CAND_DROP]);
     }
 
     #[test]
