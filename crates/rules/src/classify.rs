@@ -35,7 +35,15 @@
 //! known to need; see [`Summary`]), its last entry flagged or followed by a control entry (end,
 //! link to the enclosing prefix's list). Reading a list tests each summary on the spot, without
 //! branches, so only the few rules that may match are sorted and loaded by the evaluator, and a
-//! list costs sequential reads of one region. A long list (more than [`NEST_FROM`] rules, e.g. a
+//! list costs sequential reads of one region. A prefix's list also holds the rules of the
+//! prefixes enclosing it while that makes at most [`FLAT_MAX`] entries (one region instead of a
+//! chain of dependent reads); past that it links to its parent's list.
+//!
+//! Exact rules: a rule whose every test is one its summary makes (see [`exact`]: addresses,
+//! protocol, the ports of a plain `tcp`/`udp` match, a state test, comments) matches a regular
+//! packet exactly when its summary admits it. Its candidates carry [`CAND_EXACT`] (and its target
+//! when ACCEPT or DROP), and the evaluator counts it and applies that target without loading or
+//! testing the rule. A long list (more than [`NEST_FROM`] rules, e.g. a
 //! popular port) whose rules can mostly be filed under a second key becomes a *nested index*
 //! over them (same structure, at most [`MAX_DEPTH`] levels, a budget of [`NEST_BUDGET`] pool
 //! entries per rule of the chain in all), so a crowded key does not cost a long scan.
@@ -185,8 +193,14 @@ fn len32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Writes a list: `emit(rules, parent list)` returns its pool position.
-type Emit<'a> = dyn FnMut(&[u32], u32) -> u32 + 'a;
+/// Writes a list: `emit(rules, inherited, parent list)` writes the summaries of `rules`, then those
+/// of `inherited` (at most [`NEST_FROM`] rules in all: never a nested index), then the link to
+/// `parent` ([`NONE`]: the end), and returns its pool position.
+type Emit<'a> = dyn FnMut(&[u32], &[u32], u32) -> u32 + 'a;
+
+/// A prefix's list holds the rules of its enclosing prefixes too (instead of linking to the
+/// parent's list, a dependent memory access) while it has at most this many entries.
+const FLAT_MAX: usize = 8;
 
 impl<K: Key> PrefixIndex<K> {
     /// Builds from (prefix value, prefix length, rule); each prefix's rule list (sorted) is
@@ -209,9 +223,12 @@ impl<K: Key> PrefixIndex<K> {
             }
         }
         // Parents: the innermost open prefix still containing this one. Lists are written in
-        // this order, so a parent's position is known before its children's.
+        // this order, so a parent's position is known before its children's. A short list
+        // carries its ancestors' rules itself (`flat`: all of them, when it does), a longer one
+        // links to its parent's list.
         let mut stack: Vec<usize> = Vec::new();
         let mut pos: Vec<u32> = Vec::with_capacity(prefixes.len());
+        let mut flat: Vec<Option<Vec<u32>>> = Vec::with_capacity(prefixes.len());
         for (j, &(_, last)) in prefixes.iter().enumerate() {
             while let Some(&top) = stack.last() {
                 if prefixes.get(top).is_some_and(|p| p.1 >= last) {
@@ -219,8 +236,23 @@ impl<K: Key> PrefixIndex<K> {
                 }
                 stack.pop();
             }
-            let parent = stack.last().and_then(|&t| pos.get(t)).copied().unwrap_or(NONE);
-            pos.push(emit(rules.get(j).map_or(&[], Vec::as_slice), parent));
+            let own = rules.get(j).map_or(&[][..], Vec::as_slice);
+            let parent = stack.last().copied();
+            let inherited = match parent {
+                None => Some(&[][..]),
+                Some(t) => flat.get(t).and_then(|f| f.as_deref()),
+            };
+            match inherited.filter(|i| own.len().saturating_add(i.len()) <= FLAT_MAX.min(NEST_FROM)) {
+                Some(inh) => {
+                    pos.push(emit(own, inh, NONE));
+                    flat.push(Some([own, inh].concat()));
+                }
+                None => {
+                    let parent = parent.and_then(|t| pos.get(t)).copied().unwrap_or(NONE);
+                    pos.push(emit(own, &[], parent));
+                    flat.push(None);
+                }
+            }
             stack.push(j);
         }
         // About four slots per prefix (most keys then resolve in the slot), at most 2^16.
@@ -878,8 +910,8 @@ impl ChainIndex {
         let mut subs: Vec<ChainIndex> = Vec::new();
         // Writes one list: its summaries (or, for a long list whose rules can mostly be filed
         // under a second key, a nested index over them), then the link to `parent` or the end.
-        let mut emit = |rules: &[u32], parent: u32| -> u32 {
-            if rules.is_empty() {
+        let mut emit = |rules: &[u32], inherited: &[u32], parent: u32| -> u32 {
+            if rules.is_empty() && inherited.is_empty() {
                 return parent;
             }
             let at = len32(pool.len());
@@ -895,7 +927,9 @@ impl ChainIndex {
                 }
             }
             if !nested {
-                pool.extend(rules.iter().filter_map(|&r| summaries.get(r as usize).copied()));
+                pool.extend(
+                    rules.iter().chain(inherited).filter_map(|&r| summaries.get(r as usize).copied()),
+                );
             }
             let written = len32(pool.len()) > at;
             match pool.last_mut() {
@@ -919,7 +953,7 @@ impl ChainIndex {
             narrowed,
             first_slot: 0,
         };
-        ix.always = emit(&always, NONE);
+        ix.always = emit(&always, &[], NONE);
         let proto_ix = |ix: &mut ChainIndex, p: u8| -> Option<usize> {
             let at = ix.proto_at.get_mut(usize::from(p))?;
             if *at == 0 {
@@ -932,7 +966,7 @@ impl ChainIndex {
         for chunk in protos.chunk_by(|a, b| a.0 == b.0) {
             if let Some(&(p, _)) = chunk.first() {
                 let rules: Vec<u32> = chunk.iter().map(|e| e.1).collect();
-                let list = emit(&rules, NONE);
+                let list = emit(&rules, &[], NONE);
                 if let Some(e) = proto_ix(&mut ix, p).and_then(|i| ix.protos.get_mut(i)) {
                     e.list = list;
                 }
@@ -943,7 +977,7 @@ impl ChainIndex {
             if let Some(&(b, _)) = chunk.first() {
                 let rules: Vec<u32> = chunk.iter().map(|e| e.1).collect();
                 if let Some(s) = ix.state.get_mut(b) {
-                    *s = emit(&rules, NONE);
+                    *s = emit(&rules, &[], NONE);
                     ix.state_bits |= 1 << b;
                 }
             }
@@ -952,7 +986,7 @@ impl ChainIndex {
         for chunk in ifaces.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
             if let Some(&(out, name, _)) = chunk.first() {
                 let rules: Vec<u32> = chunk.iter().map(|e| e.2).collect();
-                ix.iface.push((out, name, emit(&rules, NONE)));
+                ix.iface.push((out, name, emit(&rules, &[], NONE)));
             }
         }
         let mut addr = |v: Vec<(u128, u32, u32)>| {
@@ -1197,9 +1231,9 @@ mod tests {
 
     fn build4(entries: Vec<(u32, u32, u32)>) -> (PrefixIndex<u32>, TestPool) {
         let mut pool: TestPool = Vec::new();
-        let ix = PrefixIndex::build(entries, &mut |rules: &[u32], parent: u32| {
+        let ix = PrefixIndex::build(entries, &mut |rules: &[u32], inherited: &[u32], parent: u32| {
             let at = len32(pool.len());
-            pool.extend(rules.iter().map(|&r| Ok(Some(r))));
+            pool.extend(rules.iter().chain(inherited).map(|&r| Ok(Some(r))));
             pool.push(if parent == NONE { Ok(None) } else { Err(parent) });
             at
         });
@@ -1245,6 +1279,68 @@ mod tests {
         assert_eq!(collect4(&ix, &pool, ip(192, 0, 3, 0)), [6]);
         assert_eq!(collect4(&ix, &pool, u32::MAX), [6]);
         assert_eq!(collect4(&ix, &pool, 0), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn exact_rules_are_those_whose_summary_says_everything() {
+        let cases = [
+            (
+                "-s 10.0.0.0/8 -p tcp -m tcp --dport 80 -m conntrack --ctstate NEW -j ACCEPT",
+                CAND_EXACT | CAND_ACCEPT,
+            ),
+            (
+                "! -d 10.1.2.3 -p udp -m udp ! --sport 53 -m comment --comment x -j DROP",
+                CAND_EXACT | CAND_DROP,
+            ),
+            ("-m state --state ESTABLISHED -j LOG", CAND_EXACT),
+            ("-p tcp -m tcp --dport 80 -j REJECT", CAND_EXACT),
+            // Tests the summary does not make: flags, a device, -f, a second port match, SNAT.
+            ("-p tcp -m tcp --tcp-flags SYN,ACK SYN -j ACCEPT", 0),
+            ("-i eth0 -j ACCEPT", 0),
+            ("-f -j DROP", 0),
+            ("-p tcp -m tcp --dport 80 -m tcp --sport 1 -j ACCEPT", 0),
+            ("-p tcp -m multiport --dports 22,80 -j ACCEPT", 0),
+            ("-m conntrack --ctstate NEW --ctproto tcp -j ACCEPT", 0),
+            ("-m conntrack --ctstate SNAT -j ACCEPT", CAND_EXACT | CAND_ACCEPT),
+            ("-m state --state NEW -m conntrack --ctstate NEW -j ACCEPT", 0),
+            ("-m mark --mark 1 -j ACCEPT", 0),
+        ];
+        let mut text =
+            String::from("*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+        for (r, _) in &cases {
+            text.push_str(&format!("-A INPUT {r}\n"));
+        }
+        text.push_str("COMMIT\n");
+        let (rs, ci) = input_index(&text);
+        for (rule, (r, want)) in rs.tables[0].chains[ci].rules.iter().zip(cases) {
+            assert_eq!(cand_flags(rule, Family::V4), want, "{r}");
+        }
+        // IPv6: the summary sees 32 bits of an address, so an address test is never exact.
+        let rs6 = crate::parse_family(
+            "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -s 2001:db8::/64 -j ACCEPT\n-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT\nCOMMIT\n",
+            Family::V6,
+        )
+        .unwrap();
+        let rules6 = &rs6.tables[0].chains.iter().find(|c| &*c.name == "INPUT").unwrap().rules;
+        assert_eq!(cand_flags(&rules6[0], Family::V6), 0);
+        assert_eq!(cand_flags(&rules6[1], Family::V6), CAND_EXACT | CAND_ACCEPT);
+    }
+
+    #[test]
+    fn short_lists_hold_their_enclosing_prefixes_rules() {
+        let ip = |a: u8, b: u8, c: u8| u32::from_be_bytes([a, b, c, 0]);
+        // 10/8 ⊃ 10.1/16 ⊃ 10.1.2/24, one rule each: the /24's list is the three rules, no link.
+        let (ix, pool) = build4(vec![(ip(10, 0, 0), 8, 0), (ip(10, 1, 0), 16, 1), (ip(10, 1, 2), 24, 2)]);
+        assert!(pool.iter().all(|e| e.is_ok()), "{pool:?}");
+        let at = ix.lookup(ip(10, 1, 2) | 7) as usize;
+        assert_eq!(pool[at..at + 4], [Ok(Some(2)), Ok(Some(1)), Ok(Some(0)), Ok(None)]);
+        // A parent with FLAT_MAX rules: its children link to it instead.
+        let mut entries: Vec<(u32, u32, u32)> = (0..FLAT_MAX as u32).map(|r| (ip(10, 0, 0), 8, r)).collect();
+        entries.push((ip(10, 1, 0), 16, 100));
+        let (ix, pool) = build4(entries);
+        let at = ix.lookup(ip(10, 1, 0)) as usize;
+        assert_eq!(pool[at..at + 2], [Ok(Some(100)), Err(0)]);
+        assert_eq!(collect4(&ix, &pool, ip(10, 1, 0)), [0, 1, 2, 3, 4, 5, 6, 7, 100]);
     }
 
     #[test]

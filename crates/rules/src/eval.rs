@@ -1127,6 +1127,7 @@ fn run_match(m: &Match, f: &Facts<'_>, ctx: &PacketCtx<'_>, limits: &mut [Bucket
 }
 
 /// Record a TRACE entry if tracing is on.
+#[inline(always)]
 fn trace(ctx: &mut PacketCtx<'_>, entry: impl FnOnce() -> TraceEntry) {
     if let Some(t) = ctx.trace.as_mut() {
         t.push(entry());
