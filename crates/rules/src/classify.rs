@@ -427,7 +427,8 @@ struct Summary {
     src_mask: u32,
     dst: u32,
     dst_mask: u32,
-    /// Inclusive ranges; the full range (not negated) tests nothing.
+    /// Port ranges as (first port, last - first): one wrapping subtraction and one comparison
+    /// test a port; the full range (not negated) tests nothing.
     sport: (u16, u16),
     dport: (u16, u16),
     /// State bits (no state test: none, inverted); for a control entry ([`CTRL`] set) its kind.
@@ -498,9 +499,11 @@ impl Summary {
                     if !ports =>
                 {
                     let want = if matches!(m, Match::Tcp(_)) { 6 } else { 17 };
-                    if proto == Some(Neg { value: want, negated: false }) {
-                        sm.sport = (sport.value.min, sport.value.max);
-                        sm.dport = (dport.value.min, dport.value.max);
+                    // (The parser refuses min > max; such a range would not be taken.)
+                    let valid = sport.value.min <= sport.value.max && dport.value.min <= dport.value.max;
+                    if proto == Some(Neg { value: want, negated: false }) && valid {
+                        sm.sport = (sport.value.min, sport.value.max - sport.value.min);
+                        sm.dport = (dport.value.min, dport.value.max - dport.value.min);
                         sm.flags |= if sport.negated { sf::SPORT_NEG } else { 0 };
                         sm.flags |= if dport.negated { sf::DPORT_NEG } else { 0 };
                         ports = true;
@@ -525,7 +528,7 @@ impl Summary {
     #[inline]
     fn admits(&self, k: &PacketKeys<'_>, ct_bits: u16) -> bool {
         // The six tests without branches, packed in the order of the inversion flags.
-        let port = |(lo, hi): (u16, u16), p: u16| u8::from((p >= lo) & (p <= hi));
+        let port = |(lo, span): (u16, u16), p: u16| u8::from(p.wrapping_sub(lo) <= span);
         let tests = u8::from((k.src32 ^ self.src) & self.src_mask == 0)
             | u8::from((k.dst32 ^ self.dst) & self.dst_mask == 0) << 1
             | u8::from((k.proto == self.proto) | (self.flags & sf::PROTO == 0)) << 2
@@ -560,13 +563,19 @@ fn exact(rule: &Rule, family: Family) -> bool {
         return false;
     }
     let proto = ip.proto.filter(|p| !p.negated).map(|p| p.value);
+    let valid =
+        |a: &Neg<Range<u16>>, b: &Neg<Range<u16>>| a.value.min <= a.value.max && b.value.min <= b.value.max;
     let (mut ports, mut state) = (false, false);
     for m in &rule.matches {
         match m {
-            Match::Tcp(TcpMatch { flags: None, option: None, .. }) if !ports && proto == Some(6) => {
+            Match::Tcp(TcpMatch { flags: None, option: None, sport, dport })
+                if !ports && proto == Some(6) && valid(sport, dport) =>
+            {
                 ports = true;
             }
-            Match::Udp(_) if !ports && proto == Some(17) => ports = true,
+            Match::Udp(UdpMatch { sport, dport }) if !ports && proto == Some(17) && valid(sport, dport) => {
+                ports = true;
+            }
             Match::State(s) if !state && s.value.0 & (StateSet::SNAT | StateSet::DNAT) == 0 => state = true,
             Match::Conntrack(ConntrackMatch {
                 state: Some(_),
@@ -648,6 +657,10 @@ pub(crate) struct TableIndex {
     pub(crate) chains: Vec<Option<ChainIndex>>,
     /// Some chain is indexed (else packets need no keys).
     pub(crate) any: bool,
+    /// When some chain is indexed, the summaries of the rules of the chains walked linearly
+    /// (same order; empty for indexed chains): packets have keys anyway, so the walk tests a
+    /// rule's summary before the rule ([`TableIndex::prematch`]).
+    linear: Vec<Vec<Summary>>,
 }
 
 /// (protocol, destination port?).
@@ -1155,7 +1168,30 @@ impl TableIndex {
     pub(crate) fn build(t: &TableRules, family: Family) -> TableIndex {
         let chains: Vec<Option<ChainIndex>> = t.chains.iter().map(|c| ChainIndex::build(c, family)).collect();
         let any = chains.iter().any(Option::is_some);
-        TableIndex { chains, any }
+        let linear = t
+            .chains
+            .iter()
+            .zip(&chains)
+            .map(|(c, ix)| match ix {
+                None if any => {
+                    c.rules.iter().enumerate().map(|(i, r)| Summary::of(r, family, len32(i), true)).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        TableIndex { chains, any, linear }
+    }
+
+    /// For rule `ri` of chain `ci` walked linearly, on a regular packet with keys `k` and state
+    /// bits `ct_bits`: `None` when its summary refuses the packet (the rule cannot match it, see
+    /// [`Summary`]), else its candidate flags (0 when it has no summary: test it).
+    #[inline]
+    pub(crate) fn prematch(&self, ci: usize, ri: usize, k: &PacketKeys<'_>, ct_bits: u16) -> Option<u32> {
+        match self.linear.get(ci).and_then(|l| l.get(ri)) {
+            Some(sm) if !sm.admits(k, ct_bits) => None,
+            Some(sm) => Some(sm.rule & ((1 << CAND_SHIFT) - 1)),
+            None => Some(0),
+        }
     }
 }
 

@@ -1384,6 +1384,15 @@ impl Ruleset {
                     Some(&r) if c.cur < c.end => ((r >> CAND_SHIFT) as usize, r & ((1 << CAND_SHIFT) - 1)),
                     _ => (chain.rules.len(), 0),
                 };
+            } else if let (Some(ix), Some(k)) = (index, keys) {
+                // A short chain of an indexed table: the rule's summary first.
+                match ix.prematch(ci, ri, k, state_bits(&ctx.ct, true)) {
+                    Some(f) => fast = f,
+                    None => {
+                        ri = ri.saturating_add(1);
+                        continue;
+                    }
+                }
             }
             // Leaving the current chain: drop its candidates, restore the caller's (gathered again
             // if a target changed the conntrack state meanwhile).
@@ -1426,7 +1435,8 @@ impl Ruleset {
             };
             let slot = match fast & CAND_EXACT {
                 // An exact candidate matches: its summary admitted the packet, and its tests are
-                // those (see `classify::exact`), so the rule itself is not even loaded.
+                // those (see `classify::exact`), so the rule itself is not even loaded (walking
+                // linearly: only its slot).
                 CAND_EXACT => cands.map_or(rule.slot, |c| c.first_slot.saturating_add(ri)),
                 _ => {
                     match ip_match(&rule.ip, &facts, ctx) {
