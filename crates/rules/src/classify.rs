@@ -35,7 +35,15 @@
 //! known to need; see [`Summary`]), its last entry flagged or followed by a control entry (end,
 //! link to the enclosing prefix's list). Reading a list tests each summary on the spot, without
 //! branches, so only the few rules that may match are sorted and loaded by the evaluator, and a
-//! list costs sequential reads of one region. A long list (more than [`NEST_FROM`] rules, e.g. a
+//! list costs sequential reads of one region. A prefix's list also holds the rules of the
+//! prefixes enclosing it while that makes at most [`FLAT_MAX`] entries (one region instead of a
+//! chain of dependent reads); past that it links to its parent's list.
+//!
+//! Exact rules: a rule whose every test is one its summary makes (see [`exact`]: addresses,
+//! protocol, the ports of a plain `tcp`/`udp` match, a state test, comments) matches a regular
+//! packet exactly when its summary admits it. Its candidates carry [`CAND_EXACT`] (and its target
+//! when ACCEPT or DROP), and the evaluator counts it and applies that target without loading or
+//! testing the rule. A long list (more than [`NEST_FROM`] rules, e.g. a
 //! popular port) whose rules can mostly be filed under a second key becomes a *nested index*
 //! over them (same structure, at most [`MAX_DEPTH`] levels, a budget of [`NEST_BUDGET`] pool
 //! entries per rule of the chain in all), so a crowded key does not cost a long scan.
@@ -98,6 +106,16 @@ const LAST: u16 = 1 << 12;
 
 /// State bit positions used by [`StateSet`] (INVALID..NEW, SNAT, DNAT, UNTRACKED).
 const STATE_BITS: usize = 9;
+
+/// A gathered candidate is `position << CAND_SHIFT | flags`: sorting candidates sorts positions.
+pub(crate) const CAND_SHIFT: u32 = 3;
+/// Flag: the rule is [exact](exact): on a regular packet it matches (without side effects or a
+/// hotdrop) exactly when its summary admits the packet, so the walk need not run its tests.
+pub(crate) const CAND_EXACT: u32 = 1;
+/// Flag of an exact rule: its target is ACCEPT.
+pub(crate) const CAND_ACCEPT: u32 = 2;
+/// Flag of an exact rule: its target is DROP.
+pub(crate) const CAND_DROP: u32 = 4;
 
 /// An unsigned key type a prefix index works on (ports: u16, IPv4: u32, IPv6: u128).
 pub(crate) trait Key: Copy + Ord + std::fmt::Debug {
@@ -175,8 +193,14 @@ fn len32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Writes a list: `emit(rules, parent list)` returns its pool position.
-type Emit<'a> = dyn FnMut(&[u32], u32) -> u32 + 'a;
+/// Writes a list: `emit(rules, inherited, parent list)` writes the summaries of `rules`, then those
+/// of `inherited` (at most [`NEST_FROM`] rules in all: never a nested index), then the link to
+/// `parent` ([`NONE`]: the end), and returns its pool position.
+type Emit<'a> = dyn FnMut(&[u32], &[u32], u32) -> u32 + 'a;
+
+/// A prefix's list holds the rules of its enclosing prefixes too (instead of linking to the
+/// parent's list, a dependent memory access) while it has at most this many entries.
+const FLAT_MAX: usize = 8;
 
 impl<K: Key> PrefixIndex<K> {
     /// Builds from (prefix value, prefix length, rule); each prefix's rule list (sorted) is
@@ -199,9 +223,12 @@ impl<K: Key> PrefixIndex<K> {
             }
         }
         // Parents: the innermost open prefix still containing this one. Lists are written in
-        // this order, so a parent's position is known before its children's.
+        // this order, so a parent's position is known before its children's. A short list
+        // carries its ancestors' rules itself (`flat`: all of them, when it does), a longer one
+        // links to its parent's list.
         let mut stack: Vec<usize> = Vec::new();
         let mut pos: Vec<u32> = Vec::with_capacity(prefixes.len());
+        let mut flat: Vec<Option<Vec<u32>>> = Vec::with_capacity(prefixes.len());
         for (j, &(_, last)) in prefixes.iter().enumerate() {
             while let Some(&top) = stack.last() {
                 if prefixes.get(top).is_some_and(|p| p.1 >= last) {
@@ -209,8 +236,23 @@ impl<K: Key> PrefixIndex<K> {
                 }
                 stack.pop();
             }
-            let parent = stack.last().and_then(|&t| pos.get(t)).copied().unwrap_or(NONE);
-            pos.push(emit(rules.get(j).map_or(&[], Vec::as_slice), parent));
+            let own = rules.get(j).map_or(&[][..], Vec::as_slice);
+            let parent = stack.last().copied();
+            let inherited = match parent {
+                None => Some(&[][..]),
+                Some(t) => flat.get(t).and_then(|f| f.as_deref()),
+            };
+            match inherited.filter(|i| own.len().saturating_add(i.len()) <= FLAT_MAX.min(NEST_FROM)) {
+                Some(inh) => {
+                    pos.push(emit(own, inh, NONE));
+                    flat.push(Some([own, inh].concat()));
+                }
+                None => {
+                    let parent = parent.and_then(|t| pos.get(t)).copied().unwrap_or(NONE);
+                    pos.push(emit(own, &[], parent));
+                    flat.push(None);
+                }
+            }
             stack.push(j);
         }
         // About four slots per prefix (most keys then resolve in the slot), at most 2^16.
@@ -385,7 +427,8 @@ struct Summary {
     src_mask: u32,
     dst: u32,
     dst_mask: u32,
-    /// Inclusive ranges; the full range (not negated) tests nothing.
+    /// Port ranges as (first port, last - first): one wrapping subtraction and one comparison
+    /// test a port; the full range (not negated) tests nothing.
     sport: (u16, u16),
     dport: (u16, u16),
     /// State bits (no state test: none, inverted); for a control entry ([`CTRL`] set) its kind.
@@ -413,7 +456,9 @@ impl Summary {
         }
     }
 
-    fn of(rule: &Rule, family: Family, pos: u32) -> Summary {
+    /// `fast`: the candidate may carry the [`CAND_EXACT`] flags (the chain's counter slots are
+    /// contiguous, so the walk can name an exact rule's slot without loading the rule).
+    fn of(rule: &Rule, family: Family, pos: u32, fast: bool) -> Summary {
         let mut flags = 0u8;
         let mut addr = |a: &Option<Neg<AddrMask>>, neg_flag: u8| match a {
             // IPv6: a negated prefix says nothing about the first 32 bits alone.
@@ -441,7 +486,7 @@ impl Summary {
             proto: proto.map_or(0, |p| p.value),
             // No state test: "in no state", inverted.
             flags: flags | sf::STATE_NEG,
-            rule: pos,
+            rule: pos << CAND_SHIFT | if fast { cand_flags(rule, family) } else { 0 },
         };
         let mut state = false;
         if let Some(p) = proto {
@@ -454,9 +499,11 @@ impl Summary {
                     if !ports =>
                 {
                     let want = if matches!(m, Match::Tcp(_)) { 6 } else { 17 };
-                    if proto == Some(Neg { value: want, negated: false }) {
-                        sm.sport = (sport.value.min, sport.value.max);
-                        sm.dport = (dport.value.min, dport.value.max);
+                    // (The parser refuses min > max; such a range would not be taken.)
+                    let valid = sport.value.min <= sport.value.max && dport.value.min <= dport.value.max;
+                    if proto == Some(Neg { value: want, negated: false }) && valid {
+                        sm.sport = (sport.value.min, sport.value.max - sport.value.min);
+                        sm.dport = (dport.value.min, dport.value.max - dport.value.min);
                         sm.flags |= if sport.negated { sf::SPORT_NEG } else { 0 };
                         sm.flags |= if dport.negated { sf::DPORT_NEG } else { 0 };
                         ports = true;
@@ -481,7 +528,7 @@ impl Summary {
     #[inline]
     fn admits(&self, k: &PacketKeys<'_>, ct_bits: u16) -> bool {
         // The six tests without branches, packed in the order of the inversion flags.
-        let port = |(lo, hi): (u16, u16), p: u16| u8::from((p >= lo) & (p <= hi));
+        let port = |(lo, span): (u16, u16), p: u16| u8::from(p.wrapping_sub(lo) <= span);
         let tests = u8::from((k.src32 ^ self.src) & self.src_mask == 0)
             | u8::from((k.dst32 ^ self.dst) & self.dst_mask == 0) << 1
             | u8::from((k.proto == self.proto) | (self.flags & sf::PROTO == 0)) << 2
@@ -490,6 +537,79 @@ impl Summary {
             | u8::from(self.state & ct_bits != 0) << 5;
         tests ^ (self.flags & sf::NEG) == sf::NEG
     }
+}
+
+/// Whether `rule` is *exact* for regular packets of `family` ([`PacketKeys::new`]): every test
+/// it makes is one its [`Summary`] makes the same way, and none has a side effect or can hotdrop.
+/// That is: no device, no `-f`; IPv4 addresses (IPv6: none, the summary sees 32 bits of them);
+/// a protocol that is not IPv6's `-p all`; and as matches only the first `tcp` (ports only, no
+/// flags or options; `xt_tcpudp` cannot hotdrop a complete header) or `udp` match of the rule's
+/// non-negated `-p`, the first `state` (without SNAT/DNAT, which `xt_state` does not see) or
+/// state-only `conntrack` match (`xt_conntrack` tests the state first, then nothing else), and
+/// comments. Each such match is flow-invariant and reads no changeable fact, so a recording
+/// walk that skips them records the same.
+fn exact(rule: &Rule, family: Family) -> bool {
+    let ip = &rule.ip;
+    if ip.in_iface.is_some() || ip.out_iface.is_some() || ip.fragment.is_some() {
+        return false;
+    }
+    let v4 = |a: &Option<Neg<AddrMask>>| {
+        a.as_ref().is_none_or(|n| n.value.addr.is_ipv4() && n.value.mask.is_ipv4() && family == Family::V4)
+    };
+    if !v4(&ip.src) || !v4(&ip.dst) {
+        return false;
+    }
+    if family == Family::V6 && ip.proto.is_some_and(|p| p.value == 0) {
+        return false;
+    }
+    let proto = ip.proto.filter(|p| !p.negated).map(|p| p.value);
+    let valid =
+        |a: &Neg<Range<u16>>, b: &Neg<Range<u16>>| a.value.min <= a.value.max && b.value.min <= b.value.max;
+    let (mut ports, mut state) = (false, false);
+    for m in &rule.matches {
+        match m {
+            Match::Tcp(TcpMatch { flags: None, option: None, sport, dport })
+                if !ports && proto == Some(6) && valid(sport, dport) =>
+            {
+                ports = true;
+            }
+            Match::Udp(UdpMatch { sport, dport }) if !ports && proto == Some(17) && valid(sport, dport) => {
+                ports = true;
+            }
+            Match::State(s) if !state && s.value.0 & (StateSet::SNAT | StateSet::DNAT) == 0 => state = true,
+            Match::Conntrack(ConntrackMatch {
+                state: Some(_),
+                proto: None,
+                orig_src: None,
+                orig_dst: None,
+                repl_src: None,
+                repl_dst: None,
+                orig_sport: None,
+                orig_dport: None,
+                repl_sport: None,
+                repl_dport: None,
+                status: None,
+                expire: None,
+                dir_reply: None,
+            }) if !state => state = true,
+            Match::Comment(_) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The candidate flags of `rule` ([`CAND_EXACT`], with its target when ACCEPT or DROP).
+fn cand_flags(rule: &Rule, family: Family) -> u32 {
+    if !exact(rule, family) {
+        return 0;
+    }
+    CAND_EXACT
+        | match rule.target {
+            Target::Accept => CAND_ACCEPT,
+            Target::Drop => CAND_DROP,
+            _ => 0,
+        }
 }
 
 /// The index of one chain (or, nested, of the rules of one long list).
@@ -517,6 +637,9 @@ pub(crate) struct ChainIndex {
     /// How many rules are filed under an address, port or device key (the others being under
     /// broad keys or always candidates): a nested index is kept only when it narrows.
     narrowed: usize,
+    /// The counter slot of the chain's first rule; rule `i`'s is `first_slot + i` (checked when
+    /// building: otherwise no candidate carries [`CAND_EXACT`]).
+    pub(crate) first_slot: usize,
 }
 
 /// The rules keyed on one protocol, or on its ports.
@@ -534,6 +657,10 @@ pub(crate) struct TableIndex {
     pub(crate) chains: Vec<Option<ChainIndex>>,
     /// Some chain is indexed (else packets need no keys).
     pub(crate) any: bool,
+    /// When some chain is indexed, the summaries of the rules of the chains walked linearly
+    /// (same order; empty for indexed chains): packets have keys anyway, so the walk tests a
+    /// rule's summary before the rule ([`TableIndex::prematch`]).
+    linear: Vec<Vec<Summary>>,
 }
 
 /// (protocol, destination port?).
@@ -680,12 +807,16 @@ impl ChainIndex {
         if chain.rules.len() < MIN_INDEXED_RULES || chain.rules.len() > MAX_INDEXED_RULES {
             return None;
         }
+        let first_slot = chain.rules.first().map_or(0, |r| r.slot);
+        let fast = chain.rules.iter().enumerate().all(|(i, r)| first_slot.checked_add(i) == Some(r.slot));
         let summaries: Vec<Summary> =
-            chain.rules.iter().enumerate().map(|(i, r)| Summary::of(r, family, len32(i))).collect();
+            chain.rules.iter().enumerate().map(|(i, r)| Summary::of(r, family, len32(i), fast)).collect();
         let members = chain.rules.iter().enumerate().map(|(i, r)| (len32(i), rule_keys(r, family))).collect();
         // Nested indexes may hold a rule again under other keys: their total size is capped.
         let mut budget = chain.rules.len().saturating_mul(NEST_BUDGET).saturating_add(4096);
-        ChainIndex::build_set(members, &summaries, family, 0, &mut budget)
+        let mut ix = ChainIndex::build_set(members, &summaries, family, 0, &mut budget)?;
+        ix.first_slot = first_slot;
+        Some(ix)
     }
 
     /// The index over `members` (rule position, keys it may still be filed under), nested
@@ -792,8 +923,8 @@ impl ChainIndex {
         let mut subs: Vec<ChainIndex> = Vec::new();
         // Writes one list: its summaries (or, for a long list whose rules can mostly be filed
         // under a second key, a nested index over them), then the link to `parent` or the end.
-        let mut emit = |rules: &[u32], parent: u32| -> u32 {
-            if rules.is_empty() {
+        let mut emit = |rules: &[u32], inherited: &[u32], parent: u32| -> u32 {
+            if rules.is_empty() && inherited.is_empty() {
                 return parent;
             }
             let at = len32(pool.len());
@@ -809,7 +940,9 @@ impl ChainIndex {
                 }
             }
             if !nested {
-                pool.extend(rules.iter().filter_map(|&r| summaries.get(r as usize).copied()));
+                pool.extend(
+                    rules.iter().chain(inherited).filter_map(|&r| summaries.get(r as usize).copied()),
+                );
             }
             let written = len32(pool.len()) > at;
             match pool.last_mut() {
@@ -831,8 +964,9 @@ impl ChainIndex {
             dst: None,
             subs: Vec::new(),
             narrowed,
+            first_slot: 0,
         };
-        ix.always = emit(&always, NONE);
+        ix.always = emit(&always, &[], NONE);
         let proto_ix = |ix: &mut ChainIndex, p: u8| -> Option<usize> {
             let at = ix.proto_at.get_mut(usize::from(p))?;
             if *at == 0 {
@@ -845,7 +979,7 @@ impl ChainIndex {
         for chunk in protos.chunk_by(|a, b| a.0 == b.0) {
             if let Some(&(p, _)) = chunk.first() {
                 let rules: Vec<u32> = chunk.iter().map(|e| e.1).collect();
-                let list = emit(&rules, NONE);
+                let list = emit(&rules, &[], NONE);
                 if let Some(e) = proto_ix(&mut ix, p).and_then(|i| ix.protos.get_mut(i)) {
                     e.list = list;
                 }
@@ -856,7 +990,7 @@ impl ChainIndex {
             if let Some(&(b, _)) = chunk.first() {
                 let rules: Vec<u32> = chunk.iter().map(|e| e.1).collect();
                 if let Some(s) = ix.state.get_mut(b) {
-                    *s = emit(&rules, NONE);
+                    *s = emit(&rules, &[], NONE);
                     ix.state_bits |= 1 << b;
                 }
             }
@@ -865,7 +999,7 @@ impl ChainIndex {
         for chunk in ifaces.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
             if let Some(&(out, name, _)) = chunk.first() {
                 let rules: Vec<u32> = chunk.iter().map(|e| e.2).collect();
-                ix.iface.push((out, name, emit(&rules, NONE)));
+                ix.iface.push((out, name, emit(&rules, &[], NONE)));
             }
         }
         let mut addr = |v: Vec<(u128, u32, u32)>| {
@@ -898,8 +1032,8 @@ impl ChainIndex {
         Some(ix)
     }
 
-    /// Appends the candidates for `keys` with conntrack state bits `ct_bits` to `out`, sorted and
-    /// without duplicates (only the part appended).
+    /// Appends the candidates for `keys` with conntrack state bits `ct_bits` to `out` (each
+    /// `position << CAND_SHIFT | flags`), sorted and without duplicates (only the part appended).
     pub(crate) fn gather(&self, keys: &PacketKeys<'_>, ct_bits: u16, out: &mut Vec<u32>) {
         let start = out.len();
         self.collect(keys, ct_bits, out);
@@ -1034,7 +1168,30 @@ impl TableIndex {
     pub(crate) fn build(t: &TableRules, family: Family) -> TableIndex {
         let chains: Vec<Option<ChainIndex>> = t.chains.iter().map(|c| ChainIndex::build(c, family)).collect();
         let any = chains.iter().any(Option::is_some);
-        TableIndex { chains, any }
+        let linear = t
+            .chains
+            .iter()
+            .zip(&chains)
+            .map(|(c, ix)| match ix {
+                None if any => {
+                    c.rules.iter().enumerate().map(|(i, r)| Summary::of(r, family, len32(i), true)).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        TableIndex { chains, any, linear }
+    }
+
+    /// For rule `ri` of chain `ci` walked linearly, on a regular packet with keys `k` and state
+    /// bits `ct_bits`: `None` when its summary refuses the packet (the rule cannot match it, see
+    /// [`Summary`]), else its candidate flags (0 when it has no summary: test it).
+    #[inline]
+    pub(crate) fn prematch(&self, ci: usize, ri: usize, k: &PacketKeys<'_>, ct_bits: u16) -> Option<u32> {
+        match self.linear.get(ci).and_then(|l| l.get(ri)) {
+            Some(sm) if !sm.admits(k, ct_bits) => None,
+            Some(sm) => Some(sm.rule & ((1 << CAND_SHIFT) - 1)),
+            None => Some(0),
+        }
     }
 }
 
@@ -1110,9 +1267,9 @@ mod tests {
 
     fn build4(entries: Vec<(u32, u32, u32)>) -> (PrefixIndex<u32>, TestPool) {
         let mut pool: TestPool = Vec::new();
-        let ix = PrefixIndex::build(entries, &mut |rules: &[u32], parent: u32| {
+        let ix = PrefixIndex::build(entries, &mut |rules: &[u32], inherited: &[u32], parent: u32| {
             let at = len32(pool.len());
-            pool.extend(rules.iter().map(|&r| Ok(Some(r))));
+            pool.extend(rules.iter().chain(inherited).map(|&r| Ok(Some(r))));
             pool.push(if parent == NONE { Ok(None) } else { Err(parent) });
             at
         });
@@ -1158,6 +1315,68 @@ mod tests {
         assert_eq!(collect4(&ix, &pool, ip(192, 0, 3, 0)), [6]);
         assert_eq!(collect4(&ix, &pool, u32::MAX), [6]);
         assert_eq!(collect4(&ix, &pool, 0), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn exact_rules_are_those_whose_summary_says_everything() {
+        let cases = [
+            (
+                "-s 10.0.0.0/8 -p tcp -m tcp --dport 80 -m conntrack --ctstate NEW -j ACCEPT",
+                CAND_EXACT | CAND_ACCEPT,
+            ),
+            (
+                "! -d 10.1.2.3 -p udp -m udp ! --sport 53 -m comment --comment x -j DROP",
+                CAND_EXACT | CAND_DROP,
+            ),
+            ("-m state --state ESTABLISHED -j LOG", CAND_EXACT),
+            ("-p tcp -m tcp --dport 80 -j REJECT", CAND_EXACT),
+            // Tests the summary does not make: flags, a device, -f, a second port match, SNAT.
+            ("-p tcp -m tcp --tcp-flags SYN,ACK SYN -j ACCEPT", 0),
+            ("-i eth0 -j ACCEPT", 0),
+            ("-f -j DROP", 0),
+            ("-p tcp -m tcp --dport 80 -m tcp --sport 1 -j ACCEPT", 0),
+            ("-p tcp -m multiport --dports 22,80 -j ACCEPT", 0),
+            ("-m conntrack --ctstate NEW --ctproto tcp -j ACCEPT", 0),
+            ("-m conntrack --ctstate SNAT -j ACCEPT", CAND_EXACT | CAND_ACCEPT),
+            ("-m state --state NEW -m conntrack --ctstate NEW -j ACCEPT", 0),
+            ("-m mark --mark 1 -j ACCEPT", 0),
+        ];
+        let mut text =
+            String::from("*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+        for (r, _) in &cases {
+            text.push_str(&format!("-A INPUT {r}\n"));
+        }
+        text.push_str("COMMIT\n");
+        let (rs, ci) = input_index(&text);
+        for (rule, (r, want)) in rs.tables[0].chains[ci].rules.iter().zip(cases) {
+            assert_eq!(cand_flags(rule, Family::V4), want, "{r}");
+        }
+        // IPv6: the summary sees 32 bits of an address, so an address test is never exact.
+        let rs6 = crate::parse_family(
+            "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -s 2001:db8::/64 -j ACCEPT\n-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT\nCOMMIT\n",
+            Family::V6,
+        )
+        .unwrap();
+        let rules6 = &rs6.tables[0].chains.iter().find(|c| &*c.name == "INPUT").unwrap().rules;
+        assert_eq!(cand_flags(&rules6[0], Family::V6), 0);
+        assert_eq!(cand_flags(&rules6[1], Family::V6), CAND_EXACT | CAND_ACCEPT);
+    }
+
+    #[test]
+    fn short_lists_hold_their_enclosing_prefixes_rules() {
+        let ip = |a: u8, b: u8, c: u8| u32::from_be_bytes([a, b, c, 0]);
+        // 10/8 ⊃ 10.1/16 ⊃ 10.1.2/24, one rule each: the /24's list is the three rules, no link.
+        let (ix, pool) = build4(vec![(ip(10, 0, 0), 8, 0), (ip(10, 1, 0), 16, 1), (ip(10, 1, 2), 24, 2)]);
+        assert!(pool.iter().all(|e| e.is_ok()), "{pool:?}");
+        let at = ix.lookup(ip(10, 1, 2) | 7) as usize;
+        assert_eq!(pool[at..at + 4], [Ok(Some(2)), Ok(Some(1)), Ok(Some(0)), Ok(None)]);
+        // A parent with FLAT_MAX rules: its children link to it instead.
+        let mut entries: Vec<(u32, u32, u32)> = (0..FLAT_MAX as u32).map(|r| (ip(10, 0, 0), 8, r)).collect();
+        entries.push((ip(10, 1, 0), 16, 100));
+        let (ix, pool) = build4(entries);
+        let at = ix.lookup(ip(10, 1, 0)) as usize;
+        assert_eq!(pool[at..at + 2], [Ok(Some(100)), Err(0)]);
+        assert_eq!(collect4(&ix, &pool, ip(10, 1, 0)), [0, 1, 2, 3, 4, 5, 6, 7, 100]);
     }
 
     #[test]
@@ -1241,7 +1460,8 @@ mod tests {
         let keys = PacketKeys::new(Family::V4, &f, 6, Some("eth0"), None).unwrap();
         let mut out = Vec::new();
         ix.gather(&keys, StateSet::NEW, &mut out);
-        assert_eq!(out, [13]);
+        // Exact (addresses, protocol, ports only) and DROP: the walk needs nothing more.
+        assert_eq!(out, [13 << CAND_SHIFT | CAND_EXACT | CAND_DROP]);
     }
 
     #[test]

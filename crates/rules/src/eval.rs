@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use wire::{Packet, Time};
 
-use crate::classify::{PacketKeys, TableIndex};
+use crate::classify::{PacketKeys, TableIndex, CAND_ACCEPT, CAND_DROP, CAND_EXACT, CAND_SHIFT};
 use crate::compile::{CREDITS_PER_JIFFY, HZ};
 use crate::model::*;
 
@@ -352,14 +352,16 @@ impl std::fmt::Debug for Scratch {
     }
 }
 
-/// The candidates of the chain being walked: `scratch[start..end]` (sorted rule positions), the
-/// next one at `cur`, gathered with conntrack state bits `ct_bits`. `None` = every rule.
+/// The candidates of the chain being walked: `scratch[start..end]` (sorted, each
+/// `position << CAND_SHIFT | flags`), the next one at `cur`, gathered with conntrack state bits
+/// `ct_bits`; rule `i`'s counter slot is `first_slot + i`. `None` = every rule.
 #[derive(Debug, Clone, Copy)]
 struct Cands {
     start: usize,
     end: usize,
     cur: usize,
     ct_bits: u16,
+    first_slot: usize,
 }
 
 /// A return position: chain, next rule, and that chain's candidates.
@@ -383,7 +385,7 @@ fn enter(
     let ct_bits = state_bits(ct, true);
     let start = scratch.len();
     ix.gather(keys, ct_bits, scratch);
-    Some(Cands { start, end: scratch.len(), cur: start, ct_bits })
+    Some(Cands { start, end: scratch.len(), cur: start, ct_bits, first_slot: ix.first_slot })
 }
 
 impl RuleState {
@@ -1125,6 +1127,7 @@ fn run_match(m: &Match, f: &Facts<'_>, ctx: &PacketCtx<'_>, limits: &mut [Bucket
 }
 
 /// Record a TRACE entry if tracing is on.
+#[inline(always)]
 fn trace(ctx: &mut PacketCtx<'_>, entry: impl FnOnce() -> TraceEntry) {
     if let Some(t) = ctx.trace.as_mut() {
         t.push(entry());
@@ -1369,15 +1372,27 @@ impl Ruleset {
         let (mut ci, mut ri) = (base, 0usize);
         let mut cands = enter(index, keys, ci, &ctx.ct, scratch);
         while let Some(chain) = t.chains.get(ci) {
+            // The candidate's flags (linear walk: none).
+            let mut fast = 0u32;
             if let Some(c) = cands.as_mut() {
                 // The next candidate at or after `ri`; past the last one, the chain's end.
-                while c.cur < c.end && scratch.get(c.cur).is_some_and(|&r| (r as usize) < ri) {
+                while c.cur < c.end && scratch.get(c.cur).is_some_and(|&r| ((r >> CAND_SHIFT) as usize) < ri)
+                {
                     c.cur += 1;
                 }
-                ri = match scratch.get(c.cur) {
-                    Some(&r) if c.cur < c.end => r as usize,
-                    _ => chain.rules.len(),
+                (ri, fast) = match scratch.get(c.cur) {
+                    Some(&r) if c.cur < c.end => ((r >> CAND_SHIFT) as usize, r & ((1 << CAND_SHIFT) - 1)),
+                    _ => (chain.rules.len(), 0),
                 };
+            } else if let (Some(ix), Some(k)) = (index, keys) {
+                // A short chain of an indexed table: the rule's summary first.
+                match ix.prematch(ci, ri, k, state_bits(&ctx.ct, true)) {
+                    Some(f) => fast = f,
+                    None => {
+                        ri = ri.saturating_add(1);
+                        continue;
+                    }
+                }
             }
             // Leaving the current chain: drop its candidates, restore the caller's (gathered again
             // if a target changed the conntrack state meanwhile).
@@ -1418,39 +1433,52 @@ impl Ruleset {
                 chain: t.chains.get(ci).map_or_else(|| ChainName::from(""), ChainName::of),
                 rule: u32::try_from(ri.saturating_add(1)).ok(),
             };
-            match ip_match(&rule.ip, &facts, ctx) {
-                M::Yes => {}
-                M::No => {
-                    ri = ri.saturating_add(1);
-                    continue;
-                }
-                M::Hotdrop => {
-                    rec.variant();
-                    return (Verdict::Drop, at(ci, u32::try_from(ri.saturating_add(1)).ok()));
-                }
-            }
-            let mut matched = true;
-            for m in &rule.matches {
-                rec.runs(m);
-                match run_match(m, &facts, ctx, limits) {
-                    M::Yes => {}
-                    M::No => {
-                        matched = false;
-                        break;
+            let slot = match fast & CAND_EXACT {
+                // An exact candidate matches: its summary admitted the packet, and its tests are
+                // those (see `classify::exact`), so the rule itself is not even loaded (walking
+                // linearly: only its slot).
+                CAND_EXACT => cands.map_or(rule.slot, |c| c.first_slot.saturating_add(ri)),
+                _ => {
+                    match ip_match(&rule.ip, &facts, ctx) {
+                        M::Yes => {}
+                        M::No => {
+                            ri = ri.saturating_add(1);
+                            continue;
+                        }
+                        M::Hotdrop => {
+                            rec.variant();
+                            return (Verdict::Drop, at(ci, u32::try_from(ri.saturating_add(1)).ok()));
+                        }
                     }
-                    M::Hotdrop => {
-                        rec.variant();
-                        return (Verdict::Drop, at(ci, u32::try_from(ri.saturating_add(1)).ok()));
+                    let mut matched = true;
+                    for m in &rule.matches {
+                        rec.runs(m);
+                        match run_match(m, &facts, ctx, limits) {
+                            M::Yes => {}
+                            M::No => {
+                                matched = false;
+                                break;
+                            }
+                            M::Hotdrop => {
+                                rec.variant();
+                                return (Verdict::Drop, at(ci, u32::try_from(ri.saturating_add(1)).ok()));
+                            }
+                        }
                     }
+                    if !matched {
+                        ri = ri.saturating_add(1);
+                        continue;
+                    }
+                    rule.slot
                 }
-            }
-            if !matched {
-                ri = ri.saturating_add(1);
-                continue;
-            }
-            RuleState::count(rule_counters, rule.slot, facts.len);
-            rec.counted(rule.slot, false);
+            };
+            RuleState::count(rule_counters, slot, facts.len);
+            rec.counted(slot, false);
             trace(ctx, || TraceEntry { rule: here(ci, ri), kind: trace_kind(rule, chain) });
+            if fast & (CAND_ACCEPT | CAND_DROP) != 0 {
+                let v = if fast & CAND_ACCEPT != 0 { Verdict::Accept } else { Verdict::Drop };
+                return (v, at(ci, u32::try_from(ri.saturating_add(1)).ok()));
+            }
             match &rule.target {
                 Target::Accept => return (Verdict::Accept, at(ci, u32::try_from(ri.saturating_add(1)).ok())),
                 Target::Drop => return (Verdict::Drop, at(ci, u32::try_from(ri.saturating_add(1)).ok())),

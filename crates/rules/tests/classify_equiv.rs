@@ -343,6 +343,31 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    /// Short chains of a table that has an indexed chain are walked linearly with each rule's
+    /// summary tested first: here every packet reaches them (INPUT: 16 rules matching no test
+    /// address, then a jump to c1 and a goto to c2).
+    #[test]
+    fn classifier_equals_linear_walk_in_short_chains(
+        c1 in proptest::collection::vec(rule_strategy(), 1..15),
+        c2 in proptest::collection::vec(rule_strategy(), 1..15),
+        c3 in proptest::collection::vec(rule_strategy(), 0..15),
+        packets in proptest::collection::vec(packet_strategy(), 1..40),
+        trace in any::<bool>(),
+    ) {
+        let mut text = ruleset_text(&[vec![], c1, c2, c3], &[]);
+        let mut input: String = (0..16).map(|i| format!("-A INPUT -s 203.0.113.{i} -p tcp -j DROP\n")).collect();
+        input.push_str("-A INPUT -j c1\n-A INPUT -g c2\nCOMMIT\n");
+        text.truncate(text.len() - "COMMIT\n".len());
+        text.push_str(&input);
+        let rs = rules::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let packets: Vec<(PktIdx, Vec<u8>)> = packets.into_iter().map(|p| { let d = datagram(&p); (p, d) }).collect();
+        check(&rs, &packets, Table::Filter, Hook::Input, trace);
+    }
+}
+
 /// Rules from a small alphabet of addresses and ports, so that many rules share a key: long
 /// lists, which the classifier turns into nested indexes.
 fn crowded_rule_strategy() -> impl Strategy<Value = RuleIdx> {
