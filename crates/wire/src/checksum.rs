@@ -30,22 +30,24 @@ fn add_carry(acc: u64, w: u64) -> u64 {
 ///
 /// The ones'-complement sum is byte-order independent (RFC 1071 §2(B)): summing words read in the
 /// machine's order gives the byte-swapped sum on a little-endian machine, which [`fold`] undoes. Eight
-/// bytes at a time into a 64-bit accumulator with end-around carry (RFC 1071 §2(C), §4.1 "deferred
+/// bytes at a time into 64-bit accumulators with end-around carry (RFC 1071 §2(C), §4.1 "deferred
 /// carries"); every word starts at an even offset of `data`, so the 16-bit words keep their pairing.
+/// Two independent accumulators (16 bytes a round), so that the additions do not all wait on one carry
+/// chain.
 #[inline(always)]
-fn sum_ne(data: &[u8], mut acc: u64) -> u64 {
-    let mut wide = data.chunks_exact(16);
-    for c in &mut wide {
-        if let Some((a, b)) = c.split_first_chunk::<8>() {
-            acc = add_carry(acc, u64::from_ne_bytes(*a));
-            if let Some(b) = b.first_chunk::<8>() {
-                acc = add_carry(acc, u64::from_ne_bytes(*b));
-            }
-        }
+fn sum_ne(data: &[u8], acc: u64) -> u64 {
+    let mut rounds = data.chunks_exact(16);
+    let [mut a0, mut a1] = [acc, 0];
+    for c in &mut rounds {
+        let (w0, w1) = c.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
+        let w1 = w1.first_chunk::<8>().unwrap_or(&[0; 8]);
+        a0 = add_carry(a0, u64::from_ne_bytes(*w0));
+        a1 = add_carry(a1, u64::from_ne_bytes(*w1));
     }
-    let mut rest = wide.remainder();
-    if let Some((a, r)) = rest.split_first_chunk::<8>() {
-        acc = add_carry(acc, u64::from_ne_bytes(*a));
+    let mut acc = add_carry(a0, a1);
+    let mut rest = rounds.remainder();
+    if let Some((w, r)) = rest.split_first_chunk::<8>() {
+        acc = add_carry(acc, u64::from_ne_bytes(*w));
         rest = r;
     }
     // At most 7 bytes left: the remaining additions are below 2^33 in total and are carried as one.
