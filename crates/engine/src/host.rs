@@ -194,6 +194,10 @@ pub struct Host {
     locals: Vec<IpAddr>,
     bcasts: Vec<Ipv4Addr>,
     by_len: Vec<usize>,
+    /// The same for IPv4 as integers: the local addresses, and the IPv4 routes in `by_len` order as
+    /// (network, mask, index in `routes`), so that routing an IPv4 address compares words.
+    locals4: Vec<u32>,
+    routes4: Vec<(u32, u32, usize)>,
 }
 
 #[derive(serde::Deserialize)]
@@ -317,7 +321,36 @@ impl Host {
             interfaces.iter().flat_map(|i| i.addresses.iter()).filter_map(|a| a.broadcast()).collect();
         let mut by_len: Vec<usize> = (0..routes.len()).rev().collect();
         by_len.sort_by_key(|&i| std::cmp::Reverse(routes.get(i).map_or(0, |r| r.dst.len)));
-        Host { interfaces, routes, explicit_routes, forwarding: false, groups, locals, bcasts, by_len }
+        let locals4 = interfaces
+            .iter()
+            .flat_map(|i| i.addresses.iter())
+            .filter_map(|a| match a.addr {
+                IpAddr::V4(v) => Some(u32::from(v)),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let routes4 = by_len
+            .iter()
+            .filter_map(|&i| match routes.get(i)?.dst {
+                Prefix { addr: IpAddr::V4(a), len } => {
+                    let mask = v4_mask(len);
+                    Some((u32::from(a) & mask, mask, i))
+                }
+                _ => None,
+            })
+            .collect();
+        Host {
+            interfaces,
+            routes,
+            explicit_routes,
+            forwarding: false,
+            groups,
+            locals,
+            bcasts,
+            by_len,
+            locals4,
+            routes4,
+        }
     }
 
     pub fn interfaces(&self) -> &[Interface] {
@@ -328,8 +361,8 @@ impl Host {
     /// local table holds it).
     pub fn is_local(&self, ip: IpAddr) -> bool {
         match ip {
-            IpAddr::V4(v4) if v4.is_loopback() => true,
-            _ => self.locals.contains(&ip),
+            IpAddr::V4(v4) => v4.is_loopback() || self.locals4.contains(&u32::from(v4)),
+            IpAddr::V6(_) => self.locals.contains(&ip),
         }
     }
 
@@ -361,6 +394,15 @@ impl Host {
             return Some(LOOPBACK);
         }
         // The longest prefix; among equal ones the last route (`by_len` is ordered that way).
+        if let IpAddr::V4(v4) = dst {
+            let a = u32::from(v4);
+            return self
+                .routes4
+                .iter()
+                .find(|&&(net, mask, _)| a & mask == net)
+                .and_then(|&(_, _, i)| self.routes.get(i))
+                .map(|r| r.dev.as_str());
+        }
         self.by_len
             .iter()
             .filter_map(|&i| self.routes.get(i))
@@ -534,6 +576,71 @@ mod tests {
         assert_eq!(h.addr_kind(ip("224.0.0.251")), AddrKind::Multicast);
         assert_eq!(h.addr_kind(ip("127.3.4.5")), AddrKind::Local);
         assert_eq!(h.addr_kind(ip("0.0.0.0")), AddrKind::Unspec);
+    }
+
+    /// Routing an IPv4 address through the word-sized tables gives what the generic longest-prefix scan
+    /// over every route gives (overlapping prefixes, equal-length ties, local and loopback addresses).
+    #[test]
+    fn ipv4_routing_equals_the_generic_scan() {
+        let h = Host::from_toml(
+            r#"
+forwarding = true
+[[interface]]
+name = "wan0"
+addresses = ["192.0.2.10/24", "2001:db8::10/64"]
+[[interface]]
+name = "lan0"
+addresses = ["10.1.0.1/16", "10.1.2.1/24"]
+[[interface]]
+name = "dmz0"
+addresses = ["10.1.2.200/24"]
+[[route]]
+dst = "0.0.0.0/0"
+dev = "wan0"
+[[route]]
+dst = "10.0.0.0/8"
+dev = "dmz0"
+[[route]]
+dst = "10.1.2.0/24"
+dev = "wan0"
+"#,
+        )
+        .unwrap();
+        let generic_local =
+            |ip: IpAddr| matches!(ip, IpAddr::V4(v) if v.is_loopback()) || h.locals.contains(&ip);
+        let generic_route = |dst: IpAddr| -> Option<&str> {
+            if generic_local(dst) {
+                return Some(LOOPBACK);
+            }
+            h.by_len
+                .iter()
+                .filter_map(|&i| h.routes.get(i))
+                .find(|r| r.dst.contains(dst))
+                .map(|r| r.dev.as_str())
+        };
+        let mut x = 0x1234_5678u32;
+        let mut addrs: Vec<u32> =
+            ["10.1.2.200", "10.1.2.1", "10.1.0.1", "192.0.2.10", "127.9.9.9", "0.0.0.0"]
+                .iter()
+                .map(|a| u32::from(a.parse::<Ipv4Addr>().unwrap()))
+                .collect();
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            // bias toward the configured networks
+            addrs.push(match x % 4 {
+                0 => 0x0a01_0200 | (x >> 24),
+                1 => 0x0a01_0000 | (x >> 16),
+                2 => 0xc000_0200 | (x >> 24),
+                _ => x,
+            });
+        }
+        for a in addrs {
+            let ip = IpAddr::V4(Ipv4Addr::from(a));
+            assert_eq!(h.is_local(ip), generic_local(ip), "{ip}");
+            assert_eq!(h.route(ip), generic_route(ip), "{ip}");
+        }
     }
 
     #[test]
