@@ -1226,30 +1226,30 @@ impl<'a> PacketKeys<'a> {
         if (family == Family::V6) != f.v6 || f.fragoff != 0 || f.v6_proto_unknown || l4.len() < 8 {
             return None;
         }
-        let (src, dst) = (f.src, f.dst);
-        if !family.holds(src) || !family.holds(dst) {
-            return None;
-        }
+        // IPv4 lookups use the 32-bit forms only.
+        let (src, dst, src32, dst32) = match (family, f.src, f.dst) {
+            (Family::V4, IpAddr::V4(s), IpAddr::V4(d)) => (0, 0, u32::from(s), u32::from(d)),
+            (Family::V6, IpAddr::V6(s), IpAddr::V6(d)) => {
+                let (s, d) = (u128::from(s), u128::from(d));
+                (s, d, u32::try_from(s >> 96).unwrap_or(0), u32::try_from(d >> 96).unwrap_or(0))
+            }
+            _ => return None,
+        };
         if proto == 6 {
             let hdr = usize::from(*l4.get(12)? >> 4) * 4;
             if hdr < 20 || l4.len() < hdr {
                 return None;
             }
         }
-        let port = |i: usize| Some(u16::from_be_bytes([*l4.get(i)?, *l4.get(i + 1)?]));
-        // IPv4 lookups use the 32-bit forms only.
-        let wide = |a: IpAddr| match a {
-            IpAddr::V4(_) => 0,
-            IpAddr::V6(a) => u128::from(a),
-        };
+        let &[s0, s1, d0, d1] = <&[u8; 4]>::try_from(l4.get(..4)?).ok()?;
         Some(PacketKeys {
-            src: wide(src),
-            dst: wide(dst),
-            src32: addr32(src),
-            dst32: addr32(dst),
+            src,
+            dst,
+            src32,
+            dst32,
             proto,
-            sport: port(0)?,
-            dport: port(2)?,
+            sport: u16::from_be_bytes([s0, s1]),
+            dport: u16::from_be_bytes([d0, d1]),
             in_dev: dev_code(in_iface.unwrap_or("")),
             out_dev: dev_code(out_iface.unwrap_or("")),
             _dev: std::marker::PhantomData,
