@@ -14,8 +14,10 @@
 //!   filled by the engine (the conntrack view, interfaces, marks, host model for addrtype). Chains
 //!   of [`MIN_INDEXED_RULES`] rules or more go through a classifier built at compile time (per
 //!   chain, an index on prefixes, port ranges, protocol, state and devices that yields the rules
-//!   that may match, each then evaluated in order by the same matcher), with exactly the results
-//!   of the linear reference walk [`Ruleset::evaluate_linear`].
+//!   that may match, each then evaluated in order by the same matcher; a candidate whose every test
+//!   is in its index summary is decided from the summary alone), with exactly the results of the
+//!   linear reference walk [`Ruleset::evaluate_linear`]. In a table with such a chain, the shorter
+//!   chains test each rule's summary before the rule.
 //! - [`bench_support`] generates ClassBench-style rulesets and packets for benchmarks.
 //! - [`Ruleset::write_save`] prints what `iptables-legacy-save` (or `ip6tables-legacy-save`) prints
 //!   for the same ruleset.
