@@ -27,8 +27,8 @@
 
 /// Slots per 64-byte cache line, and the smallest slot count.
 const LINE: usize = 8;
-/// Largest slot count: the home position comes from a 32-bit tag.
-const MAX_SLOTS: usize = 1 << 32;
+/// Largest slot count: the home position comes from a 32-bit tag (and the count must fit a `usize`).
+const MAX_SLOTS: usize = 1 << if usize::BITS > 32 { 32 } else { usize::BITS - 1 };
 
 /// Why the index refused a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -130,6 +130,7 @@ impl Index {
 
     /// The value of `hash`'s home slot: reading it brings the slot's cache line in, so a batch loop can
     /// warm the lines of its next lookups (keep the value, e.g. with `std::hint::black_box`).
+    #[must_use]
     pub(crate) fn warm(&self, hash: u64) -> u64 {
         self.slot(self.home(hash))
     }
