@@ -20,7 +20,11 @@
 //!   every probe needs to stop.
 //! - [`Index::home`] is the slot a hash probes first and [`Index::warm`] reads it, so a batch loop can
 //!   touch the index lines of the next packets before it processes them; [`Index::candidate`] names the
-//!   first node of the home line with the hash's tag, so the entry can be warmed too.
+//!   first node near the home slot with the hash's tag, so the entry can be warmed too. Safe Rust has no
+//!   prefetch, so warming is a plain load that holds the processor's window until it completes: it pays
+//!   when lookups cannot overlap anyway (a group of packets whose slots, then entries, are read first,
+//!   before the long per-packet work), and costs in a tight loop of independent lookups, which the
+//!   processor already overlaps (see `benches/index.rs`).
 // Not used by the table until it is swapped in for its `hashbrown::HashTable<u32>` (the bench also
 // compiles this file on its own).
 #![allow(dead_code)]
@@ -135,8 +139,9 @@ impl Index {
         self.slot(self.home(hash))
     }
 
-    /// The first node of `hash`'s home line, from the home slot on, stored under `hash`'s tag: the entry
-    /// [`Index::find`] will most likely try first (so its memory can be warmed too). Reads one line only.
+    /// The first node stored under `hash`'s tag from the home slot to the end of its aligned group of 8
+    /// slots (64 bytes, not necessarily one cache line: the array is only 8-byte aligned): the entry
+    /// [`Index::find`] will most likely try first (so its memory can be warmed too).
     pub(crate) fn candidate(&self, hash: u64) -> Option<u32> {
         let tag = tag_of(hash);
         let home = self.home_of_tag(tag);
@@ -394,7 +399,7 @@ mod tests {
         check_reachable(&ix);
     }
 
-    /// `warm` reads the home slot; `candidate` looks no further than the home slot's cache line.
+    /// `warm` reads the home slot; `candidate` looks no further than the home slot's group of 8.
     #[test]
     fn warm_and_candidate_read_the_home_line() {
         let mut ix = Index::new();
