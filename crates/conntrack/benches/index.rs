@@ -1,11 +1,14 @@
 //! The conntrack hash index (`src/index.rs`, compiled into this bench on its own since it is crate-private)
 //! against `hashbrown::HashTable<u32>` as the table used it: find hit / miss at 1k and 1M nodes, each
 //! node's key read from a side array of 112-byte entries (a slab slot of `Conn`) as the table's predicate
-//! does, plus the index with the next lookups warmed ahead (`warm`, and `candidate` to warm the entry).
+//! does, plus the index with the next lookups warmed ahead (`warm`, and `candidate` to warm the entry),
+//! and both with each lookup waiting for the previous one (`-chained`: the latency of one lookup).
 //!
 //! `cargo bench -p statewall-conntrack --bench index`. For instruction and cache-miss counts under
-//! callgrind, `INDEX_WORKLOAD=<index|warm|hashbrown>:<hit|miss>:<nodes>` runs 65536 lookups once, in a
-//! function named `lookups_*` (`valgrind --tool=callgrind --cache-sim=yes --toggle-collect='*lookups_*'`).
+//! callgrind, `INDEX_WORKLOAD=<implementation>:<hit|miss>:<nodes>` runs 65536 lookups once, in a
+//! function named `lookups_*` (`valgrind --tool=callgrind --cache-sim=yes --toggle-collect='*lookups_*'`);
+//! `INDEX_MINTIME=<nodes>:<rounds>` prints the min and median ns per lookup over interleaved batches (a
+//! figure that survives a loaded machine better than criterion's).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::hash::BuildHasher;
@@ -58,14 +61,9 @@ struct World {
 
 fn world(n: usize, queries: usize) -> World {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut seen = std::collections::HashSet::new();
-    let mut entries = Vec::with_capacity(n);
-    while entries.len() < n {
-        let key = rng.next();
-        if seen.insert(key) {
-            entries.push(Entry { key, _rest: [0; 13] });
-        }
-    }
+    // a key holds its node in its upper half (so a chained lookup can check its result opaquely)
+    let entries: Vec<Entry> =
+        (0..n as u64).map(|node| Entry { key: (node << 32) | (rng.next() >> 32), _rest: [0; 13] }).collect();
     let mut index = Index::new();
     index.reserve(n).unwrap();
     let mut table: HashTable<u32> = HashTable::new();
@@ -81,13 +79,13 @@ fn world(n: usize, queries: usize) -> World {
             (hash(k), k)
         })
         .collect();
-    let mut misses = Vec::with_capacity(queries);
-    while misses.len() < queries {
-        let k = rng.next();
-        if !seen.contains(&k) {
-            misses.push((hash(k), k));
-        }
-    }
+    // upper halves beyond the last node: absent
+    let misses = (0..queries)
+        .map(|_| {
+            let k = rng.next() | (1 << 63);
+            (hash(k), k)
+        })
+        .collect();
     World { entries, index, table, hits, misses }
 }
 
@@ -133,9 +131,84 @@ fn lookups_hashbrown(w: &World, qs: &[(u64, u64)]) -> u64 {
     found
 }
 
+/// Lookups in groups of `GROUP`: first the index slots of the whole group are read (independent loads,
+/// all in flight together), then the entries they name, then the lookups run on warm lines.
+#[inline(never)]
+fn lookups_group(w: &World, qs: &[(u64, u64)]) -> u64 {
+    const GROUP: usize = 16;
+    let mut found = 0u64;
+    for group in qs.chunks(GROUP) {
+        black_box(group.iter().fold(0, |acc, &(h, _)| acc ^ w.index.warm(h)));
+        black_box(group.iter().fold(0, |acc, &(h, _)| {
+            acc ^ w.index.candidate(h).and_then(|n| w.entries.get(n as usize)).map_or(0, |e| e.key)
+        }));
+        for &(h, k) in group {
+            if let Some(node) =
+                w.index.find(h, |node| w.entries.get(node as usize).is_some_and(|e| e.key == k))
+            {
+                found = found.wrapping_add(u64::from(node));
+            }
+        }
+    }
+    found
+}
+
+/// Lookups made one after the other: the next query's position depends on the previous result (by a
+/// term that is 0 at run time: the node found xor the node in the key's upper half, 0 for a miss), so the
+/// processor cannot overlap them. This is the latency a packet sees (for hits; a miss's result is a
+/// predicted branch, which does not hold the next lookup back).
+fn chained(qs: &[(u64, u64)], find: impl Fn(u64, u64) -> Option<u32>) -> u64 {
+    let mut found = 0u64;
+    let mut i = 0;
+    while let Some(&(h, k)) = qs.get(i) {
+        let f = find(h, k);
+        let dep = f.map_or(0, |n| u64::from(n) ^ (k >> 32));
+        found = found.wrapping_add(f.map_or(0, u64::from));
+        i += 1 + dep as usize;
+    }
+    found
+}
+
+#[inline(never)]
+fn lookups_index_chained(w: &World, qs: &[(u64, u64)]) -> u64 {
+    chained(qs, |h, k| w.index.find(h, |node| w.entries.get(node as usize).is_some_and(|e| e.key == k)))
+}
+
+/// [`lookups_group`]'s warming with chained lookups inside each group: what warming buys a loop whose
+/// lookups cannot overlap (a packet path long enough to fill the processor's window does the same).
+#[inline(never)]
+fn lookups_group_chained(w: &World, qs: &[(u64, u64)]) -> u64 {
+    const GROUP: usize = 16;
+    let mut found = 0u64;
+    for group in qs.chunks(GROUP) {
+        black_box(group.iter().fold(0, |acc, &(h, _)| acc ^ w.index.warm(h)));
+        black_box(group.iter().fold(0, |acc, &(h, _)| {
+            acc ^ w.index.candidate(h).and_then(|n| w.entries.get(n as usize)).map_or(0, |e| e.key)
+        }));
+        found = found.wrapping_add(chained(group, |h, k| {
+            w.index.find(h, |node| w.entries.get(node as usize).is_some_and(|e| e.key == k))
+        }));
+    }
+    found
+}
+
+#[inline(never)]
+fn lookups_hashbrown_chained(w: &World, qs: &[(u64, u64)]) -> u64 {
+    chained(qs, |h, k| {
+        w.table.find(h, |&node| w.entries.get(node as usize).is_some_and(|e| e.key == k)).copied()
+    })
+}
+
 type Lookups = fn(&World, &[(u64, u64)]) -> u64;
-const IMPLS: [(&str, Lookups); 3] =
-    [("index", lookups_index), ("index-warm", lookups_warm), ("hashbrown", lookups_hashbrown)];
+const IMPLS: [(&str, Lookups); 7] = [
+    ("index", lookups_index),
+    ("index-warm", lookups_warm),
+    ("index-group", lookups_group),
+    ("hashbrown", lookups_hashbrown),
+    ("index-chained", lookups_index_chained),
+    ("hashbrown-chained", lookups_hashbrown_chained),
+    ("index-group-chained", lookups_group_chained),
+];
 
 /// Lookups per measured batch; the batches walk round-robin through `QUERIES` random queries, so that
 /// at 1M nodes the index and the entries are cold as in a real table (not the same few lines each time).
@@ -175,14 +248,48 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 
+/// Per-lookup ns of each implementation, batches interleaved so that all see the same machine: (min,
+/// median) over `rounds` batches. The minimum is the figure least disturbed by other processes.
+fn min_times(n: usize, rounds: usize) {
+    let w = world(n, QUERIES);
+    let sets = [("hit", &w.hits), ("miss", &w.misses)];
+    let mut times = vec![Vec::with_capacity(rounds); IMPLS.len() * sets.len()];
+    // every run gets a batch of its own: a batch another run has just looked up would find the caches warm
+    let mut at = 0;
+    for _ in 0..rounds {
+        for (s, (_, qs)) in sets.iter().enumerate() {
+            for (i, (_, f)) in IMPLS.iter().enumerate() {
+                let batch = &qs[at..at + BATCH];
+                at = (at + BATCH) % QUERIES;
+                let t0 = std::time::Instant::now();
+                black_box(f(&w, black_box(batch)));
+                times[s * IMPLS.len() + i].push(t0.elapsed().as_nanos() as f64 / BATCH as f64);
+            }
+        }
+    }
+    for (s, (what, _)) in sets.iter().enumerate() {
+        for (i, (name, _)) in IMPLS.iter().enumerate() {
+            let t = &mut times[s * IMPLS.len() + i];
+            t.sort_by(f64::total_cmp);
+            println!("{n:>8} {what:<4} {name:<19} min {:6.1} ns  median {:6.1} ns", t[0], t[t.len() / 2]);
+        }
+    }
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("INDEX_MINTIME") {
+        // INDEX_MINTIME=<nodes>:<rounds>
+        let (n, rounds) = spec.split_once(':').unwrap_or((&spec, "200"));
+        min_times(n.parse().unwrap(), rounds.parse().unwrap());
+        return;
+    }
     if let Ok(spec) = std::env::var("INDEX_WORKLOAD") {
         let parts: Vec<&str> = spec.split(':').collect();
         let [name, what, n] = parts[..] else { panic!("INDEX_WORKLOAD=<impl>:<hit|miss>:<nodes>") };
         let w = world(n.parse().unwrap(), 65536);
         let qs = if what == "hit" { &w.hits } else { &w.misses };
         evict();
-        let f = IMPLS.iter().find(|(i, _)| *i == name || (name == "warm" && *i == "index-warm")).unwrap().1;
+        let f = IMPLS.iter().find(|(i, _)| *i == name).unwrap().1;
         println!("{spec}: {}", f(&w, qs));
         return;
     }

@@ -20,15 +20,19 @@
 //!   every probe needs to stop.
 //! - [`Index::home`] is the slot a hash probes first and [`Index::warm`] reads it, so a batch loop can
 //!   touch the index lines of the next packets before it processes them; [`Index::candidate`] names the
-//!   first node of the home line with the hash's tag, so the entry can be warmed too.
+//!   first node near the home slot with the hash's tag, so the entry can be warmed too. Safe Rust has no
+//!   prefetch, so warming is a plain load that holds the processor's window until it completes: it pays
+//!   when lookups cannot overlap anyway (a group of packets whose slots, then entries, are read first,
+//!   before the long per-packet work), and costs in a tight loop of independent lookups, which the
+//!   processor already overlaps (see `benches/index.rs`).
 // Not used by the table until it is swapped in for its `hashbrown::HashTable<u32>` (the bench also
 // compiles this file on its own).
 #![allow(dead_code)]
 
 /// Slots per 64-byte cache line, and the smallest slot count.
 const LINE: usize = 8;
-/// Largest slot count: the home position comes from a 32-bit tag.
-const MAX_SLOTS: usize = 1 << 32;
+/// Largest slot count: the home position comes from a 32-bit tag (and the count must fit a `usize`).
+const MAX_SLOTS: usize = 1 << if usize::BITS > 32 { 32 } else { usize::BITS - 1 };
 
 /// Why the index refused a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -130,12 +134,14 @@ impl Index {
 
     /// The value of `hash`'s home slot: reading it brings the slot's cache line in, so a batch loop can
     /// warm the lines of its next lookups (keep the value, e.g. with `std::hint::black_box`).
+    #[must_use]
     pub(crate) fn warm(&self, hash: u64) -> u64 {
         self.slot(self.home(hash))
     }
 
-    /// The first node of `hash`'s home line, from the home slot on, stored under `hash`'s tag: the entry
-    /// [`Index::find`] will most likely try first (so its memory can be warmed too). Reads one line only.
+    /// The first node stored under `hash`'s tag from the home slot to the end of its aligned group of 8
+    /// slots (64 bytes, not necessarily one cache line: the array is only 8-byte aligned): the entry
+    /// [`Index::find`] will most likely try first (so its memory can be warmed too).
     pub(crate) fn candidate(&self, hash: u64) -> Option<u32> {
         let tag = tag_of(hash);
         let home = self.home_of_tag(tag);
@@ -393,7 +399,7 @@ mod tests {
         check_reachable(&ix);
     }
 
-    /// `warm` reads the home slot; `candidate` looks no further than the home slot's cache line.
+    /// `warm` reads the home slot; `candidate` looks no further than the home slot's group of 8.
     #[test]
     fn warm_and_candidate_read_the_home_line() {
         let mut ix = Index::new();
