@@ -17,9 +17,10 @@ use std::hint::black_box;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use hashbrown::HashTable;
 
-// cargo builds benches with cfg(test) but drops #[test] functions: the test module's imports go unused
+// cargo builds benches with cfg(test) but drops #[test] functions: the test module's imports and helpers, and
+// what only the table uses, go unused here
 #[path = "../src/index.rs"]
-#[allow(unused_imports)]
+#[allow(unused_imports, dead_code)]
 mod index;
 use index::Index;
 

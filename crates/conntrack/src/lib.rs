@@ -36,8 +36,9 @@
 //! [`write_conntrack_l_expect`].
 //!
 //! Memory: an IPv4 entry without helper, accounting, timestamp or zone is one 104-byte [`Conn`] (no
-//! allocation); the hash index holds one 4-byte node per entry under a hash that is the same from both
-//! directions ([`table`]), the timer wheel and the early-drop chains 8 bytes each per entry.
+//! allocation); the hash index holds one 8-byte slot (hash tag and node) per entry at most half full,
+//! under a hash that is the same from both directions ([`table`]); the timer wheel and the early-drop
+//! chains take 8 bytes each per entry.
 //!
 //! Not modelled yet: NAT (an entry's extension can carry a reply tuple other than the inverse of the
 //! original one, and such entries get one index node per direction), timeout policies, the other
