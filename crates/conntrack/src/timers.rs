@@ -75,6 +75,10 @@ pub struct Wheel {
     /// Slots below this number were already moved into `near`.
     horizon: u64,
     len: usize,
+    /// The first key of `slots` and the first expiry of `near`, kept as they change: [`Wheel::next`] is
+    /// asked for every packet.
+    first_slot: Option<u64>,
+    near_first: Option<u64>,
 }
 
 impl Wheel {
@@ -106,6 +110,7 @@ impl Wheel {
         let slot = expiry / SLOT_NS;
         if slot < self.horizon {
             self.near.insert((expiry, idx));
+            self.near_first = Some(self.near_first.map_or(expiry, |f| f.min(expiry)));
             Place::Near
         } else {
             self.push(slot, idx);
@@ -130,6 +135,7 @@ impl Wheel {
             // entry indices are dense: grow to this one (the vector's capacity still doubles)
             self.links.resize(i + 1, [NIL, NIL]);
         }
+        self.first_slot = Some(self.first_slot.map_or(slot, |f| f.min(slot)));
         let head = self.slots.entry(slot).or_insert(NIL);
         let old = std::mem::replace(head, idx);
         if let Some(l) = self.links.get_mut(i) {
@@ -147,6 +153,9 @@ impl Wheel {
             if self.slots.get(&slot) == Some(&idx) {
                 if next == NIL {
                     self.slots.remove(&slot);
+                    if self.first_slot == Some(slot) {
+                        self.first_slot = self.slots.keys().next().copied();
+                    }
                 } else {
                     self.slots.insert(slot, next);
                 }
@@ -179,7 +188,7 @@ impl Wheel {
         match at {
             Place::None => self.insert(idx, expiry),
             Place::Near => {
-                self.near.remove(&(old, idx));
+                self.remove_near(old, idx);
                 self.place(idx, expiry)
             }
             // Later (or same slot): it stays put and is moved when its slot comes due (unless it would lag
@@ -198,7 +207,7 @@ impl Wheel {
         match at {
             Place::None => return,
             Place::Near => {
-                self.near.remove(&(expiry, idx));
+                self.remove_near(expiry, idx);
             }
             Place::Slot(s) => self.unlink(s, idx),
         }
@@ -226,11 +235,20 @@ impl Wheel {
         best
     }
 
-    /// No later than the earliest expiry.
+    /// No later than the earliest expiry. Constant time (the firsts are kept as they change).
     pub fn next(&self) -> Option<u64> {
-        let near = self.near.first().map(|&(e, _)| e);
-        let slot = self.slots.keys().next().map(|s| s.saturating_mul(SLOT_NS));
-        near.into_iter().chain(slot).min()
+        let slot = self.first_slot.map(|s| s.saturating_mul(SLOT_NS));
+        match (self.near_first, slot) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn remove_near(&mut self, expiry: u64, idx: u32) {
+        self.near.remove(&(expiry, idx));
+        if self.near_first == Some(expiry) {
+            self.near_first = self.near.first().map(|&(e, _)| e);
+        }
     }
 
     /// Moves every slot starting at or before `now` into the near set (or, for entries whose expiry moved
@@ -250,6 +268,7 @@ impl Wheel {
                 break;
             }
             self.slots.remove(&slot);
+            self.first_slot = self.slots.keys().next().copied();
             idxs.clear();
             self.list(head, &mut idxs);
             for &idx in &idxs {
@@ -487,6 +506,10 @@ mod tests {
                         if let (Some(n), Some(&(real, _))) = (m.wheel.next(), m.set.first()) {
                             prop_assert!(n <= real);
                         }
+                        // the kept firsts are those of the sets
+                        let near = m.wheel.near.first().map(|&(e, _)| e);
+                        let slot = m.wheel.slots.keys().next().map(|s| s * SLOT_NS);
+                        prop_assert_eq!(m.wheel.next(), near.into_iter().chain(slot).min());
                         let (place, expiry, live) = (&m.place, &m.expiry, &m.live);
                         let st = |i: u32| live[i as usize].then(|| (place[i as usize], expiry[i as usize]));
                         prop_assert_eq!(m.wheel.next_exact(st), m.set.first().map(|&(e, _)| e));
