@@ -79,6 +79,10 @@ pub struct Wheel {
     /// asked for every packet.
     first_slot: Option<u64>,
     near_first: Option<u64>,
+    /// The last entry of a slot's list, when known: (slot, entry). New entries mostly go to the slot the
+    /// previous one went to (the same timeout from about the same time), and are appended there without
+    /// looking the slot up (the order within a slot does not matter: [`Wheel::advance`] sorts).
+    tail: Option<(u64, u32)>,
 }
 
 impl Wheel {
@@ -128,12 +132,22 @@ impl Wheel {
         }
     }
 
-    /// Puts `idx` at the front of `slot`'s list.
+    /// Puts `idx` into `slot`'s list: after the known last entry of that slot, else at the front.
     fn push(&mut self, slot: u64, idx: u32) {
         let i = idx as usize;
         if self.links.len() <= i {
             // entry indices are dense: grow to this one (the vector's capacity still doubles)
             self.links.resize(i + 1, [NIL, NIL]);
+        }
+        if let Some((s, last)) = self.tail {
+            if s == slot {
+                if let Some(l) = self.links.get_mut(i) {
+                    *l = [last, NIL];
+                }
+                self.set_link(last, 1, idx);
+                self.tail = Some((slot, idx));
+                return;
+            }
         }
         self.first_slot = Some(self.first_slot.map_or(slot, |f| f.min(slot)));
         let head = self.slots.entry(slot).or_insert(NIL);
@@ -143,12 +157,18 @@ impl Wheel {
         }
         if old != NIL {
             self.set_link(old, 0, idx);
+        } else {
+            // alone in its slot: it is the last
+            self.tail = Some((slot, idx));
         }
     }
 
     /// Takes `idx` out of `slot`'s list.
     fn unlink(&mut self, slot: u64, idx: u32) {
         let [prev, next] = self.link(idx);
+        if self.tail == Some((slot, idx)) {
+            self.tail = (prev != NIL).then_some((slot, prev));
+        }
         if prev == NIL {
             if self.slots.get(&slot) == Some(&idx) {
                 if next == NIL {
@@ -269,6 +289,9 @@ impl Wheel {
             }
             self.slots.remove(&slot);
             self.first_slot = self.slots.keys().next().copied();
+            if self.tail.is_some_and(|(s, _)| s == slot) {
+                self.tail = None;
+            }
             idxs.clear();
             self.list(head, &mut idxs);
             for &idx in &idxs {
