@@ -292,6 +292,20 @@ fn dir_hash(c: &Conn, dir: Dir) -> u64 {
     tuple_hash(&c.tuple(dir), c.zone_id(dir))
 }
 
+/// The direction `tuple` has in split entry `c` found under index node `node` (the node's own direction,
+/// when its tuple is `tuple`). A flow whose reply tuple equals its original tuple (same address and port on
+/// both ends) is found as a reply: the kernel's chain has the reply node in front.
+fn split_dir(c: &Conn, node: u32, tuple: &Tuple) -> Option<Dir> {
+    let d = Dir::from_index((node & 1) as usize);
+    if c.tuple(d) != *tuple {
+        None
+    } else if c.orig() == c.reply() {
+        Some(Dir::Reply)
+    } else {
+        Some(d)
+    }
+}
+
 /// The index nodes of entry `idx` with their hashes (one or two).
 fn index_nodes(c: &Conn, base: u32) -> [Option<(u64, u32)>; 2] {
     if split(c) {
@@ -1212,16 +1226,7 @@ impl Conntrack {
         // The direction `key` has in entry `c` (with an extension) found under index node `node`.
         let dir_in = |c: &Conn, node: u32| -> Option<Dir> {
             if split(c) {
-                let d = Dir::from_index((node & 1) as usize);
-                let tuple = key.tuple();
-                if c.tuple(d) != tuple {
-                    None
-                } else if c.orig() == c.reply() {
-                    // as in `find_node_slow`: found as a reply
-                    Some(Dir::Reply)
-                } else {
-                    Some(d)
-                }
+                split_dir(c, node, &key.tuple())
             } else if c.key4().is_some() {
                 c.plain_dir_of(&key, inv.as_ref())
             } else {
@@ -1251,59 +1256,25 @@ impl Conntrack {
         (found, first_hash)
     }
 
-    /// [`Conntrack::find_node_hashed`] for any tuple (IPv6).
+    /// [`Conntrack::find_node_hashed`] for a tuple without compact form (IPv6).
     fn find_node_slow(&self, tuple: &Tuple, zone: ZoneKey) -> (Option<(usize, Dir)>, u64) {
-        let first = zone.id(Dir::Original);
-        let second = zone.id(Dir::Reply);
-        let candidates = if first == second { [Some(first), None] } else { [Some(first), Some(second)] };
         let conns = &self.conns;
-        // IPv4: compare compact keys (the packet's tuple and its inverse) with the entries' fields.
-        let key = Key4::of(tuple);
-        let inv = key.and_then(Key4::invert);
-        // The direction `tuple` has in entry `c` found under index node `node`.
-        let dir_in = |c: &Conn, node: u32| -> Option<Dir> {
-            match (&key, c.ext.is_none()) {
-                // no extension: IPv4, zone 0, reply = inverse, one node
-                (Some(k), true) => c.plain_dir_of(k, inv.as_ref()),
-                _ if split(c) => {
-                    let d = Dir::from_index((node & 1) as usize);
-                    if c.tuple(d) != *tuple {
-                        None
-                    } else if c.orig() == c.reply() {
-                        // A flow whose reply tuple equals its original tuple (same address and port on both
-                        // ends): the kernel's chain has the reply node in front, so it is found as a reply.
-                        Some(Dir::Reply)
-                    } else {
-                        Some(d)
-                    }
-                }
-                (Some(k), false) if c.key4().is_some() => c.plain_dir_of(k, inv.as_ref()),
-                _ => c.dir_of(tuple),
-            }
-        };
-        let [c0, c1] = candidates;
-        let mut first_hash = None;
-        for cand in [c0, c1] {
-            let Some(cand) = cand else { break };
-            let h = match key {
-                Some(k) => k.sym_hash(HASH_SEED, cand),
-                None => tuple_hash(tuple, cand),
-            };
-            first_hash.get_or_insert(h);
-            // the direction of the matching node, noted by the probe
+        let probe = |h: u64, cand: u16| -> Option<(usize, Dir)> {
             let mut hit = None;
             let found = self.table.find(h, |node| {
-                let dir = conns.get((node >> 1) as usize).and_then(|c| {
-                    dir_in(c, node).filter(|&dir| c.zone_id(dir) == cand && c.zone_id(dir) == zone.id(dir))
-                });
-                hit = dir;
-                dir.is_some()
+                let Some(c) = conns.get((node >> 1) as usize) else { return false };
+                let dir = if split(c) { split_dir(c, node, tuple) } else { c.dir_of(tuple) };
+                hit = dir.filter(|&dir| c.zone_id(dir) == cand && c.zone_id(dir) == zone.id(dir));
+                hit.is_some()
             });
-            if let (Some(node), Some(dir)) = (found, hit) {
-                return (Some(((node >> 1) as usize, dir)), first_hash.unwrap_or(0));
-            }
-        }
-        (None, first_hash.unwrap_or(0))
+            Some(((found? >> 1) as usize, hit?))
+        };
+        let first = zone.id(Dir::Original);
+        let second = zone.id(Dir::Reply);
+        let first_hash = tuple_hash(tuple, first);
+        let found = probe(first_hash, first)
+            .or_else(|| (second != first).then(|| probe(tuple_hash(tuple, second), second)).flatten());
+        (found, first_hash)
     }
 
     /// The confirm hook's clash check for unconfirmed entry `idx` without extension (IPv4, zone 0, reply =
