@@ -638,10 +638,11 @@ impl Conntrack {
         }
     }
 
-    /// The index hash conntrack-in looks `pkt` up by first, for an IPv4 TCP or UDP packet in the default
-    /// zone (what [`Conntrack::warm`] takes).
-    pub fn lookup_hash(pkt: &Packet<'_>) -> Option<u64> {
-        packet_key4(pkt).map(|k| k.sym_hash(HASH_SEED, 0))
+    /// The index hash conntrack-in looks up an IPv4 TCP or UDP packet with these addresses, protocol and
+    /// ports by first, in the default zone (what [`Conntrack::warm`] takes).
+    pub fn lookup_hash(flow: &wire::FlowPeek) -> u64 {
+        let (l4, kind) = crate::tuple::pack_l4(TupleL4::Ports { sport: flow.sport, dport: flow.dport });
+        Key4 { src: flow.src, dst: flow.dst, l4, proto: flow.proto, kind }.sym_hash(HASH_SEED, 0)
     }
 
     /// Brings into cache what lookups under `hashes` will read first: the index slots, then the entries
@@ -2135,7 +2136,13 @@ mod tests {
     fn warming_reads_the_slot_and_entry_a_lookup_will_find() {
         let mut lab = Lab::new();
         let q = udp(A, 4000, B, 53, b"query");
-        let hash = |bytes: &[u8]| Conntrack::lookup_hash(&wire::decode_ip(bytes).unwrap()).unwrap();
+        let hash = |bytes: &[u8]| {
+            // the peeked flow's hash is the one the lookup of the decoded packet probes first
+            let h = Conntrack::lookup_hash(&wire::peek_flow4(bytes).unwrap());
+            let k = packet_key4(&wire::decode_ip(bytes).unwrap()).unwrap();
+            assert_eq!(h, k.sym_hash(HASH_SEED, 0));
+            h
+        };
         // nothing indexed yet: nothing to read
         assert_eq!(lab.ct.warm(&[hash(&q)]), 0);
         lab.pass(0.0, &q);

@@ -397,10 +397,11 @@ impl Engine {
         let mut hashes = [0u64; WARM_MAX];
         let mut n = 0;
         for (linktype, frame) in frames.into_iter().take(WARM_MAX) {
+            // A peek at the flow, not a decode: a wrong hint only warms the wrong lines.
             let Ok(f) = wire::link::strip_link(linktype, frame) else { continue };
-            let Ok(pkt) = wire::decode_ip(f.ip) else { continue };
-            if let (Some(h), Some(slot)) = (Conntrack::lookup_hash(&pkt), hashes.get_mut(n)) {
-                *slot = h;
+            let Some(flow) = wire::peek_flow4(f.ip) else { continue };
+            if let Some(slot) = hashes.get_mut(n) {
+                *slot = Conntrack::lookup_hash(&flow);
                 n += 1;
             }
         }

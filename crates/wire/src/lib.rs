@@ -23,8 +23,8 @@ pub use capture::{parse_capture, Capture, CaptureError, CaptureFormat, PcapWrite
 pub use defrag::{Defrag, DefragConfig, DefragResult, DefragStats};
 pub use link::{strip_link, Frame, PktType};
 pub use packet::{
-    decode_ip, decode_quoted, DecodeError, Fragment, IcmpHeader, IpHeader, Packet, Quoted, TcpFlags,
-    TcpHeader, UdpHeader, L4,
+    decode_ip, decode_quoted, peek_flow4, DecodeError, FlowPeek, Fragment, IcmpHeader, IpHeader, Packet,
+    Quoted, TcpFlags, TcpHeader, UdpHeader, L4,
 };
 pub use time::Time;
 

@@ -223,6 +223,37 @@ pub fn decode_ip(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
     }
 }
 
+/// The addresses, protocol and ports of an IPv4 TCP or UDP datagram, read at their fixed places without
+/// decoding or validating anything else: a hint (e.g. to warm the memory a lookup will read), not a
+/// decode. `None` for other datagrams, fragments after the first, and headers not captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowPeek {
+    pub src: u32,
+    pub dst: u32,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// See [`FlowPeek`].
+pub fn peek_flow4(bytes: &[u8]) -> Option<FlowPeek> {
+    let (hdr, _) = bytes.split_first_chunk::<20>()?;
+    let ihl = usize::from(hdr[0] & 0x0f) * 4;
+    let proto = hdr[9];
+    let frag_offset = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff;
+    if hdr[0] >> 4 != 4 || ihl < 20 || frag_offset != 0 || !(proto == PROTO_TCP || proto == PROTO_UDP) {
+        return None;
+    }
+    let (ports, _) = bytes.get(ihl..)?.split_first_chunk::<4>()?;
+    Some(FlowPeek {
+        src: u32::from_be_bytes([hdr[12], hdr[13], hdr[14], hdr[15]]),
+        dst: u32::from_be_bytes([hdr[16], hdr[17], hdr[18], hdr[19]]),
+        proto,
+        sport: u16::from_be_bytes([ports[0], ports[1]]),
+        dport: u16::from_be_bytes([ports[2], ports[3]]),
+    })
+}
+
 /// [`decode_ip`] of anything but a well-formed IPv4 TCP datagram: well-formed IPv4 UDP / ICMP and IPv6
 /// TCP / UDP / ICMPv6 datagrams without extension headers in one straight line each (one function each,
 /// so that none pays for the others), the rest (including every error) by the general path.
@@ -1023,6 +1054,23 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(5000))]
 
+        /// A peek at an IPv4 datagram that decodes as TCP or UDP (first fragment or whole) names its
+        /// addresses, protocol and ports.
+        #[test]
+        fn peek_names_the_flow_decode_finds(bytes in ipv4_edgy()) {
+            if let Ok(p) = decode_ip(&bytes) {
+                if matches!(p.l4, L4::Tcp(_) | L4::Udp(_)) {
+                    let (IpAddr::V4(s), IpAddr::V4(d)) = (p.ip.src, p.ip.dst) else {
+                        return Err(TestCaseError::fail("not IPv4"));
+                    };
+                    let want = p.ports().map(|(sport, dport)| FlowPeek {
+                        src: u32::from(s), dst: u32::from(d), proto: p.ip.proto, sport, dport,
+                    });
+                    prop_assert_eq!(peek_flow4(&bytes), want);
+                }
+            }
+        }
+
         /// The field-at-a-time reference and the fast decoder agree on IPv4 datagrams near every edge.
         #[test]
         fn decode_equals_reference_ipv4(bytes in ipv4_edgy()) {
@@ -1077,6 +1125,21 @@ mod tests {
         let mut out = Vec::new();
         b.write(&mut out, payload).unwrap();
         out
+    }
+
+    #[test]
+    fn peeks_see_only_ipv4_tcp_and_udp_first_fragments() {
+        let tcp = v4_tcp_syn(b"hi");
+        let flow = peek_flow4(&tcp).unwrap();
+        assert_eq!(
+            (flow.src, flow.dst, flow.proto, flow.sport, flow.dport),
+            (0x0a00_0001, 0x0a00_0002, 6, 40000, 80)
+        );
+        assert_eq!(peek_flow4(&tcp[..21]), None, "ports not captured");
+        let mut later = tcp.clone();
+        later[7] = 1; // fragment offset 8
+        assert_eq!(peek_flow4(&later), None);
+        assert_eq!(peek_flow4(&v6_udp()), None);
     }
 
     #[test]
