@@ -77,6 +77,6 @@ pub use format::{
 pub use helper::{HelperKind, HelperVerdict};
 pub use sctp::SctpState;
 pub use stats::Stats;
-pub use table::{auto_untracked, Conntrack, Hook, InResult};
+pub use table::{auto_untracked, ConfirmOutcome, Conntrack, FastFacts, Hook, InResult};
 pub use tcp::TcpState;
 pub use tuple::{Tuple, TupleL4};

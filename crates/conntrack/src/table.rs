@@ -229,6 +229,27 @@ pub enum InResult {
     Drop { reason: &'static str },
 }
 
+/// What the confirm hook did ([`Conntrack::confirm_hook`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    /// Nothing to do: the entry is confirmed, has no helper and no events to report (or is gone).
+    Settled,
+    /// The helper dropped the packet (its log text); the caller drops it and discards an unconfirmed
+    /// entry.
+    Drop(&'static str),
+    /// The helper accepted and confirmation ran; `created`: this packet's entry became confirmed now.
+    Confirmed { created: bool },
+}
+
+/// What [`Conntrack::fast_facts`] reads of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastFacts {
+    pub status: u32,
+    pub mark: u32,
+    pub tag: u16,
+    pub settled: bool,
+}
+
 /// Seed of the table hash: fixed, so that bucket-dependent behaviour (early drop) is reproducible.
 const HASH_SEED: u64 = 0x7374_6174_6577_616c;
 /// `NF_CT_EVICTION_RANGE`: buckets scanned by an early drop.
@@ -666,11 +687,43 @@ impl Conntrack {
     /// nor [`Conntrack::confirm`] would change anything or report an event): the entry is confirmed, alive,
     /// has no helper and no cached events. Lets a caller skip both for most packets of a flow.
     pub fn settled(&self, id: ConnId) -> bool {
-        self.conn(id).is_some_and(|c| {
-            c.status.confirmed()
-                && !c.status.dying()
-                && c.ecache() == 0
-                && c.help_ref().is_none_or(|h| h.kind.is_none())
+        self.conn(id).is_some_and(Self::is_settled)
+    }
+
+    fn is_settled(c: &Conn) -> bool {
+        c.status.confirmed()
+            && !c.status.dying()
+            && c.ecache() == 0
+            && c.help_ref().is_none_or(|h| h.kind.is_none())
+    }
+
+    /// The whole confirm hook (`nf_confirm`) for a packet of entry `id` that every table accepted: the
+    /// entry's helper ([`Conntrack::help`]), then confirmation ([`Conntrack::confirm`]), with the entry
+    /// looked up once when the hook has nothing to do ([`Conntrack::settled`]: most packets of a flow).
+    pub fn confirm_hook(&mut self, now: Time, id: ConnId, info: CtInfo, pkt: &Packet<'_>) -> ConfirmOutcome {
+        let was_confirmed = match self.conn(id) {
+            None => return ConfirmOutcome::Settled,
+            Some(c) if Self::is_settled(c) => return ConfirmOutcome::Settled,
+            Some(c) => c.status.confirmed(),
+        };
+        if let HelperVerdict::Drop(reason) = self.help(now, id, info, pkt) {
+            return ConfirmOutcome::Drop(reason);
+        }
+        self.confirm(now, id);
+        let confirmed = self.conn(id).is_some_and(|c| c.status.confirmed());
+        ConfirmOutcome::Confirmed { created: confirmed && !was_confirmed }
+    }
+
+    /// What the engine's established-flow fast path reads of entry `id` for a packet in direction `dir`,
+    /// in one lookup: the status bits, the ctmark, the direction's path tag, and whether the confirm hook
+    /// has nothing to do ([`Conntrack::settled`]).
+    pub fn fast_facts(&self, id: ConnId, dir: Dir) -> Option<FastFacts> {
+        let c = self.conn(id)?;
+        Some(FastFacts {
+            status: c.status.bits(),
+            mark: c.mark,
+            tag: c.tag(dir),
+            settled: Self::is_settled(c),
         })
     }
 

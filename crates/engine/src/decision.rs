@@ -311,13 +311,20 @@ impl Decision {
     // Inlined: the disposition is written in place (passed by reference, its fresh stores stall the copy).
     #[inline]
     pub(crate) fn reset(&mut self, disposition: Disposition) {
+        self.reset_keeping_rule(disposition);
+        self.rule = None;
+    }
+
+    /// [`Decision::reset`] except for `rule`, which the caller sets next (left alone when it names the
+    /// same rule again).
+    #[inline]
+    pub(crate) fn reset_keeping_rule(&mut self, disposition: Disposition) {
         // Field by field (the same fields as `unfiltered`): no whole-struct temporary to build and drop.
         self.disposition = disposition;
         self.path = None;
         self.verdict = None;
         self.ctstate = None;
         self.reply_dir = false;
-        self.rule = None;
         self.ct_reason = None;
         self.ct_dropped = false;
         self.ct_note = None;

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use conntrack::{Conntrack, CtInfo, InResult};
+use conntrack::{ConfirmOutcome, Conntrack, CtInfo, InResult};
 use rules::{CtMatch, CtState, CtView, Effect, Hook, PacketCtx, RuleId, RuleRef, RuleState, Ruleset, Table};
 use wire::link::PktType;
 use wire::{Packet, Time};
@@ -148,25 +148,34 @@ struct Named {
 }
 
 impl Named {
-    /// Whether `r` names rule `id` of the ruleset `v6` says, when that rule was named recently.
-    fn names(&self, v6: bool, id: RuleId, r: &RuleRef) -> bool {
-        self.recent.iter().flatten().any(|(nv6, nid, nr)| {
-            *nv6 == v6 && *nid == id && nr.rule == r.rule && nr.table == r.table && nr.chain == r.chain
-        })
-    }
-
-    /// The reference naming rule `id` of `rs` (the ruleset `v6` says).
-    fn name(&mut self, v6: bool, id: RuleId, rs: &Ruleset) -> RuleRef {
-        if let Some((_, _, r)) = self.recent.iter().flatten().find(|(nv6, nid, _)| *nv6 == v6 && *nid == id) {
-            return r.clone();
+    /// Make `slot` name rule `id` of `rs` (the ruleset `v6` says). A slot that already names it, as
+    /// one of the rules named recently, is left alone; a recent rule is cloned; any other is built.
+    fn write(&mut self, v6: bool, id: RuleId, rs: &Ruleset, slot: &mut Option<RuleRef>) {
+        let recent = self.recent.iter().flatten().find(|(nv6, nid, _)| *nv6 == v6 && *nid == id);
+        if let Some((_, _, r)) = recent {
+            if !slot.as_ref().is_some_and(|s| same_ref(s, r)) {
+                *slot = Some(r.clone());
+            }
+            return;
         }
         let r = rs.rule_ref(id);
-        if let Some(slot) = self.recent.get_mut(self.next % 4) {
-            *slot = Some((v6, id, r.clone()));
+        if let Some(e) = self.recent.get_mut(self.next % 4) {
+            *e = Some((v6, id, r.clone()));
         }
         self.next = self.next.wrapping_add(1);
-        r
+        *slot = Some(r);
     }
+}
+
+/// `a == b`, cheaply for the references [`Named`] hands out (a user chain's name is shared).
+fn same_ref(a: &RuleRef, b: &RuleRef) -> bool {
+    a.rule == b.rule
+        && a.table == b.table
+        && match (&a.chain, &b.chain) {
+            (rules::ChainName::Builtin(x), rules::ChainName::Builtin(y)) => x == y,
+            (rules::ChainName::User(x), rules::ChainName::User(y)) => std::sync::Arc::ptr_eq(x, y) || x == y,
+            _ => false,
+        }
 }
 
 /// Interface `i`'s name as a decision carries it, from the names built once (`lo` is the last).
@@ -184,6 +193,16 @@ fn ct_hook(path: PacketPath) -> conntrack::Hook {
         PacketPath::Output | PacketPath::Loopback => conntrack::Hook::LocalOut,
         PacketPath::Input | PacketPath::Forward | PacketPath::Prerouting => conntrack::Hook::PreRouting,
     }
+}
+
+/// How far [`Engine::express`] took a packet.
+enum Lane {
+    /// Decided.
+    Done,
+    /// Not taken: nothing ran.
+    NotTaken,
+    /// Conntrack-in ran (raw has no chain): its result, for the rest of the walk.
+    Tracked(InResult),
 }
 
 /// The state of one packet's walk through the hooks.
@@ -215,6 +234,8 @@ struct Walk {
     /// rule, and the state label and direction come from conntrack's classification (`walk.ct` was not
     /// built).
     fast_tag: u16,
+    /// Conntrack-in's result when [`Engine::express`] ran it (raw has no chain for the first hook).
+    pre: Option<InResult>,
 }
 
 impl Engine {
@@ -490,7 +511,104 @@ impl Engine {
                 }
             }
         }
-        self.filter(now, &pkt, pkttype, route, out)
+        let pre = match self.express(now, &pkt, pkttype, route, out) {
+            Lane::Done => return,
+            Lane::NotTaken => None,
+            Lane::Tracked(r) => Some(r),
+        };
+        self.filter_from(now, &pkt, pkttype, route, out, pre)
+    }
+
+    /// The established-flow express lane, for a whole datagram of a path whose first hook has no raw
+    /// chain (then raw changes nothing and conntrack-in runs first). Conntrack-in runs here; when it
+    /// finds an ESTABLISHED packet whose entry direction carries a remembered path ([`crate::fastpath`])
+    /// and whose confirm hook has nothing to do, the decision is written here, exactly as the full walk
+    /// would write it, without building the walk's state. Otherwise the caller continues the walk after
+    /// conntrack-in with its result ([`Lane::Tracked`]), or from the start when the lane did not apply.
+    fn express(
+        &mut self,
+        now: Time,
+        pkt: &Packet<'_>,
+        pkttype: PktType,
+        route: Route,
+        out: &mut Decision,
+    ) -> Lane {
+        if !self.fast_path || self.tracing {
+            return Lane::NotTaken;
+        }
+        let (kind, in_if, out_if) = route;
+        let path = match kind {
+            PathKind::Input => PacketPath::Input,
+            PathKind::Output => PacketPath::Output,
+            PathKind::Forward if pkt.ip.ttl > 1 => PacketPath::Forward,
+            _ => return Lane::NotTaken,
+        };
+        let first_hook = if path == PacketPath::Output { Hook::Output } else { Hook::PreRouting };
+        let v4 = pkt.is_v4();
+        let raw = match (v4, &self.ruleset6) {
+            (true, _) => self.ruleset.has_chain(Table::Raw, first_hook),
+            (false, Some((r6, _))) => r6.has_chain(Table::Raw, first_hook),
+            (false, None) => true,
+        };
+        if raw {
+            return Lane::NotTaken;
+        }
+        let r = self.ct.handle_packet(now, pkt, ct_hook(path), None);
+        let InResult::Tracked { id, info, note } = r else { return Lane::Tracked(r) };
+        let (reply, dir) = match info {
+            CtInfo::Established => (false, conntrack::Dir::Original),
+            CtInfo::EstablishedReply => (true, conntrack::Dir::Reply),
+            _ => return Lane::Tracked(r),
+        };
+        let Some(facts) = self.ct.fast_facts(id, dir).filter(|f| f.settled && f.tag != 0) else {
+            return Lane::Tracked(r);
+        };
+        let key = PathKey {
+            v4,
+            path,
+            reply,
+            status: facts.status,
+            ctmark: facts.mark,
+            mark: 0,
+            pkttype: Some(rules_pkttype(pkttype, pkt, &self.host)),
+        };
+        let Some(p) = self.paths.get(facts.tag).filter(|p| p.key == Reads::of(&p.counts).mask(key)) else {
+            return Lane::Tracked(r);
+        };
+        let state = match (v4, self.ruleset6.as_mut()) {
+            (false, Some((_, st))) => st,
+            _ => &mut self.rule_state,
+        };
+        state.count_recorded(&p.counts, pkt);
+        let rule = p.filter_rule.or(p.last_rule);
+        self.paths.hits += 1;
+        out.reset_keeping_rule(Disposition::Filtered);
+        out.path = Some(path);
+        out.in_iface = iface_label(&self.iface_names, in_if);
+        out.out_iface = iface_label(&self.iface_names, out_if);
+        out.flow = Some(crate::decision::FlowSummary::of(pkt));
+        out.verdict = Some(Verdict::Accept);
+        self.name_rule(!v4, rule, &mut out.rule);
+        out.ctstate = Some(CtStateLabel::Established);
+        out.reply_dir = reply;
+        out.ct_note = note;
+        Lane::Done
+    }
+
+    /// Make `slot` name rule `id` of the ruleset that decided (`v6`: the IPv6 one, when there is one),
+    /// or nothing. A slot already naming it is left alone (no reference-count traffic: an atomic per
+    /// packet stalls on the stores of a new entry).
+    fn name_rule(&mut self, v6: bool, id: Option<RuleId>, slot: &mut Option<RuleRef>) {
+        let Some(id) = id else {
+            *slot = None;
+            return;
+        };
+        let v6 = v6 && self.ruleset6.is_some();
+        let rs = match (v6, &self.ruleset6) {
+            (true, Some((r6, _))) => r6,
+            _ => &self.ruleset,
+        };
+        self.named.write(v6, id, rs, slot);
     }
 
     /// Walk the hooks for a whole (reassembled) datagram.
@@ -502,6 +620,20 @@ impl Engine {
         pkttype: PktType,
         route: Route,
         decision: &mut Decision,
+    ) {
+        self.filter_from(now, pkt, pkttype, route, decision, None)
+    }
+
+    /// [`Engine::filter`]; with `pre`, raw (which has no chain for the path's first hook) and
+    /// conntrack-in already ran ([`Engine::express`]) and `pre` is conntrack-in's result.
+    fn filter_from(
+        &mut self,
+        now: Time,
+        pkt: &Packet<'_>,
+        pkttype: PktType,
+        route: Route,
+        decision: &mut Decision,
+        pre: Option<InResult>,
     ) {
         let (route, in_if, out_if) = route;
         let path = match route {
@@ -528,11 +660,11 @@ impl Engine {
             view_stale: false,
             recording: None,
             fast_tag: 0,
+            pre,
         };
-        // The previous decision's rule, to keep when this one names the same (no reference count traffic on
-        // the fast path).
-        let prev_rule = decision.rule.take();
-        decision.reset(Disposition::Filtered);
+        // The previous decision's rule is kept until this one is named: it is left alone when this one names
+        // the same.
+        decision.reset_keeping_rule(Disposition::Filtered);
         decision.path = Some(path);
         decision.in_iface = iface_label(&self.iface_names, in_if);
         decision.out_iface = iface_label(&self.iface_names, out_if);
@@ -563,18 +695,7 @@ impl Engine {
         if verdict == Verdict::Accept {
             let remembered = self.paths.get(walk.fast_tag).and_then(|p| p.filter_rule.or(p.last_rule));
             let id = remembered.or(walk.filter_rule).or(walk.last_rule);
-            // Named from the ruleset that decided; the previous decision's name is kept when it is the same
-            // rule (no reference-count traffic: an atomic per packet stalls on the stores of a new entry).
-            let v6 = !pkt.is_v4() && self.ruleset6.is_some();
-            let rs = match (v6, &self.ruleset6) {
-                (true, Some((r6, _))) => r6,
-                _ => &self.ruleset,
-            };
-            decision.rule = match (id, prev_rule) {
-                (Some(id), Some(prev)) if self.named.names(v6, id, &prev) => Some(prev),
-                (Some(id), _) => Some(self.named.name(v6, id, rs)),
-                (None, _) => None,
-            };
+            self.name_rule(!pkt.is_v4(), id, &mut decision.rule);
         }
         decision.verdict = Some(verdict);
         // A packet conntrack itself dropped never got a state (NF_DROP in conntrack-in).
@@ -617,17 +738,24 @@ impl Engine {
         walk: &mut Walk,
         decision: &mut Decision,
     ) -> Result<(), (rules::Verdict, Option<RuleRef>)> {
+        let pre = walk.pre.take();
         let first_hook = match path {
             PacketPath::Input | PacketPath::Forward | PacketPath::Prerouting => Hook::PreRouting,
             PacketPath::Output | PacketPath::Loopback => Hook::Output,
         };
-        // raw: before conntrack, so state matches see "no ct" (INVALID).
-        self.table(now, pkt, pkttype, Table::Raw, first_hook, walk)?;
+        // raw: before conntrack, so state matches see "no ct" (INVALID). With `pre`, raw had no chain.
+        if pre.is_none() {
+            self.table(now, pkt, pkttype, Table::Raw, first_hook, walk)?;
+        }
         // conntrack-in / conntrack-local.
         if walk.untracked {
             walk.ct = CtMatch::Untracked;
         } else {
-            match self.ct.handle_packet(now, pkt, ct_hook(path), walk.template.as_ref()) {
+            let r = match pre {
+                Some(r) => r,
+                None => self.ct.handle_packet(now, pkt, ct_hook(path), walk.template.as_ref()),
+            };
+            match r {
                 InResult::Tracked { id, info, note } => {
                     walk.conn = Some((id, info));
                     walk.ct_note = note;
@@ -834,24 +962,22 @@ impl Engine {
         decision: &mut Decision,
     ) -> Result<(), (rules::Verdict, Option<RuleRef>)> {
         if let Some((id, info)) = walk.conn {
-            if self.ct.settled(id) {
-                // Confirmed, no helper, no events to deliver: the hook changes nothing.
-                walk.view_stale = true;
-                return Ok(());
-            }
-            if let conntrack::HelperVerdict::Drop(reason) = self.ct.help(now, id, info, pkt) {
-                walk.ct_reason = Some(reason);
-                if let Some(lines) = walk.trace.as_mut() {
-                    lines.push(format!("conntrack:helper drop ({reason})"));
+            match self.ct.confirm_hook(now, id, info, pkt) {
+                ConfirmOutcome::Settled => {}
+                ConfirmOutcome::Drop(reason) => {
+                    walk.ct_reason = Some(reason);
+                    if let Some(lines) = walk.trace.as_mut() {
+                        lines.push(format!("conntrack:helper drop ({reason})"));
+                    }
+                    return Err((rules::Verdict::Drop, None));
                 }
-                return Err((rules::Verdict::Drop, None));
+                ConfirmOutcome::Confirmed { created } => {
+                    if created && matches!(info, CtInfo::New | CtInfo::Related) {
+                        decision.ct_created = true;
+                    }
+                }
             }
-            let was_confirmed = self.ct.conn(id).is_some_and(|c| c.status().confirmed());
-            self.ct.confirm(now, id);
             walk.view_stale = true;
-            if !was_confirmed && matches!(info, CtInfo::New | CtInfo::Related) {
-                decision.ct_created = self.ct.conn(id).is_some_and(|c| c.status().confirmed());
-            }
         }
         Ok(())
     }
