@@ -522,10 +522,13 @@ impl Conntrack {
     /// `CONNMARK --set-mark` and friends. A change is an event (IPCT_MARK, delivered at the
     /// confirm hook).
     pub fn set_mark(&mut self, id: ConnId, mark: u32) {
+        let events_on = self.config.events != 0;
         if let Some(c) = self.conn_mut(id) {
             if c.mark != mark {
                 c.mark = mark;
-                c.cache_events(EV_MARK);
+                if events_on {
+                    c.cache_events(EV_MARK);
+                }
             }
         }
     }
@@ -1098,6 +1101,9 @@ impl Conntrack {
             let id = ConnId(idx as u32, c.gen);
             match self.track(now, idx, dir, is_new, pkt, hook) {
                 Track::Accept(note) => {
+                    // With events off nothing is cached (no ecache extension, as the kernel creates
+                    // none): the confirm hook then has nothing to deliver.
+                    let events_on = self.config.events != 0;
                     if let Some(c) = self.conns.get_mut(idx) {
                         // the event cache (`nf_conntrack_event_cache` call sites)
                         let mut ev = 0u8;
@@ -1116,7 +1122,9 @@ impl Conntrack {
                         if c.status.assured() && !before.0.assured() {
                             ev |= EV_ASSURED;
                         }
-                        c.cache_events(ev);
+                        if events_on {
+                            c.cache_events(ev);
+                        }
                     }
                     return InResult::Tracked { id, info, note };
                 }

@@ -94,8 +94,8 @@ impl RouteCache {
                 return (r.kind, r.in_if, r.out_if);
             }
         }
-        let (kind, in_if, out_if) = host.classify(src, dst);
-        let (in_if, out_if) = (Iface::of(host, in_if), Iface::of(host, out_if));
+        let (kind, in_if, out_if) = host.classify_index(src, dst);
+        let (in_if, out_if) = (in_if.and_then(Iface::at), out_if.and_then(Iface::at));
         if let Some(slot) = self.slots.get_mut(i) {
             *slot = Some(RouteSlot { src, dst, kind, in_if, out_if });
         }
@@ -114,16 +114,12 @@ struct Iface(u32);
 impl Iface {
     const LO: Iface = Iface(u32::MAX);
 
-    fn of(host: &Host, name: Option<&str>) -> Option<Iface> {
-        match name? {
-            crate::host::LOOPBACK => Some(Iface::LO),
-            n => host
-                .interfaces()
-                .iter()
-                .position(|x| x.name == n)
-                .and_then(|p| u32::try_from(p).ok())
-                .map(Iface),
+    /// The interface at index `i` of [`Host::interfaces`].
+    fn at(i: usize) -> Option<Iface> {
+        if i == Host::LOOPBACK_INDEX {
+            return Some(Iface::LO);
         }
+        u32::try_from(i).ok().map(Iface)
     }
 
     fn name(self, host: &Host) -> Option<&str> {

@@ -195,7 +195,8 @@ pub struct Host {
     bcasts: Vec<Ipv4Addr>,
     by_len: Vec<usize>,
     /// The same for IPv4 as integers: the local addresses, and the IPv4 routes in `by_len` order as
-    /// (network, mask, index in `routes`), so that routing an IPv4 address compares words.
+    /// (network, mask, index of the route's device in `interfaces`), so that routing an IPv4 address
+    /// compares words.
     locals4: Vec<u32>,
     routes4: Vec<(u32, u32, usize)>,
 }
@@ -329,14 +330,19 @@ impl Host {
                 IpAddr::V6(_) => None,
             })
             .collect();
+        // Every route's device is an interface (checked when parsing; connected routes are the interfaces').
         let routes4 = by_len
             .iter()
-            .filter_map(|&i| match routes.get(i)?.dst {
-                Prefix { addr: IpAddr::V4(a), len } => {
-                    let mask = v4_mask(len);
-                    Some((u32::from(a) & mask, mask, i))
+            .filter_map(|&i| {
+                let r = routes.get(i)?;
+                let dev = interfaces.iter().position(|x| x.name == r.dev)?;
+                match r.dst {
+                    Prefix { addr: IpAddr::V4(a), len } => {
+                        let mask = v4_mask(len);
+                        Some((u32::from(a) & mask, mask, dev))
+                    }
+                    _ => None,
                 }
-                _ => None,
             })
             .collect();
         Host {
@@ -400,8 +406,8 @@ impl Host {
                 .routes4
                 .iter()
                 .find(|&&(net, mask, _)| a & mask == net)
-                .and_then(|&(_, _, i)| self.routes.get(i))
-                .map(|r| r.dev.as_str());
+                .and_then(|&(_, _, i)| self.interfaces.get(i))
+                .map(|x| x.name.as_str());
         }
         self.by_len
             .iter()
@@ -414,22 +420,45 @@ impl Host {
     /// decision would (`ip_route_input_slow` for packets from elsewhere).
     pub fn classify(&self, src: IpAddr, dst: IpAddr) -> (PathKind, Option<&str>, Option<&str>) {
         if let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) {
-            return self.classify4(u32::from(s), u32::from(d));
+            let (kind, i, o) = self.classify4(u32::from(s), u32::from(d));
+            return (kind, self.name_of(i), self.name_of(o));
         }
         self.classify_any(src, dst)
     }
 
-    /// [`Host::classify`] for IPv4 addresses as words (the same decisions in the same order, tested against
-    /// [`Host::classify_any`]): what routing costs for each packet of a flow the engine's route cache
-    /// does not hold.
-    fn classify4(&self, src: u32, dst: u32) -> (PathKind, Option<&str>, Option<&str>) {
+    /// [`Host::classify`] with the interfaces as indices in [`Host::interfaces`] (`lo` is
+    /// [`Host::LOOPBACK_INDEX`]).
+    pub fn classify_index(&self, src: IpAddr, dst: IpAddr) -> (PathKind, Option<usize>, Option<usize>) {
+        if let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) {
+            return self.classify4(u32::from(s), u32::from(d));
+        }
+        let (kind, i, o) = self.classify_any(src, dst);
+        (kind, self.index_of(i), self.index_of(o))
+    }
+
+    /// The index of `lo` in [`Host::interfaces`]: always the first.
+    pub const LOOPBACK_INDEX: usize = 0;
+
+    fn name_of(&self, i: Option<usize>) -> Option<&str> {
+        self.interfaces.get(i?).map(|x| x.name.as_str())
+    }
+
+    fn index_of(&self, name: Option<&str>) -> Option<usize> {
+        let name = name?;
+        self.interfaces.iter().position(|x| x.name == name)
+    }
+
+    /// [`Host::classify_index`] for IPv4 addresses as words (the same decisions in the same order as
+    /// [`Host::classify_any`], tested against it): what routing costs for each packet of a flow the
+    /// engine's route cache does not hold.
+    fn classify4(&self, src: u32, dst: u32) -> (PathKind, Option<usize>, Option<usize>) {
+        const LO: usize = Host::LOOPBACK_INDEX;
         let is_local = |a: u32| a >> 24 == 127 || self.locals4.contains(&a);
-        let route = |a: u32| -> Option<&str> {
+        let route = |a: u32| -> Option<usize> {
             if is_local(a) {
-                return Some(LOOPBACK);
+                return Some(LO);
             }
-            let (_, _, i) = self.routes4.iter().find(|&&(net, mask, _)| a & mask == net)?;
-            self.routes.get(*i).map(|r| r.dev.as_str())
+            self.routes4.iter().find(|&&(net, mask, _)| a & mask == net).map(|&(_, _, dev)| dev)
         };
         let dst_kind = if dst == 0 {
             AddrKind::Unspec
@@ -444,19 +473,19 @@ impl Host {
         };
         let src_local = is_local(src);
         if src_local && dst_kind == AddrKind::Local {
-            return (PathKind::Loopback, Some(LOOPBACK), Some(LOOPBACK));
+            return (PathKind::Loopback, Some(LO), Some(LO));
         }
         if src_local {
             return (PathKind::Output, None, route(dst));
         }
-        let in_if = route(src).filter(|d| *d != LOOPBACK);
+        let in_if = route(src).filter(|&d| d != LO);
         let (s, d) = (IpAddr::V4(Ipv4Addr::from(src)), IpAddr::V4(Ipv4Addr::from(dst)));
         if self.martian_source(s, d) {
             return (PathKind::Unrouted(Unrouted::MartianSource), in_if, None);
         }
         match dst_kind {
             AddrKind::Local | AddrKind::Broadcast => (PathKind::Input, in_if, None),
-            AddrKind::Multicast if self.joined(d, in_if) => (PathKind::Input, in_if, None),
+            AddrKind::Multicast if self.joined(d, self.name_of(in_if)) => (PathKind::Input, in_if, None),
             AddrKind::Multicast => (PathKind::Unrouted(Unrouted::MulticastNotJoined), in_if, None),
             _ if !self.forwarding => (PathKind::Unrouted(Unrouted::NotForwarding), in_if, None),
             _ => match route(dst) {
