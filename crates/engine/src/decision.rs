@@ -255,6 +255,28 @@ impl FlowSummary {
         }
     }
 
+    /// Make `slot` describe `pkt` ([`FlowSummary::of`]), field by field when it already holds a summary
+    /// (a decision reused for many packets: no whole-struct copy of a freshly built summary).
+    #[inline]
+    pub fn write(slot: &mut Option<FlowSummary>, pkt: &wire::Packet<'_>) {
+        match slot {
+            Some(f) if !pkt.is_icmp_error() => {
+                f.proto = pkt.ip.proto;
+                f.src = pkt.ip.src;
+                f.dst = pkt.ip.dst;
+                f.ports = pkt.ports();
+                f.icmp = match &pkt.l4 {
+                    wire::L4::Icmp(i) => Some((i.icmp_type, i.code)),
+                    _ => None,
+                };
+                if f.quoted.is_some() {
+                    f.quoted = None;
+                }
+            }
+            _ => *slot = Some(FlowSummary::of(pkt)),
+        }
+    }
+
     pub fn proto_name(&self) -> String {
         match self.proto {
             1 => "icmp".into(),

@@ -461,7 +461,9 @@ impl Engine {
         wire_len: usize,
         out: &mut Decision,
     ) {
-        let pkt = match wire::decode_ip(bytes) {
+        // Borrowed from the result, not moved out of it (a moved copy of a freshly written packet stalls).
+        let decoded = wire::decode_ip(bytes);
+        let pkt = match &decoded {
             Ok(p) => p,
             Err(e) => return out.reset(Disposition::Undecodable { reason: e.to_string() }),
         };
@@ -582,7 +584,7 @@ impl Engine {
         out.path = Some(path);
         out.in_iface = iface_label(&self.iface_names, in_if);
         out.out_iface = iface_label(&self.iface_names, out_if);
-        out.flow = Some(crate::decision::FlowSummary::of(pkt));
+        crate::decision::FlowSummary::write(&mut out.flow, pkt);
         out.verdict = Some(Verdict::Accept);
         self.name_rule(!v4, rule, &mut out.rule);
         out.ctstate = Some(CtStateLabel::Established);
@@ -664,7 +666,7 @@ impl Engine {
         decision.path = Some(path);
         decision.in_iface = iface_label(&self.iface_names, in_if);
         decision.out_iface = iface_label(&self.iface_names, out_if);
-        decision.flow = Some(crate::decision::FlowSummary::of(pkt));
+        crate::decision::FlowSummary::write(&mut decision.flow, pkt);
         if let PathKind::Unrouted(why) = route {
             decision.route_reason = Some(why.reason());
         }
