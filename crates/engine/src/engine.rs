@@ -489,13 +489,13 @@ impl Engine {
         if let Some(reason) = input_drop {
             out.reset(Disposition::IpInputDrop { reason });
             out.verdict = Some(Verdict::Drop);
-            out.flow = Some(crate::decision::FlowSummary::of(&pkt));
+            out.flow = Some(crate::decision::FlowSummary::of(pkt));
             return;
         }
         // Defragmentation runs first (priority -400), before the raw table: the rules and conntrack only ever
         // see whole datagrams (nf_defrag_ipv4).
         if pkt.ip.frag.is_some() {
-            match self.defrag.handle_fragment(now, &pkt) {
+            match self.defrag.handle_fragment(now, pkt) {
                 wire::defrag::DefragResult::Held => return out.reset(Disposition::FragmentHeld),
                 wire::defrag::DefragResult::Unchanged => {}
                 wire::defrag::DefragResult::Dropped { reason } => {
@@ -509,12 +509,12 @@ impl Engine {
                 }
             }
         }
-        let pre = match self.express(now, &pkt, pkttype, route, out) {
+        let pre = match self.express(now, pkt, pkttype, route, out) {
             Lane::Done => return,
             Lane::NotTaken => None,
             Lane::Tracked(r) => Some(r),
         };
-        self.filter_from(now, &pkt, pkttype, route, out, pre)
+        self.filter_from(now, pkt, pkttype, route, out, pre)
     }
 
     /// The established-flow express lane, for a whole datagram of a path whose first hook has no raw
