@@ -198,6 +198,7 @@ pub struct Host {
     /// (network, mask, index of the route's device in `interfaces`), so that routing an IPv4 address
     /// compares words.
     locals4: Vec<u32>,
+    bcasts4: Vec<u32>,
     routes4: Vec<(u32, u32, usize)>,
 }
 
@@ -318,7 +319,7 @@ impl Host {
         }
         let groups = vec![IpAddr::V4(Ipv4Addr::new(224, 0, 0, 1))];
         let locals = interfaces.iter().flat_map(|i| i.addresses.iter().map(|a| a.addr)).collect();
-        let bcasts =
+        let bcasts: Vec<Ipv4Addr> =
             interfaces.iter().flat_map(|i| i.addresses.iter()).filter_map(|a| a.broadcast()).collect();
         let mut by_len: Vec<usize> = (0..routes.len()).rev().collect();
         by_len.sort_by_key(|&i| std::cmp::Reverse(routes.get(i).map_or(0, |r| r.dst.len)));
@@ -352,6 +353,7 @@ impl Host {
             forwarding: false,
             groups,
             locals,
+            bcasts4: bcasts.iter().map(|&b| u32::from(b)).collect(),
             bcasts,
             by_len,
             locals4,
@@ -453,12 +455,39 @@ impl Host {
     /// engine's route cache does not hold.
     fn classify4(&self, src: u32, dst: u32) -> (PathKind, Option<usize>, Option<usize>) {
         const LO: usize = Host::LOOPBACK_INDEX;
-        let is_local = |a: u32| a >> 24 == 127 || self.locals4.contains(&a);
+        // Plain loops over the few words a host has (the generic slice searches cost more to set up).
+        let is_local = |a: u32| {
+            if a >> 24 == 127 {
+                return true;
+            }
+            for &l in &self.locals4 {
+                if l == a {
+                    return true;
+                }
+            }
+            false
+        };
         let route = |a: u32| -> Option<usize> {
             if is_local(a) {
                 return Some(LO);
             }
-            self.routes4.iter().find(|&&(net, mask, _)| a & mask == net).map(|&(_, _, dev)| dev)
+            for &(net, mask, dev) in &self.routes4 {
+                if a & mask == net {
+                    return Some(dev);
+                }
+            }
+            None
+        };
+        let broadcast = |a: u32| {
+            if a == u32::MAX {
+                return true;
+            }
+            for &b in &self.bcasts4 {
+                if b == a {
+                    return true;
+                }
+            }
+            false
         };
         let dst_kind = if dst == 0 {
             AddrKind::Unspec
@@ -466,7 +495,7 @@ impl Host {
             AddrKind::Local
         } else if dst >> 28 == 0xe {
             AddrKind::Multicast
-        } else if dst == u32::MAX || self.bcasts.iter().any(|&b| u32::from(b) == dst) {
+        } else if broadcast(dst) {
             AddrKind::Broadcast
         } else {
             AddrKind::Unicast
@@ -479,13 +508,20 @@ impl Host {
             return (PathKind::Output, None, route(dst));
         }
         let in_if = route(src).filter(|&d| d != LO);
-        let (s, d) = (IpAddr::V4(Ipv4Addr::from(src)), IpAddr::V4(Ipv4Addr::from(dst)));
-        if self.martian_source(s, d) {
+        // `martian_source` on words: multicast, limited broadcast, loopback, and 0.0.0.0/8 except the
+        // all-zero source to the limited broadcast.
+        let martian = src >> 28 == 0xe
+            || src == u32::MAX
+            || src >> 24 == 127
+            || (src >> 24 == 0 && !(src == 0 && dst == u32::MAX));
+        if martian {
             return (PathKind::Unrouted(Unrouted::MartianSource), in_if, None);
         }
         match dst_kind {
             AddrKind::Local | AddrKind::Broadcast => (PathKind::Input, in_if, None),
-            AddrKind::Multicast if self.joined(d, self.name_of(in_if)) => (PathKind::Input, in_if, None),
+            AddrKind::Multicast if self.joined(IpAddr::V4(Ipv4Addr::from(dst)), self.name_of(in_if)) => {
+                (PathKind::Input, in_if, None)
+            }
             AddrKind::Multicast => (PathKind::Unrouted(Unrouted::MulticastNotJoined), in_if, None),
             _ if !self.forwarding => (PathKind::Unrouted(Unrouted::NotForwarding), in_if, None),
             _ => match route(dst) {
@@ -726,7 +762,16 @@ dev = "wan0"
             assert_eq!(h.route(ip), generic_route(ip), "{ip}");
         }
         // Whole classifications, with forwarding on and off (special addresses included).
-        let special = ["0.0.0.0", "255.255.255.255", "224.0.0.1", "224.0.0.251", "192.0.2.255", "127.0.0.1"];
+        let special = [
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "224.0.0.251",
+            "239.1.2.3",
+            "192.0.2.255",
+            "127.0.0.1",
+        ];
         let mut pool: Vec<IpAddr> = special.iter().map(|a| ip(a)).collect();
         pool.extend(addrs.iter().step_by(97).map(|&a| IpAddr::V4(Ipv4Addr::from(a))));
         let mut h = h;
