@@ -333,14 +333,15 @@ impl Decision {
     // Inlined: the disposition is written in place (passed by reference, its fresh stores stall the copy).
     #[inline]
     pub(crate) fn reset(&mut self, disposition: Disposition) {
-        self.reset_keeping_rule(disposition);
+        self.reset_keeping_rule_and_flow(disposition);
         self.rule = None;
+        self.flow = None;
     }
 
-    /// [`Decision::reset`] except for `rule`, which the caller sets next (left alone when it names the
-    /// same rule again).
+    /// [`Decision::reset`] except for `rule` and `flow`, which the caller sets next (a rule naming the
+    /// same rule again is left alone; a flow summary is rewritten in place).
     #[inline]
-    pub(crate) fn reset_keeping_rule(&mut self, disposition: Disposition) {
+    pub(crate) fn reset_keeping_rule_and_flow(&mut self, disposition: Disposition) {
         // Field by field (the same fields as `unfiltered`): no whole-struct temporary to build and drop.
         self.disposition = disposition;
         self.path = None;
@@ -357,7 +358,6 @@ impl Decision {
         self.out_iface = None;
         self.reject = None;
         self.logs.clear();
-        self.flow = None;
         self.expectation = None;
     }
 }

@@ -8,7 +8,7 @@ use wire::link::PktType;
 use wire::{Packet, Time};
 
 use crate::decision::{CtStateLabel, Decision, Disposition, IfaceName, PacketPath, RejectReply, Verdict};
-use crate::fastpath::{PathCache, PathKey, Reads};
+use crate::fastpath::{PathCache, PathKey};
 use crate::host::{AddrKind, Host, PathKind};
 
 /// Running totals the engine keeps (the replay driver keeps the per-verdict ones from the decisions).
@@ -570,7 +570,7 @@ impl Engine {
             mark: 0,
             pkttype: Some(rules_pkttype(pkttype, pkt, &self.host)),
         };
-        let Some(p) = self.paths.get(facts.tag).filter(|p| p.key == Reads::of(&p.counts).mask(key)) else {
+        let Some((p, name)) = self.paths.lookup(facts.tag, key) else {
             return Lane::Tracked(r);
         };
         let state = match (v4, self.ruleset6.as_mut()) {
@@ -578,15 +578,18 @@ impl Engine {
             _ => &mut self.rule_state,
         };
         state.count_recorded(&p.counts, pkt);
-        let rule = p.filter_rule.or(p.last_rule);
+        // The path's own reference to its deciding rule: cloned only when the decision names another.
+        match name {
+            Some(r) if out.rule.as_ref().is_some_and(|o| same_ref(o, r)) => {}
+            _ => out.rule = name.cloned(),
+        }
         self.paths.hits += 1;
-        out.reset_keeping_rule(Disposition::Filtered);
+        out.reset_keeping_rule_and_flow(Disposition::Filtered);
         out.path = Some(path);
         out.in_iface = iface_label(&self.iface_names, in_if);
         out.out_iface = iface_label(&self.iface_names, out_if);
         crate::decision::FlowSummary::write(&mut out.flow, pkt);
         out.verdict = Some(Verdict::Accept);
-        self.name_rule(!v4, rule, &mut out.rule);
         out.ctstate = Some(CtStateLabel::Established);
         out.reply_dir = reply;
         out.ct_note = note;
@@ -662,7 +665,7 @@ impl Engine {
         };
         // The previous decision's rule is kept until this one is named: it is left alone when this one names
         // the same.
-        decision.reset_keeping_rule(Disposition::Filtered);
+        decision.reset_keeping_rule_and_flow(Disposition::Filtered);
         decision.path = Some(path);
         decision.in_iface = iface_label(&self.iface_names, in_if);
         decision.out_iface = iface_label(&self.iface_names, out_if);
@@ -920,7 +923,7 @@ impl Engine {
         walk: &mut Walk,
         decision: &mut Decision,
     ) -> Result<bool, (rules::Verdict, Option<RuleRef>)> {
-        let Some(p) = self.paths.get(tag).filter(|p| p.key == Reads::of(&p.counts).mask(key)) else {
+        let Some((p, _)) = self.paths.lookup(tag, key) else {
             return Ok(false);
         };
         let state = match (key.v4, self.ruleset6.as_mut()) {
@@ -942,7 +945,11 @@ impl Engine {
             return;
         }
         let Some((id, _)) = walk.conn else { return };
-        let tag = self.paths.remember(key, walk.filter_rule, walk.last_rule);
+        let rs = match (key.v4, &self.ruleset6) {
+            (false, Some((r6, _))) => r6,
+            _ => &self.ruleset,
+        };
+        let tag = self.paths.remember(key, walk.filter_rule, walk.last_rule, |id| rs.rule_ref(id));
         if let Some(tag) = tag {
             let dir = if key.reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
             self.ct.set_tag(id, dir, tag);

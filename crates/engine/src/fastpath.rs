@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use rules::{Recording, RuleId};
+use rules::{Recording, RuleId, RuleRef};
 
 use crate::decision::PacketPath;
 
@@ -87,6 +87,10 @@ pub(crate) struct CachedPath {
 #[derive(Debug, Default)]
 pub(crate) struct PathCache {
     paths: Vec<CachedPath>,
+    /// Per path (same index): the facts its walk read, and the reference naming its deciding rule
+    /// (`filter_rule`, else `last_rule`), both fixed when it is stored, so that a packet taking it
+    /// neither works them out nor names the rule again.
+    fixed: Vec<(Reads, Option<RuleRef>)>,
     index: HashMap<CachedPath, u16, foldhash::fast::FixedState>,
     /// The tags most recently found or stored, checked before hashing (a few paths serve most flows).
     recent: [u16; RECENT],
@@ -104,16 +108,28 @@ impl PathCache {
         self.paths.get(usize::from(tag).checked_sub(1)?)
     }
 
+    /// The path behind `tag` when it was recorded under `key` (masked with the facts it read), with the
+    /// reference naming its deciding rule.
+    pub fn lookup(&self, tag: u16, key: PathKey) -> Option<(&CachedPath, Option<&RuleRef>)> {
+        let i = usize::from(tag).checked_sub(1)?;
+        let (reads, name) = self.fixed.get(i)?;
+        let p = self.paths.get(i)?;
+        (p.key == reads.mask(key)).then_some((p, name.as_ref()))
+    }
+
     /// The tag of the path recorded as `rec` (the buffer) under `key` (masked here with the facts the walk
     /// read) with the rules the walk named, stored now if no identical path is; `None` when the cache is
     /// full.
+    /// `name` names a rule (called only when the path is new).
     pub fn remember(
         &mut self,
         key: PathKey,
         filter_rule: Option<RuleId>,
         last_rule: Option<RuleId>,
+        name: impl FnOnce(RuleId) -> RuleRef,
     ) -> Option<u16> {
-        let key = Reads::of(&self.rec).mask(key);
+        let reads = Reads::of(&self.rec);
+        let key = reads.mask(key);
         let same = |p: &CachedPath| {
             p.key == key && p.counts == self.rec && p.filter_rule == filter_rule && p.last_rule == last_rule
         };
@@ -129,6 +145,7 @@ impl PathCache {
                 }
                 let tag = u16::try_from(self.paths.len().checked_add(1)?).ok()?;
                 self.paths.push(path.clone());
+                self.fixed.push((reads, filter_rule.or(last_rule).map(name)));
                 self.index.insert(path, tag);
                 tag
             }
@@ -170,19 +187,27 @@ mod tests {
         }
     }
 
+    fn name(_: RuleId) -> RuleRef {
+        RuleRef {
+            table: rules::Table::Filter,
+            chain: rules::ChainName::Builtin(rules::Hook::Input),
+            rule: None,
+        }
+    }
+
     #[test]
     fn identical_paths_share_a_tag_and_tags_start_at_one() {
         let mut c = PathCache::default();
-        assert_eq!(c.remember(key(0, 0, 0), None, None), Some(1));
-        assert_eq!(c.remember(key(1, 0, 0), None, None), Some(2));
-        assert_eq!(c.remember(key(0, 0, 0), None, None), Some(1));
+        assert_eq!(c.remember(key(0, 0, 0), None, None, name), Some(1));
+        assert_eq!(c.remember(key(1, 0, 0), None, None, name), Some(2));
+        assert_eq!(c.remember(key(0, 0, 0), None, None, name), Some(1));
         // A walk that read neither the status nor the mark is the same path whatever they are.
-        assert_eq!(c.remember(key(0, 4, 7), None, None), Some(1));
+        assert_eq!(c.remember(key(0, 4, 7), None, None, name), Some(1));
         // Past the recent tags: found through the index.
         for n in 2..20 {
-            assert_eq!(c.remember(key(n, 0, 0), None, None), Some(n + 1));
+            assert_eq!(c.remember(key(n, 0, 0), None, None, name), Some(n + 1));
         }
-        assert_eq!(c.remember(key(0, 0, 0), None, None), Some(1));
+        assert_eq!(c.remember(key(0, 0, 0), None, None, name), Some(1));
         assert_eq!(c.len(), 20);
         assert_eq!(c.get(0), None);
         assert_eq!(c.get(2).map(|p| p.key.path), Some(PacketPath::Output));
