@@ -1088,7 +1088,9 @@ impl Conntrack {
             let Some(c) = self.conns.get(idx) else {
                 return self.invalid("internal: entry vanished");
             };
-            let before = (c.status, c.proto_state());
+            // What the event cache compares with (not needed with events off).
+            let events_on = self.config.events != 0;
+            let before = events_on.then(|| (c.status, c.proto_state()));
             let info = if dir == Dir::Reply {
                 CtInfo::EstablishedReply
             } else if c.status.seen_reply() {
@@ -1101,9 +1103,6 @@ impl Conntrack {
             let id = ConnId(idx as u32, c.gen);
             match self.track(now, idx, dir, is_new, pkt, hook) {
                 Track::Accept(note) => {
-                    // With events off nothing is cached (no ecache extension, as the kernel creates
-                    // none): the confirm hook then has nothing to deliver.
-                    let events_on = self.config.events != 0;
                     if let Some(c) = self.conns.get_mut(idx) {
                         // the event cache (`nf_conntrack_event_cache` call sites)
                         let mut ev = 0u8;
@@ -1116,13 +1115,15 @@ impl Conntrack {
                                 ev |= EV_REPLY;
                             }
                         }
-                        if c.proto_state() != before.1 {
-                            ev |= EV_PROTOINFO;
-                        }
-                        if c.status.assured() && !before.0.assured() {
-                            ev |= EV_ASSURED;
-                        }
-                        if events_on {
+                        // With events off nothing is cached (no ecache extension, as the kernel creates
+                        // none): the confirm hook then has nothing to deliver.
+                        if let Some((status, proto)) = before {
+                            if c.proto_state() != proto {
+                                ev |= EV_PROTOINFO;
+                            }
+                            if c.status.assured() && !status.assured() {
+                                ev |= EV_ASSURED;
+                            }
                             c.cache_events(ev);
                         }
                     }
