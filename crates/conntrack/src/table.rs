@@ -1509,16 +1509,11 @@ impl Conntrack {
             return;
         }
         let at = c.place();
-        if let Place::Slot(slot) = at {
-            // The common refresh: later, and registered in a slot no later than the new expiry's and not
-            // too far behind it: the entry stays put (`Wheel::update`), and its packed place stays valid.
-            let es = expiry / crate::timers::SLOT_NS;
-            if expiry > old && es >= slot && es - slot < crate::timers::MAX_LAG {
-                c.timeout = expiry;
-                return;
-            }
-        }
         c.timeout = expiry;
+        // The common refresh (later, same registration) touches nothing else.
+        if Wheel::keeps(at, expiry) {
+            return;
+        }
         if let Ok(base) = u32::try_from(idx) {
             let place = self.wheel.update(base, at, old, expiry);
             c.set_place(place);

@@ -8,8 +8,12 @@
 //!   indexed by entry (8 bytes per entry). A refresh that pushes the expiry later costs nothing: the entry
 //!   stays in its (earlier) slot and is moved to its right slot when that slot comes due; a refresh to an
 //!   earlier slot moves it in constant time;
-//! - timers within the current slot live in an exactly ordered set (`near`), so expiry happens at the exact
-//!   nanosecond, in the exact order;
+//! - timers within the current slot live in an exactly ordered near set, so expiry happens at the exact
+//!   nanosecond, in the exact order. When slots come due their entries are sorted once into a run that is
+//!   consumed from the front (the entries of a slot were mostly appended in expiry order, so the sort is
+//!   mostly a check); an entry leaving the run from elsewhere is marked dead in place (found by binary
+//!   search) and skipped. Entries that reach the near set later (a short timeout, a refresh to an earlier
+//!   time) go to a small ordered set beside the run;
 //! - [`Wheel::next`] is never later than the real next expiry (it may be a slot start, earlier).
 //!
 //! The owner stores, per entry, where it is registered ([`Place`]) and its current expiry, and passes
@@ -65,7 +69,12 @@ impl Place {
 /// The timer structure (see the module docs).
 #[derive(Debug, Default, Clone)]
 pub struct Wheel {
-    near: BTreeSet<(u64, u32)>,
+    /// The near entries moved in by [`Wheel::advance`]: (expiry, entry, dead), sorted by (expiry, entry)
+    /// with unique keys; `run[pos..]` is pending and `run[pos]`, when present, is alive.
+    run: Vec<(u64, u32, bool)>,
+    pos: usize,
+    /// The near entries placed there one by one (between advances).
+    late: BTreeSet<(u64, u32)>,
     /// The first entry of each coarse slot's list.
     slots: BTreeMap<u64, u32>,
     /// Per entry index: (previous, next) entry of its slot's list, [`NIL`] at the ends. Every registered
@@ -96,7 +105,7 @@ impl Wheel {
 
     /// Heap bytes held (approximate for the ordered containers: their elements).
     pub fn memory_bytes(&self) -> usize {
-        self.links.capacity() * 8 + self.slots.len() * 16 + self.near.len() * 16
+        self.links.capacity() * 8 + self.slots.len() * 16 + self.run.capacity() * 16 + self.late.len() * 16
     }
 
     /// Room for entries with indices below `entries` without reallocating.
@@ -113,7 +122,7 @@ impl Wheel {
     fn place(&mut self, idx: u32, expiry: u64) -> Place {
         let slot = expiry / SLOT_NS;
         if slot < self.horizon {
-            self.near.insert((expiry, idx));
+            self.late.insert((expiry, idx));
             self.near_first = Some(self.near_first.map_or(expiry, |f| f.min(expiry)));
             Place::Near
         } else {
@@ -203,18 +212,32 @@ impl Wheel {
         }
     }
 
+    /// Does an entry registered at `at` stay there when its expiry becomes `expiry`? Yes for a slot no later
+    /// than the new expiry's and not too far behind it (the packed place stays valid): the entry is moved
+    /// when its slot comes due. [`Wheel::update`] is then a no-op, so a refresh may test this first.
+    #[inline]
+    pub fn keeps(at: Place, expiry: u64) -> bool {
+        match at {
+            Place::Slot(s) => {
+                let es = expiry / SLOT_NS;
+                es >= s && es - s < MAX_LAG
+            }
+            Place::None | Place::Near => false,
+        }
+    }
+
     /// The expiry of registered entry `idx` changes from `old` to `expiry`; returns its new place.
     pub fn update(&mut self, idx: u32, at: Place, old: u64, expiry: u64) -> Place {
+        if Self::keeps(at, expiry) {
+            return at;
+        }
         match at {
             Place::None => self.insert(idx, expiry),
             Place::Near => {
                 self.remove_near(old, idx);
                 self.place(idx, expiry)
             }
-            // Later (or same slot): it stays put and is moved when its slot comes due (unless it would lag
-            // too far behind for its packed place).
-            Place::Slot(s) if expiry / SLOT_NS >= s && expiry / SLOT_NS - s < MAX_LAG => at,
-            // Earlier: move it.
+            // Earlier (or too far later): move it.
             Place::Slot(s) => {
                 self.unlink(s, idx);
                 self.place(idx, expiry)
@@ -238,7 +261,7 @@ impl Wheel {
     /// registered in the slots that start before it (`state` as in [`Wheel::advance`]). Usually looks at
     /// one slot; [`Wheel::next`] is the constant-time lower bound.
     pub fn next_exact(&self, state: impl Fn(u32) -> Option<(Place, u64)>) -> Option<u64> {
-        let mut best = self.near.first().map(|&(e, _)| e);
+        let mut best = self.near_first_entry().map(|(e, _)| e);
         let mut idxs = Vec::new();
         for (&slot, &head) in &self.slots {
             if best.is_some_and(|b| b <= slot.saturating_mul(SLOT_NS)) {
@@ -264,10 +287,42 @@ impl Wheel {
         }
     }
 
+    /// The first (expiry, entry) of the near set: the run's front or the late set's first.
+    fn near_first_entry(&self) -> Option<(u64, u32)> {
+        let run = self.run.get(self.pos).map(|&(e, i, _)| (e, i));
+        match (run, self.late.first().copied()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Moves the run's front past dead entries; an exhausted run is emptied (keeping its buffer).
+    fn skip_dead(&mut self) {
+        while self.run.get(self.pos).is_some_and(|&(_, _, dead)| dead) {
+            self.pos += 1;
+        }
+        if self.pos >= self.run.len() {
+            self.run.clear();
+            self.pos = 0;
+        }
+    }
+
     fn remove_near(&mut self, expiry: u64, idx: u32) {
-        self.near.remove(&(expiry, idx));
+        let key = (expiry, idx);
+        if self.run.get(self.pos).is_some_and(|&(e, i, _)| (e, i) == key) {
+            // the usual case: the earliest entry expires
+            self.pos += 1;
+            self.skip_dead();
+        } else if !self.late.remove(&key) {
+            // behind the run's front: marked dead where it is (keys in the run are unique)
+            let pending = self.run.get(self.pos..).unwrap_or_default();
+            let at = self.pos + pending.partition_point(|&(e, i, _)| (e, i) < key);
+            if let Some(x) = self.run.get_mut(at).filter(|x| (x.0, x.1) == key) {
+                x.2 = true;
+            }
+        }
         if self.near_first == Some(expiry) {
-            self.near_first = self.near.first().map(|&(e, _)| e);
+            self.near_first = self.near_first_entry().map(|(e, _)| e);
         }
     }
 
@@ -282,38 +337,62 @@ impl Wheel {
             return moved;
         }
         self.horizon = target;
-        let mut idxs = Vec::new();
+        // Everything near now expires before the slots being moved start (they were at or beyond the old
+        // horizon): the moved entries are appended to the run, after its live rest, and sorted there.
+        if self.pos > 0 {
+            self.run.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.run.retain(|&(_, _, dead)| !dead);
+        let start = self.run.len();
         while let Some((&slot, &head)) = self.slots.first_key_value() {
             if slot >= target {
                 break;
             }
             self.slots.remove(&slot);
-            self.first_slot = self.slots.keys().next().copied();
             if self.tail.is_some_and(|(s, _)| s == slot) {
                 self.tail = None;
             }
-            idxs.clear();
-            self.list(head, &mut idxs);
-            for &idx in &idxs {
-                if let Some(l) = self.links.get_mut(idx as usize) {
+            let mut cur = head;
+            // Bounded by the number registered.
+            for _ in 0..=self.len {
+                if cur == NIL {
+                    break;
+                }
+                let next = self.link(cur)[1];
+                if let Some(l) = self.links.get_mut(cur as usize) {
                     *l = [NIL, NIL];
                 }
-            }
-            for &idx in &idxs {
-                if let Some((Place::Slot(s), expiry)) = state(idx) {
+                // Only entries still registered here: one refreshed to an earlier slot was moved already.
+                if let Some((Place::Slot(s), expiry)) = state(cur) {
                     if s == slot {
-                        let p = self.place(idx, expiry);
-                        moved.push((idx, p));
+                        let es = expiry / SLOT_NS;
+                        if es < target {
+                            self.run.push((expiry, cur, false));
+                            moved.push((cur, Place::Near));
+                        } else {
+                            self.push(es, cur);
+                            moved.push((cur, Place::Slot(es)));
+                        }
                     }
                 }
+                cur = next;
             }
         }
+        self.first_slot = self.slots.keys().next().copied();
+        if let Some(new) = self.run.get_mut(start..) {
+            // A slot's list is mostly in expiry order already (appended as entries came): usually a check.
+            if !new.is_sorted_by_key(|&(e, i, _)| (e, i)) {
+                new.sort_unstable_by_key(|&(e, i, _)| (e, i));
+            }
+        }
+        self.near_first = self.near_first_entry().map(|(e, _)| e);
         moved
     }
 
     /// The earliest near entry if it expires at or before `now` (call [`Wheel::advance`] first).
     pub fn first_due(&self, now: u64) -> Option<(u64, u32)> {
-        self.near.first().copied().filter(|&(e, _)| e <= now)
+        self.near_first_entry().filter(|&(e, _)| e <= now)
     }
 }
 
@@ -493,62 +572,99 @@ mod tests {
         }
     }
 
+    /// Plays `ops` (insert or refresh, remove, clock step by `v / step_div`) on `n` entries against an
+    /// ordered set.
+    fn drive(n: usize, ops: Vec<(u8, u32, u64)>, step_div: u64) -> Result<(), TestCaseError> {
+        let mut m = Model {
+            wheel: Wheel::default(),
+            place: vec![Place::None; n],
+            expiry: vec![0; n],
+            live: vec![false; n],
+            set: BTreeSet::new(),
+        };
+        let mut now = 0u64;
+        for (op, i, v) in ops {
+            let iu = i as usize % n;
+            let i = iu as u32;
+            match op {
+                0 | 1 => {
+                    let e = now + v;
+                    if m.live[iu] {
+                        m.set.remove(&(m.expiry[iu], i));
+                        m.place[iu] = m.wheel.update(i, m.place[iu], m.expiry[iu], e);
+                    } else {
+                        m.live[iu] = true;
+                        m.place[iu] = m.wheel.insert(i, e);
+                    }
+                    m.expiry[iu] = e;
+                    m.set.insert((e, i));
+                }
+                2 => {
+                    if m.live[iu] {
+                        m.set.remove(&(m.expiry[iu], i));
+                        m.wheel.remove(i, m.place[iu], m.expiry[iu]);
+                        m.place[iu] = Place::None;
+                        m.live[iu] = false;
+                    }
+                }
+                _ => {
+                    if let (Some(n), Some(&(real, _))) = (m.wheel.next(), m.set.first()) {
+                        prop_assert!(n <= real);
+                    }
+                    // the kept firsts are those of the sets
+                    let near = m.wheel.near_first_entry().map(|(e, _)| e);
+                    let slot = m.wheel.slots.keys().next().map(|s| s * SLOT_NS);
+                    prop_assert_eq!(m.wheel.next(), near.into_iter().chain(slot).min());
+                    let (place, expiry, live) = (&m.place, &m.expiry, &m.live);
+                    let st = |i: u32| live[i as usize].then(|| (place[i as usize], expiry[i as usize]));
+                    prop_assert_eq!(m.wheel.next_exact(st), m.set.first().map(|&(e, _)| e));
+                    now += v / step_div;
+                    let got = m.due(now);
+                    let mut want = Vec::new();
+                    while let Some(&(e, j)) = m.set.first() {
+                        if e > now {
+                            break;
+                        }
+                        m.set.remove(&(e, j));
+                        want.push((e, j));
+                    }
+                    prop_assert_eq!(got, want);
+                }
+            }
+            prop_assert_eq!(m.wheel.len(), m.set.len());
+            // the run: pending part sorted with unique keys, its front alive, and it holds exactly the live
+            // near entries that are not in the late set
+            let w = &m.wheel;
+            let pending = &w.run[w.pos..];
+            prop_assert!(pending.windows(2).all(|p| (p[0].0, p[0].1) < (p[1].0, p[1].1)));
+            prop_assert!(pending.first().is_none_or(|x| !x.2));
+            let mut near: Vec<(u64, u32)> =
+                pending.iter().filter(|x| !x.2).map(|x| (x.0, x.1)).chain(w.late.iter().copied()).collect();
+            near.sort_unstable();
+            let mut want: Vec<(u64, u32)> = (0..n)
+                .filter(|&j| m.live[j] && m.place[j] == Place::Near)
+                .map(|j| (m.expiry[j], j as u32))
+                .collect();
+            want.sort_unstable();
+            prop_assert_eq!(near, want);
+        }
+        Ok(())
+    }
+
     proptest! {
         /// Whatever the sequence of inserts, refreshes (later and earlier), removals and clock steps, the
         /// wheel expires exactly what an ordered set expires, in the same order, and never promises a
         /// next expiry later than the real one.
         #[test]
         fn wheel_equals_an_ordered_set(ops in proptest::collection::vec((0u8..4, 0u32..16, 0u64..8_000_000_000), 1..300)) {
-            let mut m = Model { wheel: Wheel::default(), place: vec![Place::None; 16], expiry: vec![0; 16],
-                live: vec![false; 16], set: BTreeSet::new() };
-            let mut now = 0u64;
-            for (op, i, v) in ops {
-                let iu = i as usize;
-                match op {
-                    0 | 1 => {
-                        let e = now + v;
-                        if m.live[iu] {
-                            m.set.remove(&(m.expiry[iu], i));
-                            m.place[iu] = m.wheel.update(i, m.place[iu], m.expiry[iu], e);
-                        } else {
-                            m.live[iu] = true;
-                            m.place[iu] = m.wheel.insert(i, e);
-                        }
-                        m.expiry[iu] = e;
-                        m.set.insert((e, i));
-                    }
-                    2 => {
-                        if m.live[iu] {
-                            m.set.remove(&(m.expiry[iu], i));
-                            m.wheel.remove(i, m.place[iu], m.expiry[iu]);
-                            m.place[iu] = Place::None;
-                            m.live[iu] = false;
-                        }
-                    }
-                    _ => {
-                        if let (Some(n), Some(&(real, _))) = (m.wheel.next(), m.set.first()) {
-                            prop_assert!(n <= real);
-                        }
-                        // the kept firsts are those of the sets
-                        let near = m.wheel.near.first().map(|&(e, _)| e);
-                        let slot = m.wheel.slots.keys().next().map(|s| s * SLOT_NS);
-                        prop_assert_eq!(m.wheel.next(), near.into_iter().chain(slot).min());
-                        let (place, expiry, live) = (&m.place, &m.expiry, &m.live);
-                        let st = |i: u32| live[i as usize].then(|| (place[i as usize], expiry[i as usize]));
-                        prop_assert_eq!(m.wheel.next_exact(st), m.set.first().map(|&(e, _)| e));
-                        now += v / 4;
-                        let got = m.due(now);
-                        let mut want = Vec::new();
-                        while let Some(&(e, j)) = m.set.first() {
-                            if e > now { break; }
-                            m.set.remove(&(e, j));
-                            want.push((e, j));
-                        }
-                        prop_assert_eq!(got, want);
-                    }
-                }
-                prop_assert_eq!(m.wheel.len(), m.set.len());
-            }
+            drive(16, ops, 4)?;
+        }
+
+        /// The same with many entries per slot and small clock steps: runs of many near entries, left from
+        /// the front and from the middle (refreshes, removals), and late entries beside them.
+        #[test]
+        fn crowded_slots_expire_as_an_ordered_set(ops in proptest::collection::vec((0u8..5, 0u32..64, 0u64..3 * SLOT_NS), 1..400)) {
+            drive(64, ops, 64)?;
         }
     }
 
