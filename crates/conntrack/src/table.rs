@@ -308,6 +308,12 @@ fn split_dir(c: &Conn, node: u32, tuple: &Tuple) -> Option<Dir> {
 
 /// The index nodes of entry `idx` with their hashes (one or two).
 fn index_nodes(c: &Conn, base: u32) -> [Option<(u64, u32)>; 2] {
+    if c.ext.is_none() {
+        // IPv4, zone 0, reply = inverse: never split (`dir_hash`)
+        if let Some(k) = c.key4() {
+            return [Some((k.sym_hash(HASH_SEED, 0), base << 1)), None];
+        }
+    }
     if split(c) {
         [Some((dir_hash(c, Dir::Original), base << 1)), Some((dir_hash(c, Dir::Reply), (base << 1) | 1))]
     } else {
@@ -550,7 +556,11 @@ impl Conntrack {
                 c.set_place(place);
             }
         }
-        while let Some((_, idx)) = self.wheel.first_due(now.0) {
+        while let Some((_, idx)) = self.wheel.pop_due(now.0) {
+            // out of the wheel already: the unhash leaves it alone
+            if let Some(c) = self.conns.get_mut(idx as usize) {
+                c.set_place(Place::None);
+            }
             self.delete(idx as usize);
         }
         self.expire_expectations(now);
@@ -1096,10 +1106,14 @@ impl Conntrack {
         self.conns.try_remove(idx);
     }
 
+    #[inline]
     fn drop_expectations(&mut self, idx: usize) {
-        if self.expects.is_empty() {
-            return;
+        if !self.expects.is_empty() {
+            self.drop_expectations_of(idx);
         }
+    }
+
+    fn drop_expectations_of(&mut self, idx: usize) {
         let Some(c) = self.conns.get(idx) else { return };
         if c.help_ref().is_none() {
             return;
@@ -1113,8 +1127,9 @@ impl Conntrack {
         }
     }
 
+    #[inline]
     fn expire_expectations(&mut self, now: Time) {
-        if self.expects.poll_timeout().is_some_and(|t| t <= now) {
+        if !self.expects.is_empty() && self.expects.poll_timeout().is_some_and(|t| t <= now) {
             let removed = self.expects.expire(now);
             for e in &removed {
                 // the expectation's own timer: stamped with its expiry
@@ -1405,18 +1420,24 @@ impl Conntrack {
             self.split_entries += 1;
         }
         self.hashed_in = self.hashed_in.wrapping_add(1);
-        let orig_hash = nodes[0].map_or(0, |(h, _)| h);
-        let reply_hash = nodes[1].map_or(orig_hash, |(h, _)| h);
-        for (d, h) in [(Dir::Original, orig_hash), (Dir::Reply, reply_hash)] {
-            let b = self.bucket_of(chain_hash(h, d));
-            self.chains.insert(b as usize, (base << 1) | d.index() as u32);
-        }
+        let buckets = self.chain_buckets(nodes);
+        self.chains.insert_entry(buckets, base);
         let place = self.wheel.insert(base, expiry);
         if let Some(c) = self.conns.get_mut(idx) {
             c.set_place(place);
         }
         self.confirmed += 1;
         Ok(())
+    }
+
+    /// The virtual buckets of an entry's original and reply nodes, from its index nodes ([`index_nodes`]).
+    fn chain_buckets(&self, nodes: [Option<(u64, u32)>; 2]) -> [usize; 2] {
+        let orig_hash = nodes[0].map_or(0, |(h, _)| h);
+        let reply_hash = nodes[1].map_or(orig_hash, |(h, _)| h);
+        [
+            self.bucket_of(chain_hash(orig_hash, Dir::Original)) as usize,
+            self.bucket_of(chain_hash(reply_hash, Dir::Reply)) as usize,
+        ]
     }
 
     fn unhash(&mut self, idx: usize) {
@@ -1429,12 +1450,8 @@ impl Conntrack {
         for (h, node) in nodes.into_iter().flatten() {
             self.table.remove(h, node);
         }
-        let orig_hash = nodes[0].map_or(0, |(h, _)| h);
-        let reply_hash = nodes[1].map_or(orig_hash, |(h, _)| h);
-        for (d, h) in [(Dir::Original, orig_hash), (Dir::Reply, reply_hash)] {
-            let b = self.bucket_of(chain_hash(h, d));
-            self.chains.remove(b as usize, (base << 1) | d.index() as u32);
-        }
+        let buckets = self.chain_buckets(nodes);
+        self.chains.remove_entry(buckets, base);
         self.wheel.remove(base, c.place(), c.timeout);
         if let Some(c) = self.conns.get_mut(idx) {
             c.set_place(Place::None);
@@ -1448,10 +1465,14 @@ impl Conntrack {
 
     /// Queue an event about entry `idx` at `now` (DESTROY of an expired entry: at its expiry).
     /// `bits`: the cached event bits delivered with it (`EV_*`).
+    #[inline]
     fn emit(&mut self, now: Time, idx: usize, kind: EventKind, bits: u8) {
-        if self.config.events == 0 {
-            return;
+        if self.config.events != 0 {
+            self.emit_event(now, idx, kind, bits);
         }
+    }
+
+    fn emit_event(&mut self, now: Time, idx: usize, kind: EventKind, bits: u8) {
         let Some(c) = self.conns.get(idx) else { return };
         let time = if kind == EventKind::Destroy && c.is_expired(now) { c.expires() } else { now };
         if self.events.len() >= EVENT_QUEUE_MAX {

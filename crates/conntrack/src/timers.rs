@@ -145,8 +145,8 @@ impl Wheel {
     fn push(&mut self, slot: u64, idx: u32) {
         let i = idx as usize;
         if self.links.len() <= i {
-            // entry indices are dense: grow to this one (the vector's capacity still doubles)
-            self.links.resize(i + 1, [NIL, NIL]);
+            // entry indices are dense: grow past this one by doubling, so that most pushes find room
+            self.links.resize(grown(self.links.len(), i), [NIL, NIL]);
         }
         if let Some((s, last)) = self.tail {
             if s == slot {
@@ -297,6 +297,7 @@ impl Wheel {
     }
 
     /// Moves the run's front past dead entries; an exhausted run is emptied (keeping its buffer).
+    #[inline]
     fn skip_dead(&mut self) {
         while self.run.get(self.pos).is_some_and(|&(_, _, dead)| dead) {
             self.pos += 1;
@@ -394,9 +395,54 @@ impl Wheel {
     pub fn first_due(&self, now: u64) -> Option<(u64, u32)> {
         self.near_first_entry().filter(|&(e, _)| e <= now)
     }
+
+    /// [`Wheel::first_due`] and [`Wheel::remove`] of what it gives, in one step: the owner then records the
+    /// entry as not registered ([`Place::None`]).
+    #[inline]
+    pub fn pop_due(&mut self, now: u64) -> Option<(u64, u32)> {
+        // the kept first is exact for the near set
+        if self.near_first.is_none_or(|e| e > now) {
+            return None;
+        }
+        self.pop_near()
+    }
+
+    /// Takes the first near entry out.
+    fn pop_near(&mut self) -> Option<(u64, u32)> {
+        let run = self.run.get(self.pos).map(|&(e, i, _)| (e, i));
+        let key = if self.late.is_empty() {
+            // the usual case: the run's front, and the next one becomes the first
+            let key = run?;
+            self.pos += 1;
+            self.skip_dead();
+            self.near_first = self.run.get(self.pos).map(|&(e, _, _)| e);
+            key
+        } else {
+            let key = match (run, self.late.first().copied()) {
+                (Some(r), Some(l)) if l < r => self.late.pop_first(),
+                (Some(r), _) => {
+                    self.pos += 1;
+                    self.skip_dead();
+                    Some(r)
+                }
+                (None, _) => self.late.pop_first(),
+            }?;
+            self.near_first = self.near_first_entry().map(|(e, _)| e);
+            key
+        };
+        self.len = self.len.saturating_sub(1);
+        Some(key)
+    }
 }
 
 const NIL: u32 = u32::MAX;
+
+/// The length a per-index array of length `len` grows to so that it holds index `i` (`i >= len`): at least
+/// double (and at least 64), so that dense indices resize it a logarithmic number of times. Indices come from
+/// the table's slab, so this is at most twice what the table holds.
+fn grown(len: usize, i: usize) -> usize {
+    i.saturating_add(1).max(len.saturating_mul(2)).max(64)
+}
 
 /// Virtual bucket chains (see the module docs).
 #[derive(Debug, Default, Clone)]
@@ -446,55 +492,101 @@ impl Chains {
     /// in the order they were linked (expiry, mostly) unlinks at the head without a walk; they are presented
     /// newest first, as the kernel's bucket lists are walked.
     pub fn insert(&mut self, bucket: usize, node: u32) {
+        self.room(node);
+        self.link(bucket, node);
+    }
+
+    /// Links both nodes of entry `entry` (entry × 2 + direction): the original one into `buckets[0]`, the
+    /// reply one into `buckets[1]` ([`Chains::insert`] twice, in that order). Nothing for an entry whose
+    /// node numbers do not fit a `u32`.
+    pub fn insert_entry(&mut self, buckets: [usize; 2], entry: u32) {
+        let Some(node) = entry.checked_mul(2) else { return };
+        self.room(node | 1);
+        self.link(buckets[0], node);
+        self.link(buckets[1], node | 1);
+    }
+
+    /// Makes `node` addressable in `next` (and the buckets exist).
+    #[inline]
+    fn room(&mut self, node: u32) {
         if self.heads.is_empty() {
             self.reset(1);
         }
-        let b = bucket % self.heads.len();
         let n = node as usize;
         if self.next.len() <= n {
-            // node numbers are dense: grow to this one (the vector's capacity still doubles)
-            self.next.resize(n + 1, NIL);
+            // node numbers are dense: grow past this one by doubling, so that most inserts find room
+            self.next.resize(grown(self.next.len(), n), NIL);
         }
-        if let Some(slot) = self.next.get_mut(n) {
+    }
+
+    /// The list of `bucket` (taken modulo the bucket count).
+    #[inline]
+    fn bucket(&self, bucket: usize) -> usize {
+        let len = self.heads.len();
+        if bucket < len {
+            bucket
+        } else {
+            bucket.checked_rem(len).unwrap_or(0)
+        }
+    }
+
+    #[inline]
+    fn link(&mut self, bucket: usize, node: u32) {
+        let b = self.bucket(bucket);
+        if let Some(slot) = self.next.get_mut(node as usize) {
             *slot = NIL;
         }
-        let (Some(head), Some(tail)) = (self.heads.get(b).copied(), self.tails.get(b).copied()) else {
-            return;
-        };
-        if head == NIL {
+        let Some(t) = self.tails.get_mut(b) else { return };
+        // a bucket's tail is NIL exactly when its list is empty
+        let tail = std::mem::replace(t, node);
+        if tail == NIL {
             if let Some(h) = self.heads.get_mut(b) {
                 *h = node;
             }
-        } else if let Some(t) = self.next.get_mut(tail as usize) {
-            *t = node;
-        }
-        if let Some(t) = self.tails.get_mut(b) {
-            *t = node;
+        } else if let Some(x) = self.next.get_mut(tail as usize) {
+            *x = node;
         }
         self.len += 1;
     }
 
+    /// Unlinks both nodes of entry `entry` from their buckets ([`Chains::remove`] twice).
+    pub fn remove_entry(&mut self, buckets: [usize; 2], entry: u32) {
+        let Some(node) = entry.checked_mul(2) else { return };
+        self.remove(buckets[0], node);
+        self.remove(buckets[1], node | 1);
+    }
+
     /// Unlinks `node` from `bucket` (nothing if it is not there).
+    #[inline]
     pub fn remove(&mut self, bucket: usize, node: u32) {
-        if self.heads.is_empty() {
+        if self.heads.is_empty() || node == NIL {
             return;
         }
-        let b = bucket % self.heads.len();
+        let b = self.bucket(bucket);
         let after = self.next.get(node as usize).copied().unwrap_or(NIL);
         let Some(&head) = self.heads.get(b) else { return };
-        let mut prev = NIL;
-        let mut cur = head;
+        if head == node {
+            // the usual case (oldest first): no walk
+            if let Some(h) = self.heads.get_mut(b) {
+                *h = after;
+            }
+            if after == NIL {
+                if let Some(t) = self.tails.get_mut(b) {
+                    *t = NIL;
+                }
+            }
+            self.len = self.len.saturating_sub(1);
+            return;
+        }
+        let mut prev = head;
+        let mut cur = self.next.get(head as usize).copied().unwrap_or(NIL);
         // Bounded by the number of linked nodes.
-        for _ in 0..=self.len {
+        for _ in 0..self.len {
             if cur == NIL {
                 return;
             }
             if cur == node {
-                if prev == NIL {
-                    if let Some(h) = self.heads.get_mut(b) {
-                        *h = after;
-                    }
-                } else if let Some(p) = self.next.get_mut(prev as usize) {
+                if let Some(p) = self.next.get_mut(prev as usize) {
                     *p = after;
                 }
                 if after == NIL {
@@ -551,6 +643,8 @@ mod tests {
         expiry: Vec<u64>,
         live: Vec<bool>,
         set: BTreeSet<(u64, u32)>,
+        /// Expire with [`Wheel::pop_due`] (else [`Wheel::first_due`] and [`Wheel::remove`]).
+        pop: bool,
     }
 
     impl Model {
@@ -562,8 +656,17 @@ mod tests {
             }
             let place = &mut self.place;
             let mut out = Vec::new();
-            while let Some((e, i)) = self.wheel.first_due(now) {
-                self.wheel.remove(i, place[i as usize], e);
+            loop {
+                let due = if self.pop {
+                    self.wheel.pop_due(now)
+                } else {
+                    let due = self.wheel.first_due(now);
+                    if let Some((e, i)) = due {
+                        self.wheel.remove(i, place[i as usize], e);
+                    }
+                    due
+                };
+                let Some((e, i)) = due else { break };
                 place[i as usize] = Place::None;
                 self.live[i as usize] = false;
                 out.push((e, i));
@@ -581,6 +684,7 @@ mod tests {
             expiry: vec![0; n],
             live: vec![false; n],
             set: BTreeSet::new(),
+            pop: false,
         };
         let mut now = 0u64;
         for (op, i, v) in ops {
@@ -608,6 +712,8 @@ mod tests {
                     }
                 }
                 _ => {
+                    // both ways of expiring
+                    m.pop = op % 2 == 0;
                     if let (Some(n), Some(&(real, _))) = (m.wheel.next(), m.set.first()) {
                         prop_assert!(n <= real);
                     }
@@ -656,7 +762,7 @@ mod tests {
         /// wheel expires exactly what an ordered set expires, in the same order, and never promises a
         /// next expiry later than the real one.
         #[test]
-        fn wheel_equals_an_ordered_set(ops in proptest::collection::vec((0u8..4, 0u32..16, 0u64..8_000_000_000), 1..300)) {
+        fn wheel_equals_an_ordered_set(ops in proptest::collection::vec((0u8..5, 0u32..16, 0u64..8_000_000_000), 1..300)) {
             drive(16, ops, 4)?;
         }
 
@@ -724,6 +830,35 @@ mod tests {
         assert_eq!(c.nodes(1), Vec::<u32>::new());
         c.insert(1, 15);
         assert_eq!(c.nodes(1), vec![15]);
+    }
+
+    #[test]
+    fn chains_link_and_unlink_whole_entries() {
+        let mut a = Chains::default();
+        let mut b = Chains::default();
+        a.reset(4);
+        b.reset(4);
+        for (e, buckets) in [(0u32, [1usize, 2usize]), (3, [1, 1]), (5, [6, 2])] {
+            a.insert_entry(buckets, e);
+            b.insert(buckets[0], e * 2);
+            b.insert(buckets[1], e * 2 + 1);
+        }
+        for bucket in 0..4 {
+            assert_eq!(a.nodes(bucket), b.nodes(bucket));
+        }
+        // bucket 6 is bucket 2 of 4
+        assert_eq!(a.nodes(2), vec![11, 10, 1]);
+        assert_eq!(a.nodes(1), vec![7, 6, 0]);
+        // the middle entry (not at its buckets' heads) and the oldest one
+        a.remove_entry([1, 1], 3);
+        assert_eq!(a.nodes(1), vec![0]);
+        a.remove_entry([1, 2], 0);
+        assert_eq!(a.nodes(1), Vec::<u32>::new());
+        assert_eq!(a.nodes(2), vec![11, 10]);
+        assert_eq!(a.len(), 2);
+        // entries whose nodes do not fit a u32 are refused
+        a.insert_entry([0, 0], u32::MAX);
+        assert_eq!(a.len(), 2);
     }
 
     proptest! {
