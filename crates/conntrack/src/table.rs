@@ -307,6 +307,7 @@ fn split_dir(c: &Conn, node: u32, tuple: &Tuple) -> Option<Dir> {
 }
 
 /// The index nodes of entry `idx` with their hashes (one or two).
+#[inline]
 fn index_nodes(c: &Conn, base: u32) -> [Option<(u64, u32)>; 2] {
     if c.ext.is_none() {
         // IPv4, zone 0, reply = inverse: never split (`dir_hash`)
@@ -598,7 +599,6 @@ impl Conntrack {
             self.stats.drop += 1;
             return;
         }
-        let zone = ZoneKey::of(c);
         let proto = c.l4proto();
         let fresh = self.fresh.filter(|&(i, _, n)| {
             i == idx && n == self.hashed_in && self.split_entries == 0 && c.ext.is_none()
@@ -611,6 +611,7 @@ impl Conntrack {
         } else if c.ext.is_none() {
             self.plain_clash(now, idx)
         } else {
+            let zone = ZoneKey::of(c);
             let tuples = [c.orig(), c.reply()];
             tuples.iter().any(|t| self.lookup(now, t, zone).is_some())
         };
@@ -627,13 +628,14 @@ impl Conntrack {
             }
             return;
         }
-        if let Some(c) = self.conns.get_mut(idx) {
-            c.start_timer(now);
-            if let Some(ts) = c.ext.as_deref_mut().and_then(|e| e.tstamp.as_mut()) {
-                *ts = now;
-            }
-            c.status.insert(Status::CONFIRMED);
+        let Some(c) = self.conns.get_mut(idx) else { return };
+        c.start_timer(now);
+        if let Some(ts) = c.ext.as_deref_mut().and_then(|e| e.tstamp.as_mut()) {
+            *ts = now;
         }
+        c.status.insert(Status::CONFIRMED);
+        // the events cached so far go with the NEW event
+        let bits = c.ecache();
         if self.hash_in(idx).is_err() {
             // `__nf_conntrack_confirm` failing to insert: the packet is dropped with its entry.
             self.free_slot(idx);
@@ -641,10 +643,11 @@ impl Conntrack {
             self.stats.drop += 1;
             return;
         }
-        let bits = self.conns.get(idx).map_or(0, |c| c.ecache());
         self.emit(now, idx, EventKind::New, bits);
-        if let Some(c) = self.conns.get_mut(idx) {
-            c.clear_events();
+        if bits != 0 {
+            if let Some(c) = self.conns.get_mut(idx) {
+                c.clear_events();
+            }
         }
     }
 
@@ -1444,11 +1447,12 @@ impl Conntrack {
         let Some(c) = self.conns.get(idx) else { return };
         let Ok(base) = u32::try_from(idx) else { return };
         let nodes = index_nodes(c, base);
-        if nodes[1].is_some() {
-            self.split_entries = self.split_entries.saturating_sub(1);
-        }
-        for (h, node) in nodes.into_iter().flatten() {
+        if let Some((h, node)) = nodes[0] {
             self.table.remove(h, node);
+        }
+        if let Some((h, node)) = nodes[1] {
+            self.table.remove(h, node);
+            self.split_entries = self.split_entries.saturating_sub(1);
         }
         let buckets = self.chain_buckets(nodes);
         self.chains.remove_entry(buckets, base);

@@ -119,6 +119,7 @@ impl Wheel {
         self.place(idx, expiry)
     }
 
+    #[inline]
     fn place(&mut self, idx: u32, expiry: u64) -> Place {
         let slot = expiry / SLOT_NS;
         if slot < self.horizon {
@@ -142,11 +143,11 @@ impl Wheel {
     }
 
     /// Puts `idx` into `slot`'s list: after the known last entry of that slot, else at the front.
+    #[inline]
     fn push(&mut self, slot: u64, idx: u32) {
         let i = idx as usize;
         if self.links.len() <= i {
-            // entry indices are dense: grow past this one by doubling, so that most pushes find room
-            self.links.resize(grown(self.links.len(), i), [NIL, NIL]);
+            self.grow_links(i);
         }
         if let Some((s, last)) = self.tail {
             if s == slot {
@@ -158,6 +159,17 @@ impl Wheel {
                 return;
             }
         }
+        self.push_front(slot, idx);
+    }
+
+    /// Entry indices are dense: grow past `i` by doubling, so that most pushes find room.
+    fn grow_links(&mut self, i: usize) {
+        self.links.resize(grown(self.links.len(), i), [NIL, NIL]);
+    }
+
+    /// [`Wheel::push`] at the front of the list.
+    fn push_front(&mut self, slot: u64, idx: u32) {
+        let i = idx as usize;
         self.first_slot = Some(self.first_slot.map_or(slot, |f| f.min(slot)));
         let head = self.slots.entry(slot).or_insert(NIL);
         let old = std::mem::replace(head, idx);
@@ -499,6 +511,7 @@ impl Chains {
     /// Links both nodes of entry `entry` (entry × 2 + direction): the original one into `buckets[0]`, the
     /// reply one into `buckets[1]` ([`Chains::insert`] twice, in that order). Nothing for an entry whose
     /// node numbers do not fit a `u32`.
+    #[inline]
     pub fn insert_entry(&mut self, buckets: [usize; 2], entry: u32) {
         let Some(node) = entry.checked_mul(2) else { return };
         self.room(node | 1);
@@ -514,9 +527,13 @@ impl Chains {
         }
         let n = node as usize;
         if self.next.len() <= n {
-            // node numbers are dense: grow past this one by doubling, so that most inserts find room
-            self.next.resize(grown(self.next.len(), n), NIL);
+            self.grow_next(n);
         }
+    }
+
+    /// Node numbers are dense: grow past `n` by doubling, so that most inserts find room.
+    fn grow_next(&mut self, n: usize) {
+        self.next.resize(grown(self.next.len(), n), NIL);
     }
 
     /// The list of `bucket` (taken modulo the bucket count).
