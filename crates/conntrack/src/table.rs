@@ -552,7 +552,7 @@ impl Conntrack {
         self.release_pending();
         let conns = &self.conns;
         let moved = self.wheel.advance(now.0, |i| conns.get(i as usize).map(|c| (c.place(), c.timeout)));
-        for (idx, place) in moved {
+        for &(idx, place) in moved {
             if let Some(c) = self.conns.get_mut(idx as usize) {
                 c.set_place(place);
             }

@@ -92,6 +92,8 @@ pub struct Wheel {
     /// previous one went to (the same timeout from about the same time), and are appended there without
     /// looking the slot up (the order within a slot does not matter: [`Wheel::advance`] sorts).
     tail: Option<(u64, u32)>,
+    /// What [`Wheel::advance`] returns (kept for its capacity).
+    moved: Vec<(u32, Place)>,
 }
 
 impl Wheel {
@@ -105,7 +107,11 @@ impl Wheel {
 
     /// Heap bytes held (approximate for the ordered containers: their elements).
     pub fn memory_bytes(&self) -> usize {
-        self.links.capacity() * 8 + self.slots.len() * 16 + self.run.capacity() * 16 + self.late.len() * 16
+        self.links.capacity() * 8
+            + self.slots.len() * 16
+            + self.run.capacity() * 16
+            + self.late.len() * 16
+            + self.moved.capacity() * std::mem::size_of::<(u32, Place)>()
     }
 
     /// Room for entries with indices below `entries` without reallocating.
@@ -343,11 +349,14 @@ impl Wheel {
     /// later, into their own slot). `state(idx)` gives an entry's current place and expiry (`None` when the
     /// index is free). Returns the entries' new places, which the owner records (each entry appears at most
     /// once).
-    pub fn advance(&mut self, now: u64, state: impl Fn(u32) -> Option<(Place, u64)>) -> Vec<(u32, Place)> {
-        let mut moved = Vec::new();
+    pub fn advance(&mut self, now: u64, state: impl Fn(u32) -> Option<(Place, u64)>) -> &[(u32, Place)] {
+        // one buffer for every call (its capacity stays with the wheel)
+        let mut moved = std::mem::take(&mut self.moved);
+        moved.clear();
         let target = now / SLOT_NS + 1;
         if target <= self.horizon {
-            return moved;
+            self.moved = moved;
+            return &self.moved;
         }
         self.horizon = target;
         // Everything near now expires before the slots being moved start (they were at or beyond the old
@@ -400,7 +409,8 @@ impl Wheel {
             }
         }
         self.near_first = self.near_first_entry().map(|(e, _)| e);
-        moved
+        self.moved = moved;
+        &self.moved
     }
 
     /// The earliest near entry if it expires at or before `now` (call [`Wheel::advance`] first).
@@ -668,7 +678,7 @@ mod tests {
         fn due(&mut self, now: u64) -> Vec<(u64, u32)> {
             let (place, expiry, live) = (&self.place, &self.expiry, &self.live);
             let st = |i: u32| live[i as usize].then(|| (place[i as usize], expiry[i as usize]));
-            for (i, p) in self.wheel.advance(now, st) {
+            for &(i, p) in self.wheel.advance(now, st) {
                 self.place[i as usize] = p;
             }
             let place = &mut self.place;
