@@ -1132,7 +1132,13 @@ impl Conntrack {
 
     #[inline]
     fn expire_expectations(&mut self, now: Time) {
-        if !self.expects.is_empty() && self.expects.poll_timeout().is_some_and(|t| t <= now) {
+        if !self.expects.is_empty() {
+            self.expire_expectations_due(now);
+        }
+    }
+
+    fn expire_expectations_due(&mut self, now: Time) {
+        if self.expects.poll_timeout().is_some_and(|t| t <= now) {
             let removed = self.expects.expire(now);
             for e in &removed {
                 // the expectation's own timer: stamped with its expiry

@@ -430,28 +430,33 @@ impl Wheel {
     }
 
     /// Takes the first near entry out.
+    #[inline]
     fn pop_near(&mut self) -> Option<(u64, u32)> {
+        if !self.late.is_empty() {
+            return self.pop_near_late();
+        }
+        // the usual case: the run's front, and the next one becomes the first
+        let &(e, i, _) = self.run.get(self.pos)?;
+        self.pos += 1;
+        self.skip_dead();
+        self.near_first = self.run.get(self.pos).map(|&(e, _, _)| e);
+        self.len = self.len.saturating_sub(1);
+        Some((e, i))
+    }
+
+    /// [`Wheel::pop_near`] with late entries: the earlier of the run's front and the late set's first.
+    fn pop_near_late(&mut self) -> Option<(u64, u32)> {
         let run = self.run.get(self.pos).map(|&(e, i, _)| (e, i));
-        let key = if self.late.is_empty() {
-            // the usual case: the run's front, and the next one becomes the first
-            let key = run?;
-            self.pos += 1;
-            self.skip_dead();
-            self.near_first = self.run.get(self.pos).map(|&(e, _, _)| e);
-            key
-        } else {
-            let key = match (run, self.late.first().copied()) {
-                (Some(r), Some(l)) if l < r => self.late.pop_first(),
-                (Some(r), _) => {
-                    self.pos += 1;
-                    self.skip_dead();
-                    Some(r)
-                }
-                (None, _) => self.late.pop_first(),
-            }?;
-            self.near_first = self.near_first_entry().map(|(e, _)| e);
-            key
-        };
+        let key = match (run, self.late.first().copied()) {
+            (Some(r), Some(l)) if l < r => self.late.pop_first(),
+            (Some(r), _) => {
+                self.pos += 1;
+                self.skip_dead();
+                Some(r)
+            }
+            (None, _) => self.late.pop_first(),
+        }?;
+        self.near_first = self.near_first_entry().map(|(e, _)| e);
         self.len = self.len.saturating_sub(1);
         Some(key)
     }
