@@ -120,6 +120,7 @@ impl Wheel {
     }
 
     /// Register entry `idx` (not registered yet) expiring at `expiry`; returns its place.
+    #[inline]
     pub fn insert(&mut self, idx: u32, expiry: u64) -> Place {
         self.len += 1;
         self.place(idx, expiry)
@@ -129,13 +130,17 @@ impl Wheel {
     fn place(&mut self, idx: u32, expiry: u64) -> Place {
         let slot = expiry / SLOT_NS;
         if slot < self.horizon {
-            self.late.insert((expiry, idx));
-            self.near_first = Some(self.near_first.map_or(expiry, |f| f.min(expiry)));
-            Place::Near
-        } else {
-            self.push(slot, idx);
-            Place::Slot(slot)
+            return self.place_late(idx, expiry);
         }
+        self.push(slot, idx);
+        Place::Slot(slot)
+    }
+
+    /// [`Wheel::place`] for an expiry in a slot already moved: into the late set.
+    fn place_late(&mut self, idx: u32, expiry: u64) -> Place {
+        self.late.insert((expiry, idx));
+        self.near_first = Some(self.near_first.map_or(expiry, |f| f.min(expiry)));
+        Place::Near
     }
 
     fn link(&self, idx: u32) -> [u32; 2] {
@@ -582,6 +587,7 @@ impl Chains {
     }
 
     /// Unlinks both nodes of entry `entry` from their buckets ([`Chains::remove`] twice).
+    #[inline]
     pub fn remove_entry(&mut self, buckets: [usize; 2], entry: u32) {
         let Some(node) = entry.checked_mul(2) else { return };
         self.remove(buckets[0], node);
