@@ -1204,6 +1204,25 @@ impl Conntrack {
             return;
         }
         self.chains.reset(want);
+        if self.chains.is_active() {
+            self.chains_link_all();
+        }
+    }
+
+    /// The early drop's first use of the chains: link every hashed entry, and keep them from now on (until
+    /// then nothing reads them, and bucket membership depends only on each entry's hash: the early drop
+    /// sees the buckets it would have seen had they been kept all along).
+    fn chains_start(&mut self) {
+        if self.chains.is_active() {
+            return;
+        }
+        self.chains.activate();
+        self.chains.reserve(self.conns.capacity().saturating_mul(2));
+        self.chains_link_all();
+    }
+
+    /// Links the nodes of every hashed entry into the (empty) chains.
+    fn chains_link_all(&mut self) {
         let nodes: Vec<(u64, u32)> = self
             .conns
             .iter()
@@ -1406,7 +1425,6 @@ impl Conntrack {
             let _ = self.table.reserve(want);
             self.conns.reserve(want.saturating_sub(self.conns.len()));
             self.wheel.reserve(want);
-            self.chains.reserve(want.saturating_mul(2));
         }
         let Some(c) = self.conns.get(idx) else { return Ok(()) };
         let Ok(base) = u32::try_from(idx) else { return Ok(()) };
@@ -1429,8 +1447,10 @@ impl Conntrack {
             self.split_entries += 1;
         }
         self.hashed_in = self.hashed_in.wrapping_add(1);
-        let buckets = self.chain_buckets(nodes);
-        self.chains.insert_entry(buckets, base);
+        if self.chains.is_active() {
+            let buckets = self.chain_buckets(nodes);
+            self.chains.insert_entry(buckets, base);
+        }
         let place = self.wheel.insert(base, expiry);
         if let Some(c) = self.conns.get_mut(idx) {
             c.set_place(place);
@@ -1460,8 +1480,10 @@ impl Conntrack {
             self.table.remove(h, node);
             self.split_entries = self.split_entries.saturating_sub(1);
         }
-        let buckets = self.chain_buckets(nodes);
-        self.chains.remove_entry(buckets, base);
+        if self.chains.is_active() {
+            let buckets = self.chain_buckets(nodes);
+            self.chains.remove_entry(buckets, base);
+        }
         self.wheel.remove(base, c.place(), c.timeout);
         if let Some(c) = self.conns.get_mut(idx) {
             c.set_place(Place::None);
@@ -1669,6 +1691,7 @@ impl Conntrack {
     /// reap expired entries and evict every non-ASSURED one; stop at the first bucket that evicted.
     fn early_drop(&mut self, now: Time, hash: u64) -> bool {
         let nbuckets = u64::from(self.config.buckets.max(1));
+        self.chains_start();
         let mut bucket = self.bucket_of(hash);
         // One buffer for the whole scan (a flood calls this for every new connection).
         let mut idxs = std::mem::take(&mut self.scratch);
@@ -2483,6 +2506,34 @@ mod tests {
     }
 
     #[test]
+    fn bucket_chains_are_kept_from_the_first_early_drop_on() {
+        let mut cfg = Config::default();
+        cfg.max = 3;
+        cfg.buckets = 2;
+        let mut lab = Lab::with(cfg);
+        for i in 0..3u16 {
+            lab.pass(f64::from(i) * 0.01, &udp(A, 1000 + i, B, 7000, b"x"));
+        }
+        // a table that never filled has no chains to keep
+        assert!(!lab.ct.chains.is_active());
+        assert!(lab.ct.chains.is_empty());
+        lab.ct.check_invariants();
+        // the first early drop links every entry, then evicts from the buckets it scans
+        assert_eq!(info(lab.pass(0.1, &udp(A, 2000, B, 7000, b"x"))), "NEW");
+        assert!(lab.ct.chains.is_active());
+        assert!(lab.ct.stats().early_drop > 0);
+        lab.ct.check_invariants();
+        // from then on entries are linked and unlinked as they come and go
+        lab.pass(0.2, &udp(A, 2001, B, 7000, b"x"));
+        lab.ct.handle_timeout(t(100.0));
+        assert!(lab.ct.is_empty());
+        lab.ct.check_invariants();
+        lab.pass(100.5, &udp(A, 2002, B, 7000, b"x"));
+        assert_eq!(lab.ct.chains.len(), 2);
+        lab.ct.check_invariants();
+    }
+
+    #[test]
     fn early_drop_evicts_unassured_entries_of_the_scanned_buckets() {
         let mut cfg = Config::default();
         cfg.max = 2;
@@ -3029,7 +3080,18 @@ impl Conntrack {
         assert_eq!(live, self.confirmed);
         let nodes: usize = self.iter().map(|c| if split(c) { 2 } else { 1 }).sum();
         assert_eq!(self.table.len(), nodes);
-        assert_eq!(self.chains.len(), 2 * live);
+        if self.chains.is_active() {
+            assert_eq!(self.chains.len(), 2 * live);
+            // each entry's nodes are in the buckets of their hashes
+            for (i, c) in self.conns.iter().filter(|(_, c)| Self::is_hashed(c)) {
+                let buckets = self.chain_buckets(index_nodes(c, i as u32));
+                for (d, b) in buckets.into_iter().enumerate() {
+                    assert!(self.chains.nodes(b).contains(&(((i as u32) << 1) | d as u32)));
+                }
+            }
+        } else {
+            assert!(self.chains.is_empty());
+        }
         assert_eq!(self.wheel.len(), live);
         for c in self.iter() {
             assert_ne!(c.place(), Place::None);

@@ -22,7 +22,8 @@
 //! [`Chains`]: the entries of each virtual bucket (`nf_conntrack_buckets`), as singly linked lists of
 //! nodes (entry index × 2 + direction) threaded through one array, for the bucket-local early drop
 //! (`early_drop`, `NF_CT_EVICTION_RANGE`). Lists are kept oldest first with a tail per bucket, so that
-//! expiry, which mostly unlinks the oldest entries, does not walk them.
+//! expiry, which mostly unlinks the oldest entries, does not walk them. The owner keeps them only once
+//! it needs them ([`Chains::activate`]): a table that never fills pays nothing for them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -486,9 +487,23 @@ pub struct Chains {
     /// Next (newer) node per node (entry index × 2 + direction).
     next: Vec<u32>,
     len: usize,
+    /// Whether the owner keeps the chains up to date (see [`Chains::activate`]).
+    active: bool,
 }
 
 impl Chains {
+    /// Whether the owner links and unlinks nodes as entries come and go. Until it does, nothing is linked:
+    /// bucket membership is a function of each entry's hash, so the owner may link every entry at once
+    /// when it first needs the chains (the early drop of a full table) and keep them from then on.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// From now on the owner keeps the chains (it links every entry it has, then each new one).
+    pub fn activate(&mut self) {
+        self.active = true;
+    }
+
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
         (self.heads.capacity() + self.tails.capacity() + self.next.capacity()) * 4
