@@ -138,6 +138,7 @@ impl Wheel {
     }
 
     /// [`Wheel::place`] for an expiry in a slot already moved: into the late set.
+    #[cold]
     fn place_late(&mut self, idx: u32, expiry: u64) -> Place {
         self.late.insert((expiry, idx));
         self.near_first = Some(self.near_first.map_or(expiry, |f| f.min(expiry)));
@@ -174,9 +175,11 @@ impl Wheel {
         self.push_front(slot, idx);
     }
 
-    /// Entry indices are dense: grow past `i` by doubling, so that most pushes find room.
+    /// Entry indices are dense: grow past `i` by a step ([`grown`]), so that most pushes find room.
+    #[cold]
+    #[inline(never)]
     fn grow_links(&mut self, i: usize) {
-        self.links.resize(grown(self.links.len(), i), [NIL, NIL]);
+        self.links.resize(grown(i), [NIL, NIL]);
     }
 
     /// [`Wheel::push`] at the front of the list.
@@ -451,6 +454,7 @@ impl Wheel {
     }
 
     /// [`Wheel::pop_near`] with late entries: the earlier of the run's front and the late set's first.
+    #[cold]
     fn pop_near_late(&mut self) -> Option<(u64, u32)> {
         let run = self.run.get(self.pos).map(|&(e, i, _)| (e, i));
         let key = match (run, self.late.first().copied()) {
@@ -470,12 +474,15 @@ impl Wheel {
 
 const NIL: u32 = u32::MAX;
 
-/// The length a per-index array of length `len` grows to so that it holds index `i` (`i >= len`): at least
-/// double (and at least 64), so that dense indices resize it a logarithmic number of times. Indices come from
-/// the table's slab, so this is at most twice what the table holds.
-fn grown(len: usize, i: usize) -> usize {
-    i.saturating_add(1).max(len.saturating_mul(2)).max(64)
+/// The length a per-index array grows to so that it holds index `i`: the next multiple of [`GROW_STEP`], so
+/// that dense indices resize it once per step (the vector's capacity still doubles) and it never holds more
+/// than a step beyond the largest index (indices come from the table's slab).
+fn grown(i: usize) -> usize {
+    (i / GROW_STEP).saturating_add(1).saturating_mul(GROW_STEP)
 }
+
+/// See [`grown`].
+const GROW_STEP: usize = 1024;
 
 /// Virtual bucket chains (see the module docs).
 #[derive(Debug, Default, Clone)]
@@ -566,9 +573,11 @@ impl Chains {
         }
     }
 
-    /// Node numbers are dense: grow past `n` by doubling, so that most inserts find room.
+    /// Node numbers are dense: grow past `n` by a step ([`grown`]), so that most inserts find room.
+    #[cold]
+    #[inline(never)]
     fn grow_next(&mut self, n: usize) {
-        self.next.resize(grown(self.next.len(), n), NIL);
+        self.next.resize(grown(n), NIL);
     }
 
     /// The list of `bucket` (taken modulo the bucket count).
@@ -825,6 +834,23 @@ mod tests {
         fn crowded_slots_expire_as_an_ordered_set(ops in proptest::collection::vec((0u8..5, 0u32..64, 0u64..3 * SLOT_NS), 1..400)) {
             drive(64, ops, 64)?;
         }
+    }
+
+    #[test]
+    fn per_index_arrays_grow_by_steps() {
+        assert_eq!(grown(0), GROW_STEP);
+        assert_eq!(grown(GROW_STEP - 1), GROW_STEP);
+        assert_eq!(grown(GROW_STEP), 2 * GROW_STEP);
+        assert_eq!(grown(5 * GROW_STEP + 3), 6 * GROW_STEP);
+        let mut w = Wheel::default();
+        w.reserve(100);
+        w.insert(99, SLOT_NS);
+        assert_eq!(w.links.len(), GROW_STEP);
+        let mut c = Chains::default();
+        c.reset(2);
+        c.insert_entry([0, 1], 7);
+        assert_eq!(c.next.len(), GROW_STEP);
+        assert_eq!(c.nodes(1), vec![15]);
     }
 
     #[test]
