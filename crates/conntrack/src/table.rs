@@ -274,6 +274,22 @@ fn chain_hash(index_hash: u64, dir: Dir) -> u64 {
     }
 }
 
+/// The virtual bucket (of `buckets`) of a chain hash: `reciprocal_scale` of its upper 32 bits.
+fn bucket_in(hash: u64, buckets: u32) -> u64 {
+    ((hash >> 32) * u64::from(buckets.max(1))) >> 32
+}
+
+/// The virtual buckets (of `buckets`) of an entry's original and reply nodes, from its index nodes
+/// ([`index_nodes`]): one node's hash serves both directions of an entry that is not split.
+fn chain_buckets(nodes: [Option<(u64, u32)>; 2], buckets: u32) -> [usize; 2] {
+    let orig_hash = nodes[0].map_or(0, |(h, _)| h);
+    let reply_hash = nodes[1].map_or(orig_hash, |(h, _)| h);
+    [
+        bucket_in(chain_hash(orig_hash, Dir::Original), buckets) as usize,
+        bucket_in(chain_hash(reply_hash, Dir::Reply), buckets) as usize,
+    ]
+}
+
 /// Does entry `c` need one index node per direction? Only when its directions hash differently: a zone
 /// bound to one direction, or a reply tuple that is not the inverse of the original (NAT). Otherwise one
 /// node (keyed by the symmetric hash of the original tuple) finds the entry from both directions.
@@ -1222,28 +1238,17 @@ impl Conntrack {
     }
 
     /// Links the nodes of every hashed entry into the (empty) chains.
+    #[cold]
     fn chains_link_all(&mut self) {
-        let nodes: Vec<(u64, u32)> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| Self::is_hashed(c))
-            .flat_map(|(i, c)| {
-                (0..2u32).map(move |d| {
-                    let dir = Dir::from_index(d as usize);
-                    let h = if split(c) { dir_hash(c, dir) } else { dir_hash(c, Dir::Original) };
-                    (chain_hash(h, dir), ((i as u32) << 1) | d)
-                })
-            })
-            .collect();
-        for (h, node) in nodes {
-            let b = self.bucket_of(h);
-            self.chains.insert(b as usize, node);
+        let buckets = self.config.buckets;
+        for (i, c) in self.conns.iter().filter(|(_, c)| Self::is_hashed(c)) {
+            let Ok(base) = u32::try_from(i) else { continue };
+            self.chains.insert_entry(chain_buckets(index_nodes(c, base), buckets), base);
         }
     }
 
     fn bucket_of(&self, hash: u64) -> u64 {
-        // reciprocal_scale of the upper 32 bits
-        ((hash >> 32) * u64::from(self.config.buckets.max(1))) >> 32
+        bucket_in(hash, self.config.buckets)
     }
 
     /// `__nf_conntrack_find_get` as `resolve_normal_ct` uses it: first with the zone id of the
@@ -1448,7 +1453,7 @@ impl Conntrack {
         }
         self.hashed_in = self.hashed_in.wrapping_add(1);
         if self.chains.is_active() {
-            let buckets = self.chain_buckets(nodes);
+            let buckets = chain_buckets(nodes, self.config.buckets);
             self.chains.insert_entry(buckets, base);
         }
         let place = self.wheel.insert(base, expiry);
@@ -1457,16 +1462,6 @@ impl Conntrack {
         }
         self.confirmed += 1;
         Ok(())
-    }
-
-    /// The virtual buckets of an entry's original and reply nodes, from its index nodes ([`index_nodes`]).
-    fn chain_buckets(&self, nodes: [Option<(u64, u32)>; 2]) -> [usize; 2] {
-        let orig_hash = nodes[0].map_or(0, |(h, _)| h);
-        let reply_hash = nodes[1].map_or(orig_hash, |(h, _)| h);
-        [
-            self.bucket_of(chain_hash(orig_hash, Dir::Original)) as usize,
-            self.bucket_of(chain_hash(reply_hash, Dir::Reply)) as usize,
-        ]
     }
 
     fn unhash(&mut self, idx: usize) {
@@ -1481,7 +1476,7 @@ impl Conntrack {
             self.split_entries = self.split_entries.saturating_sub(1);
         }
         if self.chains.is_active() {
-            let buckets = self.chain_buckets(nodes);
+            let buckets = chain_buckets(nodes, self.config.buckets);
             self.chains.remove_entry(buckets, base);
         }
         self.wheel.remove(base, c.place(), c.timeout);
@@ -3084,7 +3079,7 @@ impl Conntrack {
             assert_eq!(self.chains.len(), 2 * live);
             // each entry's nodes are in the buckets of their hashes
             for (i, c) in self.conns.iter().filter(|(_, c)| Self::is_hashed(c)) {
-                let buckets = self.chain_buckets(index_nodes(c, i as u32));
+                let buckets = chain_buckets(index_nodes(c, i as u32), self.config.buckets);
                 for (d, b) in buckets.into_iter().enumerate() {
                     assert!(self.chains.nodes(b).contains(&(((i as u32) << 1) | d as u32)));
                 }
