@@ -295,6 +295,22 @@ fn chain_hash(index_hash: u64, dir: Dir) -> u64 {
     }
 }
 
+/// The virtual bucket (of `buckets`) of a chain hash: `reciprocal_scale` of its upper 32 bits.
+fn bucket_in(hash: u64, buckets: u32) -> u64 {
+    ((hash >> 32) * u64::from(buckets.max(1))) >> 32
+}
+
+/// The virtual buckets (of `buckets`) of an entry's original and reply nodes, from its index nodes
+/// ([`index_nodes`]): one node's hash serves both directions of an entry that is not split.
+fn chain_buckets(nodes: [Option<(u64, u32)>; 2], buckets: u32) -> [usize; 2] {
+    let orig_hash = nodes[0].map_or(0, |(h, _)| h);
+    let reply_hash = nodes[1].map_or(orig_hash, |(h, _)| h);
+    [
+        bucket_in(chain_hash(orig_hash, Dir::Original), buckets) as usize,
+        bucket_in(chain_hash(reply_hash, Dir::Reply), buckets) as usize,
+    ]
+}
+
 /// Does entry `c` need one index node per direction? Only when its directions hash differently: a zone
 /// bound to one direction, or a reply tuple that is not the inverse of the original (NAT). Otherwise one
 /// node (keyed by the symmetric hash of the original tuple) finds the entry from both directions.
@@ -328,7 +344,14 @@ fn split_dir(c: &Conn, node: u32, tuple: &Tuple) -> Option<Dir> {
 }
 
 /// The index nodes of entry `idx` with their hashes (one or two).
+#[inline]
 fn index_nodes(c: &Conn, base: u32) -> [Option<(u64, u32)>; 2] {
+    if c.ext.is_none() {
+        // IPv4, zone 0, reply = inverse: never split (`dir_hash`)
+        if let Some(k) = c.key4() {
+            return [Some((k.sym_hash(HASH_SEED, 0), base << 1)), None];
+        }
+    }
     if split(c) {
         [Some((dir_hash(c, Dir::Original), base << 1)), Some((dir_hash(c, Dir::Reply), (base << 1) | 1))]
     } else {
@@ -569,12 +592,16 @@ impl Conntrack {
         self.release_pending();
         let conns = &self.conns;
         let moved = self.wheel.advance(now.0, |i| conns.get(i as usize).map(|c| (c.place(), c.timeout)));
-        for (idx, place) in moved {
+        for &(idx, place) in moved {
             if let Some(c) = self.conns.get_mut(idx as usize) {
                 c.set_place(place);
             }
         }
-        while let Some((_, idx)) = self.wheel.first_due(now.0) {
+        while let Some((_, idx)) = self.wheel.pop_due(now.0) {
+            // out of the wheel already: the unhash leaves it alone
+            if let Some(c) = self.conns.get_mut(idx as usize) {
+                c.set_place(Place::None);
+            }
             self.delete(idx as usize);
         }
         self.expire_expectations(now);
@@ -612,7 +639,6 @@ impl Conntrack {
             self.stats.drop += 1;
             return;
         }
-        let zone = ZoneKey::of(c);
         let proto = c.l4proto();
         let fresh = self.fresh.filter(|&(i, _, n)| {
             i == idx && n == self.hashed_in && self.split_entries == 0 && c.ext.is_none()
@@ -625,6 +651,7 @@ impl Conntrack {
         } else if c.ext.is_none() {
             self.plain_clash(now, idx)
         } else {
+            let zone = ZoneKey::of(c);
             let tuples = [c.orig(), c.reply()];
             tuples.iter().any(|t| self.lookup(now, t, zone).is_some())
         };
@@ -641,13 +668,14 @@ impl Conntrack {
             }
             return;
         }
-        if let Some(c) = self.conns.get_mut(idx) {
-            c.start_timer(now);
-            if let Some(ts) = c.ext.as_deref_mut().and_then(|e| e.tstamp.as_mut()) {
-                *ts = now;
-            }
-            c.status.insert(Status::CONFIRMED);
+        let Some(c) = self.conns.get_mut(idx) else { return };
+        c.start_timer(now);
+        if let Some(ts) = c.ext.as_deref_mut().and_then(|e| e.tstamp.as_mut()) {
+            *ts = now;
         }
+        c.status.insert(Status::CONFIRMED);
+        // the events cached so far go with the NEW event
+        let bits = c.ecache();
         if self.hash_in(idx).is_err() {
             // `__nf_conntrack_confirm` failing to insert: the packet is dropped with its entry.
             self.free_slot(idx);
@@ -655,10 +683,11 @@ impl Conntrack {
             self.stats.drop += 1;
             return;
         }
-        let bits = self.conns.get(idx).map_or(0, |c| c.ecache());
         self.emit(now, idx, EventKind::New, bits);
-        if let Some(c) = self.conns.get_mut(idx) {
-            c.clear_events();
+        if bits != 0 {
+            if let Some(c) = self.conns.get_mut(idx) {
+                c.clear_events();
+            }
         }
     }
 
@@ -1158,10 +1187,14 @@ impl Conntrack {
         self.conns.try_remove(idx);
     }
 
+    #[inline]
     fn drop_expectations(&mut self, idx: usize) {
-        if self.expects.is_empty() {
-            return;
+        if !self.expects.is_empty() {
+            self.drop_expectations_of(idx);
         }
+    }
+
+    fn drop_expectations_of(&mut self, idx: usize) {
         let Some(c) = self.conns.get(idx) else { return };
         if c.help_ref().is_none() {
             return;
@@ -1175,7 +1208,14 @@ impl Conntrack {
         }
     }
 
+    #[inline]
     fn expire_expectations(&mut self, now: Time) {
+        if !self.expects.is_empty() {
+            self.expire_expectations_due(now);
+        }
+    }
+
+    fn expire_expectations_due(&mut self, now: Time) {
         if self.expects.poll_timeout().is_some_and(|t| t <= now) {
             let removed = self.expects.expire(now);
             for e in &removed {
@@ -1242,27 +1282,35 @@ impl Conntrack {
             return;
         }
         self.chains.reset(want);
-        let nodes: Vec<(u64, u32)> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| Self::is_hashed(c))
-            .flat_map(|(i, c)| {
-                (0..2u32).map(move |d| {
-                    let dir = Dir::from_index(d as usize);
-                    let h = if split(c) { dir_hash(c, dir) } else { dir_hash(c, Dir::Original) };
-                    (chain_hash(h, dir), ((i as u32) << 1) | d)
-                })
-            })
-            .collect();
-        for (h, node) in nodes {
-            let b = self.bucket_of(h);
-            self.chains.insert(b as usize, node);
+        if self.chains.is_active() {
+            self.chains_link_all();
+        }
+    }
+
+    /// The early drop's first use of the chains: link every hashed entry, and keep them from now on (until
+    /// then nothing reads them, and bucket membership depends only on each entry's hash: the early drop
+    /// sees the buckets it would have seen had they been kept all along).
+    fn chains_start(&mut self) {
+        if self.chains.is_active() {
+            return;
+        }
+        self.chains.activate();
+        self.chains.reserve(self.conns.capacity().saturating_mul(2));
+        self.chains_link_all();
+    }
+
+    /// Links the nodes of every hashed entry into the (empty) chains.
+    #[cold]
+    fn chains_link_all(&mut self) {
+        let buckets = self.config.buckets;
+        for (i, c) in self.conns.iter().filter(|(_, c)| Self::is_hashed(c)) {
+            let Ok(base) = u32::try_from(i) else { continue };
+            self.chains.insert_entry(chain_buckets(index_nodes(c, base), buckets), base);
         }
     }
 
     fn bucket_of(&self, hash: u64) -> u64 {
-        // reciprocal_scale of the upper 32 bits
-        ((hash >> 32) * u64::from(self.config.buckets.max(1))) >> 32
+        bucket_in(hash, self.config.buckets)
     }
 
     /// `__nf_conntrack_find_get` as `resolve_normal_ct` uses it: first with the zone id of the
@@ -1444,7 +1492,6 @@ impl Conntrack {
             let _ = self.table.reserve(want);
             self.conns.reserve(want.saturating_sub(self.conns.len()));
             self.wheel.reserve(want);
-            self.chains.reserve(want.saturating_mul(2));
         }
         let Some(c) = self.conns.get(idx) else { return Ok(()) };
         let Ok(base) = u32::try_from(idx) else { return Ok(()) };
@@ -1467,11 +1514,9 @@ impl Conntrack {
             self.split_entries += 1;
         }
         self.hashed_in = self.hashed_in.wrapping_add(1);
-        let orig_hash = nodes[0].map_or(0, |(h, _)| h);
-        let reply_hash = nodes[1].map_or(orig_hash, |(h, _)| h);
-        for (d, h) in [(Dir::Original, orig_hash), (Dir::Reply, reply_hash)] {
-            let b = self.bucket_of(chain_hash(h, d));
-            self.chains.insert(b as usize, (base << 1) | d.index() as u32);
+        if self.chains.is_active() {
+            let buckets = chain_buckets(nodes, self.config.buckets);
+            self.chains.insert_entry(buckets, base);
         }
         let place = self.wheel.insert(base, expiry);
         if let Some(c) = self.conns.get_mut(idx) {
@@ -1485,17 +1530,16 @@ impl Conntrack {
         let Some(c) = self.conns.get(idx) else { return };
         let Ok(base) = u32::try_from(idx) else { return };
         let nodes = index_nodes(c, base);
-        if nodes[1].is_some() {
-            self.split_entries = self.split_entries.saturating_sub(1);
-        }
-        for (h, node) in nodes.into_iter().flatten() {
+        if let Some((h, node)) = nodes[0] {
             self.table.remove(h, node);
         }
-        let orig_hash = nodes[0].map_or(0, |(h, _)| h);
-        let reply_hash = nodes[1].map_or(orig_hash, |(h, _)| h);
-        for (d, h) in [(Dir::Original, orig_hash), (Dir::Reply, reply_hash)] {
-            let b = self.bucket_of(chain_hash(h, d));
-            self.chains.remove(b as usize, (base << 1) | d.index() as u32);
+        if let Some((h, node)) = nodes[1] {
+            self.table.remove(h, node);
+            self.split_entries = self.split_entries.saturating_sub(1);
+        }
+        if self.chains.is_active() {
+            let buckets = chain_buckets(nodes, self.config.buckets);
+            self.chains.remove_entry(buckets, base);
         }
         self.wheel.remove(base, c.place(), c.timeout);
         if let Some(c) = self.conns.get_mut(idx) {
@@ -1510,10 +1554,14 @@ impl Conntrack {
 
     /// Queue an event about entry `idx` at `now` (DESTROY of an expired entry: at its expiry).
     /// `bits`: the cached event bits delivered with it (`EV_*`).
+    #[inline]
     fn emit(&mut self, now: Time, idx: usize, kind: EventKind, bits: u8) {
-        if self.config.events == 0 {
-            return;
+        if self.config.events != 0 {
+            self.emit_event(now, idx, kind, bits);
         }
+    }
+
+    fn emit_event(&mut self, now: Time, idx: usize, kind: EventKind, bits: u8) {
         let Some(c) = self.conns.get(idx) else { return };
         let time = if kind == EventKind::Destroy && c.is_expired(now) { c.expires() } else { now };
         if self.events.len() >= EVENT_QUEUE_MAX {
@@ -1571,16 +1619,11 @@ impl Conntrack {
             return;
         }
         let at = c.place();
-        if let Place::Slot(slot) = at {
-            // The common refresh: later, and registered in a slot no later than the new expiry's and not
-            // too far behind it: the entry stays put (`Wheel::update`), and its packed place stays valid.
-            let es = expiry / crate::timers::SLOT_NS;
-            if expiry > old && es >= slot && es - slot < crate::timers::MAX_LAG {
-                c.timeout = expiry;
-                return;
-            }
-        }
         c.timeout = expiry;
+        // The common refresh (later, same registration) touches nothing else.
+        if Wheel::keeps(at, expiry) {
+            return;
+        }
         if let Ok(base) = u32::try_from(idx) {
             let place = self.wheel.update(base, at, old, expiry);
             c.set_place(place);
@@ -1705,6 +1748,7 @@ impl Conntrack {
     /// reap expired entries and evict every non-ASSURED one; stop at the first bucket that evicted.
     fn early_drop(&mut self, now: Time, hash: u64) -> bool {
         let nbuckets = u64::from(self.config.buckets.max(1));
+        self.chains_start();
         let mut bucket = self.bucket_of(hash);
         // One buffer for the whole scan (a flood calls this for every new connection).
         let mut idxs = std::mem::take(&mut self.scratch);
@@ -2519,6 +2563,34 @@ mod tests {
     }
 
     #[test]
+    fn bucket_chains_are_kept_from_the_first_early_drop_on() {
+        let mut cfg = Config::default();
+        cfg.max = 3;
+        cfg.buckets = 2;
+        let mut lab = Lab::with(cfg);
+        for i in 0..3u16 {
+            lab.pass(f64::from(i) * 0.01, &udp(A, 1000 + i, B, 7000, b"x"));
+        }
+        // a table that never filled has no chains to keep
+        assert!(!lab.ct.chains.is_active());
+        assert!(lab.ct.chains.is_empty());
+        lab.ct.check_invariants();
+        // the first early drop links every entry, then evicts from the buckets it scans
+        assert_eq!(info(lab.pass(0.1, &udp(A, 2000, B, 7000, b"x"))), "NEW");
+        assert!(lab.ct.chains.is_active());
+        assert!(lab.ct.stats().early_drop > 0);
+        lab.ct.check_invariants();
+        // from then on entries are linked and unlinked as they come and go
+        lab.pass(0.2, &udp(A, 2001, B, 7000, b"x"));
+        lab.ct.handle_timeout(t(100.0));
+        assert!(lab.ct.is_empty());
+        lab.ct.check_invariants();
+        lab.pass(100.5, &udp(A, 2002, B, 7000, b"x"));
+        assert_eq!(lab.ct.chains.len(), 2);
+        lab.ct.check_invariants();
+    }
+
+    #[test]
     fn early_drop_evicts_unassured_entries_of_the_scanned_buckets() {
         let mut cfg = Config::default();
         cfg.max = 2;
@@ -3065,7 +3137,18 @@ impl Conntrack {
         assert_eq!(live, self.confirmed);
         let nodes: usize = self.iter().map(|c| if split(c) { 2 } else { 1 }).sum();
         assert_eq!(self.table.len(), nodes);
-        assert_eq!(self.chains.len(), 2 * live);
+        if self.chains.is_active() {
+            assert_eq!(self.chains.len(), 2 * live);
+            // each entry's nodes are in the buckets of their hashes
+            for (i, c) in self.conns.iter().filter(|(_, c)| Self::is_hashed(c)) {
+                let buckets = chain_buckets(index_nodes(c, i as u32), self.config.buckets);
+                for (d, b) in buckets.into_iter().enumerate() {
+                    assert!(self.chains.nodes(b).contains(&(((i as u32) << 1) | d as u32)));
+                }
+            }
+        } else {
+            assert!(self.chains.is_empty());
+        }
         assert_eq!(self.wheel.len(), live);
         for c in self.iter() {
             assert_ne!(c.place(), Place::None);

@@ -8,8 +8,12 @@
 //!   indexed by entry (8 bytes per entry). A refresh that pushes the expiry later costs nothing: the entry
 //!   stays in its (earlier) slot and is moved to its right slot when that slot comes due; a refresh to an
 //!   earlier slot moves it in constant time;
-//! - timers within the current slot live in an exactly ordered set (`near`), so expiry happens at the exact
-//!   nanosecond, in the exact order;
+//! - timers within the current slot live in an exactly ordered near set, so expiry happens at the exact
+//!   nanosecond, in the exact order. When slots come due their entries are sorted once into a run that is
+//!   consumed from the front (the entries of a slot were mostly appended in expiry order, so the sort is
+//!   mostly a check); an entry leaving the run from elsewhere is marked dead in place (found by binary
+//!   search) and skipped. Entries that reach the near set later (a short timeout, a refresh to an earlier
+//!   time) go to a small ordered set beside the run;
 //! - [`Wheel::next`] is never later than the real next expiry (it may be a slot start, earlier).
 //!
 //! The owner stores, per entry, where it is registered ([`Place`]) and its current expiry, and passes
@@ -18,7 +22,8 @@
 //! [`Chains`]: the entries of each virtual bucket (`nf_conntrack_buckets`), as singly linked lists of
 //! nodes (entry index × 2 + direction) threaded through one array, for the bucket-local early drop
 //! (`early_drop`, `NF_CT_EVICTION_RANGE`). Lists are kept oldest first with a tail per bucket, so that
-//! expiry, which mostly unlinks the oldest entries, does not walk them.
+//! expiry, which mostly unlinks the oldest entries, does not walk them. The owner keeps them only once
+//! it needs them ([`Chains::activate`]): a table that never fills pays nothing for them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -65,7 +70,12 @@ impl Place {
 /// The timer structure (see the module docs).
 #[derive(Debug, Default, Clone)]
 pub struct Wheel {
-    near: BTreeSet<(u64, u32)>,
+    /// The near entries moved in by [`Wheel::advance`]: (expiry, entry, dead), sorted by (expiry, entry)
+    /// with unique keys; `run[pos..]` is pending and `run[pos]`, when present, is alive.
+    run: Vec<(u64, u32, bool)>,
+    pos: usize,
+    /// The near entries placed there one by one (between advances).
+    late: BTreeSet<(u64, u32)>,
     /// The first entry of each coarse slot's list.
     slots: BTreeMap<u64, u32>,
     /// Per entry index: (previous, next) entry of its slot's list, [`NIL`] at the ends. Every registered
@@ -83,6 +93,8 @@ pub struct Wheel {
     /// previous one went to (the same timeout from about the same time), and are appended there without
     /// looking the slot up (the order within a slot does not matter: [`Wheel::advance`] sorts).
     tail: Option<(u64, u32)>,
+    /// What [`Wheel::advance`] returns (kept for its capacity).
+    moved: Vec<(u32, Place)>,
 }
 
 impl Wheel {
@@ -96,7 +108,11 @@ impl Wheel {
 
     /// Heap bytes held (approximate for the ordered containers: their elements).
     pub fn memory_bytes(&self) -> usize {
-        self.links.capacity() * 8 + self.slots.len() * 16 + self.near.len() * 16
+        self.links.capacity() * 8
+            + self.slots.len() * 16
+            + self.run.capacity() * 16
+            + self.late.len() * 16
+            + self.moved.capacity() * std::mem::size_of::<(u32, Place)>()
     }
 
     /// Room for entries with indices below `entries` without reallocating.
@@ -105,21 +121,28 @@ impl Wheel {
     }
 
     /// Register entry `idx` (not registered yet) expiring at `expiry`; returns its place.
+    #[inline]
     pub fn insert(&mut self, idx: u32, expiry: u64) -> Place {
         self.len += 1;
         self.place(idx, expiry)
     }
 
+    #[inline]
     fn place(&mut self, idx: u32, expiry: u64) -> Place {
         let slot = expiry / SLOT_NS;
         if slot < self.horizon {
-            self.near.insert((expiry, idx));
-            self.near_first = Some(self.near_first.map_or(expiry, |f| f.min(expiry)));
-            Place::Near
-        } else {
-            self.push(slot, idx);
-            Place::Slot(slot)
+            return self.place_late(idx, expiry);
         }
+        self.push(slot, idx);
+        Place::Slot(slot)
+    }
+
+    /// [`Wheel::place`] for an expiry in a slot already moved: into the late set.
+    #[cold]
+    fn place_late(&mut self, idx: u32, expiry: u64) -> Place {
+        self.late.insert((expiry, idx));
+        self.near_first = Some(self.near_first.map_or(expiry, |f| f.min(expiry)));
+        Place::Near
     }
 
     fn link(&self, idx: u32) -> [u32; 2] {
@@ -133,11 +156,11 @@ impl Wheel {
     }
 
     /// Puts `idx` into `slot`'s list: after the known last entry of that slot, else at the front.
+    #[inline]
     fn push(&mut self, slot: u64, idx: u32) {
         let i = idx as usize;
         if self.links.len() <= i {
-            // entry indices are dense: grow to this one (the vector's capacity still doubles)
-            self.links.resize(i + 1, [NIL, NIL]);
+            self.grow_links(i);
         }
         if let Some((s, last)) = self.tail {
             if s == slot {
@@ -149,6 +172,19 @@ impl Wheel {
                 return;
             }
         }
+        self.push_front(slot, idx);
+    }
+
+    /// Entry indices are dense: grow past `i` by a step ([`grown`]), so that most pushes find room.
+    #[cold]
+    #[inline(never)]
+    fn grow_links(&mut self, i: usize) {
+        self.links.resize(grown(i), [NIL, NIL]);
+    }
+
+    /// [`Wheel::push`] at the front of the list.
+    fn push_front(&mut self, slot: u64, idx: u32) {
+        let i = idx as usize;
         self.first_slot = Some(self.first_slot.map_or(slot, |f| f.min(slot)));
         let head = self.slots.entry(slot).or_insert(NIL);
         let old = std::mem::replace(head, idx);
@@ -203,18 +239,32 @@ impl Wheel {
         }
     }
 
+    /// Does an entry registered at `at` stay there when its expiry becomes `expiry`? Yes for a slot no later
+    /// than the new expiry's and not too far behind it (the packed place stays valid): the entry is moved
+    /// when its slot comes due. [`Wheel::update`] is then a no-op, so a refresh may test this first.
+    #[inline]
+    pub fn keeps(at: Place, expiry: u64) -> bool {
+        match at {
+            Place::Slot(s) => {
+                let es = expiry / SLOT_NS;
+                es >= s && es - s < MAX_LAG
+            }
+            Place::None | Place::Near => false,
+        }
+    }
+
     /// The expiry of registered entry `idx` changes from `old` to `expiry`; returns its new place.
     pub fn update(&mut self, idx: u32, at: Place, old: u64, expiry: u64) -> Place {
+        if Self::keeps(at, expiry) {
+            return at;
+        }
         match at {
             Place::None => self.insert(idx, expiry),
             Place::Near => {
                 self.remove_near(old, idx);
                 self.place(idx, expiry)
             }
-            // Later (or same slot): it stays put and is moved when its slot comes due (unless it would lag
-            // too far behind for its packed place).
-            Place::Slot(s) if expiry / SLOT_NS >= s && expiry / SLOT_NS - s < MAX_LAG => at,
-            // Earlier: move it.
+            // Earlier (or too far later): move it.
             Place::Slot(s) => {
                 self.unlink(s, idx);
                 self.place(idx, expiry)
@@ -238,7 +288,7 @@ impl Wheel {
     /// registered in the slots that start before it (`state` as in [`Wheel::advance`]). Usually looks at
     /// one slot; [`Wheel::next`] is the constant-time lower bound.
     pub fn next_exact(&self, state: impl Fn(u32) -> Option<(Place, u64)>) -> Option<u64> {
-        let mut best = self.near.first().map(|&(e, _)| e);
+        let mut best = self.near_first_entry().map(|(e, _)| e);
         let mut idxs = Vec::new();
         for (&slot, &head) in &self.slots {
             if best.is_some_and(|b| b <= slot.saturating_mul(SLOT_NS)) {
@@ -264,10 +314,43 @@ impl Wheel {
         }
     }
 
+    /// The first (expiry, entry) of the near set: the run's front or the late set's first.
+    fn near_first_entry(&self) -> Option<(u64, u32)> {
+        let run = self.run.get(self.pos).map(|&(e, i, _)| (e, i));
+        match (run, self.late.first().copied()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Moves the run's front past dead entries; an exhausted run is emptied (keeping its buffer).
+    #[inline]
+    fn skip_dead(&mut self) {
+        while self.run.get(self.pos).is_some_and(|&(_, _, dead)| dead) {
+            self.pos += 1;
+        }
+        if self.pos >= self.run.len() {
+            self.run.clear();
+            self.pos = 0;
+        }
+    }
+
     fn remove_near(&mut self, expiry: u64, idx: u32) {
-        self.near.remove(&(expiry, idx));
+        let key = (expiry, idx);
+        if self.run.get(self.pos).is_some_and(|&(e, i, _)| (e, i) == key) {
+            // the usual case: the earliest entry expires
+            self.pos += 1;
+            self.skip_dead();
+        } else if !self.late.remove(&key) {
+            // behind the run's front: marked dead where it is (keys in the run are unique)
+            let pending = self.run.get(self.pos..).unwrap_or_default();
+            let at = self.pos + pending.partition_point(|&(e, i, _)| (e, i) < key);
+            if let Some(x) = self.run.get_mut(at).filter(|x| (x.0, x.1) == key) {
+                x.2 = true;
+            }
+        }
         if self.near_first == Some(expiry) {
-            self.near_first = self.near.first().map(|&(e, _)| e);
+            self.near_first = self.near_first_entry().map(|(e, _)| e);
         }
     }
 
@@ -275,49 +358,131 @@ impl Wheel {
     /// later, into their own slot). `state(idx)` gives an entry's current place and expiry (`None` when the
     /// index is free). Returns the entries' new places, which the owner records (each entry appears at most
     /// once).
-    pub fn advance(&mut self, now: u64, state: impl Fn(u32) -> Option<(Place, u64)>) -> Vec<(u32, Place)> {
-        let mut moved = Vec::new();
+    pub fn advance(&mut self, now: u64, state: impl Fn(u32) -> Option<(Place, u64)>) -> &[(u32, Place)] {
+        // one buffer for every call (its capacity stays with the wheel)
+        let mut moved = std::mem::take(&mut self.moved);
+        moved.clear();
         let target = now / SLOT_NS + 1;
         if target <= self.horizon {
-            return moved;
+            self.moved = moved;
+            return &self.moved;
         }
         self.horizon = target;
-        let mut idxs = Vec::new();
+        // Everything near now expires before the slots being moved start (they were at or beyond the old
+        // horizon): the moved entries are appended to the run, after its live rest, and sorted there.
+        if self.pos > 0 {
+            self.run.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.run.retain(|&(_, _, dead)| !dead);
+        let start = self.run.len();
         while let Some((&slot, &head)) = self.slots.first_key_value() {
             if slot >= target {
                 break;
             }
             self.slots.remove(&slot);
-            self.first_slot = self.slots.keys().next().copied();
             if self.tail.is_some_and(|(s, _)| s == slot) {
                 self.tail = None;
             }
-            idxs.clear();
-            self.list(head, &mut idxs);
-            for &idx in &idxs {
-                if let Some(l) = self.links.get_mut(idx as usize) {
+            let mut cur = head;
+            // Bounded by the number registered.
+            for _ in 0..=self.len {
+                if cur == NIL {
+                    break;
+                }
+                let next = self.link(cur)[1];
+                if let Some(l) = self.links.get_mut(cur as usize) {
                     *l = [NIL, NIL];
                 }
-            }
-            for &idx in &idxs {
-                if let Some((Place::Slot(s), expiry)) = state(idx) {
+                // Only entries still registered here: one refreshed to an earlier slot was moved already.
+                if let Some((Place::Slot(s), expiry)) = state(cur) {
                     if s == slot {
-                        let p = self.place(idx, expiry);
-                        moved.push((idx, p));
+                        let es = expiry / SLOT_NS;
+                        if es < target {
+                            self.run.push((expiry, cur, false));
+                            moved.push((cur, Place::Near));
+                        } else {
+                            self.push(es, cur);
+                            moved.push((cur, Place::Slot(es)));
+                        }
                     }
                 }
+                cur = next;
             }
         }
-        moved
+        self.first_slot = self.slots.keys().next().copied();
+        if let Some(new) = self.run.get_mut(start..) {
+            // A slot's list is mostly in expiry order already (appended as entries came): usually a check.
+            if !new.is_sorted_by_key(|&(e, i, _)| (e, i)) {
+                new.sort_unstable_by_key(|&(e, i, _)| (e, i));
+            }
+        }
+        self.near_first = self.near_first_entry().map(|(e, _)| e);
+        self.moved = moved;
+        &self.moved
     }
 
     /// The earliest near entry if it expires at or before `now` (call [`Wheel::advance`] first).
     pub fn first_due(&self, now: u64) -> Option<(u64, u32)> {
-        self.near.first().copied().filter(|&(e, _)| e <= now)
+        self.near_first_entry().filter(|&(e, _)| e <= now)
+    }
+
+    /// [`Wheel::first_due`] and [`Wheel::remove`] of what it gives, in one step: the owner then records the
+    /// entry as not registered ([`Place::None`]).
+    #[inline]
+    pub fn pop_due(&mut self, now: u64) -> Option<(u64, u32)> {
+        // the kept first is exact for the near set
+        if self.near_first.is_none_or(|e| e > now) {
+            return None;
+        }
+        self.pop_near()
+    }
+
+    /// Takes the first near entry out.
+    #[inline]
+    fn pop_near(&mut self) -> Option<(u64, u32)> {
+        if !self.late.is_empty() {
+            return self.pop_near_late();
+        }
+        // the usual case: the run's front, and the next one becomes the first
+        let &(e, i, _) = self.run.get(self.pos)?;
+        self.pos += 1;
+        self.skip_dead();
+        self.near_first = self.run.get(self.pos).map(|&(e, _, _)| e);
+        self.len = self.len.saturating_sub(1);
+        Some((e, i))
+    }
+
+    /// [`Wheel::pop_near`] with late entries: the earlier of the run's front and the late set's first.
+    #[cold]
+    fn pop_near_late(&mut self) -> Option<(u64, u32)> {
+        let run = self.run.get(self.pos).map(|&(e, i, _)| (e, i));
+        let key = match (run, self.late.first().copied()) {
+            (Some(r), Some(l)) if l < r => self.late.pop_first(),
+            (Some(r), _) => {
+                self.pos += 1;
+                self.skip_dead();
+                Some(r)
+            }
+            (None, _) => self.late.pop_first(),
+        }?;
+        self.near_first = self.near_first_entry().map(|(e, _)| e);
+        self.len = self.len.saturating_sub(1);
+        Some(key)
     }
 }
 
 const NIL: u32 = u32::MAX;
+
+/// The length a per-index array grows to so that it holds index `i`: the next multiple of [`GROW_STEP`], so
+/// that dense indices resize it once per step (the vector's capacity still doubles) and it never holds more
+/// than a step beyond the largest index (indices come from the table's slab).
+fn grown(i: usize) -> usize {
+    (i / GROW_STEP).saturating_add(1).saturating_mul(GROW_STEP)
+}
+
+/// See [`grown`].
+const GROW_STEP: usize = 1024;
 
 /// Virtual bucket chains (see the module docs).
 #[derive(Debug, Default, Clone)]
@@ -329,9 +494,23 @@ pub struct Chains {
     /// Next (newer) node per node (entry index × 2 + direction).
     next: Vec<u32>,
     len: usize,
+    /// Whether the owner keeps the chains up to date (see [`Chains::activate`]).
+    active: bool,
 }
 
 impl Chains {
+    /// Whether the owner links and unlinks nodes as entries come and go. Until it does, nothing is linked:
+    /// bucket membership is a function of each entry's hash, so the owner may link every entry at once
+    /// when it first needs the chains (the early drop of a full table) and keep them from then on.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// From now on the owner keeps the chains (it links every entry it has, then each new one).
+    pub fn activate(&mut self) {
+        self.active = true;
+    }
+
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
         (self.heads.capacity() + self.tails.capacity() + self.next.capacity()) * 4
@@ -367,55 +546,109 @@ impl Chains {
     /// in the order they were linked (expiry, mostly) unlinks at the head without a walk; they are presented
     /// newest first, as the kernel's bucket lists are walked.
     pub fn insert(&mut self, bucket: usize, node: u32) {
+        self.room(node);
+        self.link(bucket, node);
+    }
+
+    /// Links both nodes of entry `entry` (entry × 2 + direction): the original one into `buckets[0]`, the
+    /// reply one into `buckets[1]` ([`Chains::insert`] twice, in that order). Nothing for an entry whose
+    /// node numbers do not fit a `u32`.
+    #[inline]
+    pub fn insert_entry(&mut self, buckets: [usize; 2], entry: u32) {
+        let Some(node) = entry.checked_mul(2) else { return };
+        self.room(node | 1);
+        self.link(buckets[0], node);
+        self.link(buckets[1], node | 1);
+    }
+
+    /// Makes `node` addressable in `next` (and the buckets exist).
+    #[inline]
+    fn room(&mut self, node: u32) {
         if self.heads.is_empty() {
             self.reset(1);
         }
-        let b = bucket % self.heads.len();
         let n = node as usize;
         if self.next.len() <= n {
-            // node numbers are dense: grow to this one (the vector's capacity still doubles)
-            self.next.resize(n + 1, NIL);
+            self.grow_next(n);
         }
-        if let Some(slot) = self.next.get_mut(n) {
+    }
+
+    /// Node numbers are dense: grow past `n` by a step ([`grown`]), so that most inserts find room.
+    #[cold]
+    #[inline(never)]
+    fn grow_next(&mut self, n: usize) {
+        self.next.resize(grown(n), NIL);
+    }
+
+    /// The list of `bucket` (taken modulo the bucket count).
+    #[inline]
+    fn bucket(&self, bucket: usize) -> usize {
+        let len = self.heads.len();
+        if bucket < len {
+            bucket
+        } else {
+            bucket.checked_rem(len).unwrap_or(0)
+        }
+    }
+
+    #[inline]
+    fn link(&mut self, bucket: usize, node: u32) {
+        let b = self.bucket(bucket);
+        if let Some(slot) = self.next.get_mut(node as usize) {
             *slot = NIL;
         }
-        let (Some(head), Some(tail)) = (self.heads.get(b).copied(), self.tails.get(b).copied()) else {
-            return;
-        };
-        if head == NIL {
+        let Some(t) = self.tails.get_mut(b) else { return };
+        // a bucket's tail is NIL exactly when its list is empty
+        let tail = std::mem::replace(t, node);
+        if tail == NIL {
             if let Some(h) = self.heads.get_mut(b) {
                 *h = node;
             }
-        } else if let Some(t) = self.next.get_mut(tail as usize) {
-            *t = node;
-        }
-        if let Some(t) = self.tails.get_mut(b) {
-            *t = node;
+        } else if let Some(x) = self.next.get_mut(tail as usize) {
+            *x = node;
         }
         self.len += 1;
     }
 
+    /// Unlinks both nodes of entry `entry` from their buckets ([`Chains::remove`] twice).
+    #[inline]
+    pub fn remove_entry(&mut self, buckets: [usize; 2], entry: u32) {
+        let Some(node) = entry.checked_mul(2) else { return };
+        self.remove(buckets[0], node);
+        self.remove(buckets[1], node | 1);
+    }
+
     /// Unlinks `node` from `bucket` (nothing if it is not there).
+    #[inline]
     pub fn remove(&mut self, bucket: usize, node: u32) {
-        if self.heads.is_empty() {
+        if self.heads.is_empty() || node == NIL {
             return;
         }
-        let b = bucket % self.heads.len();
+        let b = self.bucket(bucket);
         let after = self.next.get(node as usize).copied().unwrap_or(NIL);
         let Some(&head) = self.heads.get(b) else { return };
-        let mut prev = NIL;
-        let mut cur = head;
+        if head == node {
+            // the usual case (oldest first): no walk
+            if let Some(h) = self.heads.get_mut(b) {
+                *h = after;
+            }
+            if after == NIL {
+                if let Some(t) = self.tails.get_mut(b) {
+                    *t = NIL;
+                }
+            }
+            self.len = self.len.saturating_sub(1);
+            return;
+        }
+        let mut prev = head;
+        let mut cur = self.next.get(head as usize).copied().unwrap_or(NIL);
         // Bounded by the number of linked nodes.
-        for _ in 0..=self.len {
+        for _ in 0..self.len {
             if cur == NIL {
                 return;
             }
             if cur == node {
-                if prev == NIL {
-                    if let Some(h) = self.heads.get_mut(b) {
-                        *h = after;
-                    }
-                } else if let Some(p) = self.next.get_mut(prev as usize) {
+                if let Some(p) = self.next.get_mut(prev as usize) {
                     *p = after;
                 }
                 if after == NIL {
@@ -472,19 +705,30 @@ mod tests {
         expiry: Vec<u64>,
         live: Vec<bool>,
         set: BTreeSet<(u64, u32)>,
+        /// Expire with [`Wheel::pop_due`] (else [`Wheel::first_due`] and [`Wheel::remove`]).
+        pop: bool,
     }
 
     impl Model {
         fn due(&mut self, now: u64) -> Vec<(u64, u32)> {
             let (place, expiry, live) = (&self.place, &self.expiry, &self.live);
             let st = |i: u32| live[i as usize].then(|| (place[i as usize], expiry[i as usize]));
-            for (i, p) in self.wheel.advance(now, st) {
+            for &(i, p) in self.wheel.advance(now, st) {
                 self.place[i as usize] = p;
             }
             let place = &mut self.place;
             let mut out = Vec::new();
-            while let Some((e, i)) = self.wheel.first_due(now) {
-                self.wheel.remove(i, place[i as usize], e);
+            loop {
+                let due = if self.pop {
+                    self.wheel.pop_due(now)
+                } else {
+                    let due = self.wheel.first_due(now);
+                    if let Some((e, i)) = due {
+                        self.wheel.remove(i, place[i as usize], e);
+                    }
+                    due
+                };
+                let Some((e, i)) = due else { break };
                 place[i as usize] = Place::None;
                 self.live[i as usize] = false;
                 out.push((e, i));
@@ -493,63 +737,120 @@ mod tests {
         }
     }
 
+    /// Plays `ops` (insert or refresh, remove, clock step by `v / step_div`) on `n` entries against an
+    /// ordered set.
+    fn drive(n: usize, ops: Vec<(u8, u32, u64)>, step_div: u64) -> Result<(), TestCaseError> {
+        let mut m = Model {
+            wheel: Wheel::default(),
+            place: vec![Place::None; n],
+            expiry: vec![0; n],
+            live: vec![false; n],
+            set: BTreeSet::new(),
+            pop: false,
+        };
+        let mut now = 0u64;
+        for (op, i, v) in ops {
+            let iu = i as usize % n;
+            let i = iu as u32;
+            match op {
+                0 | 1 => {
+                    let e = now + v;
+                    if m.live[iu] {
+                        m.set.remove(&(m.expiry[iu], i));
+                        m.place[iu] = m.wheel.update(i, m.place[iu], m.expiry[iu], e);
+                    } else {
+                        m.live[iu] = true;
+                        m.place[iu] = m.wheel.insert(i, e);
+                    }
+                    m.expiry[iu] = e;
+                    m.set.insert((e, i));
+                }
+                2 => {
+                    if m.live[iu] {
+                        m.set.remove(&(m.expiry[iu], i));
+                        m.wheel.remove(i, m.place[iu], m.expiry[iu]);
+                        m.place[iu] = Place::None;
+                        m.live[iu] = false;
+                    }
+                }
+                _ => {
+                    // both ways of expiring
+                    m.pop = op % 2 == 0;
+                    if let (Some(n), Some(&(real, _))) = (m.wheel.next(), m.set.first()) {
+                        prop_assert!(n <= real);
+                    }
+                    // the kept firsts are those of the sets
+                    let near = m.wheel.near_first_entry().map(|(e, _)| e);
+                    let slot = m.wheel.slots.keys().next().map(|s| s * SLOT_NS);
+                    prop_assert_eq!(m.wheel.next(), near.into_iter().chain(slot).min());
+                    let (place, expiry, live) = (&m.place, &m.expiry, &m.live);
+                    let st = |i: u32| live[i as usize].then(|| (place[i as usize], expiry[i as usize]));
+                    prop_assert_eq!(m.wheel.next_exact(st), m.set.first().map(|&(e, _)| e));
+                    now += v / step_div;
+                    let got = m.due(now);
+                    let mut want = Vec::new();
+                    while let Some(&(e, j)) = m.set.first() {
+                        if e > now {
+                            break;
+                        }
+                        m.set.remove(&(e, j));
+                        want.push((e, j));
+                    }
+                    prop_assert_eq!(got, want);
+                }
+            }
+            prop_assert_eq!(m.wheel.len(), m.set.len());
+            // the run: pending part sorted with unique keys, its front alive, and it holds exactly the live
+            // near entries that are not in the late set
+            let w = &m.wheel;
+            let pending = &w.run[w.pos..];
+            prop_assert!(pending.windows(2).all(|p| (p[0].0, p[0].1) < (p[1].0, p[1].1)));
+            prop_assert!(pending.first().is_none_or(|x| !x.2));
+            let mut near: Vec<(u64, u32)> =
+                pending.iter().filter(|x| !x.2).map(|x| (x.0, x.1)).chain(w.late.iter().copied()).collect();
+            near.sort_unstable();
+            let mut want: Vec<(u64, u32)> = (0..n)
+                .filter(|&j| m.live[j] && m.place[j] == Place::Near)
+                .map(|j| (m.expiry[j], j as u32))
+                .collect();
+            want.sort_unstable();
+            prop_assert_eq!(near, want);
+        }
+        Ok(())
+    }
+
     proptest! {
         /// Whatever the sequence of inserts, refreshes (later and earlier), removals and clock steps, the
         /// wheel expires exactly what an ordered set expires, in the same order, and never promises a
         /// next expiry later than the real one.
         #[test]
-        fn wheel_equals_an_ordered_set(ops in proptest::collection::vec((0u8..4, 0u32..16, 0u64..8_000_000_000), 1..300)) {
-            let mut m = Model { wheel: Wheel::default(), place: vec![Place::None; 16], expiry: vec![0; 16],
-                live: vec![false; 16], set: BTreeSet::new() };
-            let mut now = 0u64;
-            for (op, i, v) in ops {
-                let iu = i as usize;
-                match op {
-                    0 | 1 => {
-                        let e = now + v;
-                        if m.live[iu] {
-                            m.set.remove(&(m.expiry[iu], i));
-                            m.place[iu] = m.wheel.update(i, m.place[iu], m.expiry[iu], e);
-                        } else {
-                            m.live[iu] = true;
-                            m.place[iu] = m.wheel.insert(i, e);
-                        }
-                        m.expiry[iu] = e;
-                        m.set.insert((e, i));
-                    }
-                    2 => {
-                        if m.live[iu] {
-                            m.set.remove(&(m.expiry[iu], i));
-                            m.wheel.remove(i, m.place[iu], m.expiry[iu]);
-                            m.place[iu] = Place::None;
-                            m.live[iu] = false;
-                        }
-                    }
-                    _ => {
-                        if let (Some(n), Some(&(real, _))) = (m.wheel.next(), m.set.first()) {
-                            prop_assert!(n <= real);
-                        }
-                        // the kept firsts are those of the sets
-                        let near = m.wheel.near.first().map(|&(e, _)| e);
-                        let slot = m.wheel.slots.keys().next().map(|s| s * SLOT_NS);
-                        prop_assert_eq!(m.wheel.next(), near.into_iter().chain(slot).min());
-                        let (place, expiry, live) = (&m.place, &m.expiry, &m.live);
-                        let st = |i: u32| live[i as usize].then(|| (place[i as usize], expiry[i as usize]));
-                        prop_assert_eq!(m.wheel.next_exact(st), m.set.first().map(|&(e, _)| e));
-                        now += v / 4;
-                        let got = m.due(now);
-                        let mut want = Vec::new();
-                        while let Some(&(e, j)) = m.set.first() {
-                            if e > now { break; }
-                            m.set.remove(&(e, j));
-                            want.push((e, j));
-                        }
-                        prop_assert_eq!(got, want);
-                    }
-                }
-                prop_assert_eq!(m.wheel.len(), m.set.len());
-            }
+        fn wheel_equals_an_ordered_set(ops in proptest::collection::vec((0u8..5, 0u32..16, 0u64..8_000_000_000), 1..300)) {
+            drive(16, ops, 4)?;
         }
+
+        /// The same with many entries per slot and small clock steps: runs of many near entries, left from
+        /// the front and from the middle (refreshes, removals), and late entries beside them.
+        #[test]
+        fn crowded_slots_expire_as_an_ordered_set(ops in proptest::collection::vec((0u8..5, 0u32..64, 0u64..3 * SLOT_NS), 1..400)) {
+            drive(64, ops, 64)?;
+        }
+    }
+
+    #[test]
+    fn per_index_arrays_grow_by_steps() {
+        assert_eq!(grown(0), GROW_STEP);
+        assert_eq!(grown(GROW_STEP - 1), GROW_STEP);
+        assert_eq!(grown(GROW_STEP), 2 * GROW_STEP);
+        assert_eq!(grown(5 * GROW_STEP + 3), 6 * GROW_STEP);
+        let mut w = Wheel::default();
+        w.reserve(100);
+        w.insert(99, SLOT_NS);
+        assert_eq!(w.links.len(), GROW_STEP);
+        let mut c = Chains::default();
+        c.reset(2);
+        c.insert_entry([0, 1], 7);
+        assert_eq!(c.next.len(), GROW_STEP);
+        assert_eq!(c.nodes(1), vec![15]);
     }
 
     #[test]
@@ -608,6 +909,35 @@ mod tests {
         assert_eq!(c.nodes(1), Vec::<u32>::new());
         c.insert(1, 15);
         assert_eq!(c.nodes(1), vec![15]);
+    }
+
+    #[test]
+    fn chains_link_and_unlink_whole_entries() {
+        let mut a = Chains::default();
+        let mut b = Chains::default();
+        a.reset(4);
+        b.reset(4);
+        for (e, buckets) in [(0u32, [1usize, 2usize]), (3, [1, 1]), (5, [6, 2])] {
+            a.insert_entry(buckets, e);
+            b.insert(buckets[0], e * 2);
+            b.insert(buckets[1], e * 2 + 1);
+        }
+        for bucket in 0..4 {
+            assert_eq!(a.nodes(bucket), b.nodes(bucket));
+        }
+        // bucket 6 is bucket 2 of 4
+        assert_eq!(a.nodes(2), vec![11, 10, 1]);
+        assert_eq!(a.nodes(1), vec![7, 6, 0]);
+        // the middle entry (not at its buckets' heads) and the oldest one
+        a.remove_entry([1, 1], 3);
+        assert_eq!(a.nodes(1), vec![0]);
+        a.remove_entry([1, 2], 0);
+        assert_eq!(a.nodes(1), Vec::<u32>::new());
+        assert_eq!(a.nodes(2), vec![11, 10]);
+        assert_eq!(a.len(), 2);
+        // entries whose nodes do not fit a u32 are refused
+        a.insert_entry([0, 0], u32::MAX);
+        assert_eq!(a.len(), 2);
     }
 
     proptest! {
