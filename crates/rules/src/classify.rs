@@ -422,7 +422,7 @@ mod sf {
 /// first one with a side effect or a possible hotdrop, the first tcp/udp port tests and the first
 /// state test (sound for regular packets only, the only ones gathered for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Summary {
+pub(crate) struct Summary {
     src: u32,
     src_mask: u32,
     dst: u32,
@@ -655,12 +655,126 @@ struct ProtoIndex {
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct TableIndex {
     pub(crate) chains: Vec<Option<ChainIndex>>,
-    /// Some chain is indexed (else packets need no keys).
+    /// Some chain is indexed (else packets need no device codes).
     pub(crate) any: bool,
-    /// When some chain is indexed, the summaries of the rules of the chains walked linearly
-    /// (same order; empty for indexed chains): packets have keys anyway, so the walk tests a
-    /// rule's summary before the rule ([`TableIndex::prematch`]).
-    linear: Vec<Vec<Summary>>,
+    /// Some chain is indexed or has summaries: regular packets get [`PacketKeys`].
+    pub(crate) keyed: bool,
+    /// Per chain (same order): a chain walked linearly, its rules' summaries and masks (`None`
+    /// for indexed chains), which the walk tests before the rules themselves.
+    linear: Vec<Option<ShortChain>>,
+    /// Per protocol number: its column in every [`ShortChain::proto_masks`] (0: a protocol no
+    /// summary of the table names).
+    proto_col: [u8; 256],
+}
+
+/// The state combinations [`ShortChain::state_masks`] has a row for: one of INVALID,
+/// ESTABLISHED, RELATED, NEW, UNTRACKED, with or without SNAT and DNAT.
+const STATE_ROWS: usize = 20;
+/// Masks cover this many rules; a longer chain walked linearly tests every summary.
+const MASK_RULES: usize = 64;
+
+/// The row of `ct_bits` (as `state_bits` gives them: one state, maybe NAT bits) in the state
+/// masks; [`STATE_ROWS`] (no row) for any other combination.
+#[inline]
+pub(crate) fn state_row(ct_bits: u16) -> usize {
+    // By the state's bit position: INVALID, ESTABLISHED, RELATED, NEW, -, -, -, -, UNTRACKED.
+    const BASE: [u8; 9] = [0, 1, 2, 3, 0xFF, 0xFF, 0xFF, 0xFF, 4];
+    let nat = usize::from((ct_bits >> 6) & 3);
+    let state = ct_bits & !(StateSet::SNAT | StateSet::DNAT);
+    match BASE.get(state.trailing_zeros() as usize) {
+        Some(&b) if state.is_power_of_two() && b != 0xFF => usize::from(b) * 4 + nat,
+        _ => STATE_ROWS,
+    }
+}
+
+/// The conntrack state bits of row `row` of the state masks.
+fn row_bits(row: usize) -> u16 {
+    let base =
+        [StateSet::INVALID, StateSet::ESTABLISHED, StateSet::RELATED, StateSet::NEW, StateSet::UNTRACKED];
+    let nat = u16::try_from(row % 4).unwrap_or(0) << 6;
+    base.get(row / 4).map_or(0, |b| b | nat)
+}
+
+/// A chain walked linearly: its rules' summaries, and (for at most [`MASK_RULES`] rules) bit masks
+/// over its rule positions of the two summary tests every packet of a walk shares, the state and
+/// the protocol, so the walk goes from one rule that may match to the next without testing the
+/// others (a packet-classification bit vector per field, as in Lakshman and Stiliadis' scheme).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ShortChain {
+    sums: Box<[Summary]>,
+    /// Per [`state_row`]: the rules whose state test the row's states pass.
+    state_masks: [u64; STATE_ROWS],
+    /// Per protocol column ([`TableIndex::proto_col`]): the rules whose protocol test it passes.
+    proto_masks: Box<[u64]>,
+    /// The rules whose summaries test nothing but the state and the protocol: in both masks, they
+    /// are admitted without testing the summary again.
+    covered: u64,
+}
+
+impl ShortChain {
+    fn build(sums: Box<[Summary]>, protos: &[u8]) -> ShortChain {
+        let masked = sums.len() <= MASK_RULES;
+        let mask_of = |test: &dyn Fn(&Summary) -> bool| -> u64 {
+            if !masked {
+                return u64::MAX;
+            }
+            sums.iter().enumerate().filter(|(_, sm)| test(sm)).fold(0u64, |m, (i, _)| m | 1u64 << i)
+        };
+        // Exactly the state and protocol tests of `Summary::admits`.
+        let state_ok = |sm: &Summary, bits: u16| (sm.state & bits != 0) != (sm.flags & sf::STATE_NEG != 0);
+        let proto_ok = |sm: &Summary, same: &dyn Fn(u8) -> bool| {
+            sm.flags & sf::PROTO == 0 || same(sm.proto) != (sm.flags & sf::PROTO_NEG != 0)
+        };
+        let state_masks = std::array::from_fn(|row| mask_of(&|sm| state_ok(sm, row_bits(row))));
+        // Column 0: a protocol no summary names; then the table's protocols in order.
+        let mut proto_masks = vec![mask_of(&|sm| proto_ok(sm, &|_| false))];
+        proto_masks.extend(protos.iter().map(|&p| mask_of(&|sm| proto_ok(sm, &|q| q == p))));
+        let covered = mask_of(&|sm| {
+            let full = |(lo, span): (u16, u16)| lo == 0 && span == u16::MAX;
+            sm.src_mask == 0
+                && sm.dst_mask == 0
+                && full(sm.sport)
+                && full(sm.dport)
+                && sm.flags & (sf::SRC_NEG | sf::DST_NEG | sf::SPORT_NEG | sf::DPORT_NEG) == 0
+        });
+        let covered = if masked { covered } else { 0 };
+        ShortChain { sums, state_masks, proto_masks: proto_masks.into_boxed_slice(), covered }
+    }
+
+    /// The rules that may match a packet of protocol column `col` ([`TableIndex::proto_col`]) and
+    /// conntrack state row `row` ([`state_row`]), as far as the masks tell (all ones for a chain
+    /// too long for masks).
+    #[inline]
+    pub(crate) fn cands(&self, col: usize, row: usize) -> u64 {
+        let state = self.state_masks.get(row).copied().unwrap_or(u64::MAX);
+        state & self.proto_masks.get(col).copied().unwrap_or(u64::MAX)
+    }
+
+    /// The first rule at or after `ri` among `cands` ([`ShortChain::cands`]) whose summary admits
+    /// the regular packet `k` with conntrack state bits `ct_bits`, and its candidate flags; the
+    /// chain's length (flags 0) when none does.
+    #[inline(always)]
+    pub(crate) fn next(&self, cands: u64, ri: usize, k: &PacketKeys<'_>, ct_bits: u16) -> (usize, u32) {
+        if self.sums.len() > MASK_RULES {
+            return next_admitted(&self.sums, ri, k, ct_bits);
+        }
+        // The candidates from `ri` on.
+        let mut left = u64::MAX.checked_shl(u32::try_from(ri).unwrap_or(u32::MAX)).map_or(0, |m| cands & m);
+        while left != 0 {
+            let r = left.trailing_zeros() as usize;
+            left &= left - 1;
+            let Some(sm) = self.sums.get(r) else { break };
+            if self.covered & (1 << r) != 0 || sm.admits(k, ct_bits) {
+                return (r, sm.rule & ((1 << CAND_SHIFT) - 1));
+            }
+        }
+        (self.sums.len(), 0)
+    }
+
+    /// How many rules the chain has.
+    pub(crate) fn len(&self) -> usize {
+        self.sums.len()
+    }
 }
 
 /// (protocol, destination port?).
@@ -1168,30 +1282,81 @@ impl TableIndex {
     pub(crate) fn build(t: &TableRules, family: Family) -> TableIndex {
         let chains: Vec<Option<ChainIndex>> = t.chains.iter().map(|c| ChainIndex::build(c, family)).collect();
         let any = chains.iter().any(Option::is_some);
-        let linear = t
+        // Every chain walked linearly, short or not, gets its rules' summaries: testing one costs
+        // a few instructions, and an exact rule's summary decides it without running its matches.
+        let sums: Vec<Option<Box<[Summary]>>> = t
             .chains
             .iter()
             .zip(&chains)
             .map(|(c, ix)| match ix {
-                None if any => {
-                    c.rules.iter().enumerate().map(|(i, r)| Summary::of(r, family, len32(i), true)).collect()
-                }
-                _ => Vec::new(),
+                None => Some(
+                    c.rules.iter().enumerate().map(|(i, r)| Summary::of(r, family, len32(i), true)).collect(),
+                ),
+                Some(_) => None,
             })
             .collect();
-        TableIndex { chains, any, linear }
+        // The protocols the summaries test, each a column of the protocol masks (at most 255).
+        let mut protos: Vec<u8> = sums
+            .iter()
+            .flatten()
+            .flat_map(|l| l.iter())
+            .filter(|sm| sm.flags & sf::PROTO != 0)
+            .map(|sm| sm.proto)
+            .collect();
+        protos.sort_unstable();
+        protos.dedup();
+        protos.truncate(255);
+        let mut proto_col = [0u8; 256];
+        for (i, &p) in protos.iter().enumerate() {
+            if let Some(c) = proto_col.get_mut(usize::from(p)) {
+                *c = u8::try_from(i + 1).unwrap_or(0);
+            }
+        }
+        let linear: Vec<Option<ShortChain>> =
+            sums.into_iter().map(|l| l.map(|l| ShortChain::build(l, &protos))).collect();
+        let keyed = any || linear.iter().flatten().any(|l| l.len() != 0);
+        TableIndex { chains, any, keyed, linear, proto_col }
     }
 
-    /// For rule `ri` of chain `ci` walked linearly, on a regular packet with keys `k` and state
-    /// bits `ct_bits`: `None` when its summary refuses the packet (the rule cannot match it, see
-    /// [`Summary`]), else its candidate flags (0 when it has no summary: test it).
+    /// For chain `ci` walked linearly, on a regular packet with keys `k` and conntrack state bits
+    /// `ct_bits`: the first rule at or after `ri` whose summary admits the packet (the rules
+    /// skipped cannot match it, see [`Summary`]) and its candidate flags, or the chain's length
+    /// (flags 0) when none does. `None` for a chain without summaries (indexed): test each rule.
     #[inline]
-    pub(crate) fn prematch(&self, ci: usize, ri: usize, k: &PacketKeys<'_>, ct_bits: u16) -> Option<u32> {
-        match self.linear.get(ci).and_then(|l| l.get(ri)) {
-            Some(sm) if !sm.admits(k, ct_bits) => None,
-            Some(sm) => Some(sm.rule & ((1 << CAND_SHIFT) - 1)),
-            None => Some(0),
+    pub(crate) fn next_admitted(
+        &self,
+        ci: usize,
+        ri: usize,
+        k: &PacketKeys<'_>,
+        ct_bits: u16,
+    ) -> Option<(usize, u32)> {
+        Some(next_admitted(&self.short(ci)?.sums, ri, k, ct_bits))
+    }
+
+    /// Chain `ci` when it is walked linearly (`None`: indexed).
+    #[inline]
+    pub(crate) fn short(&self, ci: usize) -> Option<&ShortChain> {
+        self.linear.get(ci)?.as_ref()
+    }
+
+    /// The protocol column of `proto` in the masks of [`ShortChain`]s.
+    #[inline]
+    pub(crate) fn proto_col(&self, proto: u8) -> usize {
+        usize::from(self.proto_col.get(usize::from(proto)).copied().unwrap_or(0))
+    }
+}
+
+/// In `sums`, the summaries of a chain's rules: the first rule at or after `ri` whose summary
+/// admits the regular packet `k` with conntrack state bits `ct_bits`, and its candidate flags;
+/// the chain's length (flags 0) when none does.
+#[inline]
+fn next_admitted(sums: &[Summary], ri: usize, k: &PacketKeys<'_>, ct_bits: u16) -> (usize, u32) {
+    let rest = sums.get(ri..).unwrap_or(&[]);
+    match rest.iter().position(|sm| sm.admits(k, ct_bits)) {
+        Some(off) => {
+            (ri.saturating_add(off), rest.get(off).map_or(0, |sm| sm.rule & ((1 << CAND_SHIFT) - 1)))
         }
+        None => (sums.len(), 0),
     }
 }
 

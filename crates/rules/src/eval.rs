@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use wire::{Packet, Time};
 
-use crate::classify::{PacketKeys, TableIndex, CAND_ACCEPT, CAND_DROP, CAND_EXACT, CAND_SHIFT};
+use crate::classify::{state_row, PacketKeys, TableIndex, CAND_ACCEPT, CAND_DROP, CAND_EXACT, CAND_SHIFT};
 use crate::compile::{CREDITS_PER_JIFFY, HZ};
 use crate::model::*;
 
@@ -1350,6 +1350,11 @@ impl Ruleset {
         let Some(ti) = self.tables.iter().position(|t| t.table == table) else { return absent };
         let Some(t) = self.tables.get(ti) else { return absent };
         let Some((base, base_chain)) = t.hook_chain(hook) else { return absent };
+        if classify {
+            if let Some(ix) = self.index.get(ti).filter(|ix| ix.keyed && !ix.any) {
+                return self.walk_short(table, (ti, t), (base, base_chain), ix, ctx, state, rec);
+            }
+        }
         let ti32 = u32::try_from(ti).unwrap_or(u32::MAX);
         let at = |ci: usize, rule: Option<u32>| {
             RuleId(RuleAt::Rule { table, ti: ti32, ci: u32::try_from(ci).unwrap_or(u32::MAX), rule })
@@ -1363,11 +1368,17 @@ impl Ruleset {
         let Scratch(scratch, stack) = scratch;
         scratch.clear();
         stack.clear();
-        let index = if classify { self.index.get(ti).filter(|ix| ix.any) } else { None };
-        // Irregular packets (fragments, short headers, ...) take the linear walk everywhere.
-        let keys = index
-            .and_then(|_| PacketKeys::new(self.family, &facts, pkt.ip.proto, ctx.in_iface, ctx.out_iface));
+        let tix = if classify { self.index.get(ti).filter(|ix| ix.keyed) } else { None };
+        let index = tix.filter(|ix| ix.any);
+        // Irregular packets (fragments, short headers, ...) take the linear walk everywhere. The
+        // devices are looked up by indexed chains only (summaries do not test them).
+        let keys = tix.and_then(|ix| {
+            let (i, o) = if ix.any { (ctx.in_iface, ctx.out_iface) } else { (None, None) };
+            PacketKeys::new(self.family, &facts, pkt.ip.proto, i, o)
+        });
         let keys = keys.as_ref();
+        // The conntrack state bits the summaries test (targets may change them: see below).
+        let mut ct_bits = state_bits(&ctx.ct, true);
         // Return stack (reused); depth is bounded by the chain count (no loops).
         let (mut ci, mut ri) = (base, 0usize);
         let mut cands = enter(index, keys, ci, &ctx.ct, scratch);
@@ -1384,14 +1395,10 @@ impl Ruleset {
                     Some(&r) if c.cur < c.end => ((r >> CAND_SHIFT) as usize, r & ((1 << CAND_SHIFT) - 1)),
                     _ => (chain.rules.len(), 0),
                 };
-            } else if let (Some(ix), Some(k)) = (index, keys) {
-                // A short chain of an indexed table: the rule's summary first.
-                match ix.prematch(ci, ri, k, state_bits(&ctx.ct, true)) {
-                    Some(f) => fast = f,
-                    None => {
-                        ri = ri.saturating_add(1);
-                        continue;
-                    }
+            } else if let (Some(ix), Some(k)) = (tix, keys) {
+                // A chain walked linearly: skip the rules whose summaries refuse the packet.
+                if let Some((next, f)) = ix.next_admitted(ci, ri, k, ct_bits) {
+                    (ri, fast) = (next, f);
                 }
             }
             // Leaving the current chain: drop its candidates, restore the caller's (gathered again
@@ -1506,6 +1513,7 @@ impl Ruleset {
                     rec.variant();
                     apply(other, ctx, || here(ci, ri));
                     ri = ri.saturating_add(1);
+                    ct_bits = state_bits(&ctx.ct, true);
                     // NOTRACK / CT change the state the index looked up: gather again.
                     if let Some(c) = cands {
                         if c.ct_bits != state_bits(&ctx.ct, true) {
@@ -1516,15 +1524,187 @@ impl Ruleset {
                 }
             }
         }
-        // Underflow: the base chain's policy (its counters grow).
-        RuleState::count(policies, base_chain.policy_slot, facts.len);
+        self.underflow(table, ti32, (base, base_chain), ctx, policies, facts.len, rec)
+    }
+
+    /// Underflow of base chain `base`: its policy decides, and its counters grow.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn underflow<R: Recorder>(
+        &self,
+        table: Table,
+        ti32: u32,
+        (base, base_chain): (usize, &Chain),
+        ctx: &mut PacketCtx<'_>,
+        policies: &mut [(u64, u64)],
+        len: u64,
+        rec: &mut R,
+    ) -> (Verdict, RuleId) {
+        RuleState::count(policies, base_chain.policy_slot, len);
         rec.counted(base_chain.policy_slot, true);
         trace(ctx, || TraceEntry { rule: tail_ref(table, base_chain), kind: TraceKind::Policy });
         let verdict = match base_chain.builtin {
             Some((_, Policy::Drop)) => Verdict::Drop,
             _ => Verdict::Accept,
         };
-        (verdict, at(base, None))
+        let ci = u32::try_from(base).unwrap_or(u32::MAX);
+        (verdict, RuleId(RuleAt::Rule { table, ti: ti32, ci, rule: None }))
+    }
+
+    /// [`Ruleset::walk`] for a table without indexed chains (all short), table index `ti`, base
+    /// chain `base`: the same first-match walk, but a regular packet ([`PacketKeys::new`]) skips
+    /// the rules whose summaries refuse it, and an exact rule (see `classify::exact`) is decided
+    /// from its summary without running its tests, as the indexed walk does for its candidates.
+    /// The walk keeps the current chain's rules and summaries at hand between rules (no candidate
+    /// lists: this is the common short-ruleset case, where the per-rule overhead is what costs).
+    #[allow(clippy::too_many_arguments)]
+    fn walk_short<R: Recorder>(
+        &self,
+        table: Table,
+        (ti, t): (usize, &TableRules),
+        (base, base_chain): (usize, &Chain),
+        ix: &TableIndex,
+        ctx: &mut PacketCtx<'_>,
+        state: &mut RuleState,
+        rec: &mut R,
+    ) -> (Verdict, RuleId) {
+        let ti32 = u32::try_from(ti).unwrap_or(u32::MAX);
+        let at = |ci: usize, ri: usize| {
+            let (ci, rule) =
+                (u32::try_from(ci).unwrap_or(u32::MAX), u32::try_from(ri.saturating_add(1)).ok());
+            RuleId(RuleAt::Rule { table, ti: ti32, ci, rule })
+        };
+        let pkt = ctx.pkt;
+        let facts = Facts::new(pkt);
+        if facts.fragoff != 0 || facts.v6_proto_unknown {
+            rec.variant();
+        }
+        let RuleState { rules: rule_counters, policies, limits, scratch, .. } = state;
+        let stack = &mut scratch.1;
+        stack.clear();
+        // The packet's keys and protocol column, looked up when a chain with rules is first
+        // entered (an empty chain needs none); `None`: an irregular packet, every rule is tested.
+        let (mut keys, mut looked) = (None::<(PacketKeys<'_>, usize)>, false);
+        // The conntrack state bits the summaries test and their row in the state masks (NOTRACK /
+        // CT change them: see below).
+        let mut ct_bits = state_bits(&ctx.ct, true);
+        let mut row = state_row(ct_bits);
+        let (mut ci, mut ri) = (base, 0usize);
+        'chains: while let Some(chain) = t.chains.get(ci) {
+            let rules = chain.rules.as_slice();
+            let short = match rules.is_empty() {
+                true => None,
+                false => ix.short(ci).filter(|s| s.len() == rules.len()),
+            };
+            if short.is_some() && !looked {
+                keys = PacketKeys::new(self.family, &facts, pkt.ip.proto, None, None)
+                    .map(|k| (k, ix.proto_col(k.proto)));
+                looked = true;
+            }
+            let short = short.zip(keys.as_ref());
+            // The rules the state and protocol masks leave (the chain's summaries tell the rest).
+            let mut cands = short.map_or(0, |(sc, &(_, col))| sc.cands(col, row));
+            loop {
+                // The candidate's flags (no summaries: none, test the rule).
+                let mut fast = 0u32;
+                if let Some((sc, (k, _))) = short {
+                    (ri, fast) = sc.next(cands, ri, k, ct_bits);
+                }
+                let Some(rule) = rules.get(ri) else {
+                    // Fell off the end: pop, or the base chain's policy. A user chain's tail is its
+                    // implicit RETURN rule, which TRACE logs.
+                    if chain.builtin.is_none() {
+                        trace(ctx, || TraceEntry { rule: tail_ref(table, chain), kind: TraceKind::Return });
+                    }
+                    match stack.pop() {
+                        Some(f) => {
+                            (ci, ri) = (f.ci, f.ri);
+                            continue 'chains;
+                        }
+                        None => break 'chains,
+                    }
+                };
+                if fast & CAND_EXACT == 0 {
+                    // Not exact: the rule's own tests, as `ipt_do_table` runs them.
+                    match ip_match(&rule.ip, &facts, ctx) {
+                        M::Yes => {}
+                        M::No => {
+                            ri = ri.saturating_add(1);
+                            continue;
+                        }
+                        M::Hotdrop => {
+                            rec.variant();
+                            return (Verdict::Drop, at(ci, ri));
+                        }
+                    }
+                    let mut matched = true;
+                    for m in &rule.matches {
+                        rec.runs(m);
+                        match run_match(m, &facts, ctx, limits) {
+                            M::Yes => {}
+                            M::No => {
+                                matched = false;
+                                break;
+                            }
+                            M::Hotdrop => {
+                                rec.variant();
+                                return (Verdict::Drop, at(ci, ri));
+                            }
+                        }
+                    }
+                    if !matched {
+                        ri = ri.saturating_add(1);
+                        continue;
+                    }
+                }
+                RuleState::count(rule_counters, rule.slot, facts.len);
+                rec.counted(rule.slot, false);
+                let here = || RuleRef {
+                    table,
+                    chain: ChainName::of(chain),
+                    rule: u32::try_from(ri.saturating_add(1)).ok(),
+                };
+                trace(ctx, || TraceEntry { rule: here(), kind: trace_kind(rule, chain) });
+                if fast & (CAND_ACCEPT | CAND_DROP) != 0 {
+                    let v = if fast & CAND_ACCEPT != 0 { Verdict::Accept } else { Verdict::Drop };
+                    return (v, at(ci, ri));
+                }
+                match &rule.target {
+                    Target::Accept => return (Verdict::Accept, at(ci, ri)),
+                    Target::Drop => return (Verdict::Drop, at(ci, ri)),
+                    Target::Reject(w) => return (Verdict::Reject(*w), at(ci, ri)),
+                    Target::Return => match stack.pop() {
+                        Some(f) => {
+                            (ci, ri) = (f.ci, f.ri);
+                            continue 'chains;
+                        }
+                        None => break 'chains,
+                    },
+                    Target::Jump(to) => {
+                        stack.push(Frame { ci, ri: ri.saturating_add(1), cands: None });
+                        (ci, ri) = (*to, 0);
+                        continue 'chains;
+                    }
+                    Target::Goto(to) => {
+                        (ci, ri) = (*to, 0);
+                        continue 'chains;
+                    }
+                    Target::None => ri = ri.saturating_add(1),
+                    other => {
+                        rec.variant();
+                        apply(other, ctx, here);
+                        ri = ri.saturating_add(1);
+                        // NOTRACK / CT change the state the summaries test.
+                        ct_bits = state_bits(&ctx.ct, true);
+                        row = state_row(ct_bits);
+                        if let Some((sc, &(_, col))) = short {
+                            cands = sc.cands(col, row);
+                        }
+                    }
+                }
+            }
+        }
+        self.underflow(table, ti32, (base, base_chain), ctx, policies, facts.len, rec)
     }
 }
 
