@@ -550,7 +550,17 @@ impl Summary {
 /// walk that skips them records the same.
 fn exact(rule: &Rule, family: Family) -> bool {
     let ip = &rule.ip;
-    if ip.in_iface.is_some() || ip.out_iface.is_some() || ip.fragment.is_some() {
+    if ip.in_iface.is_some() || ip.out_iface.is_some() {
+        return false;
+    }
+    exact_but_devices(rule, family)
+}
+
+/// [`exact`] but for the devices: a rule whose only other tests are its `-i` / `-o` (which a
+/// short chain's walk tests itself, [`DevTest`]).
+fn exact_but_devices(rule: &Rule, family: Family) -> bool {
+    let ip = &rule.ip;
+    if ip.fragment.is_some() {
         return false;
     }
     let v4 = |a: &Option<Neg<AddrMask>>| {
@@ -604,6 +614,11 @@ fn cand_flags(rule: &Rule, family: Family) -> u32 {
     if !exact(rule, family) {
         return 0;
     }
+    exact_flags(rule)
+}
+
+/// The candidate flags of an exact rule: [`CAND_EXACT`], with its target when ACCEPT or DROP.
+fn exact_flags(rule: &Rule) -> u32 {
     CAND_EXACT
         | match rule.target {
             Target::Accept => CAND_ACCEPT,
@@ -709,11 +724,36 @@ pub(crate) struct ShortChain {
     /// The rules whose summaries test nothing but the state and the protocol: in both masks, they
     /// are admitted without testing the summary again.
     covered: u64,
+    /// The rules with a device test (`-i` / `-o`), made before the summary's; and those tests,
+    /// per rule (empty for a chain too long for masks).
+    dev_mask: u64,
+    devs: Box<[DevTest]>,
+    /// Per rule: its candidate flags when the summary and the device test admit the packet
+    /// ([`CAND_EXACT`] for a rule [exact](exact) but for its devices, with its target).
+    flags: Box<[u8]>,
+}
+
+/// A rule's device tests (`-i`, `-o`) as `ip_packet_match` makes them (a missing device has the
+/// empty name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DevTest {
+    input: Option<Neg<Iface>>,
+    output: Option<Neg<Iface>>,
+}
+
+impl DevTest {
+    #[inline]
+    fn admits(&self, in_dev: &str, out_dev: &str) -> bool {
+        let ok = |spec: &Option<Neg<Iface>>, d: &str| {
+            spec.as_ref().is_none_or(|s| s.value.matches(d) != s.negated)
+        };
+        ok(&self.input, in_dev) && ok(&self.output, out_dev)
+    }
 }
 
 impl ShortChain {
-    fn build(sums: Box<[Summary]>, protos: &[u8]) -> ShortChain {
-        let masked = sums.len() <= MASK_RULES;
+    fn build(sums: Box<[Summary]>, rules: &[Rule], family: Family, protos: &[u8]) -> ShortChain {
+        let masked = sums.len() <= MASK_RULES && sums.len() == rules.len();
         let mask_of = |test: &dyn Fn(&Summary) -> bool| -> u64 {
             if !masked {
                 return u64::MAX;
@@ -738,7 +778,26 @@ impl ShortChain {
                 && sm.flags & (sf::SRC_NEG | sf::DST_NEG | sf::SPORT_NEG | sf::DPORT_NEG) == 0
         });
         let covered = if masked { covered } else { 0 };
-        ShortChain { sums, state_masks, proto_masks: proto_masks.into_boxed_slice(), covered }
+        let (mut dev_mask, mut devs, mut flags) = (0u64, Vec::new(), Vec::new());
+        if masked {
+            for (i, r) in rules.iter().enumerate() {
+                if r.ip.in_iface.is_some() || r.ip.out_iface.is_some() {
+                    dev_mask |= 1 << i;
+                }
+                devs.push(DevTest { input: r.ip.in_iface.clone(), output: r.ip.out_iface.clone() });
+                let f = if exact_but_devices(r, family) { exact_flags(r) } else { 0 };
+                flags.push(u8::try_from(f).unwrap_or(0));
+            }
+        }
+        ShortChain {
+            sums,
+            state_masks,
+            proto_masks: proto_masks.into_boxed_slice(),
+            covered,
+            dev_mask,
+            devs: devs.into_boxed_slice(),
+            flags: flags.into_boxed_slice(),
+        }
     }
 
     /// The rules that may match a packet of protocol column `col` ([`TableIndex::proto_col`]) and
@@ -750,12 +809,21 @@ impl ShortChain {
         state & self.proto_masks.get(col).copied().unwrap_or(u64::MAX)
     }
 
-    /// The first rule at or after `ri` among `cands` ([`ShortChain::cands`]) whose summary admits
-    /// the regular packet `k` with conntrack state bits `ct_bits`, and its candidate flags; the
-    /// chain's length (flags 0) when none does.
+    /// The first rule at or after `ri` among `cands` ([`ShortChain::cands`]) whose device test
+    /// (input and output device names `devs`) and summary admit the regular packet `k` with
+    /// conntrack state bits `ct_bits`, and its candidate flags; the chain's length (flags 0) when
+    /// none does.
     #[inline(always)]
-    pub(crate) fn next(&self, cands: u64, ri: usize, k: &PacketKeys<'_>, ct_bits: u16) -> (usize, u32) {
-        if self.sums.len() > MASK_RULES {
+    pub(crate) fn next(
+        &self,
+        cands: u64,
+        ri: usize,
+        k: &PacketKeys<'_>,
+        ct_bits: u16,
+        (in_dev, out_dev): (&str, &str),
+    ) -> (usize, u32) {
+        if self.flags.len() != self.sums.len() {
+            // Too long for masks.
             return next_admitted(&self.sums, ri, k, ct_bits);
         }
         // The candidates from `ri` on.
@@ -764,8 +832,11 @@ impl ShortChain {
             let r = left.trailing_zeros() as usize;
             left &= left - 1;
             let Some(sm) = self.sums.get(r) else { break };
+            if self.dev_mask & (1 << r) != 0 && !self.devs.get(r).is_some_and(|d| d.admits(in_dev, out_dev)) {
+                continue;
+            }
             if self.covered & (1 << r) != 0 || sm.admits(k, ct_bits) {
-                return (r, sm.rule & ((1 << CAND_SHIFT) - 1));
+                return (r, self.flags.get(r).copied().map_or(0, u32::from));
             }
         }
         (self.sums.len(), 0)
@@ -1312,8 +1383,11 @@ impl TableIndex {
                 *c = u8::try_from(i + 1).unwrap_or(0);
             }
         }
-        let linear: Vec<Option<ShortChain>> =
-            sums.into_iter().map(|l| l.map(|l| ShortChain::build(l, &protos))).collect();
+        let linear: Vec<Option<ShortChain>> = sums
+            .into_iter()
+            .zip(&t.chains)
+            .map(|(l, c)| l.map(|l| ShortChain::build(l, &c.rules, family, &protos)))
+            .collect();
         let keyed = any || linear.iter().flatten().any(|l| l.len() != 0);
         TableIndex { chains, any, keyed, linear, proto_col }
     }

@@ -530,6 +530,8 @@ fn counted_len(pkt: &Packet<'_>) -> u64 {
 /// What a walk tells its recorder; `()` records nothing (the walk is compiled once per recorder, so
 /// evaluating without recording costs nothing extra).
 trait Recorder {
+    /// Whether this recorder records anything (`()` does not: the walk skips what only feeds it).
+    const RECORDS: bool = true;
     /// The walk's result depends on more than the flow (see [`Recording`]).
     fn variant(&mut self);
     /// Match `m` is evaluated.
@@ -539,6 +541,7 @@ trait Recorder {
 }
 
 impl Recorder for () {
+    const RECORDS: bool = false;
     fn variant(&mut self) {}
     fn runs(&mut self, _: &Match) {}
     fn counted(&mut self, _: usize, _: bool) {}
@@ -638,6 +641,7 @@ pub(crate) struct Facts<'p> {
 }
 
 impl<'p> Facts<'p> {
+    #[inline(never)]
     pub(crate) fn new(pkt: &'p Packet<'p>) -> Self {
         let end = pkt.bytes.len().min(pkt.ip.total_len);
         let dgram = pkt.bytes.get(..end).unwrap_or(pkt.bytes);
@@ -659,6 +663,15 @@ impl<'p> Facts<'p> {
         let b = self.l4.get(i..i.checked_add(2)?)?;
         Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
     }
+}
+
+/// The keys of `pkt` for the short walk and their protocol column in `ix`'s masks (`None`: an
+/// irregular packet). Out of line: computed once per walk, and only when a chain with rules is
+/// entered, it would otherwise crowd the walk's loop.
+#[inline(never)]
+fn short_keys<'p>(family: Family, pkt: &'p Packet<'p>, ix: &TableIndex) -> Option<(PacketKeys<'p>, usize)> {
+    let k = PacketKeys::new(family, &Facts::new(pkt), pkt.ip.proto, None, None)?;
+    Some((k, ix.proto_col(k.proto)))
 }
 
 /// `ip_packet_match` / `ip6_packet_match`.
@@ -1575,10 +1588,21 @@ impl Ruleset {
             RuleId(RuleAt::Rule { table, ti: ti32, ci, rule })
         };
         let pkt = ctx.pkt;
-        let facts = Facts::new(pkt);
-        if facts.fragoff != 0 || facts.v6_proto_unknown {
-            rec.variant();
+        let len = counted_len(pkt);
+        // The packet's facts, computed when a rule or the keys first need them (a walk deciding
+        // from masks, device tests and summaries alone never does).
+        let mut facts: Option<Facts<'_>> = None;
+        if R::RECORDS {
+            let f = facts.get_or_insert_with(|| Facts::new(pkt));
+            if f.fragoff != 0 || f.v6_proto_unknown {
+                rec.variant();
+            }
         }
+        if base_chain.rules.is_empty() {
+            // An empty built-in chain (OUTPUT or FORWARD often are): its policy, nothing else.
+            return self.underflow(table, ti32, (base, base_chain), ctx, &mut state.policies, len, rec);
+        }
+        let devs = (ctx.in_iface.unwrap_or(""), ctx.out_iface.unwrap_or(""));
         let RuleState { rules: rule_counters, policies, limits, scratch, .. } = state;
         let stack = &mut scratch.1;
         stack.clear();
@@ -1597,8 +1621,7 @@ impl Ruleset {
                 false => ix.short(ci).filter(|s| s.len() == rules.len()),
             };
             if short.is_some() && !looked {
-                keys = PacketKeys::new(self.family, &facts, pkt.ip.proto, None, None)
-                    .map(|k| (k, ix.proto_col(k.proto)));
+                keys = short_keys(self.family, pkt, ix);
                 looked = true;
             }
             let short = short.zip(keys.as_ref());
@@ -1608,7 +1631,7 @@ impl Ruleset {
                 // The candidate's flags (no summaries: none, test the rule).
                 let mut fast = 0u32;
                 if let Some((sc, (k, _))) = short {
-                    (ri, fast) = sc.next(cands, ri, k, ct_bits);
+                    (ri, fast) = sc.next(cands, ri, k, ct_bits, devs);
                 }
                 let Some(rule) = rules.get(ri) else {
                     // Fell off the end: pop, or the base chain's policy. A user chain's tail is its
@@ -1626,7 +1649,8 @@ impl Ruleset {
                 };
                 if fast & CAND_EXACT == 0 {
                     // Not exact: the rule's own tests, as `ipt_do_table` runs them.
-                    match ip_match(&rule.ip, &facts, ctx) {
+                    let facts = facts.get_or_insert_with(|| Facts::new(pkt));
+                    match ip_match(&rule.ip, facts, ctx) {
                         M::Yes => {}
                         M::No => {
                             ri = ri.saturating_add(1);
@@ -1640,7 +1664,7 @@ impl Ruleset {
                     let mut matched = true;
                     for m in &rule.matches {
                         rec.runs(m);
-                        match run_match(m, &facts, ctx, limits) {
+                        match run_match(m, facts, ctx, limits) {
                             M::Yes => {}
                             M::No => {
                                 matched = false;
@@ -1657,7 +1681,7 @@ impl Ruleset {
                         continue;
                     }
                 }
-                RuleState::count(rule_counters, rule.slot, facts.len);
+                RuleState::count(rule_counters, rule.slot, len);
                 rec.counted(rule.slot, false);
                 let here = || RuleRef {
                     table,
@@ -1704,7 +1728,7 @@ impl Ruleset {
                 }
             }
         }
-        self.underflow(table, ti32, (base, base_chain), ctx, policies, facts.len, rec)
+        self.underflow(table, ti32, (base, base_chain), ctx, policies, len, rec)
     }
 }
 
