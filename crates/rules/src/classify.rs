@@ -48,6 +48,14 @@
 //! over them (same structure, at most [`MAX_DEPTH`] levels, a budget of [`NEST_BUDGET`] pool
 //! entries per rule of the chain in all), so a crowded key does not cost a long scan.
 //!
+//! Chains walked linearly (shorter than [`MIN_INDEXED_RULES`]) get their rules' summaries too,
+//! and, up to 64 rules, a [`ShortChain`]: per conntrack state and per protocol a bit mask of the
+//! rules whose summary's state and protocol tests pass (the two tests every packet of a walk
+//! shares), and each rule's `-i` / `-o`. The walk goes from one rule of the masks to the next,
+//! tests its devices and then its summary (unless the summary tests nothing more), and decides a
+//! rule exact but for its devices without running it. The masks only narrow what the summaries
+//! admit, so the rules skipped are rules the linear walk finds not matching.
+//!
 //! Lookups: prefixes (and port ranges, split into aligned power-of-two blocks, at most 30 per
 //! range) are nested or disjoint, so each field is a laminar set of prefixes cut into elementary
 //! intervals. A direct table on the top bits of the key (at most 2^16 slots, about four per
@@ -65,6 +73,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::model::*;
+use wire::Packet;
 
 /// Chains shorter than this are walked linearly (an index would not pay off).
 pub const MIN_INDEXED_RULES: usize = 16;
@@ -526,7 +535,7 @@ impl Summary {
 
     /// Whether a rule with this summary may match (or hotdrop) the regular packet `k`.
     #[inline]
-    fn admits(&self, k: &PacketKeys<'_>, ct_bits: u16) -> bool {
+    fn admits(&self, k: &SumKeys, ct_bits: u16) -> bool {
         // The six tests without branches, packed in the order of the inversion flags.
         let port = |(lo, span): (u16, u16), p: u16| u8::from(p.wrapping_sub(lo) <= span);
         let tests = u8::from((k.src32 ^ self.src) & self.src_mask == 0)
@@ -729,7 +738,7 @@ pub(crate) struct ShortChain {
     dev_mask: u64,
     devs: Box<[DevTest]>,
     /// Per rule: its candidate flags when the summary and the device test admit the packet
-    /// ([`CAND_EXACT`] for a rule [exact](exact) but for its devices, with its target).
+    /// ([`CAND_EXACT`] for a rule [exact] but for its devices, with its target).
     flags: Box<[u8]>,
 }
 
@@ -818,7 +827,7 @@ impl ShortChain {
         &self,
         cands: u64,
         ri: usize,
-        k: &PacketKeys<'_>,
+        k: &SumKeys,
         ct_bits: u16,
         (in_dev, out_dev): (&str, &str),
     ) -> (usize, u32) {
@@ -1296,13 +1305,14 @@ impl ChainIndex {
     /// summaries admit the packet.
     #[inline]
     fn scan(&self, at: u32, keys: &PacketKeys<'_>, ct_bits: u16, out: &mut Vec<u32>) {
+        let sk = keys.sum();
         // A list runs forward to its last entry; a link goes back to a list written earlier
         // (before this list's start `at`), so this ends.
         let mut at = at as usize;
         'lists: while let Some(list) = self.pool.get(at..) {
             for e in list {
                 if e.state & CTRL == 0 {
-                    if e.admits(keys, ct_bits) {
+                    if e.admits(&sk, ct_bits) {
                         out.push(e.rule);
                     }
                 } else if e.state == LINK && (e.rule as usize) < at {
@@ -1404,7 +1414,7 @@ impl TableIndex {
         k: &PacketKeys<'_>,
         ct_bits: u16,
     ) -> Option<(usize, u32)> {
-        Some(next_admitted(&self.short(ci)?.sums, ri, k, ct_bits))
+        Some(next_admitted(&self.short(ci)?.sums, ri, &k.sum(), ct_bits))
     }
 
     /// Chain `ci` when it is walked linearly (`None`: indexed).
@@ -1424,13 +1434,32 @@ impl TableIndex {
 /// admits the regular packet `k` with conntrack state bits `ct_bits`, and its candidate flags;
 /// the chain's length (flags 0) when none does.
 #[inline]
-fn next_admitted(sums: &[Summary], ri: usize, k: &PacketKeys<'_>, ct_bits: u16) -> (usize, u32) {
+fn next_admitted(sums: &[Summary], ri: usize, k: &SumKeys, ct_bits: u16) -> (usize, u32) {
     let rest = sums.get(ri..).unwrap_or(&[]);
     match rest.iter().position(|sm| sm.admits(k, ct_bits)) {
         Some(off) => {
             (ri.saturating_add(off), rest.get(off).map_or(0, |sm| sm.rule & ((1 << CAND_SHIFT) - 1)))
         }
         None => (sums.len(), 0),
+    }
+}
+
+/// The fields of a regular packet a [`Summary`] tests ([`PacketKeys`] has them too).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SumKeys {
+    pub src32: u32,
+    pub dst32: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
+impl SumKeys {
+    /// The fields of `pkt` if it is regular ([`PacketKeys::new`] of its facts is `Some`),
+    /// straight from the packet: the short walk needs nothing else.
+    #[inline]
+    pub(crate) fn short(family: Family, pkt: &Packet<'_>) -> Option<SumKeys> {
+        PacketKeys::of(family, crate::eval::Regular::of(pkt), pkt.ip.proto).map(|k| k.sum())
     }
 }
 
@@ -1461,6 +1490,28 @@ impl<'a> PacketKeys<'a> {
         in_iface: Option<&'a str>,
         out_iface: Option<&'a str>,
     ) -> Option<PacketKeys<'a>> {
+        let k = Self::of(family, f.regular(), proto)?;
+        Some(PacketKeys {
+            in_dev: dev_code(in_iface.unwrap_or("")),
+            out_dev: dev_code(out_iface.unwrap_or("")),
+            ..k
+        })
+    }
+
+    /// The fields [`Summary`] tests.
+    #[inline(always)]
+    pub(crate) fn sum(&self) -> SumKeys {
+        SumKeys {
+            src32: self.src32,
+            dst32: self.dst32,
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+        }
+    }
+
+    #[inline(always)]
+    fn of(family: Family, f: crate::eval::Regular<'_>, proto: u8) -> Option<PacketKeys<'a>> {
         let l4 = f.l4;
         if (family == Family::V6) != f.v6 || f.fragoff != 0 || f.v6_proto_unknown || l4.len() < 8 {
             return None;
@@ -1489,8 +1540,8 @@ impl<'a> PacketKeys<'a> {
             proto,
             sport: u16::from_be_bytes([s0, s1]),
             dport: u16::from_be_bytes([d0, d1]),
-            in_dev: dev_code(in_iface.unwrap_or("")),
-            out_dev: dev_code(out_iface.unwrap_or("")),
+            in_dev: 0,
+            out_dev: 0,
             _dev: std::marker::PhantomData,
         })
     }
@@ -1599,6 +1650,56 @@ mod tests {
         let rules6 = &rs6.tables[0].chains.iter().find(|c| &*c.name == "INPUT").unwrap().rules;
         assert_eq!(cand_flags(&rules6[0], Family::V6), 0);
         assert_eq!(cand_flags(&rules6[1], Family::V6), CAND_EXACT | CAND_ACCEPT);
+    }
+
+    #[test]
+    fn state_rows_name_one_state_and_its_nat_bits() {
+        assert_eq!(state_row(StateSet::INVALID), 0);
+        assert_eq!(state_row(StateSet::NEW), 12);
+        assert_eq!(state_row(StateSet::ESTABLISHED | StateSet::SNAT | StateSet::DNAT), 7);
+        assert_eq!(state_row(StateSet::UNTRACKED), 16);
+        for row in 0..STATE_ROWS {
+            assert_eq!(state_row(row_bits(row)), row);
+        }
+        // Not one state: no row (the masks then let every rule through).
+        assert_eq!(state_row(StateSet::NEW | StateSet::ESTABLISHED), STATE_ROWS);
+        assert_eq!(state_row(0), STATE_ROWS);
+        assert_eq!(state_row(StateSet::SNAT), STATE_ROWS);
+    }
+
+    /// The seed ruleset's INPUT chain as the short walk sees it: a new UDP packet from eth0 to
+    /// port 33333 leaves rules 2 (`-i lo`, which its device test then refuses), 5 (the jump to
+    /// `udp`, exact) and 7 (the REJECT); an established one rule 1 only, decided by its summary.
+    #[test]
+    fn short_chain_masks_leave_the_rules_a_packet_may_match() {
+        let rs = crate::parse(include_str!("../tests/data/seed_filter.rules")).unwrap();
+        let t = &rs.tables[0];
+        let ix = &rs.index[0];
+        assert!(ix.keyed && !ix.any);
+        let input = t.chains.iter().position(|c| &*c.name == "INPUT").unwrap();
+        let sc = ix.short(input).unwrap();
+        let k = SumKeys { src32: 0xc000_0201, dst32: 0xc633_6407, sport: 40000, dport: 33333, proto: 17 };
+        let bits = |m: u64| (0..64).filter(|i| m & 1 << i != 0).map(|i| i + 1).collect::<Vec<_>>();
+        let new = sc.cands(ix.proto_col(17), state_row(StateSet::NEW));
+        assert_eq!(bits(new), [2, 5, 7]);
+        // From eth0: rule 2 is refused by its device test; rule 5 is exact (jump: no verdict flag).
+        assert_eq!(sc.next(new, 0, &k, StateSet::NEW, ("eth0", "")), (4, CAND_EXACT));
+        // From lo: rule 2, exact but for its device, decides.
+        assert_eq!(sc.next(new, 0, &k, StateSet::NEW, ("lo", "")), (1, CAND_EXACT | CAND_ACCEPT));
+        // After rule 5: rule 7 (REJECT is not exact-with-verdict: its target still runs).
+        assert_eq!(sc.next(new, 5, &k, StateSet::NEW, ("eth0", "")), (6, CAND_EXACT));
+        let est = sc.cands(ix.proto_col(17), state_row(StateSet::ESTABLISHED));
+        assert_eq!(bits(est), [1, 2, 7]);
+        assert_eq!(sc.next(est, 0, &k, StateSet::ESTABLISHED, ("eth0", "")), (0, CAND_EXACT | CAND_ACCEPT));
+        // A protocol no rule names (GRE): only the rules without a protocol test.
+        assert_eq!(bits(sc.cands(ix.proto_col(47), state_row(StateSet::NEW))), [2]);
+        // The udp chain's rule needs its port: another port falls off the chain.
+        let udp = t.chains.iter().position(|c| &*c.name == "udp").unwrap();
+        let sc = ix.short(udp).unwrap();
+        let cands = sc.cands(ix.proto_col(17), state_row(StateSet::NEW));
+        assert_eq!(sc.next(cands, 0, &k, StateSet::NEW, ("eth0", "")), (0, CAND_EXACT | CAND_ACCEPT));
+        let other = SumKeys { dport: 53, ..k };
+        assert_eq!(sc.next(cands, 0, &other, StateSet::NEW, ("eth0", "")), (1, 0));
     }
 
     #[test]

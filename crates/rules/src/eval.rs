@@ -29,7 +29,9 @@ use std::sync::Arc;
 
 use wire::{Packet, Time};
 
-use crate::classify::{state_row, PacketKeys, TableIndex, CAND_ACCEPT, CAND_DROP, CAND_EXACT, CAND_SHIFT};
+use crate::classify::{
+    state_row, PacketKeys, SumKeys, TableIndex, CAND_ACCEPT, CAND_DROP, CAND_EXACT, CAND_SHIFT,
+};
 use crate::compile::{CREDITS_PER_JIFFY, HZ};
 use crate::model::*;
 
@@ -640,25 +642,65 @@ pub(crate) struct Facts<'p> {
     len: u64,
 }
 
+/// What decides whether a packet is regular for the classifier ([`PacketKeys`]), as [`Facts`]
+/// has it.
+#[derive(Clone, Copy)]
+pub(crate) struct Regular<'p> {
+    pub(crate) v6: bool,
+    pub(crate) fragoff: u16,
+    pub(crate) v6_proto_unknown: bool,
+    pub(crate) l4: &'p [u8],
+    pub(crate) src: IpAddr,
+    pub(crate) dst: IpAddr,
+}
+
+impl<'p> Regular<'p> {
+    #[inline(always)]
+    pub(crate) fn of(pkt: &'p Packet<'p>) -> Regular<'p> {
+        let end = pkt.bytes.len().min(pkt.ip.total_len);
+        let v6 = !pkt.is_v4();
+        let offset = pkt.ip.frag.map_or(0, |f| f.offset);
+        Regular {
+            v6,
+            fragoff: if v6 { offset } else { offset / 8 },
+            v6_proto_unknown: v6 && offset != 0 && ipv6_ext_hdr(pkt.ip.proto) && pkt.ip.proto != 59,
+            l4: pkt.bytes.get(pkt.ip.header_len..end).unwrap_or(&[]),
+            src: pkt.ip.src,
+            dst: pkt.ip.dst,
+        }
+    }
+}
+
 impl<'p> Facts<'p> {
     #[inline(never)]
     pub(crate) fn new(pkt: &'p Packet<'p>) -> Self {
         let end = pkt.bytes.len().min(pkt.ip.total_len);
         let dgram = pkt.bytes.get(..end).unwrap_or(pkt.bytes);
-        let l4 = pkt.bytes.get(pkt.ip.header_len..end).unwrap_or(&[]);
-        let v6 = !pkt.is_v4();
-        let offset = pkt.ip.frag.map_or(0, |f| f.offset);
+        let r = Regular::of(pkt);
         Facts {
-            v6,
-            src: pkt.ip.src,
-            dst: pkt.ip.dst,
-            fragoff: if v6 { offset } else { offset / 8 },
-            v6_proto_unknown: v6 && offset != 0 && ipv6_ext_hdr(pkt.ip.proto) && pkt.ip.proto != 59,
+            v6: r.v6,
+            src: r.src,
+            dst: r.dst,
+            fragoff: r.fragoff,
+            v6_proto_unknown: r.v6_proto_unknown,
             dgram,
-            l4,
+            l4: r.l4,
             len: counted_len(pkt),
         }
     }
+
+    /// The facts [`PacketKeys`] reads.
+    pub(crate) fn regular(&self) -> Regular<'p> {
+        Regular {
+            v6: self.v6,
+            fragoff: self.fragoff,
+            v6_proto_unknown: self.v6_proto_unknown,
+            l4: self.l4,
+            src: self.src,
+            dst: self.dst,
+        }
+    }
+
     fn u16_at(&self, i: usize) -> Option<u16> {
         let b = self.l4.get(i..i.checked_add(2)?)?;
         Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
@@ -669,8 +711,8 @@ impl<'p> Facts<'p> {
 /// irregular packet). Out of line: computed once per walk, and only when a chain with rules is
 /// entered, it would otherwise crowd the walk's loop.
 #[inline(never)]
-fn short_keys<'p>(family: Family, pkt: &'p Packet<'p>, ix: &TableIndex) -> Option<(PacketKeys<'p>, usize)> {
-    let k = PacketKeys::new(family, &Facts::new(pkt), pkt.ip.proto, None, None)?;
+fn short_keys(family: Family, pkt: &Packet<'_>, ix: &TableIndex) -> Option<(SumKeys, usize)> {
+    let k = SumKeys::short(family, pkt)?;
     Some((k, ix.proto_col(k.proto)))
 }
 
@@ -1291,7 +1333,7 @@ impl Ruleset {
         ctx: &mut PacketCtx<'_>,
         state: &mut RuleState,
     ) -> Outcome {
-        self.outcome(self.walk(table, hook, ctx, state, true, &mut ()))
+        self.outcome(self.classified(table, hook, ctx, state, &mut ()))
     }
 
     /// [`Ruleset::evaluate`], naming the deciding rule by position, and recording into `rec` when given
@@ -1305,8 +1347,8 @@ impl Ruleset {
         rec: Option<&mut Recording>,
     ) -> (Verdict, RuleId) {
         match rec {
-            Some(r) => self.walk(table, hook, ctx, state, true, r),
-            None => self.walk(table, hook, ctx, state, true, &mut ()),
+            Some(r) => self.classified(table, hook, ctx, state, r),
+            None => self.classified(table, hook, ctx, state, &mut ()),
         }
     }
 
@@ -1350,6 +1392,31 @@ impl Ruleset {
         self.outcome(self.walk(table, hook, ctx, state, false, &mut ()))
     }
 
+    /// The classifier walk: [`Ruleset::walk_short`] for a table without indexed chains, else
+    /// [`Ruleset::walk`] (kept out of line: the common short case pays for neither its frame nor
+    /// its set-up).
+    #[inline(always)]
+    fn classified<R: Recorder>(
+        &self,
+        table: Table,
+        hook: Hook,
+        ctx: &mut PacketCtx<'_>,
+        state: &mut RuleState,
+        rec: &mut R,
+    ) -> (Verdict, RuleId) {
+        let ti = self.tables.iter().position(|t| t.table == table);
+        let short = ti.and_then(|ti| {
+            let t = self.tables.get(ti)?;
+            let ix = self.index.get(ti).filter(|ix| ix.keyed && !ix.any)?;
+            Some(((ti, t), t.hook_chain(hook)?, ix))
+        });
+        match short {
+            Some((t, base, ix)) => self.walk_short(table, t, base, ix, ctx, state, rec),
+            None => self.walk(table, hook, ctx, state, true, rec),
+        }
+    }
+
+    #[inline(never)]
     fn walk<R: Recorder>(
         &self,
         table: Table,
@@ -1363,11 +1430,6 @@ impl Ruleset {
         let Some(ti) = self.tables.iter().position(|t| t.table == table) else { return absent };
         let Some(t) = self.tables.get(ti) else { return absent };
         let Some((base, base_chain)) = t.hook_chain(hook) else { return absent };
-        if classify {
-            if let Some(ix) = self.index.get(ti).filter(|ix| ix.keyed && !ix.any) {
-                return self.walk_short(table, (ti, t), (base, base_chain), ix, ctx, state, rec);
-            }
-        }
         let ti32 = u32::try_from(ti).unwrap_or(u32::MAX);
         let at = |ci: usize, rule: Option<u32>| {
             RuleId(RuleAt::Rule { table, ti: ti32, ci: u32::try_from(ci).unwrap_or(u32::MAX), rule })
@@ -1565,12 +1627,15 @@ impl Ruleset {
     }
 
     /// [`Ruleset::walk`] for a table without indexed chains (all short), table index `ti`, base
-    /// chain `base`: the same first-match walk, but a regular packet ([`PacketKeys::new`]) skips
-    /// the rules whose summaries refuse it, and an exact rule (see `classify::exact`) is decided
-    /// from its summary without running its tests, as the indexed walk does for its candidates.
-    /// The walk keeps the current chain's rules and summaries at hand between rules (no candidate
-    /// lists: this is the common short-ruleset case, where the per-rule overhead is what costs).
+    /// chain `base`: the same first-match walk, but a regular packet ([`SumKeys::short`]) goes
+    /// from one rule its chain's state and protocol masks leave to the next, skips those whose
+    /// device test or summary refuses it, and decides a rule exact but for its devices (see
+    /// `classify::exact`) without running its tests, as the indexed walk does for its candidates.
+    /// No candidate lists: this is the common short-ruleset case, where the per-rule and per-walk
+    /// overheads are what costs (an empty base chain goes straight to its policy; the packet's
+    /// facts are computed only if a rule must run its tests).
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     fn walk_short<R: Recorder>(
         &self,
         table: Table,
@@ -1608,7 +1673,7 @@ impl Ruleset {
         stack.clear();
         // The packet's keys and protocol column, looked up when a chain with rules is first
         // entered (an empty chain needs none); `None`: an irregular packet, every rule is tested.
-        let (mut keys, mut looked) = (None::<(PacketKeys<'_>, usize)>, false);
+        let (mut keys, mut looked) = (None::<(SumKeys, usize)>, false);
         // The conntrack state bits the summaries test and their row in the state masks (NOTRACK /
         // CT change them: see below).
         let mut ct_bits = state_bits(&ctx.ct, true);
