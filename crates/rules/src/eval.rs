@@ -708,9 +708,8 @@ impl<'p> Facts<'p> {
 }
 
 /// The keys of `pkt` for the short walk and their protocol column in `ix`'s masks (`None`: an
-/// irregular packet). Out of line: computed once per walk, and only when a chain with rules is
-/// entered, it would otherwise crowd the walk's loop.
-#[inline(never)]
+/// irregular packet).
+#[inline]
 fn short_keys(family: Family, pkt: &Packet<'_>, ix: &TableIndex) -> Option<(SumKeys, usize)> {
     let k = SumKeys::short(family, pkt)?;
     Some((k, ix.proto_col(k.proto)))
@@ -1404,15 +1403,11 @@ impl Ruleset {
         state: &mut RuleState,
         rec: &mut R,
     ) -> (Verdict, RuleId) {
-        let ti = self.tables.iter().position(|t| t.table == table);
-        let short = ti.and_then(|ti| {
-            let t = self.tables.get(ti)?;
-            let ix = self.index.get(ti).filter(|ix| ix.keyed && !ix.any)?;
-            Some(((ti, t), t.hook_chain(hook)?, ix))
-        });
-        match short {
-            Some((t, base, ix)) => self.walk_short(table, t, base, ix, ctx, state, rec),
-            None => self.walk(table, hook, ctx, state, true, rec),
+        match self.short.get(table as usize * 5 + hook as usize) {
+            Some(&Some((ti, base))) => {
+                self.walk_short((table, hook), ti as usize, base as usize, ctx, state, rec)
+            }
+            _ => self.walk(table, hook, ctx, state, true, rec),
         }
     }
 
@@ -1634,18 +1629,23 @@ impl Ruleset {
     /// No candidate lists: this is the common short-ruleset case, where the per-rule and per-walk
     /// overheads are what costs (an empty base chain goes straight to its policy; the packet's
     /// facts are computed only if a rule must run its tests).
-    #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn walk_short<R: Recorder>(
         &self,
-        table: Table,
-        (ti, t): (usize, &TableRules),
-        (base, base_chain): (usize, &Chain),
-        ix: &TableIndex,
+        (table, hook): (Table, Hook),
+        ti: usize,
+        base: usize,
         ctx: &mut PacketCtx<'_>,
         state: &mut RuleState,
         rec: &mut R,
     ) -> (Verdict, RuleId) {
+        let t = self.tables.get(ti);
+        let (Some(t), Some(ix), Some(base_chain)) =
+            (t, self.index.get(ti), t.and_then(|t| t.chains.get(base)))
+        else {
+            // (Not for a compiled ruleset: `short` names loaded chains.)
+            return self.walk(table, hook, ctx, state, true, rec);
+        };
         let ti32 = u32::try_from(ti).unwrap_or(u32::MAX);
         let at = |ci: usize, ri: usize| {
             let (ci, rule) =
