@@ -672,7 +672,6 @@ impl<'p> Regular<'p> {
 }
 
 impl<'p> Facts<'p> {
-    #[inline(never)]
     pub(crate) fn new(pkt: &'p Packet<'p>) -> Self {
         let end = pkt.bytes.len().min(pkt.ip.total_len);
         let dgram = pkt.bytes.get(..end).unwrap_or(pkt.bytes);
@@ -687,6 +686,13 @@ impl<'p> Facts<'p> {
             l4: r.l4,
             len: counted_len(pkt),
         }
+    }
+
+    /// [`Facts::new`] out of line, for the short walk, which rarely needs them (inlined, they
+    /// would crowd its loop).
+    #[inline(never)]
+    fn cold(pkt: &'p Packet<'p>) -> Self {
+        Facts::new(pkt)
     }
 
     /// The facts [`PacketKeys`] reads.
@@ -1375,6 +1381,7 @@ impl Ruleset {
         }
     }
 
+    #[inline]
     fn outcome(&self, (verdict, id): (Verdict, RuleId)) -> Outcome {
         Outcome { verdict, rule: self.rule_ref(id) }
     }
@@ -1438,17 +1445,12 @@ impl Ruleset {
         let Scratch(scratch, stack) = scratch;
         scratch.clear();
         stack.clear();
-        let tix = if classify { self.index.get(ti).filter(|ix| ix.keyed) } else { None };
-        let index = tix.filter(|ix| ix.any);
-        // Irregular packets (fragments, short headers, ...) take the linear walk everywhere. The
-        // devices are looked up by indexed chains only (summaries do not test them).
-        let keys = tix.and_then(|ix| {
-            let (i, o) = if ix.any { (ctx.in_iface, ctx.out_iface) } else { (None, None) };
-            PacketKeys::new(self.family, &facts, pkt.ip.proto, i, o)
-        });
+        // (A table without indexed chains takes `walk_short` instead, unless walking linearly.)
+        let index = if classify { self.index.get(ti).filter(|ix| ix.any) } else { None };
+        // Irregular packets (fragments, short headers, ...) take the linear walk everywhere.
+        let keys = index
+            .and_then(|_| PacketKeys::new(self.family, &facts, pkt.ip.proto, ctx.in_iface, ctx.out_iface));
         let keys = keys.as_ref();
-        // The conntrack state bits the summaries test (targets may change them: see below).
-        let mut ct_bits = state_bits(&ctx.ct, true);
         // Return stack (reused); depth is bounded by the chain count (no loops).
         let (mut ci, mut ri) = (base, 0usize);
         let mut cands = enter(index, keys, ci, &ctx.ct, scratch);
@@ -1465,9 +1467,10 @@ impl Ruleset {
                     Some(&r) if c.cur < c.end => ((r >> CAND_SHIFT) as usize, r & ((1 << CAND_SHIFT) - 1)),
                     _ => (chain.rules.len(), 0),
                 };
-            } else if let (Some(ix), Some(k)) = (tix, keys) {
-                // A chain walked linearly: skip the rules whose summaries refuse the packet.
-                if let Some((next, f)) = ix.next_admitted(ci, ri, k, ct_bits) {
+            } else if let (Some(ix), Some(k)) = (index, keys) {
+                // A short chain of an indexed table: skip the rules whose summaries refuse the
+                // packet.
+                if let Some((next, f)) = ix.next_admitted(ci, ri, k, state_bits(&ctx.ct, true)) {
                     (ri, fast) = (next, f);
                 }
             }
@@ -1583,7 +1586,6 @@ impl Ruleset {
                     rec.variant();
                     apply(other, ctx, || here(ci, ri));
                     ri = ri.saturating_add(1);
-                    ct_bits = state_bits(&ctx.ct, true);
                     // NOTRACK / CT change the state the index looked up: gather again.
                     if let Some(c) = cands {
                         if c.ct_bits != state_bits(&ctx.ct, true) {
@@ -1658,7 +1660,7 @@ impl Ruleset {
         // from masks, device tests and summaries alone never does).
         let mut facts: Option<Facts<'_>> = None;
         if R::RECORDS {
-            let f = facts.get_or_insert_with(|| Facts::new(pkt));
+            let f = facts.get_or_insert_with(|| Facts::cold(pkt));
             if f.fragoff != 0 || f.v6_proto_unknown {
                 rec.variant();
             }
@@ -1714,7 +1716,7 @@ impl Ruleset {
                 };
                 if fast & CAND_EXACT == 0 {
                     // Not exact: the rule's own tests, as `ipt_do_table` runs them.
-                    let facts = facts.get_or_insert_with(|| Facts::new(pkt));
+                    let facts = facts.get_or_insert_with(|| Facts::cold(pkt));
                     match ip_match(&rule.ip, facts, ctx) {
                         M::Yes => {}
                         M::No => {
