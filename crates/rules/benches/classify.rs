@@ -18,11 +18,27 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rules::bench_support::{bench_ct, classbench_packets, classbench_ruleset};
+use rules::bench_support::{bench_ct, classbench_packets, classbench_ruleset, BenchPacket};
 use rules::{CtMatch, CtState, Hook, PacketCtx, PktType, Table, UnicastHost};
 use wire::Time;
 
 const PACKETS: usize = 1024;
+
+/// The context of `pkt` (benchmark packet `bp`) arriving for INPUT with conntrack view `ct`.
+fn input_ctx<'a>(pkt: &'a wire::Packet<'a>, bp: &'a BenchPacket, ct: &CtMatch) -> PacketCtx<'a> {
+    PacketCtx {
+        now: Time::ZERO,
+        pkt,
+        in_iface: Some(bp.in_iface.as_str()),
+        out_iface: None,
+        mark: 0,
+        ct: ct.clone(),
+        pkttype: PktType::Host,
+        host: &UnicastHost,
+        effects: Vec::new(),
+        trace: None,
+    }
+}
 
 /// Evaluates `rounds` times the 1024 packets of the `n`-rule case, as the benchmark does.
 fn profile(n: usize, state: CtState, rounds: usize) -> usize {
@@ -35,19 +51,7 @@ fn profile(n: usize, state: CtState, rounds: usize) -> usize {
     let mut accepted = 0usize;
     for _ in 0..rounds {
         for ((pkt, ct), bp) in decoded.iter().zip(&cts).zip(&packets) {
-            let mut ctx = PacketCtx {
-                now: Time::ZERO,
-                pkt,
-                in_iface: Some(bp.in_iface.as_str()),
-                out_iface: None,
-                mark: 0,
-                ct: ct.clone(),
-                pkttype: PktType::Host,
-                host: &UnicastHost,
-                effects: Vec::new(),
-                trace: None,
-            };
-            let o = rs.evaluate(Table::Filter, Hook::Input, &mut ctx, &mut st);
+            let o = rs.evaluate(Table::Filter, Hook::Input, &mut input_ctx(pkt, bp, ct), &mut st);
             accepted += usize::from(o.verdict == rules::Verdict::Accept);
         }
     }
@@ -85,18 +89,7 @@ fn rule_evaluation(c: &mut Criterion) {
                     b.iter(|| {
                         let mut accepted = 0usize;
                         for ((pkt, ct), bp) in decoded.iter().zip(&cts).zip(&packets) {
-                            let mut ctx = PacketCtx {
-                                now: Time::ZERO,
-                                pkt,
-                                in_iface: Some(bp.in_iface.as_str()),
-                                out_iface: None,
-                                mark: 0,
-                                ct: ct.clone(),
-                                pkttype: PktType::Host,
-                                host: &UnicastHost,
-                                effects: Vec::new(),
-                                trace: None,
-                            };
+                            let mut ctx = input_ctx(pkt, bp, ct);
                             let o = if linear {
                                 rs.evaluate_linear(Table::Filter, Hook::Input, &mut ctx, &mut st)
                             } else {

@@ -48,6 +48,14 @@
 //! over them (same structure, at most [`MAX_DEPTH`] levels, a budget of [`NEST_BUDGET`] pool
 //! entries per rule of the chain in all), so a crowded key does not cost a long scan.
 //!
+//! Chains walked linearly (shorter than [`MIN_INDEXED_RULES`]) get their rules' summaries too,
+//! and, up to 64 rules, a [`ShortChain`]: per conntrack state and per protocol a bit mask of the
+//! rules whose summary's state and protocol tests pass (the two tests every packet of a walk
+//! shares), and each rule's `-i` / `-o`. The walk goes from one rule of the masks to the next,
+//! tests its devices and then its summary (unless the summary tests nothing more), and decides a
+//! rule exact but for its devices without running it. The masks only narrow what the summaries
+//! admit, so the rules skipped are rules the linear walk finds not matching.
+//!
 //! Lookups: prefixes (and port ranges, split into aligned power-of-two blocks, at most 30 per
 //! range) are nested or disjoint, so each field is a laminar set of prefixes cut into elementary
 //! intervals. A direct table on the top bits of the key (at most 2^16 slots, about four per
@@ -65,6 +73,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::model::*;
+use wire::Packet;
 
 /// Chains shorter than this are walked linearly (an index would not pay off).
 pub const MIN_INDEXED_RULES: usize = 16;
@@ -422,7 +431,7 @@ mod sf {
 /// first one with a side effect or a possible hotdrop, the first tcp/udp port tests and the first
 /// state test (sound for regular packets only, the only ones gathered for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Summary {
+pub(crate) struct Summary {
     src: u32,
     src_mask: u32,
     dst: u32,
@@ -526,7 +535,7 @@ impl Summary {
 
     /// Whether a rule with this summary may match (or hotdrop) the regular packet `k`.
     #[inline]
-    fn admits(&self, k: &PacketKeys<'_>, ct_bits: u16) -> bool {
+    fn admits(&self, k: &SumKeys, ct_bits: u16) -> bool {
         // The six tests without branches, packed in the order of the inversion flags.
         let port = |(lo, span): (u16, u16), p: u16| u8::from(p.wrapping_sub(lo) <= span);
         let tests = u8::from((k.src32 ^ self.src) & self.src_mask == 0)
@@ -550,7 +559,17 @@ impl Summary {
 /// walk that skips them records the same.
 fn exact(rule: &Rule, family: Family) -> bool {
     let ip = &rule.ip;
-    if ip.in_iface.is_some() || ip.out_iface.is_some() || ip.fragment.is_some() {
+    if ip.in_iface.is_some() || ip.out_iface.is_some() {
+        return false;
+    }
+    exact_but_devices(rule, family)
+}
+
+/// [`exact`] but for the devices: a rule whose only other tests are its `-i` / `-o` (which a
+/// short chain's walk tests itself, [`DevTest`]).
+fn exact_but_devices(rule: &Rule, family: Family) -> bool {
+    let ip = &rule.ip;
+    if ip.fragment.is_some() {
         return false;
     }
     let v4 = |a: &Option<Neg<AddrMask>>| {
@@ -604,6 +623,11 @@ fn cand_flags(rule: &Rule, family: Family) -> u32 {
     if !exact(rule, family) {
         return 0;
     }
+    exact_flags(rule)
+}
+
+/// The candidate flags of an exact rule: [`CAND_EXACT`], with its target when ACCEPT or DROP.
+fn exact_flags(rule: &Rule) -> u32 {
     CAND_EXACT
         | match rule.target {
             Target::Accept => CAND_ACCEPT,
@@ -655,12 +679,182 @@ struct ProtoIndex {
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct TableIndex {
     pub(crate) chains: Vec<Option<ChainIndex>>,
-    /// Some chain is indexed (else packets need no keys).
+    /// Some chain is indexed (else packets need no device codes).
     pub(crate) any: bool,
-    /// When some chain is indexed, the summaries of the rules of the chains walked linearly
-    /// (same order; empty for indexed chains): packets have keys anyway, so the walk tests a
-    /// rule's summary before the rule ([`TableIndex::prematch`]).
-    linear: Vec<Vec<Summary>>,
+    /// Some chain is indexed or has summaries: regular packets get [`PacketKeys`].
+    pub(crate) keyed: bool,
+    /// Per chain (same order): a chain walked linearly, its rules' summaries and masks (`None`
+    /// for indexed chains), which the walk tests before the rules themselves.
+    linear: Vec<Option<ShortChain>>,
+    /// Per protocol number: its column in every [`ShortChain::proto_masks`] (0: a protocol no
+    /// summary of the table names).
+    proto_col: [u8; 256],
+}
+
+/// The state combinations [`ShortChain::state_masks`] has a row for: one of INVALID,
+/// ESTABLISHED, RELATED, NEW, UNTRACKED, with or without SNAT and DNAT.
+const STATE_ROWS: usize = 20;
+/// Masks cover this many rules; a longer chain walked linearly tests every summary.
+const MASK_RULES: usize = 64;
+
+/// The row of `ct_bits` (as `state_bits` gives them: one state, maybe NAT bits) in the state
+/// masks; [`STATE_ROWS`] (no row) for any other combination.
+#[inline]
+pub(crate) fn state_row(ct_bits: u16) -> usize {
+    // By the state's bit position: INVALID, ESTABLISHED, RELATED, NEW, -, -, -, -, UNTRACKED.
+    const BASE: [u8; 9] = [0, 1, 2, 3, 0xFF, 0xFF, 0xFF, 0xFF, 4];
+    let nat = usize::from((ct_bits >> 6) & 3);
+    let state = ct_bits & !(StateSet::SNAT | StateSet::DNAT);
+    match BASE.get(state.trailing_zeros() as usize) {
+        Some(&b) if state.is_power_of_two() && b != 0xFF => usize::from(b) * 4 + nat,
+        _ => STATE_ROWS,
+    }
+}
+
+/// The conntrack state bits of row `row` of the state masks.
+fn row_bits(row: usize) -> u16 {
+    let base =
+        [StateSet::INVALID, StateSet::ESTABLISHED, StateSet::RELATED, StateSet::NEW, StateSet::UNTRACKED];
+    let nat = u16::try_from(row % 4).unwrap_or(0) << 6;
+    base.get(row / 4).map_or(0, |b| b | nat)
+}
+
+/// A chain walked linearly: its rules' summaries, and (for at most [`MASK_RULES`] rules) bit masks
+/// over its rule positions of the two summary tests every packet of a walk shares, the state and
+/// the protocol, so the walk goes from one rule that may match to the next without testing the
+/// others (a packet-classification bit vector per field, as in Lakshman and Stiliadis' scheme).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ShortChain {
+    sums: Box<[Summary]>,
+    /// Per [`state_row`]: the rules whose state test the row's states pass.
+    state_masks: [u64; STATE_ROWS],
+    /// Per protocol column ([`TableIndex::proto_col`]): the rules whose protocol test it passes.
+    proto_masks: Box<[u64]>,
+    /// The rules whose summaries test nothing but the state and the protocol: in both masks, they
+    /// are admitted without testing the summary again.
+    covered: u64,
+    /// The rules with a device test (`-i` / `-o`), made before the summary's; and those tests,
+    /// per rule (empty for a chain too long for masks).
+    dev_mask: u64,
+    devs: Box<[DevTest]>,
+    /// Per rule: its candidate flags when the summary and the device test admit the packet
+    /// ([`CAND_EXACT`] for a rule [exact] but for its devices, with its target).
+    flags: Box<[u8]>,
+}
+
+/// A rule's device tests (`-i`, `-o`) as `ip_packet_match` makes them (a missing device has the
+/// empty name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DevTest {
+    input: Option<Neg<Iface>>,
+    output: Option<Neg<Iface>>,
+}
+
+impl DevTest {
+    #[inline]
+    fn admits(&self, in_dev: &str, out_dev: &str) -> bool {
+        let ok = |spec: &Option<Neg<Iface>>, d: &str| {
+            spec.as_ref().is_none_or(|s| s.value.matches(d) != s.negated)
+        };
+        ok(&self.input, in_dev) && ok(&self.output, out_dev)
+    }
+}
+
+impl ShortChain {
+    fn build(sums: Box<[Summary]>, rules: &[Rule], family: Family, protos: &[u8]) -> ShortChain {
+        let masked = sums.len() <= MASK_RULES && sums.len() == rules.len();
+        let mask_of = |test: &dyn Fn(&Summary) -> bool| -> u64 {
+            if !masked {
+                return u64::MAX;
+            }
+            sums.iter().enumerate().filter(|(_, sm)| test(sm)).fold(0u64, |m, (i, _)| m | 1u64 << i)
+        };
+        // Exactly the state and protocol tests of `Summary::admits`.
+        let state_ok = |sm: &Summary, bits: u16| (sm.state & bits != 0) != (sm.flags & sf::STATE_NEG != 0);
+        let proto_ok = |sm: &Summary, same: &dyn Fn(u8) -> bool| {
+            sm.flags & sf::PROTO == 0 || same(sm.proto) != (sm.flags & sf::PROTO_NEG != 0)
+        };
+        let state_masks = std::array::from_fn(|row| mask_of(&|sm| state_ok(sm, row_bits(row))));
+        // Column 0: a protocol no summary names; then the table's protocols in order.
+        let mut proto_masks = vec![mask_of(&|sm| proto_ok(sm, &|_| false))];
+        proto_masks.extend(protos.iter().map(|&p| mask_of(&|sm| proto_ok(sm, &|q| q == p))));
+        let covered = mask_of(&|sm| {
+            let full = |(lo, span): (u16, u16)| lo == 0 && span == u16::MAX;
+            sm.src_mask == 0
+                && sm.dst_mask == 0
+                && full(sm.sport)
+                && full(sm.dport)
+                && sm.flags & (sf::SRC_NEG | sf::DST_NEG | sf::SPORT_NEG | sf::DPORT_NEG) == 0
+        });
+        let covered = if masked { covered } else { 0 };
+        let (mut dev_mask, mut devs, mut flags) = (0u64, Vec::new(), Vec::new());
+        if masked {
+            for (i, r) in rules.iter().enumerate() {
+                if r.ip.in_iface.is_some() || r.ip.out_iface.is_some() {
+                    dev_mask |= 1 << i;
+                }
+                devs.push(DevTest { input: r.ip.in_iface.clone(), output: r.ip.out_iface.clone() });
+                let f = if exact_but_devices(r, family) { exact_flags(r) } else { 0 };
+                flags.push(u8::try_from(f).unwrap_or(0));
+            }
+        }
+        ShortChain {
+            sums,
+            state_masks,
+            proto_masks: proto_masks.into_boxed_slice(),
+            covered,
+            dev_mask,
+            devs: devs.into_boxed_slice(),
+            flags: flags.into_boxed_slice(),
+        }
+    }
+
+    /// The rules that may match a packet of protocol column `col` ([`TableIndex::proto_col`]) and
+    /// conntrack state row `row` ([`state_row`]), as far as the masks tell (all ones for a chain
+    /// too long for masks).
+    #[inline]
+    pub(crate) fn cands(&self, col: usize, row: usize) -> u64 {
+        let state = self.state_masks.get(row).copied().unwrap_or(u64::MAX);
+        state & self.proto_masks.get(col).copied().unwrap_or(u64::MAX)
+    }
+
+    /// The first rule at or after `ri` among `cands` ([`ShortChain::cands`]) whose device test
+    /// (input and output device names `devs`) and summary admit the regular packet `k` with
+    /// conntrack state bits `ct_bits`, and its candidate flags; the chain's length (flags 0) when
+    /// none does.
+    #[inline(always)]
+    pub(crate) fn next(
+        &self,
+        cands: u64,
+        ri: usize,
+        k: &SumKeys,
+        ct_bits: u16,
+        (in_dev, out_dev): (&str, &str),
+    ) -> (usize, u32) {
+        if self.flags.len() != self.sums.len() {
+            // Too long for masks.
+            return next_admitted(&self.sums, ri, k, ct_bits);
+        }
+        // The candidates from `ri` on.
+        let mut left = u64::MAX.checked_shl(u32::try_from(ri).unwrap_or(u32::MAX)).map_or(0, |m| cands & m);
+        while left != 0 {
+            let r = left.trailing_zeros() as usize;
+            left &= left - 1;
+            let Some(sm) = self.sums.get(r) else { break };
+            if self.dev_mask & (1 << r) != 0 && !self.devs.get(r).is_some_and(|d| d.admits(in_dev, out_dev)) {
+                continue;
+            }
+            if self.covered & (1 << r) != 0 || sm.admits(k, ct_bits) {
+                return (r, self.flags.get(r).copied().map_or(0, u32::from));
+            }
+        }
+        (self.sums.len(), 0)
+    }
+
+    /// How many rules the chain has.
+    pub(crate) fn len(&self) -> usize {
+        self.sums.len()
+    }
 }
 
 /// (protocol, destination port?).
@@ -1111,13 +1305,14 @@ impl ChainIndex {
     /// summaries admit the packet.
     #[inline]
     fn scan(&self, at: u32, keys: &PacketKeys<'_>, ct_bits: u16, out: &mut Vec<u32>) {
+        let sk = keys.sum();
         // A list runs forward to its last entry; a link goes back to a list written earlier
         // (before this list's start `at`), so this ends.
         let mut at = at as usize;
         'lists: while let Some(list) = self.pool.get(at..) {
             for e in list {
                 if e.state & CTRL == 0 {
-                    if e.admits(keys, ct_bits) {
+                    if e.admits(&sk, ct_bits) {
                         out.push(e.rule);
                     }
                 } else if e.state == LINK && (e.rule as usize) < at {
@@ -1168,30 +1363,103 @@ impl TableIndex {
     pub(crate) fn build(t: &TableRules, family: Family) -> TableIndex {
         let chains: Vec<Option<ChainIndex>> = t.chains.iter().map(|c| ChainIndex::build(c, family)).collect();
         let any = chains.iter().any(Option::is_some);
-        let linear = t
+        // Every chain walked linearly, short or not, gets its rules' summaries: testing one costs
+        // a few instructions, and an exact rule's summary decides it without running its matches.
+        let sums: Vec<Option<Box<[Summary]>>> = t
             .chains
             .iter()
             .zip(&chains)
             .map(|(c, ix)| match ix {
-                None if any => {
-                    c.rules.iter().enumerate().map(|(i, r)| Summary::of(r, family, len32(i), true)).collect()
-                }
-                _ => Vec::new(),
+                None => Some(
+                    c.rules.iter().enumerate().map(|(i, r)| Summary::of(r, family, len32(i), true)).collect(),
+                ),
+                Some(_) => None,
             })
             .collect();
-        TableIndex { chains, any, linear }
+        // The protocols the summaries test, each a column of the protocol masks (at most 255).
+        let mut protos: Vec<u8> = sums
+            .iter()
+            .flatten()
+            .flat_map(|l| l.iter())
+            .filter(|sm| sm.flags & sf::PROTO != 0)
+            .map(|sm| sm.proto)
+            .collect();
+        protos.sort_unstable();
+        protos.dedup();
+        protos.truncate(255);
+        let mut proto_col = [0u8; 256];
+        for (i, &p) in protos.iter().enumerate() {
+            if let Some(c) = proto_col.get_mut(usize::from(p)) {
+                *c = u8::try_from(i + 1).unwrap_or(0);
+            }
+        }
+        let linear: Vec<Option<ShortChain>> = sums
+            .into_iter()
+            .zip(&t.chains)
+            .map(|(l, c)| l.map(|l| ShortChain::build(l, &c.rules, family, &protos)))
+            .collect();
+        let keyed = any || linear.iter().flatten().any(|l| l.len() != 0);
+        TableIndex { chains, any, keyed, linear, proto_col }
     }
 
-    /// For rule `ri` of chain `ci` walked linearly, on a regular packet with keys `k` and state
-    /// bits `ct_bits`: `None` when its summary refuses the packet (the rule cannot match it, see
-    /// [`Summary`]), else its candidate flags (0 when it has no summary: test it).
+    /// For chain `ci` walked linearly, on a regular packet with keys `k` and conntrack state bits
+    /// `ct_bits`: the first rule at or after `ri` whose summary admits the packet (the rules
+    /// skipped cannot match it, see [`Summary`]) and its candidate flags, or the chain's length
+    /// (flags 0) when none does. `None` for a chain without summaries (indexed): test each rule.
     #[inline]
-    pub(crate) fn prematch(&self, ci: usize, ri: usize, k: &PacketKeys<'_>, ct_bits: u16) -> Option<u32> {
-        match self.linear.get(ci).and_then(|l| l.get(ri)) {
-            Some(sm) if !sm.admits(k, ct_bits) => None,
-            Some(sm) => Some(sm.rule & ((1 << CAND_SHIFT) - 1)),
-            None => Some(0),
+    pub(crate) fn next_admitted(
+        &self,
+        ci: usize,
+        ri: usize,
+        k: &PacketKeys<'_>,
+        ct_bits: u16,
+    ) -> Option<(usize, u32)> {
+        Some(next_admitted(&self.short(ci)?.sums, ri, &k.sum(), ct_bits))
+    }
+
+    /// Chain `ci` when it is walked linearly (`None`: indexed).
+    #[inline]
+    pub(crate) fn short(&self, ci: usize) -> Option<&ShortChain> {
+        self.linear.get(ci)?.as_ref()
+    }
+
+    /// The protocol column of `proto` in the masks of [`ShortChain`]s.
+    #[inline]
+    pub(crate) fn proto_col(&self, proto: u8) -> usize {
+        usize::from(self.proto_col.get(usize::from(proto)).copied().unwrap_or(0))
+    }
+}
+
+/// In `sums`, the summaries of a chain's rules: the first rule at or after `ri` whose summary
+/// admits the regular packet `k` with conntrack state bits `ct_bits`, and its candidate flags;
+/// the chain's length (flags 0) when none does.
+#[inline]
+fn next_admitted(sums: &[Summary], ri: usize, k: &SumKeys, ct_bits: u16) -> (usize, u32) {
+    let rest = sums.get(ri..).unwrap_or(&[]);
+    match rest.iter().position(|sm| sm.admits(k, ct_bits)) {
+        Some(off) => {
+            (ri.saturating_add(off), rest.get(off).map_or(0, |sm| sm.rule & ((1 << CAND_SHIFT) - 1)))
         }
+        None => (sums.len(), 0),
+    }
+}
+
+/// The fields of a regular packet a [`Summary`] tests ([`PacketKeys`] has them too).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SumKeys {
+    pub src32: u32,
+    pub dst32: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
+impl SumKeys {
+    /// The fields of `pkt` if it is regular ([`PacketKeys::new`] of its facts is `Some`),
+    /// straight from the packet: the short walk needs nothing else.
+    #[inline]
+    pub(crate) fn short(family: Family, pkt: &Packet<'_>) -> Option<SumKeys> {
+        PacketKeys::of(family, crate::eval::Regular::of(pkt), pkt.ip.proto).map(|k| k.sum())
     }
 }
 
@@ -1222,6 +1490,28 @@ impl<'a> PacketKeys<'a> {
         in_iface: Option<&'a str>,
         out_iface: Option<&'a str>,
     ) -> Option<PacketKeys<'a>> {
+        let k = Self::of(family, f.regular(), proto)?;
+        Some(PacketKeys {
+            in_dev: dev_code(in_iface.unwrap_or("")),
+            out_dev: dev_code(out_iface.unwrap_or("")),
+            ..k
+        })
+    }
+
+    /// The fields [`Summary`] tests.
+    #[inline(always)]
+    pub(crate) fn sum(&self) -> SumKeys {
+        SumKeys {
+            src32: self.src32,
+            dst32: self.dst32,
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+        }
+    }
+
+    #[inline(always)]
+    fn of(family: Family, f: crate::eval::Regular<'_>, proto: u8) -> Option<PacketKeys<'a>> {
         let l4 = f.l4;
         if (family == Family::V6) != f.v6 || f.fragoff != 0 || f.v6_proto_unknown || l4.len() < 8 {
             return None;
@@ -1250,8 +1540,8 @@ impl<'a> PacketKeys<'a> {
             proto,
             sport: u16::from_be_bytes([s0, s1]),
             dport: u16::from_be_bytes([d0, d1]),
-            in_dev: dev_code(in_iface.unwrap_or("")),
-            out_dev: dev_code(out_iface.unwrap_or("")),
+            in_dev: 0,
+            out_dev: 0,
             _dev: std::marker::PhantomData,
         })
     }
@@ -1360,6 +1650,56 @@ mod tests {
         let rules6 = &rs6.tables[0].chains.iter().find(|c| &*c.name == "INPUT").unwrap().rules;
         assert_eq!(cand_flags(&rules6[0], Family::V6), 0);
         assert_eq!(cand_flags(&rules6[1], Family::V6), CAND_EXACT | CAND_ACCEPT);
+    }
+
+    #[test]
+    fn state_rows_name_one_state_and_its_nat_bits() {
+        assert_eq!(state_row(StateSet::INVALID), 0);
+        assert_eq!(state_row(StateSet::NEW), 12);
+        assert_eq!(state_row(StateSet::ESTABLISHED | StateSet::SNAT | StateSet::DNAT), 7);
+        assert_eq!(state_row(StateSet::UNTRACKED), 16);
+        for row in 0..STATE_ROWS {
+            assert_eq!(state_row(row_bits(row)), row);
+        }
+        // Not one state: no row (the masks then let every rule through).
+        assert_eq!(state_row(StateSet::NEW | StateSet::ESTABLISHED), STATE_ROWS);
+        assert_eq!(state_row(0), STATE_ROWS);
+        assert_eq!(state_row(StateSet::SNAT), STATE_ROWS);
+    }
+
+    /// The seed ruleset's INPUT chain as the short walk sees it: a new UDP packet from eth0 to
+    /// port 33333 leaves rules 2 (`-i lo`, which its device test then refuses), 5 (the jump to
+    /// `udp`, exact) and 7 (the REJECT); an established one rule 1 only, decided by its summary.
+    #[test]
+    fn short_chain_masks_leave_the_rules_a_packet_may_match() {
+        let rs = crate::parse(include_str!("../tests/data/seed_filter.rules")).unwrap();
+        let t = &rs.tables[0];
+        let ix = &rs.index[0];
+        assert!(ix.keyed && !ix.any);
+        let input = t.chains.iter().position(|c| &*c.name == "INPUT").unwrap();
+        let sc = ix.short(input).unwrap();
+        let k = SumKeys { src32: 0xc000_0201, dst32: 0xc633_6407, sport: 40000, dport: 33333, proto: 17 };
+        let bits = |m: u64| (0..64).filter(|i| m & 1 << i != 0).map(|i| i + 1).collect::<Vec<_>>();
+        let new = sc.cands(ix.proto_col(17), state_row(StateSet::NEW));
+        assert_eq!(bits(new), [2, 5, 7]);
+        // From eth0: rule 2 is refused by its device test; rule 5 is exact (jump: no verdict flag).
+        assert_eq!(sc.next(new, 0, &k, StateSet::NEW, ("eth0", "")), (4, CAND_EXACT));
+        // From lo: rule 2, exact but for its device, decides.
+        assert_eq!(sc.next(new, 0, &k, StateSet::NEW, ("lo", "")), (1, CAND_EXACT | CAND_ACCEPT));
+        // After rule 5: rule 7 (REJECT is not exact-with-verdict: its target still runs).
+        assert_eq!(sc.next(new, 5, &k, StateSet::NEW, ("eth0", "")), (6, CAND_EXACT));
+        let est = sc.cands(ix.proto_col(17), state_row(StateSet::ESTABLISHED));
+        assert_eq!(bits(est), [1, 2, 7]);
+        assert_eq!(sc.next(est, 0, &k, StateSet::ESTABLISHED, ("eth0", "")), (0, CAND_EXACT | CAND_ACCEPT));
+        // A protocol no rule names (GRE): only the rules without a protocol test.
+        assert_eq!(bits(sc.cands(ix.proto_col(47), state_row(StateSet::NEW))), [2]);
+        // The udp chain's rule needs its port: another port falls off the chain.
+        let udp = t.chains.iter().position(|c| &*c.name == "udp").unwrap();
+        let sc = ix.short(udp).unwrap();
+        let cands = sc.cands(ix.proto_col(17), state_row(StateSet::NEW));
+        assert_eq!(sc.next(cands, 0, &k, StateSet::NEW, ("eth0", "")), (0, CAND_EXACT | CAND_ACCEPT));
+        let other = SumKeys { dport: 53, ..k };
+        assert_eq!(sc.next(cands, 0, &other, StateSet::NEW, ("eth0", "")), (1, 0));
     }
 
     #[test]

@@ -173,7 +173,7 @@ pub fn compile(file: &ast::File) -> Result<Ruleset, ParseError> {
         check_hook_contexts(&out_chains, &hooks, block)?;
         tables.push(TableRules::new(table, out_chains));
     }
-    let index = tables.iter().map(|t| crate::classify::TableIndex::build(t, family)).collect();
+    let index: Vec<_> = tables.iter().map(|t| crate::classify::TableIndex::build(t, family)).collect();
     let chain_mask = tables
         .iter()
         .flat_map(|t| {
@@ -183,7 +183,20 @@ pub fn compile(file: &ast::File) -> Result<Ruleset, ParseError> {
                 .map(|h| Ruleset::chain_bit(t.table, h))
         })
         .fold(0, |m, b| m | b);
-    Ok(Ruleset { family, tables, rule_slots, policy_slots, limit_slots, index, chain_mask })
+    let mut short = [None; 15];
+    for (ti, (t, ix)) in tables.iter().zip(&index).enumerate() {
+        let ix: &crate::classify::TableIndex = ix;
+        if !ix.keyed || ix.any {
+            continue;
+        }
+        for h in Hook::ALL {
+            let at = short.get_mut(t.table as usize * 5 + h as usize);
+            if let (Some(at), Some((base, _))) = (at, t.hook_chain(h)) {
+                *at = u32::try_from(ti).ok().zip(u32::try_from(base).ok());
+            }
+        }
+    }
+    Ok(Ruleset { family, tables, rule_slots, policy_slots, limit_slots, index, chain_mask, short })
 }
 
 fn declare_chain(

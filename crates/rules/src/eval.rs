@@ -29,7 +29,9 @@ use std::sync::Arc;
 
 use wire::{Packet, Time};
 
-use crate::classify::{PacketKeys, TableIndex, CAND_ACCEPT, CAND_DROP, CAND_EXACT, CAND_SHIFT};
+use crate::classify::{
+    state_row, PacketKeys, SumKeys, TableIndex, CAND_ACCEPT, CAND_DROP, CAND_EXACT, CAND_SHIFT,
+};
 use crate::compile::{CREDITS_PER_JIFFY, HZ};
 use crate::model::*;
 
@@ -530,6 +532,8 @@ fn counted_len(pkt: &Packet<'_>) -> u64 {
 /// What a walk tells its recorder; `()` records nothing (the walk is compiled once per recorder, so
 /// evaluating without recording costs nothing extra).
 trait Recorder {
+    /// Whether this recorder records anything (`()` does not: the walk skips what only feeds it).
+    const RECORDS: bool = true;
     /// The walk's result depends on more than the flow (see [`Recording`]).
     fn variant(&mut self);
     /// Match `m` is evaluated.
@@ -539,6 +543,7 @@ trait Recorder {
 }
 
 impl Recorder for () {
+    const RECORDS: bool = false;
     fn variant(&mut self) {}
     fn runs(&mut self, _: &Match) {}
     fn counted(&mut self, _: usize, _: bool) {}
@@ -637,28 +642,83 @@ pub(crate) struct Facts<'p> {
     len: u64,
 }
 
+/// What decides whether a packet is regular for the classifier ([`PacketKeys`]), as [`Facts`]
+/// has it.
+#[derive(Clone, Copy)]
+pub(crate) struct Regular<'p> {
+    pub(crate) v6: bool,
+    pub(crate) fragoff: u16,
+    pub(crate) v6_proto_unknown: bool,
+    pub(crate) l4: &'p [u8],
+    pub(crate) src: IpAddr,
+    pub(crate) dst: IpAddr,
+}
+
+impl<'p> Regular<'p> {
+    #[inline(always)]
+    pub(crate) fn of(pkt: &'p Packet<'p>) -> Regular<'p> {
+        let end = pkt.bytes.len().min(pkt.ip.total_len);
+        let v6 = !pkt.is_v4();
+        let offset = pkt.ip.frag.map_or(0, |f| f.offset);
+        Regular {
+            v6,
+            fragoff: if v6 { offset } else { offset / 8 },
+            v6_proto_unknown: v6 && offset != 0 && ipv6_ext_hdr(pkt.ip.proto) && pkt.ip.proto != 59,
+            l4: pkt.bytes.get(pkt.ip.header_len..end).unwrap_or(&[]),
+            src: pkt.ip.src,
+            dst: pkt.ip.dst,
+        }
+    }
+}
+
 impl<'p> Facts<'p> {
     pub(crate) fn new(pkt: &'p Packet<'p>) -> Self {
         let end = pkt.bytes.len().min(pkt.ip.total_len);
         let dgram = pkt.bytes.get(..end).unwrap_or(pkt.bytes);
-        let l4 = pkt.bytes.get(pkt.ip.header_len..end).unwrap_or(&[]);
-        let v6 = !pkt.is_v4();
-        let offset = pkt.ip.frag.map_or(0, |f| f.offset);
+        let r = Regular::of(pkt);
         Facts {
-            v6,
-            src: pkt.ip.src,
-            dst: pkt.ip.dst,
-            fragoff: if v6 { offset } else { offset / 8 },
-            v6_proto_unknown: v6 && offset != 0 && ipv6_ext_hdr(pkt.ip.proto) && pkt.ip.proto != 59,
+            v6: r.v6,
+            src: r.src,
+            dst: r.dst,
+            fragoff: r.fragoff,
+            v6_proto_unknown: r.v6_proto_unknown,
             dgram,
-            l4,
+            l4: r.l4,
             len: counted_len(pkt),
         }
     }
+
+    /// [`Facts::new`] out of line, for the short walk, which rarely needs them (inlined, they
+    /// would crowd its loop).
+    #[inline(never)]
+    fn cold(pkt: &'p Packet<'p>) -> Self {
+        Facts::new(pkt)
+    }
+
+    /// The facts [`PacketKeys`] reads.
+    pub(crate) fn regular(&self) -> Regular<'p> {
+        Regular {
+            v6: self.v6,
+            fragoff: self.fragoff,
+            v6_proto_unknown: self.v6_proto_unknown,
+            l4: self.l4,
+            src: self.src,
+            dst: self.dst,
+        }
+    }
+
     fn u16_at(&self, i: usize) -> Option<u16> {
         let b = self.l4.get(i..i.checked_add(2)?)?;
         Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
     }
+}
+
+/// The keys of `pkt` for the short walk and their protocol column in `ix`'s masks (`None`: an
+/// irregular packet).
+#[inline]
+fn short_keys(family: Family, pkt: &Packet<'_>, ix: &TableIndex) -> Option<(SumKeys, usize)> {
+    let k = SumKeys::short(family, pkt)?;
+    Some((k, ix.proto_col(k.proto)))
 }
 
 /// `ip_packet_match` / `ip6_packet_match`.
@@ -1278,7 +1338,7 @@ impl Ruleset {
         ctx: &mut PacketCtx<'_>,
         state: &mut RuleState,
     ) -> Outcome {
-        self.outcome(self.walk(table, hook, ctx, state, true, &mut ()))
+        self.outcome(self.classified(table, hook, ctx, state, &mut ()))
     }
 
     /// [`Ruleset::evaluate`], naming the deciding rule by position, and recording into `rec` when given
@@ -1292,8 +1352,8 @@ impl Ruleset {
         rec: Option<&mut Recording>,
     ) -> (Verdict, RuleId) {
         match rec {
-            Some(r) => self.walk(table, hook, ctx, state, true, r),
-            None => self.walk(table, hook, ctx, state, true, &mut ()),
+            Some(r) => self.classified(table, hook, ctx, state, r),
+            None => self.classified(table, hook, ctx, state, &mut ()),
         }
     }
 
@@ -1321,6 +1381,7 @@ impl Ruleset {
         }
     }
 
+    #[inline]
     fn outcome(&self, (verdict, id): (Verdict, RuleId)) -> Outcome {
         Outcome { verdict, rule: self.rule_ref(id) }
     }
@@ -1337,6 +1398,27 @@ impl Ruleset {
         self.outcome(self.walk(table, hook, ctx, state, false, &mut ()))
     }
 
+    /// The classifier walk: [`Ruleset::walk_short`] for a table without indexed chains, else
+    /// [`Ruleset::walk`] (kept out of line: the common short case pays for neither its frame nor
+    /// its set-up).
+    #[inline(always)]
+    fn classified<R: Recorder>(
+        &self,
+        table: Table,
+        hook: Hook,
+        ctx: &mut PacketCtx<'_>,
+        state: &mut RuleState,
+        rec: &mut R,
+    ) -> (Verdict, RuleId) {
+        match self.short.get(table as usize * 5 + hook as usize) {
+            Some(&Some((ti, base))) => {
+                self.walk_short((table, hook), ti as usize, base as usize, ctx, state, rec)
+            }
+            _ => self.walk(table, hook, ctx, state, true, rec),
+        }
+    }
+
+    #[inline(never)]
     fn walk<R: Recorder>(
         &self,
         table: Table,
@@ -1363,6 +1445,7 @@ impl Ruleset {
         let Scratch(scratch, stack) = scratch;
         scratch.clear();
         stack.clear();
+        // (A table without indexed chains takes `walk_short` instead, unless walking linearly.)
         let index = if classify { self.index.get(ti).filter(|ix| ix.any) } else { None };
         // Irregular packets (fragments, short headers, ...) take the linear walk everywhere.
         let keys = index
@@ -1385,13 +1468,10 @@ impl Ruleset {
                     _ => (chain.rules.len(), 0),
                 };
             } else if let (Some(ix), Some(k)) = (index, keys) {
-                // A short chain of an indexed table: the rule's summary first.
-                match ix.prematch(ci, ri, k, state_bits(&ctx.ct, true)) {
-                    Some(f) => fast = f,
-                    None => {
-                        ri = ri.saturating_add(1);
-                        continue;
-                    }
+                // A short chain of an indexed table: skip the rules whose summaries refuse the
+                // packet.
+                if let Some((next, f)) = ix.next_admitted(ci, ri, k, state_bits(&ctx.ct, true)) {
+                    (ri, fast) = (next, f);
                 }
             }
             // Leaving the current chain: drop its candidates, restore the caller's (gathered again
@@ -1516,15 +1596,206 @@ impl Ruleset {
                 }
             }
         }
-        // Underflow: the base chain's policy (its counters grow).
-        RuleState::count(policies, base_chain.policy_slot, facts.len);
+        self.underflow(table, ti32, (base, base_chain), ctx, policies, facts.len, rec)
+    }
+
+    /// Underflow of base chain `base`: its policy decides, and its counters grow.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn underflow<R: Recorder>(
+        &self,
+        table: Table,
+        ti32: u32,
+        (base, base_chain): (usize, &Chain),
+        ctx: &mut PacketCtx<'_>,
+        policies: &mut [(u64, u64)],
+        len: u64,
+        rec: &mut R,
+    ) -> (Verdict, RuleId) {
+        RuleState::count(policies, base_chain.policy_slot, len);
         rec.counted(base_chain.policy_slot, true);
         trace(ctx, || TraceEntry { rule: tail_ref(table, base_chain), kind: TraceKind::Policy });
         let verdict = match base_chain.builtin {
             Some((_, Policy::Drop)) => Verdict::Drop,
             _ => Verdict::Accept,
         };
-        (verdict, at(base, None))
+        let ci = u32::try_from(base).unwrap_or(u32::MAX);
+        (verdict, RuleId(RuleAt::Rule { table, ti: ti32, ci, rule: None }))
+    }
+
+    /// [`Ruleset::walk`] for a table without indexed chains (all short), table index `ti`, base
+    /// chain `base`: the same first-match walk, but a regular packet ([`SumKeys::short`]) goes
+    /// from one rule its chain's state and protocol masks leave to the next, skips those whose
+    /// device test or summary refuses it, and decides a rule exact but for its devices (see
+    /// `classify::exact`) without running its tests, as the indexed walk does for its candidates.
+    /// No candidate lists: this is the common short-ruleset case, where the per-rule and per-walk
+    /// overheads are what costs (an empty base chain goes straight to its policy; the packet's
+    /// facts are computed only if a rule must run its tests).
+    #[inline(never)]
+    fn walk_short<R: Recorder>(
+        &self,
+        (table, hook): (Table, Hook),
+        ti: usize,
+        base: usize,
+        ctx: &mut PacketCtx<'_>,
+        state: &mut RuleState,
+        rec: &mut R,
+    ) -> (Verdict, RuleId) {
+        let t = self.tables.get(ti);
+        let (Some(t), Some(ix), Some(base_chain)) =
+            (t, self.index.get(ti), t.and_then(|t| t.chains.get(base)))
+        else {
+            // (Not for a compiled ruleset: `short` names loaded chains.)
+            return self.walk(table, hook, ctx, state, true, rec);
+        };
+        let ti32 = u32::try_from(ti).unwrap_or(u32::MAX);
+        let at = |ci: usize, ri: usize| {
+            let (ci, rule) =
+                (u32::try_from(ci).unwrap_or(u32::MAX), u32::try_from(ri.saturating_add(1)).ok());
+            RuleId(RuleAt::Rule { table, ti: ti32, ci, rule })
+        };
+        let pkt = ctx.pkt;
+        let len = counted_len(pkt);
+        // The packet's facts, computed when a rule or the keys first need them (a walk deciding
+        // from masks, device tests and summaries alone never does).
+        let mut facts: Option<Facts<'_>> = None;
+        if R::RECORDS {
+            let f = facts.get_or_insert_with(|| Facts::cold(pkt));
+            if f.fragoff != 0 || f.v6_proto_unknown {
+                rec.variant();
+            }
+        }
+        if base_chain.rules.is_empty() {
+            // An empty built-in chain (OUTPUT or FORWARD often are): its policy, nothing else.
+            return self.underflow(table, ti32, (base, base_chain), ctx, &mut state.policies, len, rec);
+        }
+        let devs = (ctx.in_iface.unwrap_or(""), ctx.out_iface.unwrap_or(""));
+        let RuleState { rules: rule_counters, policies, limits, scratch, .. } = state;
+        let stack = &mut scratch.1;
+        stack.clear();
+        // The packet's keys and protocol column, looked up when a chain with rules is first
+        // entered (an empty chain needs none); `None`: an irregular packet, every rule is tested.
+        let (mut keys, mut looked) = (None::<(SumKeys, usize)>, false);
+        // The conntrack state bits the summaries test and their row in the state masks (NOTRACK /
+        // CT change them: see below).
+        let mut ct_bits = state_bits(&ctx.ct, true);
+        let mut row = state_row(ct_bits);
+        let (mut ci, mut ri) = (base, 0usize);
+        'chains: while let Some(chain) = t.chains.get(ci) {
+            let rules = chain.rules.as_slice();
+            let short = match rules.is_empty() {
+                true => None,
+                false => ix.short(ci).filter(|s| s.len() == rules.len()),
+            };
+            if short.is_some() && !looked {
+                keys = short_keys(self.family, pkt, ix);
+                looked = true;
+            }
+            let short = short.zip(keys.as_ref());
+            // The rules the state and protocol masks leave (the chain's summaries tell the rest).
+            let mut cands = short.map_or(0, |(sc, &(_, col))| sc.cands(col, row));
+            loop {
+                // The candidate's flags (no summaries: none, test the rule).
+                let mut fast = 0u32;
+                if let Some((sc, (k, _))) = short {
+                    (ri, fast) = sc.next(cands, ri, k, ct_bits, devs);
+                }
+                let Some(rule) = rules.get(ri) else {
+                    // Fell off the end: pop, or the base chain's policy. A user chain's tail is its
+                    // implicit RETURN rule, which TRACE logs.
+                    if chain.builtin.is_none() {
+                        trace(ctx, || TraceEntry { rule: tail_ref(table, chain), kind: TraceKind::Return });
+                    }
+                    match stack.pop() {
+                        Some(f) => {
+                            (ci, ri) = (f.ci, f.ri);
+                            continue 'chains;
+                        }
+                        None => break 'chains,
+                    }
+                };
+                if fast & CAND_EXACT == 0 {
+                    // Not exact: the rule's own tests, as `ipt_do_table` runs them.
+                    let facts = facts.get_or_insert_with(|| Facts::cold(pkt));
+                    match ip_match(&rule.ip, facts, ctx) {
+                        M::Yes => {}
+                        M::No => {
+                            ri = ri.saturating_add(1);
+                            continue;
+                        }
+                        M::Hotdrop => {
+                            rec.variant();
+                            return (Verdict::Drop, at(ci, ri));
+                        }
+                    }
+                    let mut matched = true;
+                    for m in &rule.matches {
+                        rec.runs(m);
+                        match run_match(m, facts, ctx, limits) {
+                            M::Yes => {}
+                            M::No => {
+                                matched = false;
+                                break;
+                            }
+                            M::Hotdrop => {
+                                rec.variant();
+                                return (Verdict::Drop, at(ci, ri));
+                            }
+                        }
+                    }
+                    if !matched {
+                        ri = ri.saturating_add(1);
+                        continue;
+                    }
+                }
+                RuleState::count(rule_counters, rule.slot, len);
+                rec.counted(rule.slot, false);
+                let here = || RuleRef {
+                    table,
+                    chain: ChainName::of(chain),
+                    rule: u32::try_from(ri.saturating_add(1)).ok(),
+                };
+                trace(ctx, || TraceEntry { rule: here(), kind: trace_kind(rule, chain) });
+                if fast & (CAND_ACCEPT | CAND_DROP) != 0 {
+                    let v = if fast & CAND_ACCEPT != 0 { Verdict::Accept } else { Verdict::Drop };
+                    return (v, at(ci, ri));
+                }
+                match &rule.target {
+                    Target::Accept => return (Verdict::Accept, at(ci, ri)),
+                    Target::Drop => return (Verdict::Drop, at(ci, ri)),
+                    Target::Reject(w) => return (Verdict::Reject(*w), at(ci, ri)),
+                    Target::Return => match stack.pop() {
+                        Some(f) => {
+                            (ci, ri) = (f.ci, f.ri);
+                            continue 'chains;
+                        }
+                        None => break 'chains,
+                    },
+                    Target::Jump(to) => {
+                        stack.push(Frame { ci, ri: ri.saturating_add(1), cands: None });
+                        (ci, ri) = (*to, 0);
+                        continue 'chains;
+                    }
+                    Target::Goto(to) => {
+                        (ci, ri) = (*to, 0);
+                        continue 'chains;
+                    }
+                    Target::None => ri = ri.saturating_add(1),
+                    other => {
+                        rec.variant();
+                        apply(other, ctx, here);
+                        ri = ri.saturating_add(1);
+                        // NOTRACK / CT change the state the summaries test.
+                        ct_bits = state_bits(&ctx.ct, true);
+                        row = state_row(ct_bits);
+                        if let Some((sc, &(_, col))) = short {
+                            cands = sc.cands(col, row);
+                        }
+                    }
+                }
+            }
+        }
+        self.underflow(table, ti32, (base, base_chain), ctx, policies, len, rec)
     }
 }
 

@@ -16,8 +16,10 @@
 //!   chain, an index on prefixes, port ranges, protocol, state and devices that yields the rules
 //!   that may match, each then evaluated in order by the same matcher; a candidate whose every test
 //!   is in its index summary is decided from the summary alone), with exactly the results of the
-//!   linear reference walk [`Ruleset::evaluate_linear`]. In a table with such a chain, the shorter
-//!   chains test each rule's summary before the rule.
+//!   linear reference walk [`Ruleset::evaluate_linear`]. Shorter chains test each rule's summary
+//!   before the rule; in a table with only short chains, the walk also skips to the next rule
+//!   whose state and protocol tests pass through per-chain bit masks, tests devices itself, and
+//!   decides a rule whose every test it has made without running the rule.
 //! - [`bench_support`] generates ClassBench-style rulesets and packets for benchmarks.
 //! - [`Ruleset::write_save`] prints what `iptables-legacy-save` (or `ip6tables-legacy-save`) prints
 //!   for the same ruleset.

@@ -740,6 +740,9 @@ pub struct Ruleset {
     pub(crate) index: Vec<crate::classify::TableIndex>,
     /// One bit per loaded (table, hook) built-in chain ([`Ruleset::chain_bit`]).
     pub(crate) chain_mask: u32,
+    /// Per (table, hook) at `table * 5 + hook`: when that table has no indexed chain (the short
+    /// walk), its position in `tables` and the hook's built-in chain's position in it.
+    pub(crate) short: [Option<(u32, u32)>; 15],
 }
 
 impl Ruleset {

@@ -368,6 +368,39 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// A table whose chains are all short (none indexed) takes the short walk: each rule's
+    /// summary first, an exact rule decided from its summary alone.
+    #[test]
+    fn short_walk_equals_linear_walk(
+        c0 in proptest::collection::vec(rule_strategy(), 0..16),
+        c1 in proptest::collection::vec(rule_strategy(), 0..16),
+        c2 in proptest::collection::vec(rule_strategy(), 0..16),
+        c3 in proptest::collection::vec(rule_strategy(), 0..16),
+        packets in proptest::collection::vec(packet_strategy(), 1..40),
+        trace in any::<bool>(),
+    ) {
+        let text = ruleset_text(&[c0, c1, c2, c3], &[]);
+        let rs = rules::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let packets: Vec<(PktIdx, Vec<u8>)> = packets.into_iter().map(|p| { let d = datagram(&p); (p, d) }).collect();
+        check(&rs, &packets, Table::Filter, Hook::Input, trace);
+    }
+
+    /// The short walk when NOTRACK / CT change the conntrack state its summaries test.
+    #[test]
+    fn short_walk_follows_notrack_and_ct_in_raw(
+        raw in proptest::collection::vec(rule_strategy(), 1..16),
+        packets in proptest::collection::vec(packet_strategy(), 1..30),
+    ) {
+        let text = ruleset_text(&[vec![]], &raw);
+        let rs = rules::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let packets: Vec<(PktIdx, Vec<u8>)> = packets.into_iter().map(|p| { let d = datagram(&p); (p, d) }).collect();
+        check(&rs, &packets, Table::Raw, Hook::PreRouting, true);
+    }
+}
+
 /// Rules from a small alphabet of addresses and ports, so that many rules share a key: long
 /// lists, which the classifier turns into nested indexes.
 fn crowded_rule_strategy() -> impl Strategy<Value = RuleIdx> {
@@ -418,16 +451,41 @@ const L46: &[&str] = &[
 ];
 const ADDRS6: [&str; 4] = ["2001:db8::1", "2001:db8::2", "2001:db8:0:1::5", "fe80::1"];
 
+type Rule6 = (usize, usize, usize, usize, usize);
+type Pkt6 = (usize, usize, usize, usize, usize, usize, usize);
+
+fn rules6(n: std::ops::Range<usize>) -> impl Strategy<Value = Vec<Rule6>> {
+    proptest::collection::vec((0..SRC6.len(), 0..DST6.len(), 0..L46.len(), 0..EXTRA.len(), 0..7usize), n)
+}
+
+fn packets6() -> impl Strategy<Value = Vec<Pkt6>> {
+    proptest::collection::vec(
+        (0..4usize, 0..4usize, 0..3usize, 0..PORTS.len(), 0..PORTS.len(), 0..4usize, 0..7usize),
+        1..30,
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(100))]
 
     #[test]
-    fn classifier_equals_linear_walk_ipv6(
-        rules in proptest::collection::vec((0..SRC6.len(), 0..DST6.len(), 0..L46.len(), 0..EXTRA.len(), 0..7usize), 16..60),
-        packets in proptest::collection::vec((0..4usize, 0..4usize, 0..3usize, 0..PORTS.len(), 0..PORTS.len(), 0..4usize, 0..7usize), 1..30),
-    ) {
-        let mut text = String::from("*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
-        for &(s, d, l, e, t) in &rules {
+    fn classifier_equals_linear_walk_ipv6(rules in rules6(16..60), packets in packets6()) {
+        check_ipv6(&rules, &packets);
+    }
+
+    /// A short IPv6 chain: the short walk (summaries on the first 32 address bits).
+    #[test]
+    fn short_walk_equals_linear_walk_ipv6(rules in rules6(1..16), packets in packets6()) {
+        check_ipv6(&rules, &packets);
+    }
+}
+
+/// An IPv6 INPUT chain of `rules`: both walks agree on every packet.
+fn check_ipv6(rules: &[Rule6], packets: &[Pkt6]) {
+    {
+        let mut text =
+            String::from("*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+        for &(s, d, l, e, t) in rules {
             let t = TARGET[t];
             let extra = EXTRA[e].replace("-m ttl --ttl-gt", "-m hl --hl-gt");
             text.push_str(&format!("-A INPUT {} {} {} {extra} {t}\n", SRC6[s], DST6[d], L46[l]));
@@ -476,13 +534,17 @@ proptest! {
                     effects: Vec::new(),
                     trace: Some(Vec::new()),
                 };
-                let o = if classify { rs.evaluate(Table::Filter, Hook::Input, &mut ctx, st) } else { rs.evaluate_linear(Table::Filter, Hook::Input, &mut ctx, st) };
+                let o = if classify {
+                    rs.evaluate(Table::Filter, Hook::Input, &mut ctx, st)
+                } else {
+                    rs.evaluate_linear(Table::Filter, Hook::Input, &mut ctx, st)
+                };
                 (o, ctx.effects, ctx.mark, ctx.ct, ctx.trace)
             };
             let a = run(&mut fast, true);
             let b = run(&mut slow, false);
-            prop_assert_eq!(a, b, "packet {}", i);
-            prop_assert_eq!(&fast, &slow);
+            assert_eq!(a, b, "packet {i}");
+            assert_eq!(&fast, &slow);
         }
     }
 }
