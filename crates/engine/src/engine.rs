@@ -1053,7 +1053,7 @@ impl Engine {
             in_iface: iface_name(&self.host, walk.in_iface),
             out_iface: iface_name(&self.host, walk.out_iface),
             mark: walk.mark,
-            ct: std::mem::replace(&mut walk.ct, CtMatch::Invalid),
+            ct: &mut walk.ct,
             pkttype: rules_pkttype(pkttype, pkt, &self.host),
             host: &*self.host,
             effects: Vec::new(),
@@ -1069,7 +1069,6 @@ impl Engine {
             lines.extend(entries.iter().map(|e| e.to_string()));
         }
         walk.mark = ctx.mark;
-        walk.ct = ctx.ct;
         for e in effects {
             match e {
                 Effect::SetCtMark(m) => {

@@ -24,15 +24,16 @@ use wire::Time;
 
 const PACKETS: usize = 1024;
 
-/// The context of `pkt` (benchmark packet `bp`) arriving for INPUT with conntrack view `ct`.
-fn input_ctx<'a>(pkt: &'a wire::Packet<'a>, bp: &'a BenchPacket, ct: &CtMatch) -> PacketCtx<'a> {
+/// The context of `pkt` (benchmark packet `bp`) arriving for INPUT with conntrack view `ct` (the caller's
+/// copy, which a target may change).
+fn input_ctx<'a>(pkt: &'a wire::Packet<'a>, bp: &'a BenchPacket, ct: &'a mut CtMatch) -> PacketCtx<'a> {
     PacketCtx {
         now: Time::ZERO,
         pkt,
         in_iface: Some(bp.in_iface.as_str()),
         out_iface: None,
         mark: 0,
-        ct: ct.clone(),
+        ct,
         pkttype: PktType::Host,
         host: &UnicastHost,
         effects: Vec::new(),
@@ -51,7 +52,8 @@ fn profile(n: usize, state: CtState, rounds: usize) -> usize {
     let mut accepted = 0usize;
     for _ in 0..rounds {
         for ((pkt, ct), bp) in decoded.iter().zip(&cts).zip(&packets) {
-            let o = rs.evaluate(Table::Filter, Hook::Input, &mut input_ctx(pkt, bp, ct), &mut st);
+            let mut ct = ct.clone();
+            let o = rs.evaluate(Table::Filter, Hook::Input, &mut input_ctx(pkt, bp, &mut ct), &mut st);
             accepted += usize::from(o.verdict == rules::Verdict::Accept);
         }
     }
@@ -89,7 +91,8 @@ fn rule_evaluation(c: &mut Criterion) {
                     b.iter(|| {
                         let mut accepted = 0usize;
                         for ((pkt, ct), bp) in decoded.iter().zip(&cts).zip(&packets) {
-                            let mut ctx = input_ctx(pkt, bp, ct);
+                            let mut ct = ct.clone();
+                            let mut ctx = input_ctx(pkt, bp, &mut ct);
                             let o = if linear {
                                 rs.evaluate_linear(Table::Filter, Hook::Input, &mut ctx, &mut st)
                             } else {

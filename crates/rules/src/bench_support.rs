@@ -504,7 +504,7 @@ mod tests {
             in_iface: Some(&p.in_iface),
             out_iface: None,
             mark: 0,
-            ct: bench_ct(&pkt, state),
+            ct: &mut bench_ct(&pkt, state),
             pkttype: PktType::Host,
             host: &UnicastHost,
             effects: Vec::new(),

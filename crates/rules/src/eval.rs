@@ -136,7 +136,9 @@ pub struct PacketCtx<'a> {
     pub out_iface: Option<&'a str>,
     /// skb mark (MARK updates it for the following rules).
     pub mark: u32,
-    pub ct: CtMatch,
+    /// The packet's conntrack view, borrowed from the caller (CONNMARK and the raw table's NOTRACK / CT
+    /// targets update it in place for the rules after them; the caller reads it back).
+    pub ct: &'a mut CtMatch,
     pub pkttype: PktType,
     pub host: &'a dyn HostModel,
     pub effects: Vec<Effect>,
@@ -1129,10 +1131,10 @@ fn run_match(m: &Match, f: &Facts<'_>, ctx: &PacketCtx<'_>, limits: &mut [Bucket
             };
             (test(&r.src, f.src) && test(&r.dst, f.dst)).into()
         }
-        Match::Conntrack(c) => conntrack_match(c, &ctx.ct).into(),
-        Match::State(s) => ((s.value.0 & state_bits(&ctx.ct, false) != 0) != s.negated).into(),
+        Match::Conntrack(c) => conntrack_match(c, &*ctx.ct).into(),
+        Match::State(s) => ((s.value.0 & state_bits(&*ctx.ct, false) != 0) != s.negated).into(),
         Match::Mark(m) => (((ctx.mark & m.value.mask) == m.value.value) != m.negated).into(),
-        Match::ConnMark(m) => match &ctx.ct {
+        Match::ConnMark(m) => match &*ctx.ct {
             CtMatch::Tracked(v) => (((v.mark & m.value.mask) == m.value.value) != m.negated).into(),
             _ => M::No,
         },
@@ -1182,7 +1184,7 @@ fn run_match(m: &Match, f: &Facts<'_>, ctx: &PacketCtx<'_>, limits: &mut [Bucket
         }
         Match::Ipv6Header(h) => ipv6header_match(h, f),
         Match::Frag(m) => frag_match(m, f),
-        Match::Helper(h) => helper_match(h, &ctx.ct).into(),
+        Match::Helper(h) => helper_match(h, &*ctx.ct).into(),
     }
 }
 
@@ -1248,16 +1250,16 @@ fn apply(target: &Target, ctx: &mut PacketCtx<'_>, rule: impl FnOnce() -> RuleRe
     match target {
         Target::Log(l) => ctx.effects.push(Effect::Log { log: l.clone(), rule: rule() }),
         // Only a packet without any ct attached becomes untracked or gets a template (xt_CT).
-        Target::Notrack if ctx.ct == CtMatch::Invalid => {
-            ctx.ct = CtMatch::Untracked;
+        Target::Notrack if *ctx.ct == CtMatch::Invalid => {
+            *ctx.ct = CtMatch::Untracked;
             ctx.effects.push(Effect::Notrack);
         }
-        Target::Ct(c) if ctx.ct == CtMatch::Invalid => {
+        Target::Ct(c) if *ctx.ct == CtMatch::Invalid => {
             if c.notrack {
-                ctx.ct = CtMatch::Untracked;
+                *ctx.ct = CtMatch::Untracked;
                 ctx.effects.push(Effect::Notrack);
             } else {
-                ctx.ct = CtMatch::Tracked(template_view(c));
+                *ctx.ct = CtMatch::Tracked(template_view(c));
                 ctx.effects.push(Effect::CtTemplate(c.clone()));
             }
         }
@@ -1267,7 +1269,7 @@ fn apply(target: &Target, ctx: &mut PacketCtx<'_>, rule: impl FnOnce() -> RuleRe
         }
         Target::ConnMark(op) => {
             let mark = ctx.mark;
-            let CtMatch::Tracked(v) = &mut ctx.ct else { return };
+            let CtMatch::Tracked(v) = &mut *ctx.ct else { return };
             match *op {
                 ConnMarkOp::Set { value, mask } => {
                     let new = (v.mark & !mask) ^ value;
@@ -1453,7 +1455,7 @@ impl Ruleset {
         let keys = keys.as_ref();
         // Return stack (reused); depth is bounded by the chain count (no loops).
         let (mut ci, mut ri) = (base, 0usize);
-        let mut cands = enter(index, keys, ci, &ctx.ct, scratch);
+        let mut cands = enter(index, keys, ci, &*ctx.ct, scratch);
         while let Some(chain) = t.chains.get(ci) {
             // The candidate's flags (linear walk: none).
             let mut fast = 0u32;
@@ -1470,7 +1472,7 @@ impl Ruleset {
             } else if let (Some(ix), Some(k)) = (index, keys) {
                 // A short chain of an indexed table: skip the rules whose summaries refuse the
                 // packet.
-                if let Some((next, f)) = ix.next_admitted(ci, ri, k, state_bits(&ctx.ct, true)) {
+                if let Some((next, f)) = ix.next_admitted(ci, ri, k, state_bits(&*ctx.ct, true)) {
                     (ri, fast) = (next, f);
                 }
             }
@@ -1500,7 +1502,7 @@ impl Ruleset {
                 if chain.builtin.is_none() {
                     trace(ctx, || TraceEntry { rule: tail_ref(table, chain), kind: TraceKind::Return });
                 }
-                match pop(stack, cands, scratch, &ctx.ct) {
+                match pop(stack, cands, scratch, &*ctx.ct) {
                     Some((c, r, k)) => {
                         (ci, ri, cands) = (c, r, k);
                         continue;
@@ -1565,21 +1567,21 @@ impl Ruleset {
                 Target::Reject(w) => {
                     return (Verdict::Reject(*w), at(ci, u32::try_from(ri.saturating_add(1)).ok()))
                 }
-                Target::Return => match pop(stack, cands, scratch, &ctx.ct) {
+                Target::Return => match pop(stack, cands, scratch, &*ctx.ct) {
                     Some((c, r, k)) => (ci, ri, cands) = (c, r, k),
                     None => break,
                 },
                 Target::Jump(to) => {
                     stack.push(Frame { ci, ri: ri.saturating_add(1), cands });
                     (ci, ri) = (*to, 0);
-                    cands = enter(index, keys, ci, &ctx.ct, scratch);
+                    cands = enter(index, keys, ci, &*ctx.ct, scratch);
                 }
                 Target::Goto(to) => {
                     if let Some(c) = cands {
                         scratch.truncate(c.start);
                     }
                     (ci, ri) = (*to, 0);
-                    cands = enter(index, keys, ci, &ctx.ct, scratch);
+                    cands = enter(index, keys, ci, &*ctx.ct, scratch);
                 }
                 Target::None => ri = ri.saturating_add(1),
                 other => {
@@ -1588,9 +1590,9 @@ impl Ruleset {
                     ri = ri.saturating_add(1);
                     // NOTRACK / CT change the state the index looked up: gather again.
                     if let Some(c) = cands {
-                        if c.ct_bits != state_bits(&ctx.ct, true) {
+                        if c.ct_bits != state_bits(&*ctx.ct, true) {
                             scratch.truncate(c.start);
-                            cands = enter(index, keys, ci, &ctx.ct, scratch);
+                            cands = enter(index, keys, ci, &*ctx.ct, scratch);
                         }
                     }
                 }
@@ -1678,7 +1680,7 @@ impl Ruleset {
         let (mut keys, mut looked) = (None::<(SumKeys, usize)>, false);
         // The conntrack state bits the summaries test and their row in the state masks (NOTRACK /
         // CT change them: see below).
-        let mut ct_bits = state_bits(&ctx.ct, true);
+        let mut ct_bits = state_bits(&*ctx.ct, true);
         let mut row = state_row(ct_bits);
         let (mut ci, mut ri) = (base, 0usize);
         'chains: while let Some(chain) = t.chains.get(ci) {
@@ -1786,7 +1788,7 @@ impl Ruleset {
                         apply(other, ctx, here);
                         ri = ri.saturating_add(1);
                         // NOTRACK / CT change the state the summaries test.
-                        ct_bits = state_bits(&ctx.ct, true);
+                        ct_bits = state_bits(&*ctx.ct, true);
                         row = state_row(ct_bits);
                         if let Some((sc, &(_, col))) = short {
                             cands = sc.cands(col, row);
@@ -1919,7 +1921,7 @@ mod tests {
             table: Table,
             hook: Hook,
             d: &Dgram,
-            ct: CtMatch,
+            mut ct: CtMatch,
             secs: f64,
             in_iface: Option<&str>,
             mark: u32,
@@ -1931,14 +1933,14 @@ mod tests {
                 in_iface,
                 out_iface: None,
                 mark,
-                ct,
+                ct: &mut ct,
                 pkttype: PktType::Host,
                 host: &UnicastHost,
                 effects: Vec::new(),
                 trace: None,
             };
             let o = self.rs.evaluate(table, hook, &mut ctx, &mut self.st);
-            (o, ctx.ct, ctx.mark, ctx.effects)
+            (o, ctx.ct.clone(), ctx.mark, ctx.effects)
         }
     }
 
@@ -1947,7 +1949,7 @@ mod tests {
     }
 
     /// Evaluates with recording; returns the outcome and the recording.
-    fn recorded(rs: &Ruleset, st: &mut RuleState, d: &Dgram, ct: CtMatch) -> (Outcome, Recording) {
+    fn recorded(rs: &Ruleset, st: &mut RuleState, d: &Dgram, mut ct: CtMatch) -> (Outcome, Recording) {
         let pkt = d.packet();
         let mut ctx = PacketCtx {
             now: Time::from_secs_f64(0.0),
@@ -1955,7 +1957,7 @@ mod tests {
             in_iface: Some("eth0"),
             out_iface: None,
             mark: 0,
-            ct,
+            ct: &mut ct,
             pkttype: PktType::Host,
             host: &UnicastHost,
             effects: Vec::new(),
@@ -2397,7 +2399,7 @@ mod tests {
                 in_iface: Some(iface),
                 out_iface: None,
                 mark: 0,
-                ct: CtMatch::Invalid,
+                ct: &mut CtMatch::Invalid,
                 pkttype,
                 host: &Host,
                 effects: Vec::new(),
@@ -2454,7 +2456,7 @@ mod tests {
             in_iface: Some("eth0"),
             out_iface: None,
             mark: 0,
-            ct: CtMatch::Invalid,
+            ct: &mut CtMatch::Invalid,
             pkttype: PktType::Host,
             host: &UnicastHost,
             effects: Vec::new(),
@@ -2622,7 +2624,7 @@ mod tests {
             in_iface: Some("eth0"),
             out_iface: None,
             mark: 0,
-            ct: CtMatch::Tracked(v),
+            ct: &mut CtMatch::Tracked(v),
             pkttype: PktType::Host,
             host: &Local6,
             effects: Vec::new(),
@@ -2661,7 +2663,7 @@ mod tests {
                 in_iface: Some("eth0"),
                 out_iface: None,
                 mark: 0,
-                ct: CtMatch::Invalid,
+                ct: &mut CtMatch::Invalid,
                 pkttype: PktType::Host,
                 host: &UnicastHost,
                 effects: Vec::new(),
@@ -2713,7 +2715,7 @@ mod tests {
             in_iface: None,
             out_iface: None,
             mark: 0,
-            ct: CtMatch::Invalid,
+            ct: &mut CtMatch::Invalid,
             pkttype: PktType::Host,
             host: &UnicastHost,
             effects: Vec::new(),

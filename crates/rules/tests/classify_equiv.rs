@@ -285,7 +285,7 @@ fn check(rs: &Ruleset, packets: &[(PktIdx, Vec<u8>)], table: Table, hook: Hook, 
                 in_iface: ifaces[p.7],
                 out_iface: None,
                 mark: p.9,
-                ct: ct_of(p, &pkt),
+                ct: &mut ct_of(p, &pkt),
                 pkttype: PktType::Host,
                 host: &UnicastHost,
                 effects: Vec::new(),
@@ -296,7 +296,7 @@ fn check(rs: &Ruleset, packets: &[(PktIdx, Vec<u8>)], table: Table, hook: Hook, 
             } else {
                 rs.evaluate_linear(table, hook, &mut ctx, st)
             };
-            (o, ctx.effects, ctx.mark, ctx.ct, ctx.trace)
+            (o, ctx.effects, ctx.mark, ctx.ct.clone(), ctx.trace)
         };
         let a = run(&mut fast, true);
         let b = run(&mut slow, false);
@@ -528,7 +528,7 @@ fn check_ipv6(rules: &[Rule6], packets: &[Pkt6]) {
                     in_iface: Some("eth0"),
                     out_iface: None,
                     mark: 0,
-                    ct: ct_of(&idx, &pkt),
+                    ct: &mut ct_of(&idx, &pkt),
                     pkttype: PktType::Host,
                     host: &UnicastHost,
                     effects: Vec::new(),
@@ -539,7 +539,7 @@ fn check_ipv6(rules: &[Rule6], packets: &[Pkt6]) {
                 } else {
                     rs.evaluate_linear(Table::Filter, Hook::Input, &mut ctx, st)
                 };
-                (o, ctx.effects, ctx.mark, ctx.ct, ctx.trace)
+                (o, ctx.effects, ctx.mark, ctx.ct.clone(), ctx.trace)
             };
             let a = run(&mut fast, true);
             let b = run(&mut slow, false);
@@ -585,7 +585,7 @@ fn deep_rule_in_an_indexed_chain() {
         in_iface: Some("eth0"),
         out_iface: None,
         mark: 0,
-        ct: ct_of(&p, &pkt),
+        ct: &mut ct_of(&p, &pkt),
         pkttype: PktType::Host,
         host: &UnicastHost,
         effects: Vec::new(),
