@@ -1024,6 +1024,7 @@ impl Engine {
     }
 
     /// Runs one table's chain for `hook`, applying the non-terminating targets' effects.
+    #[inline]
     fn table(
         &mut self,
         now: Time,
@@ -1041,6 +1042,21 @@ impl Engine {
         if !has_chain {
             return Ok(());
         }
+        self.run_table(now, pkt, pkttype, table, hook, walk)
+    }
+
+    /// [`Engine::table`] for a table with a chain for `hook` (out of line: a table without one costs
+    /// only the test).
+    #[inline(never)]
+    fn run_table(
+        &mut self,
+        now: Time,
+        pkt: &Packet<'_>,
+        pkttype: PktType,
+        table: Table,
+        hook: Hook,
+        walk: &mut Walk,
+    ) -> Result<(), (rules::Verdict, Option<RuleRef>)> {
         // Refresh the view when an earlier table changed the ctmark or confirmation changed the status (the
         // remaining lifetime cannot change within one packet's walk: the clock does not move).
         if let (Some((id, info)), true) = (walk.conn, walk.view_stale) {
