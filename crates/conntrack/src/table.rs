@@ -715,13 +715,9 @@ impl Conntrack {
         acc
     }
 
-    /// Whether the confirm hook has nothing to do for a packet of entry `id` (neither [`Conntrack::help`]
+    /// Whether the confirm hook has nothing to do for a packet of entry `c` (neither [`Conntrack::help`]
     /// nor [`Conntrack::confirm`] would change anything or report an event): the entry is confirmed, alive,
-    /// has no helper and no cached events. Lets a caller skip both for most packets of a flow.
-    pub fn settled(&self, id: ConnId) -> bool {
-        self.conn(id).is_some_and(Self::is_settled)
-    }
-
+    /// has no helper and no cached events.
     fn is_settled(c: &Conn) -> bool {
         c.status.confirmed()
             && !c.status.dying()
@@ -731,7 +727,7 @@ impl Conntrack {
 
     /// The whole confirm hook (`nf_confirm`) for a packet of entry `id` that every table accepted: the
     /// entry's helper ([`Conntrack::help`]), then confirmation ([`Conntrack::confirm`]), with the entry
-    /// looked up once when the hook has nothing to do ([`Conntrack::settled`]: most packets of a flow).
+    /// looked up once when the hook has nothing to do (most packets of a flow).
     pub fn confirm_hook(&mut self, now: Time, id: ConnId, info: CtInfo, pkt: &Packet<'_>) -> ConfirmOutcome {
         let was_confirmed = match self.conn(id) {
             None => return ConfirmOutcome::Settled,
@@ -748,7 +744,7 @@ impl Conntrack {
 
     /// What the engine's established-flow fast path reads of entry `id` for a packet in direction `dir`,
     /// in one lookup: the status bits, the ctmark, the direction's path tag, and whether the confirm hook
-    /// has nothing to do ([`Conntrack::settled`]).
+    /// has nothing to do.
     pub fn fast_facts(&self, id: ConnId, dir: Dir) -> Option<FastFacts> {
         let c = self.conn(id)?;
         Some(FastFacts {

@@ -543,34 +543,17 @@ impl Engine {
         };
         let first_hook = if path == PacketPath::Output { Hook::Output } else { Hook::PreRouting };
         let v4 = pkt.is_v4();
-        let raw = match (v4, &self.ruleset6) {
-            (true, _) => self.ruleset.has_chain(Table::Raw, first_hook),
-            (false, Some((r6, _))) => r6.has_chain(Table::Raw, first_hook),
-            (false, None) => true,
-        };
-        if raw {
+        if self.ruleset_for(v4).is_none_or(|rs| rs.has_chain(Table::Raw, first_hook)) {
             return Lane::NotTaken;
         }
         let r = self.ct.handle_packet(now, pkt, ct_hook(path), None);
         let InResult::Tracked { id, info, note } = r else { return Lane::Tracked(r) };
-        let (reply, dir) = match info {
-            CtInfo::Established => (false, conntrack::Dir::Original),
-            CtInfo::EstablishedReply => (true, conntrack::Dir::Reply),
-            _ => return Lane::Tracked(r),
-        };
-        let Some(facts) = self.ct.fast_facts(id, dir).filter(|f| f.settled && f.tag != 0) else {
+        // No raw chain ran: the skb mark is still 0.
+        let Some((key, tag, true)) = self.path_key(pkt, pkttype, path, id, info, 0) else {
             return Lane::Tracked(r);
         };
-        let key = PathKey {
-            v4,
-            path,
-            reply,
-            status: facts.status,
-            ctmark: facts.mark,
-            mark: 0,
-            pkttype: Some(rules_pkttype(pkttype, pkt, &self.host)),
-        };
-        let Some((p, name)) = self.paths.lookup(facts.tag, key) else {
+        let reply = key.reply;
+        let Some((p, name)) = self.paths.lookup(tag, key) else {
             return Lane::Tracked(r);
         };
         let state = match (v4, self.ruleset6.as_mut()) {
@@ -885,9 +868,28 @@ impl Engine {
         if !self.fast_path || walk.trace.is_some() || walk.untracked {
             return None;
         }
-        let reply = match info {
-            CtInfo::Established => false,
-            CtInfo::EstablishedReply => true,
+        if pkt.ip.frag.is_some() {
+            return None;
+        }
+        self.path_key(pkt, pkttype, path, id, info, walk.mark).map(|(key, tag, _)| (key, tag))
+    }
+
+    /// The key an ESTABLISHED packet's remembered path is looked up under on INPUT, OUTPUT or FORWARD (a
+    /// forwarded packet whose TTL would expire takes the full path), with skb mark `mark` entering the
+    /// tables after conntrack; with its entry direction's path tag, and whether the entry's confirm hook
+    /// has nothing to do.
+    fn path_key(
+        &self,
+        pkt: &Packet<'_>,
+        pkttype: PktType,
+        path: PacketPath,
+        id: conntrack::ConnId,
+        info: CtInfo,
+        mark: u32,
+    ) -> Option<(PathKey, u16, bool)> {
+        let (reply, dir) = match info {
+            CtInfo::Established => (false, conntrack::Dir::Original),
+            CtInfo::EstablishedReply => (true, conntrack::Dir::Reply),
             _ => return None,
         };
         match path {
@@ -895,21 +897,25 @@ impl Engine {
             PacketPath::Forward if pkt.ip.ttl > 1 => {}
             _ => return None,
         }
-        if pkt.ip.frag.is_some() {
-            return None;
-        }
-        let c = self.ct.conn(id)?;
+        let facts = self.ct.fast_facts(id, dir)?;
         let key = PathKey {
             v4: pkt.is_v4(),
             path,
             reply,
-            status: c.status().bits(),
-            ctmark: c.mark(),
-            mark: walk.mark,
+            status: facts.status,
+            ctmark: facts.mark,
+            mark,
             pkttype: Some(rules_pkttype(pkttype, pkt, &self.host)),
         };
-        let dir = if reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
-        Some((key, c.tag(dir)))
+        Some((key, facts.tag, facts.settled))
+    }
+
+    /// The ruleset for the packet's family: `None` for IPv6 without an IPv6 ruleset.
+    fn ruleset_for(&self, v4: bool) -> Option<&Ruleset> {
+        match (v4, &self.ruleset6) {
+            (true, _) => Some(&self.ruleset),
+            (false, r6) => r6.as_ref().map(|(r, _)| r),
+        }
     }
 
     /// The fast path: if the entry's direction carries a remembered path recorded under `key`, grow its
@@ -1034,12 +1040,7 @@ impl Engine {
         hook: Hook,
         walk: &mut Walk,
     ) -> Result<(), (rules::Verdict, Option<RuleRef>)> {
-        let has_chain = match (pkt.is_v4(), &self.ruleset6) {
-            (true, _) => self.ruleset.has_chain(table, hook),
-            (false, Some((r, _))) => r.has_chain(table, hook),
-            (false, None) => false,
-        };
-        if !has_chain {
+        if !self.ruleset_for(pkt.is_v4()).is_some_and(|rs| rs.has_chain(table, hook)) {
             return Ok(());
         }
         self.run_table(now, pkt, pkttype, table, hook, walk)

@@ -188,15 +188,14 @@ pub struct Host {
     forwarding: bool,
     /// IPv4 multicast groups joined (the kernel always joins 224.0.0.1 on an up interface).
     groups: Vec<IpAddr>,
-    /// Derived from the above at construction, for the per-packet lookups: every local address, every
-    /// subnet broadcast address, and the indices of `routes` by decreasing prefix length (ties: later
-    /// routes first, as the longest-prefix choice below breaks them).
+    /// Derived from the above at construction, for the per-packet lookups: every local address, and the
+    /// indices of `routes` by decreasing prefix length (ties: later routes first, as the longest-prefix
+    /// choice below breaks them).
     locals: Vec<IpAddr>,
-    bcasts: Vec<Ipv4Addr>,
     by_len: Vec<usize>,
-    /// The same for IPv4 as integers: the local addresses, and the IPv4 routes in `by_len` order as
-    /// (network, mask, index of the route's device in `interfaces`), so that routing an IPv4 address
-    /// compares words.
+    /// The same for IPv4 as integers: the local addresses, every subnet broadcast address, and the IPv4
+    /// routes in `by_len` order as (network, mask, index of the route's device in `interfaces`), so that
+    /// routing an IPv4 address compares words.
     locals4: Vec<u32>,
     bcasts4: Vec<u32>,
     routes4: Vec<(u32, u32, usize)>,
@@ -319,8 +318,12 @@ impl Host {
         }
         let groups = vec![IpAddr::V4(Ipv4Addr::new(224, 0, 0, 1))];
         let locals = interfaces.iter().flat_map(|i| i.addresses.iter().map(|a| a.addr)).collect();
-        let bcasts: Vec<Ipv4Addr> =
-            interfaces.iter().flat_map(|i| i.addresses.iter()).filter_map(|a| a.broadcast()).collect();
+        let bcasts4 = interfaces
+            .iter()
+            .flat_map(|i| i.addresses.iter())
+            .filter_map(|a| a.broadcast())
+            .map(u32::from)
+            .collect();
         let mut by_len: Vec<usize> = (0..routes.len()).rev().collect();
         by_len.sort_by_key(|&i| std::cmp::Reverse(routes.get(i).map_or(0, |r| r.dst.len)));
         let locals4 = interfaces
@@ -353,8 +356,7 @@ impl Host {
             forwarding: false,
             groups,
             locals,
-            bcasts4: bcasts.iter().map(|&b| u32::from(b)).collect(),
-            bcasts,
+            bcasts4,
             by_len,
             locals4,
             routes4,
@@ -389,7 +391,7 @@ impl Host {
             if v4 == Ipv4Addr::BROADCAST {
                 return AddrKind::Broadcast;
             }
-            if self.bcasts.contains(&v4) {
+            if self.bcasts4.contains(&u32::from(v4)) {
                 return AddrKind::Broadcast;
             }
         }
