@@ -94,7 +94,7 @@ fn world(n: usize, queries: usize) -> World {
 fn lookups_index(w: &World, qs: &[(u64, u64)]) -> u64 {
     let mut found = 0u64;
     for &(h, k) in qs {
-        if let Some(node) = w.index.find(h, |node| w.entries.get(node as usize).is_some_and(|e| e.key == k)) {
+        if let Some(node) = find(w, h, k) {
             found = found.wrapping_add(u64::from(node));
         }
     }
@@ -113,7 +113,7 @@ fn lookups_warm(w: &World, qs: &[(u64, u64)]) -> u64 {
                 black_box(w.entries.get(node as usize).map(|e| e.key));
             }
         }
-        if let Some(node) = w.index.find(h, |node| w.entries.get(node as usize).is_some_and(|e| e.key == k)) {
+        if let Some(node) = find(w, h, k) {
             found = found.wrapping_add(u64::from(node));
         }
     }
@@ -132,6 +132,20 @@ fn lookups_hashbrown(w: &World, qs: &[(u64, u64)]) -> u64 {
     found
 }
 
+/// The index's lookup of key `k` under hash `h`, comparing the entries' keys.
+fn find(w: &World, h: u64, k: u64) -> Option<u32> {
+    w.index.find(h, |node| w.entries.get(node as usize).is_some_and(|e| e.key == k))
+}
+
+/// Reads the index slots of a whole group first (independent loads, all in flight together), then the
+/// entries they most likely name.
+fn warm_group(w: &World, group: &[(u64, u64)]) {
+    black_box(group.iter().fold(0, |acc, &(h, _)| acc ^ w.index.warm(h)));
+    black_box(group.iter().fold(0, |acc, &(h, _)| {
+        acc ^ w.index.candidate(h).and_then(|n| w.entries.get(n as usize)).map_or(0, |e| e.key)
+    }));
+}
+
 /// Lookups in groups of `GROUP`: first the index slots of the whole group are read (independent loads,
 /// all in flight together), then the entries they name, then the lookups run on warm lines.
 #[inline(never)]
@@ -139,14 +153,9 @@ fn lookups_group(w: &World, qs: &[(u64, u64)]) -> u64 {
     const GROUP: usize = 16;
     let mut found = 0u64;
     for group in qs.chunks(GROUP) {
-        black_box(group.iter().fold(0, |acc, &(h, _)| acc ^ w.index.warm(h)));
-        black_box(group.iter().fold(0, |acc, &(h, _)| {
-            acc ^ w.index.candidate(h).and_then(|n| w.entries.get(n as usize)).map_or(0, |e| e.key)
-        }));
+        warm_group(w, group);
         for &(h, k) in group {
-            if let Some(node) =
-                w.index.find(h, |node| w.entries.get(node as usize).is_some_and(|e| e.key == k))
-            {
+            if let Some(node) = find(w, h, k) {
                 found = found.wrapping_add(u64::from(node));
             }
         }
@@ -172,7 +181,7 @@ fn chained(qs: &[(u64, u64)], find: impl Fn(u64, u64) -> Option<u32>) -> u64 {
 
 #[inline(never)]
 fn lookups_index_chained(w: &World, qs: &[(u64, u64)]) -> u64 {
-    chained(qs, |h, k| w.index.find(h, |node| w.entries.get(node as usize).is_some_and(|e| e.key == k)))
+    chained(qs, |h, k| find(w, h, k))
 }
 
 /// [`lookups_group`]'s warming with chained lookups inside each group: what warming buys a loop whose
@@ -182,13 +191,8 @@ fn lookups_group_chained(w: &World, qs: &[(u64, u64)]) -> u64 {
     const GROUP: usize = 16;
     let mut found = 0u64;
     for group in qs.chunks(GROUP) {
-        black_box(group.iter().fold(0, |acc, &(h, _)| acc ^ w.index.warm(h)));
-        black_box(group.iter().fold(0, |acc, &(h, _)| {
-            acc ^ w.index.candidate(h).and_then(|n| w.entries.get(n as usize)).map_or(0, |e| e.key)
-        }));
-        found = found.wrapping_add(chained(group, |h, k| {
-            w.index.find(h, |node| w.entries.get(node as usize).is_some_and(|e| e.key == k))
-        }));
+        warm_group(w, group);
+        found = found.wrapping_add(chained(group, |h, k| find(w, h, k)));
     }
     found
 }
