@@ -907,7 +907,13 @@ impl Engine {
             mark,
             pkttype: Some(rules_pkttype(pkttype, pkt, &self.host)),
         };
-        Some((key, facts.tag, facts.settled))
+        // An entry direction without a path of its own takes a flow-independent one recorded under
+        // the same key, if there is one.
+        let tag = match facts.tag {
+            0 => self.paths.shared(key).unwrap_or(0),
+            t => t,
+        };
+        Some((key, tag, facts.settled))
     }
 
     /// The ruleset for the packet's family: `None` for IPv6 without an IPv6 ruleset.
@@ -1286,6 +1292,47 @@ mod tests {
         assert!(d.reply_dir);
         assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:INPUT:1");
         assert_eq!(e.conntrack().len(), 1);
+    }
+
+    /// The first reply of each of `flows` UDP flows out of the host, each after its own request; the
+    /// fast path hits before and after the last reply, and the last reply's decision.
+    fn first_replies(rules: &str, flows: u16) -> (u64, u64, Decision) {
+        let mut e = engine(rules);
+        let mut last = None;
+        let mut before = 0;
+        for f in 0..flows {
+            let port = 40000 + f;
+            send(&mut e, u64::from(f) * 10, &udp(HOST, PEER, port, 5000));
+            before = e.fast_path_stats().0;
+            last = Some(send(&mut e, u64::from(f) * 10 + 5, &udp(PEER, HOST, 5000, port)));
+        }
+        (before, e.fast_path_stats().0, last.unwrap())
+    }
+
+    #[test]
+    fn a_flow_independent_path_serves_the_first_established_packet_of_other_flows() {
+        // INPUT's first rule tests only the state: the first flow's reply walk holds for every flow.
+        let (before, after, d) = first_replies(STATEFUL, 3);
+        assert_eq!(after, before + 1, "the third flow's first reply took the shared path");
+        assert_eq!((d.verdict, d.ctstate), (Some(Verdict::Accept), Some(CtStateLabel::Established)));
+        assert!(d.reply_dir);
+        assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:INPUT:1");
+        // A protocol test ahead of it: the walk depends on the flow, nothing is shared.
+        let proto_first =
+            STATEFUL.replace("-A INPUT -m conntrack", "-A INPUT -p tcp -j DROP\n-A INPUT -m conntrack");
+        let (before, after, d) = first_replies(&proto_first, 3);
+        assert_eq!(after, before, "a flow-dependent walk was shared");
+        assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:INPUT:2");
+        // A key-only rule that jumps to a chain testing the flow, then a key-only rule deciding: two
+        // counters grew, and the user chain's test depends on the flow.
+        let jump = STATEFUL.replace(
+            ":OUTPUT ACCEPT [0:0]\n",
+            ":OUTPUT ACCEPT [0:0]\n:chk - [0:0]\n-A chk -p udp -m udp --sport 4 -j DROP\n\
+             -A INPUT -m conntrack --ctstate ESTABLISHED -j chk\n",
+        );
+        let (before, after, d) = first_replies(&jump, 3);
+        assert_eq!(after, before, "a walk through a user chain was shared");
+        assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:INPUT:2");
     }
 
     #[test]

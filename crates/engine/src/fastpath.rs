@@ -14,6 +14,11 @@
 //!
 //! Paths are shared between entries that recorded identical ones, and never change once stored;
 //! at most [`MAX_PATHS`] are kept (then new walks are simply not remembered).
+//!
+//! A walk that was also flow-independent ([`Recording::is_flow_independent`]: decided by rules that
+//! test nothing but the key's facts) holds for every entry: its path is offered ([`PathCache::shared`])
+//! to an entry direction that has none yet, under the same key, so that a new flow's first
+//! ESTABLISHED packets do not walk the tables again. At most [`MAX_SHARED`] such paths are offered.
 
 use std::collections::HashMap;
 
@@ -23,6 +28,10 @@ use crate::decision::PacketPath;
 
 /// Tags are `u16` with 0 meaning "none".
 pub(crate) const MAX_PATHS: usize = u16::MAX as usize;
+
+/// How many flow-independent paths are offered to entries without one (one per path, direction and
+/// family is the usual need).
+pub(crate) const MAX_SHARED: usize = 16;
 
 /// What a remembered walk depended on beyond the entry's constant facts. The facts the walk never read
 /// ([`Reads`]) are left out (zero / `None`), so that a change to them does not forget the path.
@@ -95,6 +104,8 @@ pub(crate) struct PathCache {
     /// The tags most recently found or stored, checked before hashing (a few paths serve most flows).
     recent: [u16; RECENT],
     next_recent: usize,
+    /// The flow-independent paths, offered to any entry direction without a path.
+    shared: Vec<u16>,
     /// The recording of the walk in progress (reused buffer).
     pub rec: Recording,
     pub hits: u64,
@@ -117,11 +128,31 @@ impl PathCache {
         (p.key == reads.mask(key)).then_some((p, name.as_ref()))
     }
 
+    /// A flow-independent path recorded under `key` (masked with the facts it read), for an entry
+    /// direction that has no path of its own.
+    pub fn shared(&self, key: PathKey) -> Option<u16> {
+        self.shared.iter().copied().find(|&t| self.lookup(t, key).is_some())
+    }
+
     /// The tag of the path recorded as `rec` (the buffer) under `key` (masked here with the facts the walk
     /// read) with the rules the walk named, stored now if no identical path is; `None` when the cache is
-    /// full.
+    /// full. A flow-independent recording is also offered to other entries ([`PathCache::shared`]).
     /// `name` names a rule (called only when the path is new).
     pub fn remember(
+        &mut self,
+        key: PathKey,
+        filter_rule: Option<RuleId>,
+        last_rule: Option<RuleId>,
+        name: impl FnOnce(RuleId) -> RuleRef,
+    ) -> Option<u16> {
+        let tag = self.store(key, filter_rule, last_rule, name)?;
+        if self.rec.is_flow_independent() && self.shared.len() < MAX_SHARED && !self.shared.contains(&tag) {
+            self.shared.push(tag);
+        }
+        Some(tag)
+    }
+
+    fn store(
         &mut self,
         key: PathKey,
         filter_rule: Option<RuleId>,

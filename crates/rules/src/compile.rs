@@ -196,7 +196,27 @@ pub fn compile(file: &ast::File) -> Result<Ruleset, ParseError> {
             }
         }
     }
-    Ok(Ruleset { family, tables, rule_slots, policy_slots, limit_slots, index, chain_mask, short })
+    let mut key_prefix = [0; 15];
+    for t in &tables {
+        for h in Hook::ALL {
+            let at = key_prefix.get_mut(t.table as usize * 5 + h as usize);
+            if let (Some(at), Some((_, c))) = (at, t.hook_chain(h)) {
+                let n = c.rules.iter().take_while(|r| crate::eval::key_only(r)).count();
+                *at = u32::try_from(n).unwrap_or(u32::MAX);
+            }
+        }
+    }
+    Ok(Ruleset {
+        family,
+        tables,
+        rule_slots,
+        policy_slots,
+        limit_slots,
+        index,
+        chain_mask,
+        short,
+        key_prefix,
+    })
 }
 
 fn declare_chain(

@@ -450,6 +450,8 @@ pub struct Recording {
     /// Rule slots; policy slots carry [`POLICY_BIT`].
     counts: Vec<u32>,
     variant: bool,
+    /// Some walk's result may depend on the flow's own facts (see [`Recording::is_flow_independent`]).
+    bound: bool,
     /// Which of the per-entry facts that can change during a flow's life the evaluated matches read
     /// (`READS_*`): a fact never read cannot have changed the result.
     reads: u8,
@@ -467,6 +469,7 @@ impl Recording {
     pub fn clear(&mut self) {
         self.counts.clear();
         self.variant = false;
+        self.bound = false;
         self.reads = 0;
     }
 
@@ -491,6 +494,17 @@ impl Recording {
     /// See the type's docs.
     pub fn is_flow_invariant(&self) -> bool {
         !self.variant
+    }
+
+    /// Flow-invariant, and more: every walk recorded was decided by a rule (or a policy) of its
+    /// built-in chain that it reached testing only facts the engine's path key holds, so any flow's
+    /// ESTABLISHED packet on the same path, in the same direction, with the same key facts, gets the
+    /// same result. Exactly one counter grew per walk (no earlier rule matched), and that rule and
+    /// every rule before it in the chain is [`key_only`]: unconditional in its address, interface,
+    /// protocol and fragment part, with only state, `--ctstatus`, `--ctdir`, mark, ctmark, pkttype
+    /// and comment matches. A table whose chain is not loaded counts as decided (nothing ran).
+    pub fn is_flow_independent(&self) -> bool {
+        !self.variant && !self.bound
     }
 
     /// How many counter updates were recorded.
@@ -575,6 +589,31 @@ fn reads_of(m: &Match) -> u8 {
         Match::PktType(_) => READS_PKTTYPE,
         _ => 0,
     }
+}
+
+/// Whether `rule` tests only what the engine's path key holds for an ESTABLISHED packet (see
+/// [`Recording::is_flow_independent`]): no address, interface, protocol or fragment test, and only
+/// matches on the conntrack state, status and direction, the marks and the packet type.
+pub(crate) fn key_only(rule: &Rule) -> bool {
+    rule.ip.is_unconditional()
+        && rule.matches.iter().all(|m| match m {
+            Match::State(_) | Match::Mark(_) | Match::ConnMark(_) | Match::PktType(_) | Match::Comment(_) => {
+                true
+            }
+            Match::Conntrack(c) => {
+                c.proto.is_none()
+                    && c.orig_src.is_none()
+                    && c.orig_dst.is_none()
+                    && c.repl_src.is_none()
+                    && c.repl_dst.is_none()
+                    && c.orig_sport.is_none()
+                    && c.orig_dport.is_none()
+                    && c.repl_sport.is_none()
+                    && c.repl_dport.is_none()
+                    && c.expire.is_none()
+            }
+            _ => false,
+        })
 }
 
 /// Whether a match reads only facts shared by every packet of a flow direction (see [`Recording`]).
@@ -1354,8 +1393,38 @@ impl Ruleset {
         rec: Option<&mut Recording>,
     ) -> (Verdict, RuleId) {
         match rec {
-            Some(r) => self.classified(table, hook, ctx, state, r),
+            Some(r) => {
+                let before = r.len();
+                let out = self.classified(table, hook, ctx, state, r);
+                let grown = r.len().saturating_sub(before);
+                let decided = match out.1 .0 {
+                    RuleAt::Absent { .. } => grown == 0,
+                    _ => grown == 1 && self.key_decided(out.1),
+                };
+                if !decided {
+                    r.bound = true;
+                }
+                out
+            }
             None => self.classified(table, hook, ctx, state, &mut ()),
+        }
+    }
+
+    /// Whether `id` is a rule of a built-in chain, or its policy, that a walk reaching it without
+    /// any rule matching before got to by [`key_only`] rules alone, and that is itself one (see
+    /// [`Recording::is_flow_independent`]).
+    fn key_decided(&self, id: RuleId) -> bool {
+        let RuleAt::Rule { table, ti, ci, rule } = id.0 else { return true };
+        let chain = self.tables.get(ti as usize).and_then(|t| t.chains.get(ci as usize));
+        let Some((hook, len)) = chain.and_then(|c| Some((c.builtin?.0, c.rules.len()))) else {
+            return false;
+        };
+        let Some(&prefix) = self.key_prefix.get(table as usize * 5 + hook as usize) else {
+            return false;
+        };
+        match rule {
+            Some(n) => n <= prefix,
+            None => usize::try_from(prefix).is_ok_and(|p| p == len),
         }
     }
 

@@ -743,6 +743,10 @@ pub struct Ruleset {
     /// Per (table, hook) at `table * 5 + hook`: when that table has no indexed chain (the short
     /// walk), its position in `tables` and the hook's built-in chain's position in it.
     pub(crate) short: [Option<(u32, u32)>; 15],
+    /// Per (table, hook) at `table * 5 + hook`: how many leading rules of that built-in chain test
+    /// only what every ESTABLISHED packet of one path and direction shares, whatever its flow
+    /// ([`crate::eval::key_only`]; see [`crate::Recording::is_flow_independent`]).
+    pub(crate) key_prefix: [u32; 15],
 }
 
 impl Ruleset {

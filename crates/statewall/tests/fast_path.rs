@@ -2,7 +2,8 @@
 //! --no-fast-path` give the same verdict lines, counters, summary, table and events, on the examples,
 //! generated router scenarios, the corpus, and a ruleset written to trip the cache (marks set in raw and
 //! mangle, CONNMARK, status and direction matches, per-packet matches placed after flow matches, LOG, user
-//! chains with RETURN, several tables). Each case also checks that the fast path was really taken.
+//! chains with RETURN, several tables; and one whose key-only walks are shared between flows). Each case
+//! also checks that the fast path was really taken.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod common;
@@ -62,6 +63,41 @@ COMMIT
 COMMIT
 ";
 
+/// Without a raw table (the express lane): walks decided by rules testing only the path key's facts
+/// (their paths are offered to every flow) next to walks that also test the flow, after jumps, in
+/// user chains, and behind key-only rules.
+const KEYED: &str = "\
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:chk - [0:0]
+-A PREROUTING -m conntrack --ctstate ESTABLISHED --ctdir ORIGINAL -m comment --comment originals -j ACCEPT
+-A PREROUTING -m conntrack --ctstate ESTABLISHED -j chk
+-A PREROUTING -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A chk -p udp -j ACCEPT
+-A FORWARD -m conntrack --ctstate ESTABLISHED -m connmark --mark 0x0 -j ACCEPT
+-A POSTROUTING -m pkttype --pkt-type unicast -m conntrack --ctstate ESTABLISHED -j ACCEPT
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m conntrack --ctstate ESTABLISHED --ctdir REPLY -j ACCEPT
+-A INPUT -m conntrack --ctstate ESTABLISHED -p tcp -j ACCEPT
+-A INPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,NEW -j ACCEPT
+-A FORWARD -m conntrack --ctstate ESTABLISHED --ctdir REPLY -j ACCEPT
+-A FORWARD -m conntrack --ctstate ESTABLISHED --ctstatus ASSURED -j ACCEPT
+-A FORWARD -m conntrack --ctstate ESTABLISHED -i eth0 -j ACCEPT
+-A FORWARD -m conntrack --ctstate RELATED,NEW,ESTABLISHED -j ACCEPT
+-A OUTPUT -m mark --mark 0x1 -j DROP
+-A OUTPUT -m conntrack --ctstate ESTABLISHED -s 10.0.0.0/8 -j ACCEPT
+COMMIT
+";
+
 /// Stateful forwarding that lets most corpus traffic through, counting per state and direction.
 const STATEFUL: &str = "\
 *mangle
@@ -116,12 +152,15 @@ fn generated_router_scenarios_give_the_same_results() {
     // Without the raw table, established packets take the engine's express lane (conntrack-in first).
     let tricky_noraw = dir.join("tricky-noraw.v4");
     std::fs::write(&tricky_noraw, without_raw(TRICKY)).unwrap();
+    let keyed = dir.join("keyed.v4");
+    std::fs::write(&keyed, KEYED).unwrap();
     let mut fast = 0;
     for rules in [
         root().join("examples/router/rules.v4"),
         root().join("examples/logcount/rules.v4"),
         tricky.clone(),
         tricky_noraw.clone(),
+        keyed.clone(),
     ] {
         let rules = rules.display().to_string();
         for (name, seed) in [("random", 3), ("random", 17), ("random-mix", 5), ("case:syn-flood", 1)] {
@@ -149,7 +188,9 @@ fn corpus_captures_give_the_same_results() {
     std::fs::write(&stateful6, STATEFUL.replace("-p icmp", "-p ipv6-icmp")).unwrap();
     let tricky_noraw = dir.join("tricky-noraw.v4");
     std::fs::write(&tricky_noraw, without_raw(TRICKY)).unwrap();
-    let sets = [(stateful, Some(stateful6)), (tricky, None), (tricky_noraw, None)];
+    let keyed = dir.join("keyed.v4");
+    std::fs::write(&keyed, KEYED).unwrap();
+    let sets = [(stateful, Some(stateful6)), (tricky, None), (tricky_noraw, None), (keyed, None)];
     let (mut n, mut fast) = (0, 0);
     for (i, (r4, r6)) in sets.iter().enumerate() {
         for entry in std::fs::read_dir(corpus.join("pcaps")).unwrap() {
