@@ -44,6 +44,9 @@ pub struct Engine {
     iface_names: Vec<IfaceName>,
     /// The rules decisions named last, to name them again without rebuilding the references.
     named: Named,
+    /// Some rule reads more of the conntrack view than state, status, direction and ctmark
+    /// ([`Ruleset::reads_conn_details`]): only then does the view carry the tuples, lifetime and helpers.
+    view_details: bool,
 }
 
 /// Most frames [`Engine::warm`] looks at in one call.
@@ -244,6 +247,7 @@ impl Engine {
             .chain(std::iter::once(IfaceName::new(crate::host::LOOPBACK)))
             .collect();
         Engine {
+            view_details: ruleset.reads_conn_details(),
             iface_names,
             named: Named::default(),
             routes: RouteCache::new(),
@@ -296,6 +300,7 @@ impl Engine {
     /// Filter IPv6 packets with `ruleset6` (the ip6tables tables).
     pub fn with_ipv6_rules(mut self, ruleset6: Ruleset) -> Engine {
         let state = ruleset6.new_state();
+        self.view_details |= ruleset6.reads_conn_details();
         self.ruleset6 = Some((ruleset6, state));
         self.named = Named::default();
         self
@@ -999,7 +1004,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Build the rules' view of the packet's conntrack entry.
+    /// Build the rules' view of the packet's conntrack entry (its tuples, lifetime and helpers only when a rule
+    /// reads them: `view_details`).
     fn view(&self, now: Time, id: conntrack::ConnId, info: CtInfo) -> CtMatch {
         let Some(c) = self.ct.conn(id) else { return CtMatch::Invalid };
         let state = match info {
@@ -1007,6 +1013,28 @@ impl Engine {
             CtInfo::Established | CtInfo::EstablishedReply => CtState::Established,
             CtInfo::Related | CtInfo::RelatedReply => CtState::Related,
         };
+        if !self.view_details {
+            // No rule reads the rest: it is left empty (building the tuples costs more than the walk).
+            let none = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+            return CtMatch::Tracked(CtView {
+                state,
+                reply_dir: matches!(info, CtInfo::EstablishedReply | CtInfo::RelatedReply),
+                status: c.status().bits(),
+                l4proto: c.l4proto(),
+                orig_src: none,
+                orig_dst: none,
+                repl_src: none,
+                repl_dst: none,
+                orig_sport: None,
+                orig_dport: None,
+                repl_sport: None,
+                repl_dport: None,
+                expires_secs: 0,
+                mark: c.mark(),
+                helper: None,
+                master_helper: None,
+            });
+        }
         let (o, r) = (c.orig(), c.reply());
         let ports = |t: &conntrack::Tuple| match t.l4 {
             conntrack::TupleL4::Ports { sport, dport } => (Some(sport), Some(dport)),
@@ -1332,6 +1360,22 @@ mod tests {
         );
         let (before, after, d) = first_replies(&jump, 3);
         assert_eq!(after, before, "a walk through a user chain was shared");
+        assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:INPUT:2");
+    }
+
+    #[test]
+    fn tuple_lifetime_and_protocol_matches_see_the_entry() {
+        let rules = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+            -A INPUT -m conntrack --ctstate ESTABLISHED --ctproto udp --ctorigsrc 192.0.2.10 \
+            --ctrepldst 192.0.2.10 --ctorigdstport 5000 --ctreplsrcport 5000 --ctexpire 1:30 -j ACCEPT\n\
+            -A INPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT\nCOMMIT\n";
+        let mut e = engine(rules);
+        send(&mut e, 0, &udp(HOST, PEER, 40000, 5000));
+        let d = send(&mut e, 10, &udp(PEER, HOST, 5000, 40000));
+        assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:INPUT:1");
+        // Another flow: same tests, other port.
+        send(&mut e, 20, &udp(HOST, PEER, 40001, 5001));
+        let d = send(&mut e, 30, &udp(PEER, HOST, 5001, 40001));
         assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:INPUT:2");
     }
 

@@ -206,6 +206,24 @@ pub fn compile(file: &ast::File) -> Result<Ruleset, ParseError> {
             }
         }
     }
+    let details = tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules).flat_map(|r| &r.matches).any(
+        |m| match m {
+            Match::Conntrack(c) => {
+                c.proto.is_some()
+                    || c.orig_src.is_some()
+                    || c.orig_dst.is_some()
+                    || c.repl_src.is_some()
+                    || c.repl_dst.is_some()
+                    || c.orig_sport.is_some()
+                    || c.orig_dport.is_some()
+                    || c.repl_sport.is_some()
+                    || c.repl_dport.is_some()
+                    || c.expire.is_some()
+            }
+            Match::Helper(_) => true,
+            _ => false,
+        },
+    );
     Ok(Ruleset {
         family,
         tables,
@@ -216,6 +234,7 @@ pub fn compile(file: &ast::File) -> Result<Ruleset, ParseError> {
         chain_mask,
         short,
         key_prefix,
+        details,
     })
 }
 
@@ -1658,6 +1677,57 @@ mod tests {
         assert!(user2credits(a.wrapping_mul(5)) < user2credits(a));
         let a = 432_000_000u32;
         assert!(user2credits(a.wrapping_mul(5)) >= user2credits(a));
+    }
+
+    fn filter_input(rules: &str) -> Ruleset {
+        crate::parse(&format!("*filter\n:INPUT ACCEPT [0:0]\n:u - [0:0]\n{rules}COMMIT\n")).unwrap()
+    }
+
+    #[test]
+    fn conn_details_are_read_only_by_tuple_lifetime_and_helper_matches() {
+        let plain =
+            "-A INPUT -m conntrack --ctstate ESTABLISHED --ctstatus ASSURED --ctdir REPLY -j ACCEPT\n\
+                     -A INPUT -m state --state NEW -m connmark --mark 1 -p tcp --dport 22 -j ACCEPT\n";
+        assert!(!filter_input(plain).reads_conn_details());
+        for extra in [
+            "-m conntrack --ctproto udp",
+            "-m conntrack --ctorigsrc 10.0.0.1",
+            "-m conntrack --ctorigdst 10.0.0.1",
+            "-m conntrack --ctreplsrc 10.0.0.1",
+            "-m conntrack --ctrepldst 10.0.0.1",
+            "-m conntrack --ctorigsrcport 53",
+            "-m conntrack --ctorigdstport 53",
+            "-m conntrack --ctreplsrcport 53",
+            "-m conntrack --ctrepldstport 53",
+            "-m conntrack --ctexpire 10:20",
+            "-m helper --helper ftp",
+        ] {
+            // Also when only a user chain holds it.
+            let rs = filter_input(&format!("{plain}-A u {extra} -j ACCEPT\n"));
+            assert!(rs.reads_conn_details(), "{extra}");
+        }
+    }
+
+    #[test]
+    fn the_key_only_prefix_stops_at_the_first_rule_testing_the_flow() {
+        let rs = filter_input(
+            "-A INPUT -m conntrack --ctstate ESTABLISHED --ctdir REPLY -m comment --comment c -j ACCEPT\n\
+             -A INPUT -m mark --mark 1 -m connmark --mark 2 -m pkttype --pkt-type unicast -j u\n\
+             -A INPUT -m state --state RELATED -m conntrack --ctstatus ASSURED -j ACCEPT\n\
+             -A INPUT -i eth0 -j ACCEPT\n-A INPUT -j ACCEPT\n",
+        );
+        assert_eq!(rs.key_prefix[Table::Filter as usize * 5 + Hook::Input as usize], 3);
+        for first in [
+            "-s 10.0.0.0/8",
+            "-p tcp",
+            "! -i eth1",
+            "-f",
+            "-m conntrack --ctorigsrc 10.0.0.1",
+            "-m ttl --ttl-gt 3",
+        ] {
+            let rs = filter_input(&format!("-A INPUT {first} -j ACCEPT\n-A INPUT -j ACCEPT\n"));
+            assert_eq!(rs.key_prefix[Table::Filter as usize * 5 + Hook::Input as usize], 0, "{first}");
+        }
     }
 
     fn print6(rule: &str) -> Result<String, String> {

@@ -747,6 +747,9 @@ pub struct Ruleset {
     /// only what every ESTABLISHED packet of one path and direction shares, whatever its flow
     /// ([`crate::eval::key_only`]; see [`crate::Recording::is_flow_independent`]).
     pub(crate) key_prefix: [u32; 15],
+    /// Some match reads more of the conntrack view than its state, status, direction and mark
+    /// ([`Ruleset::reads_conn_details`]).
+    pub(crate) details: bool,
 }
 
 impl Ruleset {
@@ -761,6 +764,14 @@ impl Ruleset {
     pub fn table(&self, table: Table) -> Option<&TableRules> {
         self.tables.iter().find(|t| t.table == table)
     }
+    /// Whether some match reads the conntrack view's tuples, protocol, remaining lifetime or
+    /// helpers (`--ctproto`, `--ctorigsrc` and the other tuple tests, `--ctexpire`, `-m helper`).
+    /// When none does, a view holding only the state, status, direction and ctmark gives every
+    /// rule the same result.
+    pub fn reads_conn_details(&self) -> bool {
+        self.details
+    }
+
     /// Whether `table` is loaded and has the built-in chain `hook`.
     pub fn has_chain(&self, table: Table, hook: Hook) -> bool {
         self.chain_mask & Ruleset::chain_bit(table, hook) != 0
