@@ -48,6 +48,21 @@ pub(crate) struct PathKey {
     pub pkttype: Option<rules::PktType>,
 }
 
+impl PathKey {
+    /// The key as one word, for comparing under a mask ([`Reads::bits`]): status, ctmark and skb mark
+    /// in bits 0, 32 and 64, the packet type (0: none) at 96, then the path, direction and family.
+    fn packed(&self) -> u128 {
+        let pkttype = self.pkttype.map_or(0, |t| t as u128 + 1);
+        u128::from(self.status)
+            | u128::from(self.ctmark) << 32
+            | u128::from(self.mark) << 64
+            | pkttype << 96
+            | (self.path as u128) << 100
+            | u128::from(self.reply) << 104
+            | u128::from(self.v4) << 105
+    }
+}
+
 /// The changeable facts a walk read (from [`rules::Recording`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Reads {
@@ -67,10 +82,17 @@ impl Reads {
         }
     }
 
+    /// The bits of [`PathKey::packed`] that [`Reads::mask`] keeps.
+    fn bits(self) -> u128 {
+        let word = |read: bool| if read { u128::from(u32::MAX) } else { 0 };
+        let status = if self.status { u128::from(u32::MAX) } else { u128::from(NAT) };
+        let pkttype = if self.pkttype { 0xf << 96 } else { 0 };
+        status | word(self.ctmark) << 32 | word(self.mark) << 64 | pkttype | !0u128 << 100
+    }
+
     /// `key` with the facts not read left out. The NAT status bits are always kept: the state match
     /// reads them (SNAT/DNAT virtual states) and they never change once an entry exists.
     pub fn mask(self, key: PathKey) -> PathKey {
-        const NAT: u32 = rules::status::SRC_NAT | rules::status::DST_NAT;
         PathKey {
             status: if self.status { key.status } else { key.status & NAT },
             ctmark: if self.ctmark { key.ctmark } else { 0 },
@@ -80,6 +102,8 @@ impl Reads {
         }
     }
 }
+
+const NAT: u32 = rules::status::SRC_NAT | rules::status::DST_NAT;
 
 /// A remembered walk: its key, the counters it grew (and the facts it read), and the rules the decision
 /// names.
@@ -96,10 +120,11 @@ pub(crate) struct CachedPath {
 #[derive(Debug, Default)]
 pub(crate) struct PathCache {
     paths: Vec<CachedPath>,
-    /// Per path (same index): the facts its walk read, and the reference naming its deciding rule
-    /// (`filter_rule`, else `last_rule`), both fixed when it is stored, so that a packet taking it
-    /// neither works them out nor names the rule again.
-    fixed: Vec<(Reads, Option<RuleRef>)>,
+    /// Per path (same index): the mask of the facts its walk read and its key under that mask, as words
+    /// ([`PathKey::packed`]: a lookup is one masked compare), and the reference naming its deciding rule
+    /// (`filter_rule`, else `last_rule`), all fixed when it is stored, so that a packet taking it neither
+    /// works them out nor names the rule again.
+    fixed: Vec<(u128, u128, Option<RuleRef>)>,
     index: HashMap<CachedPath, u16, foldhash::fast::FixedState>,
     /// The tags most recently found or stored, checked before hashing (a few paths serve most flows).
     recent: [u16; RECENT],
@@ -123,9 +148,11 @@ impl PathCache {
     /// reference naming its deciding rule.
     pub fn lookup(&self, tag: u16, key: PathKey) -> Option<(&CachedPath, Option<&RuleRef>)> {
         let i = usize::from(tag).checked_sub(1)?;
-        let (reads, name) = self.fixed.get(i)?;
-        let p = self.paths.get(i)?;
-        (p.key == reads.mask(key)).then_some((p, name.as_ref()))
+        let (mask, want, name) = self.fixed.get(i)?;
+        if key.packed() & mask != *want {
+            return None;
+        }
+        Some((self.paths.get(i)?, name.as_ref()))
     }
 
     /// A flow-independent path recorded under `key` (masked with the facts it read), for an entry
@@ -176,7 +203,7 @@ impl PathCache {
                 }
                 let tag = u16::try_from(self.paths.len().checked_add(1)?).ok()?;
                 self.paths.push(path.clone());
-                self.fixed.push((reads, filter_rule.or(last_rule).map(name)));
+                self.fixed.push((reads.bits(), key.packed(), filter_rule.or(last_rule).map(name)));
                 self.index.insert(path, tag);
                 tag
             }
@@ -223,6 +250,36 @@ mod tests {
             table: rules::Table::Filter,
             chain: rules::ChainName::Builtin(rules::Hook::Input),
             rule: None,
+        }
+    }
+
+    fn any_key() -> impl proptest::strategy::Strategy<Value = PathKey> {
+        use proptest::prelude::*;
+        let small = prop_oneof![Just(0u32), Just(1), Just(rules::status::SRC_NAT), any::<u32>()];
+        (0u16..20, small.clone(), small.clone(), small, 0usize..6).prop_map(|(n, status, ctmark, mark, t)| {
+            let types = [
+                rules::PktType::Host,
+                rules::PktType::Broadcast,
+                rules::PktType::Multicast,
+                rules::PktType::OtherHost,
+                rules::PktType::Loopback,
+            ];
+            PathKey { ctmark, pkttype: types.get(t).copied(), ..key(n, status, mark) }
+        })
+    }
+
+    proptest::proptest! {
+        /// The masked word compare a lookup makes is the comparison of the masked keys.
+        #[test]
+        fn packed_compare_is_the_masked_key_compare(
+            a in any_key(),
+            b in any_key(),
+            read in proptest::prelude::any::<[bool; 4]>(),
+        ) {
+            let r = Reads { status: read[0], ctmark: read[1], mark: read[2], pkttype: read[3] };
+            let words = a.packed() & r.bits() == r.mask(b).packed();
+            proptest::prop_assert_eq!(words, r.mask(a) == r.mask(b));
+            proptest::prop_assert!(a.packed() & r.bits() == r.mask(a).packed());
         }
     }
 
