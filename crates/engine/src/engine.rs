@@ -554,13 +554,18 @@ impl Engine {
         let r = self.ct.handle_packet(now, pkt, ct_hook(path), None);
         let InResult::Tracked { id, info, note } = r else { return Lane::Tracked(r) };
         // No raw chain ran: the skb mark is still 0.
-        let Some((key, tag, true)) = self.path_key(pkt, pkttype, path, id, info, 0) else {
+        let Some((key, tag, true, adopted)) = self.path_key(pkt, pkttype, path, id, info, 0) else {
             return Lane::Tracked(r);
         };
         let reply = key.reply;
         let Some((p, name)) = self.paths.lookup(tag, key) else {
             return Lane::Tracked(r);
         };
+        if adopted {
+            // Later packets of this direction find it directly.
+            let dir = if reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
+            self.ct.set_tag(id, dir, tag);
+        }
         let state = match (v4, self.ruleset6.as_mut()) {
             (false, Some((_, st))) => st,
             _ => &mut self.rule_state,
@@ -748,8 +753,13 @@ impl Engine {
                 InResult::Tracked { id, info, note } => {
                     walk.conn = Some((id, info));
                     walk.ct_note = note;
-                    if let Some((key, tag)) = self.fast_key(pkt, pkttype, path, walk, id, info) {
+                    if let Some((key, tag, adopted)) = self.fast_key(pkt, pkttype, path, walk, id, info) {
                         if self.fast_walk(now, pkt, key, tag, walk, decision)? {
+                            if adopted {
+                                let dir =
+                                    if key.reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
+                                self.ct.set_tag(id, dir, tag);
+                            }
                             return Ok(());
                         }
                         walk.recording = Some(key);
@@ -869,20 +879,21 @@ impl Engine {
         walk: &Walk,
         id: conntrack::ConnId,
         info: CtInfo,
-    ) -> Option<(PathKey, u16)> {
+    ) -> Option<(PathKey, u16, bool)> {
         if !self.fast_path || walk.trace.is_some() || walk.untracked {
             return None;
         }
         if pkt.ip.frag.is_some() {
             return None;
         }
-        self.path_key(pkt, pkttype, path, id, info, walk.mark).map(|(key, tag, _)| (key, tag))
+        self.path_key(pkt, pkttype, path, id, info, walk.mark)
+            .map(|(key, tag, _, adopted)| (key, tag, adopted))
     }
 
     /// The key an ESTABLISHED packet's remembered path is looked up under on INPUT, OUTPUT or FORWARD (a
     /// forwarded packet whose TTL would expire takes the full path), with skb mark `mark` entering the
-    /// tables after conntrack; with its entry direction's path tag, and whether the entry's confirm hook
-    /// has nothing to do.
+    /// tables after conntrack; with its entry direction's path tag (or a flow-independent path's, which the
+    /// direction then adopts: the last flag), and whether the entry's confirm hook has nothing to do.
     fn path_key(
         &self,
         pkt: &Packet<'_>,
@@ -891,7 +902,7 @@ impl Engine {
         id: conntrack::ConnId,
         info: CtInfo,
         mark: u32,
-    ) -> Option<(PathKey, u16, bool)> {
+    ) -> Option<(PathKey, u16, bool, bool)> {
         let (reply, dir) = match info {
             CtInfo::Established => (false, conntrack::Dir::Original),
             CtInfo::EstablishedReply => (true, conntrack::Dir::Reply),
@@ -913,12 +924,12 @@ impl Engine {
             pkttype: Some(rules_pkttype(pkttype, pkt, &self.host)),
         };
         // An entry direction without a path of its own takes a flow-independent one recorded under
-        // the same key, if there is one.
-        let tag = match facts.tag {
-            0 => self.paths.shared(key).unwrap_or(0),
-            t => t,
+        // the same key, if there is one (adopted: the caller tags the direction with it once taken).
+        let (tag, adopted) = match facts.tag {
+            0 => self.paths.shared(key).map_or((0, false), |t| (t, true)),
+            t => (t, false),
         };
-        Some((key, tag, facts.settled))
+        Some((key, tag, facts.settled, adopted))
     }
 
     /// The ruleset for the packet's family: `None` for IPv6 without an IPv6 ruleset.
