@@ -107,12 +107,12 @@ impl RouteCache {
 }
 
 /// A routing decision: the path and the in and out interfaces.
-type Route = (PathKind, Option<Iface>, Option<Iface>);
+pub(crate) type Route = (PathKind, Option<Iface>, Option<Iface>);
 
 /// An interface of the engine's host: its index in [`Host::interfaces`], or `lo` (the host never changes
 /// once the engine has it, so the index always names the same interface).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Iface(u32);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Iface(u32);
 
 impl Iface {
     const LO: Iface = Iface(u32::MAX);
@@ -200,8 +200,9 @@ enum Lane {
     Done,
     /// Not taken: nothing ran.
     NotTaken,
-    /// Conntrack-in ran (raw has no chain): its result, for the rest of the walk.
-    Tracked(InResult),
+    /// Conntrack-in ran (raw has no chain): its result, for the rest of the walk, and the packet's route if
+    /// the lane found it.
+    Tracked(InResult, Option<Route>),
 }
 
 /// The state of one packet's walk through the hooks.
@@ -477,11 +478,10 @@ impl Engine {
         }
         // ip_rcv_core validates the header of packets arriving from a device before NF_INET_PRE_ROUTING: a bad
         // header checksum (e.g. a capture taken on the sender with checksum offload) never reaches netfilter.
-        // Locally generated packets get their header checksum filled in by the stack.
-        // The route is decided once per packet (a reassembled datagram has its fragments' addresses).
-        let route = self.routes.classify(&self.host, pkt.ip.src, pkt.ip.dst);
-        let from_wire = !matches!(route.0, PathKind::Output | PathKind::Loopback);
-        let input_drop = if !from_wire {
+        // Locally generated packets get their header checksum filled in by the stack. A packet is locally
+        // generated exactly when its source is local (the OUTPUT and loopback paths of the routing decision).
+        let src_local = self.host.is_local(pkt.ip.src);
+        let input_drop = if src_local {
             None
         } else if pkt.is_v4() && !wire::checksum::ipv4_header_ok(bytes) {
             Some("bad IPv4 header checksum")
@@ -508,64 +508,100 @@ impl Engine {
                 }
                 wire::defrag::DefragResult::Complete(whole) => {
                     return match wire::decode_ip(&whole) {
-                        Ok(p) => self.filter(now, &p, pkttype, route, out),
+                        Ok(p) => {
+                            // The route is decided once per datagram (a reassembled one has its fragments'
+                            // addresses).
+                            let route = self.routes.classify(&self.host, p.ip.src, p.ip.dst);
+                            self.filter(now, &p, pkttype, route, out)
+                        }
                         Err(e) => out.reset(Disposition::Undecodable { reason: e.to_string() }),
                     };
                 }
             }
         }
-        let pre = match self.express(now, pkt, pkttype, route, out) {
+        let (pre, route) = match self.express(now, pkt, pkttype, src_local, out) {
             Lane::Done => return,
-            Lane::NotTaken => None,
-            Lane::Tracked(r) => Some(r),
+            Lane::NotTaken => (None, None),
+            Lane::Tracked(r, route) => (Some(r), route),
+        };
+        let route = match route {
+            Some(r) => r,
+            None => self.routes.classify(&self.host, pkt.ip.src, pkt.ip.dst),
         };
         self.filter_from(now, pkt, pkttype, route, out, pre)
     }
 
-    /// The established-flow express lane, for a whole datagram of a path whose first hook has no raw
-    /// chain (then raw changes nothing and conntrack-in runs first). Conntrack-in runs here; when it
-    /// finds an ESTABLISHED packet whose entry direction carries a remembered path ([`crate::fastpath`])
-    /// and whose confirm hook has nothing to do, the decision is written here, exactly as the full walk
-    /// would write it, without building the walk's state. Otherwise the caller continues the walk after
-    /// conntrack-in with its result ([`Lane::Tracked`]), or from the start when the lane did not apply.
+    /// The established-flow express lane, for a whole datagram whose path's first hook (OUTPUT for a local
+    /// source, else PREROUTING) has no raw chain: then raw changes nothing and conntrack-in runs first. When it
+    /// finds an ESTABLISHED packet whose entry direction carries a remembered path ([`crate::fastpath`]) and
+    /// whose confirm hook has nothing to do, the decision is written here, exactly as the full walk would write
+    /// it, without building the walk's state. The direction's lane tag also holds its routing decision (the
+    /// same for every packet of the direction: same addresses, and the host never changes), so such a packet
+    /// is not routed again. Otherwise the caller continues the walk after conntrack-in with its result and
+    /// the route, when the lane had to find it ([`Lane::Tracked`]), or from the start when the lane did not
+    /// apply.
     fn express(
         &mut self,
         now: Time,
         pkt: &Packet<'_>,
         pkttype: PktType,
-        route: Route,
+        src_local: bool,
         out: &mut Decision,
     ) -> Lane {
         if !self.fast_path || self.tracing {
             return Lane::NotTaken;
         }
+        let (first_hook, ct_hook) = match src_local {
+            true => (Hook::Output, conntrack::Hook::LocalOut),
+            false => (Hook::PreRouting, conntrack::Hook::PreRouting),
+        };
+        let v4 = pkt.is_v4();
+        if self.ruleset_for(v4).is_none_or(|rs| rs.has_chain(Table::Raw, first_hook)) {
+            return Lane::NotTaken;
+        }
+        let r = self.ct.handle_packet(now, pkt, ct_hook, None);
+        let InResult::Tracked { id, info, note } = r else { return Lane::Tracked(r, None) };
+        let (reply, dir) = match info {
+            CtInfo::Established => (false, conntrack::Dir::Original),
+            CtInfo::EstablishedReply => (true, conntrack::Dir::Reply),
+            _ => return Lane::Tracked(r, None),
+        };
+        let Some(facts) = self.ct.fast_facts(id, dir).filter(|f| f.settled) else {
+            return Lane::Tracked(r, None);
+        };
+        // The direction's remembered path and route, or the route found now (and a shared path, below).
+        let (tag, route) = match self.paths.lane(facts.tag) {
+            Some((tag, route)) => (tag, route),
+            None => (0, self.routes.classify(&self.host, pkt.ip.src, pkt.ip.dst)),
+        };
         let (kind, in_if, out_if) = route;
         let path = match kind {
             PathKind::Input => PacketPath::Input,
             PathKind::Output => PacketPath::Output,
             PathKind::Forward if pkt.ip.ttl > 1 => PacketPath::Forward,
-            _ => return Lane::NotTaken,
+            _ => return Lane::Tracked(r, Some(route)),
         };
-        let first_hook = if path == PacketPath::Output { Hook::Output } else { Hook::PreRouting };
-        let v4 = pkt.is_v4();
-        if self.ruleset_for(v4).is_none_or(|rs| rs.has_chain(Table::Raw, first_hook)) {
-            return Lane::NotTaken;
-        }
-        let r = self.ct.handle_packet(now, pkt, ct_hook(path), None);
-        let InResult::Tracked { id, info, note } = r else { return Lane::Tracked(r) };
         // No raw chain ran: the skb mark is still 0.
-        let Some((key, tag, true, adopted)) = self.path_key(pkt, pkttype, path, id, info, 0) else {
-            return Lane::Tracked(r);
+        let key = PathKey {
+            v4,
+            path,
+            reply,
+            status: facts.status,
+            ctmark: facts.mark,
+            mark: 0,
+            pkttype: Some(rules_pkttype(pkttype, pkt, &self.host)),
         };
-        let reply = key.reply;
+        let adopted = tag == 0;
+        let tag = match adopted {
+            true => match self.paths.shared(key) {
+                Some(t) => t,
+                None => return Lane::Tracked(r, Some(route)),
+            },
+            false => tag,
+        };
         let Some((p, name)) = self.paths.lookup(tag, key) else {
-            return Lane::Tracked(r);
+            return Lane::Tracked(r, Some(route));
         };
-        if adopted {
-            // Later packets of this direction find it directly.
-            let dir = if reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
-            self.ct.set_tag(id, dir, tag);
-        }
         let state = match (v4, self.ruleset6.as_mut()) {
             (false, Some((_, st))) => st,
             _ => &mut self.rule_state,
@@ -577,6 +613,12 @@ impl Engine {
             _ => out.rule = name.cloned(),
         }
         self.paths.hits += 1;
+        if adopted {
+            // Later packets of this direction find the path, and their route, directly.
+            if let Some(lane) = self.paths.lane_tag(tag, route) {
+                self.ct.set_tag(id, dir, lane);
+            }
+        }
         out.reset_keeping_rule_and_flow(Disposition::Filtered);
         out.path = Some(path);
         out.in_iface = iface_label(&self.iface_names, in_if);
@@ -756,9 +798,7 @@ impl Engine {
                     if let Some((key, tag, adopted)) = self.fast_key(pkt, pkttype, path, walk, id, info) {
                         if self.fast_walk(now, pkt, key, tag, walk, decision)? {
                             if adopted {
-                                let dir =
-                                    if key.reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
-                                self.ct.set_tag(id, dir, tag);
+                                self.tag_lane(id, key, tag, walk);
                             }
                             return Ok(());
                         }
@@ -923,11 +963,12 @@ impl Engine {
             mark,
             pkttype: Some(rules_pkttype(pkttype, pkt, &self.host)),
         };
-        // An entry direction without a path of its own takes a flow-independent one recorded under
-        // the same key, if there is one (adopted: the caller tags the direction with it once taken).
-        let (tag, adopted) = match facts.tag {
-            0 => self.paths.shared(key).map_or((0, false), |t| (t, true)),
-            t => (t, false),
+        // The direction's lane names its path (and route: the same path here). A direction without one takes a
+        // flow-independent path recorded under the same key, if there is one (adopted: the caller tags the
+        // direction with it once taken).
+        let (tag, adopted) = match self.paths.lane(facts.tag) {
+            Some((t, (kind, _, _))) if path_of(kind) == Some(path) => (t, false),
+            _ => self.paths.shared(key).map_or((0, false), |t| (t, true)),
         };
         Some((key, tag, facts.settled, adopted))
     }
@@ -979,8 +1020,21 @@ impl Engine {
         };
         let tag = self.paths.remember(key, walk.filter_rule, walk.last_rule, |id| rs.rule_ref(id));
         if let Some(tag) = tag {
+            self.tag_lane(id, key, tag, walk);
+        }
+    }
+
+    /// Tag entry `id`'s direction (`key.reply`) with path `tag` and the route its walk took.
+    fn tag_lane(&mut self, id: conntrack::ConnId, key: PathKey, tag: u16, walk: &Walk) {
+        let kind = match key.path {
+            PacketPath::Input => PathKind::Input,
+            PacketPath::Output => PathKind::Output,
+            PacketPath::Forward => PathKind::Forward,
+            PacketPath::Loopback | PacketPath::Prerouting => return,
+        };
+        if let Some(lane) = self.paths.lane_tag(tag, (kind, walk.in_iface, walk.out_iface)) {
             let dir = if key.reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
-            self.ct.set_tag(id, dir, tag);
+            self.ct.set_tag(id, dir, lane);
         }
     }
 
@@ -1175,6 +1229,16 @@ impl Engine {
             }
             v => Err((v, Some(rs.rule_ref(rule)))),
         }
+    }
+}
+
+/// The path of a routing decision the fast path remembers (INPUT, OUTPUT, FORWARD).
+pub(crate) fn path_of(kind: PathKind) -> Option<PacketPath> {
+    match kind {
+        PathKind::Input => Some(PacketPath::Input),
+        PathKind::Output => Some(PacketPath::Output),
+        PathKind::Forward => Some(PacketPath::Forward),
+        PathKind::Loopback | PathKind::Unrouted(_) => None,
     }
 }
 

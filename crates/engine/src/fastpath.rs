@@ -25,6 +25,12 @@ use std::collections::HashMap;
 use rules::{Recording, RuleId, RuleRef};
 
 use crate::decision::PacketPath;
+use crate::engine::{Iface, Route};
+use crate::host::PathKind;
+
+/// A lane: a remembered path (its tag) and the route of the entry directions that take it. Conntrack entries
+/// are tagged with lanes (see [`PathCache::lane`]).
+type LaneKey = (u16, PacketPath, Option<Iface>, Option<Iface>);
 
 /// Tags are `u16` with 0 meaning "none".
 pub(crate) const MAX_PATHS: usize = u16::MAX as usize;
@@ -131,6 +137,9 @@ pub(crate) struct PathCache {
     next_recent: usize,
     /// The flow-independent paths, offered to any entry direction without a path.
     shared: Vec<u16>,
+    /// The lanes, by lane tag - 1, and their tags.
+    lanes: Vec<LaneKey>,
+    lane_index: HashMap<LaneKey, u16, foldhash::fast::FixedState>,
     /// The recording of the walk in progress (reused buffer).
     pub rec: Recording,
     pub hits: u64,
@@ -153,6 +162,34 @@ impl PathCache {
             return None;
         }
         Some((self.paths.get(i)?, name.as_ref()))
+    }
+
+    /// The path and route of lane `lane` (a conntrack entry direction's tag; 0: none).
+    pub fn lane(&self, lane: u16) -> Option<(u16, Route)> {
+        let &(tag, path, i, o) = self.lanes.get(usize::from(lane).checked_sub(1)?)?;
+        let kind = match path {
+            PacketPath::Input => PathKind::Input,
+            PacketPath::Output => PathKind::Output,
+            PacketPath::Forward => PathKind::Forward,
+            PacketPath::Loopback | PacketPath::Prerouting => return None,
+        };
+        Some((tag, (kind, i, o)))
+    }
+
+    /// The lane of path `tag` taken with `route` (INPUT, OUTPUT or FORWARD), made now if new; `None` when
+    /// there are too many.
+    pub fn lane_tag(&mut self, tag: u16, (kind, i, o): Route) -> Option<u16> {
+        let key = (tag, crate::engine::path_of(kind)?, i, o);
+        if let Some(&l) = self.lane_index.get(&key) {
+            return Some(l);
+        }
+        if self.lanes.len() >= MAX_PATHS {
+            return None;
+        }
+        let l = u16::try_from(self.lanes.len().checked_add(1)?).ok()?;
+        self.lanes.push(key);
+        self.lane_index.insert(key, l);
+        Some(l)
     }
 
     /// A flow-independent path recorded under `key` (masked with the facts it read), for an entry

@@ -150,6 +150,13 @@ fn render(p: &Pkt) -> Vec<u8> {
     ip
 }
 
+/// `rules` without its raw table.
+fn without_raw(rules: &str) -> String {
+    let start = rules.find("*raw\n").unwrap();
+    let end = start + rules[start..].find("COMMIT\n").unwrap() + "COMMIT\n".len();
+    format!("{}{}", &rules[..start], &rules[end..])
+}
+
 fn engine(max: u32) -> Engine {
     let mut cfg = conntrack::Config::default();
     cfg.set("net.netfilter.nf_conntrack_max", &max.to_string()).unwrap();
@@ -235,6 +242,33 @@ proptest! {
         if max == 1000 {
             prop_assert_eq!(ct_dropped, 0);
         }
+    }
+
+    /// The fast path (remembered paths, the express lane, flow-independent paths and the routes lanes keep)
+    /// changes nothing: every decision, in full, every counter and the table are those of the full walk, with
+    /// and without a raw table.
+    #[test]
+    fn the_fast_path_decides_exactly_like_the_full_walk(steps in steps(), raw in any::<bool>()) {
+        let rules = if raw { RULES.to_string() } else { without_raw(RULES) };
+        let mk = |fast: bool| {
+            let host = Host::with_locals(&["192.0.2.10/24".parse().unwrap()]);
+            let mut e = Engine::new(rules::parse(&rules).unwrap(), host, conntrack::Config::default());
+            e.set_fast_path(fast);
+            e
+        };
+        let (mut fast, mut full) = (mk(true), mk(false));
+        let mut now = Time::from_secs(1_000_000);
+        for (p, dt) in &steps {
+            now = Time(now.0.saturating_add_signed(dt * 1_000_000));
+            let frame = render(p);
+            let a = fast.handle_ip(now, &frame, wire::link::PktType::Unknown);
+            let b = full.handle_ip(now, &frame, wire::link::PktType::Unknown);
+            prop_assert_eq!(a, b);
+        }
+        let counters = |e: &Engine| e.ruleset().to_save_string(e.rule_state(), true);
+        prop_assert_eq!(counters(&fast), counters(&full));
+        prop_assert_eq!(table(&fast), table(&full));
+        prop_assert_eq!(full.fast_path_stats().0, 0);
     }
 
     #[test]
