@@ -369,11 +369,27 @@ impl Host {
 
     /// True if `ip` is an address of this host (any interface, including all of 127.0.0.0/8 as the kernel's
     /// local table holds it).
+    #[inline]
     pub fn is_local(&self, ip: IpAddr) -> bool {
         match ip {
-            IpAddr::V4(v4) => v4.is_loopback() || self.locals4.contains(&u32::from(v4)),
+            IpAddr::V4(v4) => self.is_local4(u32::from(v4)),
             IpAddr::V6(_) => self.locals.contains(&ip),
         }
+    }
+
+    /// [`Host::is_local`] for an IPv4 address as a word (a plain loop over the few a host has: the generic
+    /// slice search costs more to set up).
+    #[inline]
+    fn is_local4(&self, a: u32) -> bool {
+        if a >> 24 == 127 {
+            return true;
+        }
+        for &l in &self.locals4 {
+            if l == a {
+                return true;
+            }
+        }
+        false
     }
 
     /// The kernel's address type for `ip`.
@@ -458,17 +474,7 @@ impl Host {
     fn classify4(&self, src: u32, dst: u32) -> (PathKind, Option<usize>, Option<usize>) {
         const LO: usize = Host::LOOPBACK_INDEX;
         // Plain loops over the few words a host has (the generic slice searches cost more to set up).
-        let is_local = |a: u32| {
-            if a >> 24 == 127 {
-                return true;
-            }
-            for &l in &self.locals4 {
-                if l == a {
-                    return true;
-                }
-            }
-            false
-        };
+        let is_local = |a: u32| self.is_local4(a);
         let route = |a: u32| -> Option<usize> {
             if is_local(a) {
                 return Some(LO);
