@@ -887,6 +887,15 @@ impl Engine {
             }
         }
         self.confirm(now, pkt, walk, decision)?;
+        if let (Some((id, CtInfo::New)), true, Some(kind)) = (walk.conn, decision.ct_created, kind_of(path)) {
+            // The new entry's original direction keeps its route (a lane without a path yet): its first
+            // ESTABLISHED packet takes a flow-independent path without being routed again.
+            if self.fast_path {
+                if let Some(lane) = self.paths.lane_tag(0, (kind, walk.in_iface, walk.out_iface)) {
+                    self.ct.set_tag(id, conntrack::Dir::Original, lane);
+                }
+            }
+        }
         if path == PacketPath::Loopback {
             // Back in through `lo`: the skb still carries its ct, conntrack-in does nothing, and raw's state
             // matches already see the real state (reference §9 T13).
@@ -967,7 +976,7 @@ impl Engine {
         // flow-independent path recorded under the same key, if there is one (adopted: the caller tags the
         // direction with it once taken).
         let (tag, adopted) = match self.paths.lane(facts.tag) {
-            Some((t, (kind, _, _))) if path_of(kind) == Some(path) => (t, false),
+            Some((t, (kind, _, _))) if t != 0 && path_of(kind) == Some(path) => (t, false),
             _ => self.paths.shared(key).map_or((0, false), |t| (t, true)),
         };
         Some((key, tag, facts.settled, adopted))
@@ -1026,12 +1035,7 @@ impl Engine {
 
     /// Tag entry `id`'s direction (`key.reply`) with path `tag` and the route its walk took.
     fn tag_lane(&mut self, id: conntrack::ConnId, key: PathKey, tag: u16, walk: &Walk) {
-        let kind = match key.path {
-            PacketPath::Input => PathKind::Input,
-            PacketPath::Output => PathKind::Output,
-            PacketPath::Forward => PathKind::Forward,
-            PacketPath::Loopback | PacketPath::Prerouting => return,
-        };
+        let Some(kind) = kind_of(key.path) else { return };
         if let Some(lane) = self.paths.lane_tag(tag, (kind, walk.in_iface, walk.out_iface)) {
             let dir = if key.reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
             self.ct.set_tag(id, dir, lane);
@@ -1229,6 +1233,16 @@ impl Engine {
             }
             v => Err((v, Some(rs.rule_ref(rule)))),
         }
+    }
+}
+
+/// The routing decision of a path the fast path remembers (INPUT, OUTPUT, FORWARD).
+pub(crate) fn kind_of(path: PacketPath) -> Option<PathKind> {
+    match path {
+        PacketPath::Input => Some(PathKind::Input),
+        PacketPath::Output => Some(PathKind::Output),
+        PacketPath::Forward => Some(PathKind::Forward),
+        PacketPath::Loopback | PacketPath::Prerouting => None,
     }
 }
 

@@ -26,7 +26,6 @@ use rules::{Recording, RuleId, RuleRef};
 
 use crate::decision::PacketPath;
 use crate::engine::{Iface, Route};
-use crate::host::PathKind;
 
 /// A lane: a remembered path (its tag) and the route of the entry directions that take it. Conntrack entries
 /// are tagged with lanes (see [`PathCache::lane`]).
@@ -164,20 +163,14 @@ impl PathCache {
         Some((self.paths.get(i)?, name.as_ref()))
     }
 
-    /// The path and route of lane `lane` (a conntrack entry direction's tag; 0: none).
+    /// The path (0: none yet) and route of lane `lane` (a conntrack entry direction's tag; 0: none).
     pub fn lane(&self, lane: u16) -> Option<(u16, Route)> {
         let &(tag, path, i, o) = self.lanes.get(usize::from(lane).checked_sub(1)?)?;
-        let kind = match path {
-            PacketPath::Input => PathKind::Input,
-            PacketPath::Output => PathKind::Output,
-            PacketPath::Forward => PathKind::Forward,
-            PacketPath::Loopback | PacketPath::Prerouting => return None,
-        };
-        Some((tag, (kind, i, o)))
+        Some((tag, (crate::engine::kind_of(path)?, i, o)))
     }
 
-    /// The lane of path `tag` taken with `route` (INPUT, OUTPUT or FORWARD), made now if new; `None` when
-    /// there are too many.
+    /// The lane of path `tag` (0: none yet, only the route is known) taken with `route` (INPUT, OUTPUT or
+    /// FORWARD), made now if new; `None` when there are too many.
     pub fn lane_tag(&mut self, tag: u16, (kind, i, o): Route) -> Option<u16> {
         let key = (tag, crate::engine::path_of(kind)?, i, o);
         if let Some(&l) = self.lane_index.get(&key) {
