@@ -6,7 +6,9 @@
 //! packet of the same entry direction. When a full walk of those tables was flow-invariant
 //! ([`rules::Recording`]: no match read a per-packet field, no non-terminating target ran) and
 //! accepted, its counters and deciding rules are remembered here, and the entry's direction is
-//! tagged with the remembered path ([`conntrack::Conn::tag`]). A later packet of that direction
+//! tagged ([`conntrack::Conn::tag`]) with a lane: the remembered path together with the
+//! direction's routing decision (the same for all its packets: same addresses, and the engine's
+//! host never changes), so that the express lane routes none of them again. A later packet of that direction
 //! whose conntrack status, ctmark, skb mark and packet type are those the path was recorded with
 //! skips the rule walk: the same counters grow by its length, and the same rules are named. Any
 //! difference, tracing, a forwarded packet about to exceed its TTL, or a path not remembered, takes
@@ -19,6 +21,8 @@
 //! test nothing but the key's facts) holds for every entry: its path is offered ([`PathCache::shared`])
 //! to an entry direction that has none yet, under the same key, so that a new flow's first
 //! ESTABLISHED packets do not walk the tables again. At most [`MAX_SHARED`] such paths are offered.
+//! A new entry's original direction is tagged at once with a lane that holds only its route (path
+//! 0), which its first ESTABLISHED packet completes with such a shared path.
 
 use std::collections::HashMap;
 
