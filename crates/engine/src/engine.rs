@@ -56,28 +56,44 @@ pub const WARM_MAX: usize = 32;
 /// tables mostly hit in cache, and warming would only add work).
 const WARM_FROM_ENTRIES: usize = 32 * 1024;
 
-/// A direct-mapped memo of [`Host::classify`], keyed by the address pair.
+/// A direct-mapped memo of [`Host::classify`], keyed by the address pair: IPv4 pairs as one word (a
+/// small slot, cheap to check and to fill), IPv6 pairs in slots of their own.
 struct RouteCache {
-    slots: Vec<Option<RouteSlot>>,
+    v4: Vec<Option<(u64, Route)>>,
+    v6: Vec<Option<RouteSlot>>,
 }
 
 #[derive(Clone, Copy)]
 struct RouteSlot {
     src: IpAddr,
     dst: IpAddr,
-    kind: PathKind,
-    in_if: Option<Iface>,
-    out_if: Option<Iface>,
+    route: Route,
 }
 
 const ROUTE_SLOTS: usize = 4096;
+const ROUTE_SLOTS6: usize = 1024;
 
 impl RouteCache {
     fn new() -> RouteCache {
-        RouteCache { slots: vec![None; ROUTE_SLOTS] }
+        RouteCache { v4: vec![None; ROUTE_SLOTS], v6: vec![None; ROUTE_SLOTS6] }
     }
 
-    fn slot(src: IpAddr, dst: IpAddr) -> usize {
+    /// `host.classify(src, dst)`, remembered; interfaces as [`Iface`] indices.
+    fn classify(&mut self, host: &Host, src: IpAddr, dst: IpAddr) -> Route {
+        if let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) {
+            let key = u64::from(u32::from(s)) << 32 | u64::from(u32::from(d));
+            let i = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize % ROUTE_SLOTS;
+            if let Some(Some((k, r))) = self.v4.get(i) {
+                if *k == key {
+                    return *r;
+                }
+            }
+            let route = Self::route(host, src, dst);
+            if let Some(slot) = self.v4.get_mut(i) {
+                *slot = Some((key, route));
+            }
+            return route;
+        }
         let word = |ip: IpAddr| match ip {
             IpAddr::V4(v) => u64::from(u32::from(v)),
             IpAddr::V6(v) => {
@@ -86,23 +102,22 @@ impl RouteCache {
             }
         };
         let h = word(src).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ word(dst).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
-        (h >> 52) as usize % ROUTE_SLOTS
-    }
-
-    /// `host.classify(src, dst)`, remembered; interfaces as [`Iface`] indices.
-    fn classify(&mut self, host: &Host, src: IpAddr, dst: IpAddr) -> Route {
-        let i = Self::slot(src, dst);
-        if let Some(Some(r)) = self.slots.get(i) {
+        let i = (h >> 52) as usize % ROUTE_SLOTS6;
+        if let Some(Some(r)) = self.v6.get(i) {
             if r.src == src && r.dst == dst {
-                return (r.kind, r.in_if, r.out_if);
+                return r.route;
             }
         }
-        let (kind, in_if, out_if) = host.classify_index(src, dst);
-        let (in_if, out_if) = (in_if.and_then(Iface::at), out_if.and_then(Iface::at));
-        if let Some(slot) = self.slots.get_mut(i) {
-            *slot = Some(RouteSlot { src, dst, kind, in_if, out_if });
+        let route = Self::route(host, src, dst);
+        if let Some(slot) = self.v6.get_mut(i) {
+            *slot = Some(RouteSlot { src, dst, route });
         }
-        (kind, in_if, out_if)
+        route
+    }
+
+    fn route(host: &Host, src: IpAddr, dst: IpAddr) -> Route {
+        let (kind, in_if, out_if) = host.classify_index(src, dst);
+        (kind, in_if.and_then(Iface::at), out_if.and_then(Iface::at))
     }
 }
 

@@ -475,16 +475,20 @@ impl Host {
         const LO: usize = Host::LOOPBACK_INDEX;
         // Plain loops over the few words a host has (the generic slice searches cost more to set up).
         let is_local = |a: u32| self.is_local4(a);
-        let route = |a: u32| -> Option<usize> {
-            if is_local(a) {
-                return Some(LO);
-            }
+        // The device of the route to a non-local address.
+        let route_out = |a: u32| -> Option<usize> {
             for &(net, mask, dev) in &self.routes4 {
                 if a & mask == net {
                     return Some(dev);
                 }
             }
             None
+        };
+        let route = |a: u32| -> Option<usize> {
+            if is_local(a) {
+                return Some(LO);
+            }
+            route_out(a)
         };
         let broadcast = |a: u32| {
             if a == u32::MAX {
@@ -515,7 +519,8 @@ impl Host {
         if src_local {
             return (PathKind::Output, None, route(dst));
         }
-        let in_if = route(src).filter(|&d| d != LO);
+        // (The source is not local here: its route is never `lo`.)
+        let in_if = route_out(src).filter(|&d| d != LO);
         // `martian_source` on words: multicast, limited broadcast, loopback, and 0.0.0.0/8 except the
         // all-zero source to the limited broadcast.
         let martian = src >> 28 == 0xe
