@@ -306,36 +306,62 @@ impl Conn {
         now: Time,
         proto: ProtoState,
     ) -> Conn {
+        if let Some(k) = Key4::of(orig) {
+            return Conn::new4(k, zone, zone_dir, gen, now, proto);
+        }
         let (l4, kind) = pack_l4(orig.l4);
+        let wide = |ip: IpAddr| match ip {
+            IpAddr::V4(v) => v.to_ipv6_mapped(),
+            IpAddr::V6(v) => v,
+        };
+        let v6 = Some([wide(orig.src), wide(orig.dst)]);
+        let ext = Some(Box::new(Ext { v6, zone, ..Ext::default() }));
+        Conn::build(Key4 { src: 0, dst: 0, l4, proto: orig.proto, kind }, ext, zone_dir, gen, now, proto)
+    }
+
+    /// [`Conn::new`] for an IPv4 original tuple in compact form: the entry is filled from the key's words
+    /// (no [`Tuple`] is built and packed again); only a zone other than 0 needs the extension box.
+    #[inline]
+    pub(crate) fn new4(
+        key: Key4,
+        zone: u16,
+        zone_dir: ZoneDir,
+        gen: u32,
+        now: Time,
+        proto: ProtoState,
+    ) -> Conn {
+        let ext = (zone != 0).then(|| Box::new(Ext { zone, ..Ext::default() }));
+        Conn::build(key, ext, zone_dir, gen, now, proto)
+    }
+
+    /// The entry with the stored words of `key` (addresses unused when `ext` holds IPv6 ones).
+    #[inline]
+    fn build(
+        key: Key4,
+        ext: Option<Box<Ext>>,
+        zone_dir: ZoneDir,
+        gen: u32,
+        now: Time,
+        proto: ProtoState,
+    ) -> Conn {
         let zd = match zone_dir {
             ZoneDir::Both => 0,
             ZoneDir::Orig => 1,
             ZoneDir::Reply => 2,
         };
-        let (src, dst, v6) = match (orig.src, orig.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => (u32::from(s), u32::from(d), None),
-            (s, d) => {
-                let wide = |ip: IpAddr| match ip {
-                    IpAddr::V4(v) => v.to_ipv6_mapped(),
-                    IpAddr::V6(v) => v,
-                };
-                (0, 0, Some([wide(s), wide(d)]))
-            }
-        };
-        let ext = (v6.is_some() || zone != 0).then(|| Box::new(Ext { v6, zone, ..Ext::default() }));
         Conn {
             timeout: now.0,
             ext,
-            src,
-            dst,
-            l4,
+            src: key.src,
+            dst: key.dst,
+            l4: key.l4,
             mark: 0,
             gen,
             timer: 0,
             tags: [0; 2],
             status: Status::empty(),
-            l4proto: orig.proto,
-            bits: kind | (zd << ZONE_DIR_SHIFT),
+            l4proto: key.proto,
+            bits: (key.kind & KIND_MASK) | (zd << ZONE_DIR_SHIFT),
             proto,
         }
     }
@@ -684,6 +710,43 @@ mod tests {
         assert_eq!(c.zone_dir(), ZoneDir::Orig);
         c.clear_events();
         assert_eq!(c.ecache(), 0);
+    }
+
+    #[test]
+    fn entries_built_from_compact_keys_are_the_tuple_built_ones() {
+        let ip = |a: u8| IpAddr::V4(Ipv4Addr::new(10, 0, 0, a));
+        let tuples = [
+            Tuple { src: ip(1), dst: ip(2), proto: 6, l4: TupleL4::Ports { sport: 1000, dport: 80 } },
+            Tuple { src: ip(3), dst: ip(1), proto: 17, l4: TupleL4::Ports { sport: 53, dport: 5353 } },
+            Tuple { src: ip(1), dst: ip(2), proto: 1, l4: TupleL4::Icmp { ty: 8, code: 0, id: 7 } },
+            Tuple { src: ip(1), dst: ip(2), proto: 253, l4: TupleL4::None },
+        ];
+        for t in tuples {
+            for (zone, zone_dir) in
+                [(0, ZoneDir::Both), (5, ZoneDir::Both), (3, ZoneDir::Orig), (4, ZoneDir::Reply)]
+            {
+                let k = Key4::of(&t).unwrap();
+                let a = Conn::new4(k, zone, zone_dir, 9, Time(5), ProtoState::Generic);
+                let b = Conn::new(&t, zone, zone_dir, 9, Time(5), ProtoState::Generic);
+                for c in [&a, &b] {
+                    assert_eq!((c.orig(), c.reply()), (t, t.invert().unwrap()), "{t:?}");
+                    assert_eq!(
+                        (c.zone(), c.zone_dir(), c.l4proto(), c.key4()),
+                        (zone, zone_dir, t.proto, Some(k))
+                    );
+                    assert_eq!(
+                        (c.zone_id(Dir::Original), c.zone_id(Dir::Reply)),
+                        (zone_dir.id(zone, Dir::Original), zone_dir.id(zone, Dir::Reply))
+                    );
+                    // only a zone needs the extension box
+                    assert_eq!(c.ext.is_some(), zone != 0);
+                    assert_eq!(
+                        (c.gen, c.expires(), c.status, c.mark, c.ecache()),
+                        (9, Time(5), Status::empty(), 0, 0)
+                    );
+                }
+            }
+        }
     }
 
     #[test]

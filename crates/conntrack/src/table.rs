@@ -589,20 +589,16 @@ impl Conntrack {
     /// Delete every confirmed entry whose timer ran out at `now` (expiry <= now).
     pub fn handle_timeout(&mut self, now: Time) {
         let now = self.advance(now);
-        self.release_pending();
-        let conns = &self.conns;
-        let moved = self.wheel.advance(now.0, |i| conns.get(i as usize).map(|c| (c.place(), c.timeout)));
-        for &(idx, place) in moved {
-            if let Some(c) = self.conns.get_mut(idx as usize) {
-                c.set_place(place);
-            }
+        if self.pending_free.is_some() {
+            self.release_pending();
         }
+        self.wheel.advance(now.0, &mut EntryPlaces(&mut self.conns));
         while let Some((_, idx)) = self.wheel.pop_due(now.0) {
             // out of the wheel already: the unhash leaves it alone
             if let Some(c) = self.conns.get_mut(idx as usize) {
                 c.set_place(Place::None);
             }
-            self.delete(idx as usize);
+            self.delete_now(idx as usize);
         }
         self.expire_expectations(now);
     }
@@ -621,9 +617,15 @@ impl Conntrack {
     /// CONFIRMED (NEW event). For confirmed entries (reply packets, later packets of the flow) it
     /// only delivers the events cached for the entry (UPDATE).
     pub fn confirm(&mut self, now: Time, id: ConnId) {
+        self.confirm_entry(now, id);
+    }
+
+    /// [`Conntrack::confirm`], telling whether entry `id` is there and confirmed afterwards.
+    #[inline(always)]
+    fn confirm_entry(&mut self, now: Time, id: ConnId) -> bool {
         let now = self.advance(now);
         let idx = id.0 as usize;
-        let Some(c) = self.conn(id) else { return };
+        let Some(c) = self.conn(id) else { return false };
         if c.status.confirmed() {
             if c.ecache() != 0 && !c.status.dying() {
                 let bits = c.ecache();
@@ -632,12 +634,12 @@ impl Conntrack {
                     c.clear_events();
                 }
             }
-            return;
+            return true;
         }
         if c.status.dying() {
             self.free_slot(idx);
             self.stats.drop += 1;
-            return;
+            return false;
         }
         let proto = c.l4proto();
         let fresh = self.fresh.filter(|&(i, _, n)| {
@@ -666,9 +668,9 @@ impl Conntrack {
             } else {
                 self.stats.clash_resolve += 1;
             }
-            return;
+            return false;
         }
-        let Some(c) = self.conns.get_mut(idx) else { return };
+        let Some(c) = self.conns.get_mut(idx) else { return false };
         c.start_timer(now);
         if let Some(ts) = c.ext.as_deref_mut().and_then(|e| e.tstamp.as_mut()) {
             *ts = now;
@@ -681,14 +683,17 @@ impl Conntrack {
             self.free_slot(idx);
             self.stats.insert_failed += 1;
             self.stats.drop += 1;
-            return;
+            return false;
         }
-        self.emit(now, idx, EventKind::New, bits);
+        if self.config.events != 0 {
+            self.emit_event(now, idx, EventKind::New, bits);
+        }
         if bits != 0 {
             if let Some(c) = self.conns.get_mut(idx) {
                 c.clear_events();
             }
         }
+        true
     }
 
     /// The index hash conntrack-in looks up an IPv4 TCP or UDP packet with these addresses, protocol and
@@ -729,16 +734,19 @@ impl Conntrack {
     /// entry's helper ([`Conntrack::help`]), then confirmation ([`Conntrack::confirm`]), with the entry
     /// looked up once when the hook has nothing to do (most packets of a flow).
     pub fn confirm_hook(&mut self, now: Time, id: ConnId, info: CtInfo, pkt: &Packet<'_>) -> ConfirmOutcome {
-        let was_confirmed = match self.conn(id) {
+        let (was_confirmed, helper) = match self.conn(id) {
             None => return ConfirmOutcome::Settled,
             Some(c) if Self::is_settled(c) => return ConfirmOutcome::Settled,
-            Some(c) => c.status.confirmed(),
+            Some(c) => (c.status.confirmed(), c.help_ref().is_some_and(|h| h.kind.is_some())),
         };
-        if let HelperVerdict::Drop(reason) = self.help(now, id, info, pkt) {
-            return ConfirmOutcome::Drop(reason);
+        // Without a helper function [`Conntrack::help`] accepts and changes nothing (its clock advance is
+        // the confirmation's too).
+        if helper {
+            if let HelperVerdict::Drop(reason) = self.help(now, id, info, pkt) {
+                return ConfirmOutcome::Drop(reason);
+            }
         }
-        self.confirm(now, id);
-        let confirmed = self.conn(id).is_some_and(|c| c.status.confirmed());
+        let confirmed = self.confirm_entry(now, id);
         ConfirmOutcome::Confirmed { created: confirmed && !was_confirmed }
     }
 
@@ -1098,7 +1106,7 @@ impl Conntrack {
             };
             let (idx, dir, is_new) = match found {
                 Some((idx, dir)) => (idx, dir, false),
-                None => match self.alloc(now, &probe.tuple(), zone, template) {
+                None => match self.alloc(now, &probe, zone, template) {
                     Ok(idx) => {
                         self.note_fresh(idx, hash);
                         (idx, Dir::Original, true)
@@ -1476,22 +1484,12 @@ impl Conntrack {
     /// to hold it (memory exhausted).
     fn hash_in(&mut self, idx: usize) -> Result<(), crate::index::IndexError> {
         if self.table.capacity() == 0 {
-            // Like the kernel's preallocated hash (nf_conntrack_buckets), size the index for the configured
-            // maximum (up to 1M entries) at the first entry, so that growing it never stalls a packet by
-            // rehashing a big table; unlimited tables grow as they go.
-            // One node per entry (two only for entries whose directions hash differently). The per-entry
-            // arrays are reserved alike (address space only until used): growing them by doubling would
-            // leave the allocator with freed copies.
-            let want = (self.config.max as usize).min(1 << 20);
-            // Not reserving is no error: the index then grows as entries come (and an insert that cannot
-            // grow it is refused below).
-            let _ = self.table.reserve(want);
-            self.conns.reserve(want.saturating_sub(self.conns.len()));
-            self.wheel.reserve(want);
+            self.reserve_for_max();
         }
-        let Some(c) = self.conns.get(idx) else { return Ok(()) };
         let Ok(base) = u32::try_from(idx) else { return Ok(()) };
-        let expiry = c.timeout;
+        // One slab lookup for the whole insertion (the index, chains and wheel are other fields).
+        let Some(c) = self.conns.get_mut(idx) else { return Ok(()) };
+        // A plain entry's index hash is the hash its allocating lookup probed first, when known.
         let nodes = match self.fresh.take() {
             Some((i, h, _)) if i == idx && c.ext.is_none() => [Some((h, base << 1)), None],
             _ => index_nodes(c, base),
@@ -1514,31 +1512,55 @@ impl Conntrack {
             let buckets = chain_buckets(nodes, self.config.buckets);
             self.chains.insert_entry(buckets, base);
         }
-        let place = self.wheel.insert(base, expiry);
-        if let Some(c) = self.conns.get_mut(idx) {
-            c.set_place(place);
-        }
+        c.set_place(self.wheel.insert(base, c.timeout));
         self.confirmed += 1;
         Ok(())
     }
 
+    /// Like the kernel's preallocated hash (nf_conntrack_buckets), size the index for the configured maximum
+    /// (up to 1M entries) at the first entry, so that growing it never stalls a packet by rehashing a big
+    /// table; unlimited tables grow as they go. One node per entry (two only for entries whose directions
+    /// hash differently). The per-entry arrays are reserved alike (address space only until used): growing
+    /// them by doubling would leave the allocator with freed copies.
+    #[cold]
+    #[inline(never)]
+    fn reserve_for_max(&mut self) {
+        let want = (self.config.max as usize).min(1 << 20);
+        // Not reserving is no error: the index then grows as entries come (and an insert that cannot grow
+        // it is refused by [`Conntrack::hash_in`]).
+        let _ = self.table.reserve(want);
+        self.conns.reserve(want.saturating_sub(self.conns.len()));
+        self.wheel.reserve(want);
+    }
+
+    #[inline(always)]
     fn unhash(&mut self, idx: usize) {
-        let Some(c) = self.conns.get(idx) else { return };
         let Ok(base) = u32::try_from(idx) else { return };
-        let nodes = index_nodes(c, base);
-        if let Some((h, node)) = nodes[0] {
-            self.table.remove(h, node);
+        // One slab lookup for the whole removal (the index, chains and wheel are other fields).
+        let Some(c) = self.conns.get_mut(idx) else { return };
+        match c.ext.is_none().then(|| c.key4()).flatten() {
+            // IPv4, zone 0, reply = inverse: one node under the stored key's symmetric hash
+            Some(k) if !self.chains.is_active() => {
+                self.table.remove(k.sym_hash(HASH_SEED, 0), base << 1);
+            }
+            _ => {
+                let nodes = index_nodes(c, base);
+                if let Some((h, node)) = nodes[0] {
+                    self.table.remove(h, node);
+                }
+                if let Some((h, node)) = nodes[1] {
+                    self.table.remove(h, node);
+                    self.split_entries = self.split_entries.saturating_sub(1);
+                }
+                if self.chains.is_active() {
+                    let buckets = chain_buckets(nodes, self.config.buckets);
+                    self.chains.remove_entry(buckets, base);
+                }
+            }
         }
-        if let Some((h, node)) = nodes[1] {
-            self.table.remove(h, node);
-            self.split_entries = self.split_entries.saturating_sub(1);
-        }
-        if self.chains.is_active() {
-            let buckets = chain_buckets(nodes, self.config.buckets);
-            self.chains.remove_entry(buckets, base);
-        }
-        self.wheel.remove(base, c.place(), c.timeout);
-        if let Some(c) = self.conns.get_mut(idx) {
+        let place = c.place();
+        if place != Place::None {
+            self.wheel.remove(base, place, c.timeout);
             c.set_place(Place::None);
         }
         self.confirmed = self.confirmed.saturating_sub(1);
@@ -1570,6 +1592,12 @@ impl Conntrack {
 
     /// Delete an entry now (expiry, early drop, reopen, flush); a confirmed one gets a DESTROY event.
     fn delete(&mut self, idx: usize) {
+        self.delete_now(idx);
+    }
+
+    /// [`Conntrack::delete`], inlined where entries are deleted in a loop (expiry).
+    #[inline(always)]
+    fn delete_now(&mut self, idx: usize) {
         if self.conns.get(idx).is_some_and(Self::is_hashed) {
             self.emit(self.now, idx, EventKind::Destroy, 0);
             self.unhash(idx);
@@ -1642,19 +1670,21 @@ impl Conntrack {
     }
 
     /// `init_conntrack` / `__nf_conntrack_alloc`, including the table limit and early drop.
+    /// The new entry is built from the probe as it is: an IPv4 TCP/UDP packet's compact key is stored as is
+    /// (its [`Tuple`] is built only when an expectation table must be searched).
     fn alloc(
         &mut self,
         now: Time,
-        tuple: &Tuple,
+        probe: &Probe,
         zone: ZoneKey,
         template: Option<&Template>,
     ) -> Result<usize, AllocError> {
-        if tuple.invert().is_none() {
+        if !probe.invertible() {
             return Err(AllocError::NoInverse);
         }
         let max = self.config.max;
         if max != 0 && self.conns.len() >= max as usize {
-            let h = tuple_hash(tuple, zone.id(Dir::Original));
+            let h = probe.hash(zone.id(Dir::Original));
             if !self.early_drop(now, h) {
                 return Err(AllocError::Full);
             }
@@ -1663,7 +1693,8 @@ impl Conntrack {
         if self.conns.vacant_key() > (u32::MAX >> 1) as usize {
             return Err(AllocError::Full);
         }
-        let proto = match tuple.proto {
+        let l4proto = probe.proto();
+        let proto = match l4proto {
             PROTO_TCP => ProtoState::Tcp(TcpConn::default()),
             PROTO_UDP => ProtoState::Udp { stream_deadline: now.add_nanos(UDP_STREAM_NS).0 },
             PROTO_UDPLITE => ProtoState::UdpLite,
@@ -1677,6 +1708,34 @@ impl Conntrack {
         };
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
+        let mut conn = match probe {
+            Probe::V4(k) => Conn::new4(*k, zone.id, zone.dir, gen, now, proto),
+            Probe::Any(t) => Conn::new(t, zone.id, zone.dir, gen, now, proto),
+        };
+        // No expectation to match, no helper, no accounting or timestamp: nothing more to set.
+        if !self.expects.is_empty()
+            || template.is_some_and(|t| t.helper.is_some())
+            || self.config.acct
+            || self.config.timestamp
+        {
+            self.alloc_extras(now, probe, zone, template, &mut conn);
+        }
+        Ok(self.conns.insert(conn))
+    }
+
+    /// The rarer parts of [`Conntrack::alloc`] for new entry `conn`: a matching expectation (an expected
+    /// connection), the helper, the accounting and timestamp extensions.
+    #[cold]
+    #[inline(never)]
+    fn alloc_extras(
+        &mut self,
+        now: Time,
+        probe: &Probe,
+        zone: ZoneKey,
+        template: Option<&Template>,
+        conn: &mut Conn,
+    ) {
+        let l4proto = probe.proto();
         let mut status = Status::empty();
         let mut mark = 0;
         let mut related = None;
@@ -1684,7 +1743,7 @@ impl Conntrack {
         // init_conntrack: an expectation matching the new tuple makes an expected connection (its
         // master must be confirmed and alive); only without one does the template's helper apply.
         if !self.expects.is_empty() {
-            if let Some((seq, e)) = self.expects.find(tuple, zone.id) {
+            if let Some((seq, e)) = self.expects.find(&probe.tuple(), zone.id) {
                 let master = e.master;
                 let alive = self.conn(master).filter(|m| m.status.confirmed() && !m.status.dying());
                 if let Some(m) = alive {
@@ -1705,7 +1764,7 @@ impl Conntrack {
             template.and_then(|t| t.helper.as_deref()).map(|name| {
                 Box::new(Help {
                     name: name.into(),
-                    kind: HelperKind::lookup(name, tuple.proto),
+                    kind: HelperKind::lookup(name, l4proto),
                     ftp: Default::default(),
                     sip_invite_cseq: 0,
                     sip_register_cseq: 0,
@@ -1716,7 +1775,7 @@ impl Conntrack {
             child_helper.map(|name| {
                 Box::new(Help {
                     name: name.into(),
-                    kind: HelperKind::lookup(name, tuple.proto),
+                    kind: HelperKind::lookup(name, l4proto),
                     ftp: Default::default(),
                     sip_invite_cseq: 0,
                     sip_register_cseq: 0,
@@ -1727,7 +1786,6 @@ impl Conntrack {
         if template_helper {
             status.insert(Status::HELPER);
         }
-        let mut conn = Conn::new(tuple, zone.id, zone.dir, gen, now, proto);
         conn.status = status;
         conn.mark = mark;
         if help.is_some() || related.is_some() || self.config.acct || self.config.timestamp {
@@ -1737,7 +1795,6 @@ impl Conntrack {
             ext.acct = self.config.acct.then(|| Box::new([Counter::default(), Counter::default()]));
             ext.tstamp = self.config.timestamp.then_some(now);
         }
-        Ok(self.conns.insert(conn))
     }
 
     /// `early_drop`: scan up to 8 consecutive virtual buckets from the new tuple's bucket; in each,
@@ -2118,6 +2175,20 @@ impl Conntrack {
     }
 }
 
+/// The entries' timer places, as the wheel reads and moves them ([`Wheel::advance`]).
+struct EntryPlaces<'a>(&'a mut Slab<Conn>);
+
+impl crate::timers::Places for EntryPlaces<'_> {
+    #[inline]
+    fn visit(&mut self, idx: u32, f: impl FnOnce(Place, u64) -> Option<Place>) {
+        if let Some(c) = self.0.get_mut(idx as usize) {
+            if let Some(place) = f(c.place(), c.timeout) {
+                c.set_place(place);
+            }
+        }
+    }
+}
+
 /// What conntrack-in looks a packet up by: an IPv4 TCP or UDP packet by its compact key (the full tuple
 /// is built only for a new entry), anything else by its tuple.
 enum Probe {
@@ -2130,6 +2201,27 @@ impl Probe {
         match self {
             Probe::V4(k) => k.tuple(),
             Probe::Any(t) => *t,
+        }
+    }
+    /// The L4 protocol number.
+    fn proto(&self) -> u8 {
+        match self {
+            Probe::V4(k) => k.proto,
+            Probe::Any(t) => t.proto,
+        }
+    }
+    /// Whether the tuple has an inverse (`nf_ct_invert_tuple` succeeds): entries are made only then.
+    fn invertible(&self) -> bool {
+        match self {
+            Probe::V4(k) => k.invert().is_some(),
+            Probe::Any(t) => t.invert().is_some(),
+        }
+    }
+    /// The index hash of the tuple in zone id `zone` ([`tuple_hash`]).
+    fn hash(&self, zone: u16) -> u64 {
+        match self {
+            Probe::V4(k) => k.sym_hash(HASH_SEED, zone),
+            Probe::Any(t) => tuple_hash(t, zone),
         }
     }
 }
@@ -2261,6 +2353,59 @@ mod tests {
         );
         assert_ne!(lab.ct.warm(&[hash(&r)]), 0);
         assert_eq!(lab.ct.warm(&[]), 0);
+    }
+
+    #[test]
+    fn one_packet_flows_leave_index_wheel_and_slab_when_they_expire() {
+        // A flood of new UDP flows, one packet each, 0.25 s apart, with expiry running before every packet
+        // (as the engine does): unreplied UDP entries live 30 s.
+        let mut lab = Lab::new();
+        for i in 0..200u16 {
+            let at = f64::from(i) * 0.25;
+            lab.ct.handle_timeout(t(at));
+            assert_eq!(info(lab.pass(at, &udp(A, 1000 + i, B, 53, b"q"))), "NEW");
+            lab.ct.check_invariants();
+        }
+        // at 49.75 s the flows created at or before 19.75 s (i <= 79) have expired
+        assert_eq!((lab.ct.len(), lab.ct.count(), lab.ct.table.len()), (120, 120, 120));
+        assert!(lab
+            .ct
+            .find(
+                &Key4::tuple(packet_key4(&wire::decode_ip(&udp(A, 1079, B, 53, b"q")).unwrap()).unwrap()),
+                0
+            )
+            .is_none());
+        lab.ct.handle_timeout(t(80.0));
+        lab.ct.check_invariants();
+        assert_eq!((lab.ct.len(), lab.ct.count(), lab.ct.table.len(), lab.ct.wheel.len()), (0, 0, 0, 0));
+        // the same flow again is a new entry, confirmed and indexed like the first time
+        assert_eq!(info(lab.pass(81.0, &udp(A, 1000, B, 53, b"q"))), "NEW");
+        assert_eq!(info(lab.pass(81.1, &udp(B, 53, A, 1000, b"r"))), "ESTABLISHED_REPLY");
+        lab.ct.check_invariants();
+    }
+
+    #[test]
+    fn the_confirm_hook_runs_the_helper_only_of_an_entry_that_has_one() {
+        let mut lab = Lab::new();
+        let hook = |lab: &mut Lab, at: f64, bytes: &[u8], tmpl: Option<&Template>| {
+            let p = wire::decode_ip(bytes).unwrap();
+            let InResult::Tracked { id, info, .. } = lab.ct.handle_packet(t(at), &p, Hook::PreRouting, tmpl)
+            else {
+                panic!("not tracked")
+            };
+            lab.ct.confirm_hook(t(at), id, info, &p)
+        };
+        // a TFTP read request through an entry with the tftp helper: the helper expects the answer
+        let tm = Template { helper: Some("tftp".into()), ..Template::default() };
+        let rrq = udp(A, 3000, B, 69, b"\x00\x01file\x00octet\x00");
+        assert_eq!(hook(&mut lab, 0.0, &rrq, Some(&tm)), ConfirmOutcome::Confirmed { created: true });
+        assert_eq!(lab.ct.expectations().count(), 1);
+        // a plain entry: its first packet confirms it, the next finds nothing to do
+        let q = udp(A, 4000, B, 53, b"q");
+        assert_eq!(hook(&mut lab, 0.1, &q, None), ConfirmOutcome::Confirmed { created: true });
+        assert_eq!(hook(&mut lab, 0.2, &q, None), ConfirmOutcome::Settled);
+        assert_eq!(lab.ct.expectations().count(), 1);
+        lab.ct.check_invariants();
     }
 
     #[test]
@@ -2723,6 +2868,37 @@ mod tests {
             lab.proc(1.9),
             "ipv4     2 udp      17 28 src=10.99.0.1 dst=10.99.0.2 sport=4444 dport=6001 packets=2 bytes=72 [UNREPLIED] src=10.99.0.2 dst=10.99.0.1 sport=6001 dport=4444 packets=0 bytes=0 mark=0 zone=0 delta-time=1 use=2\n"
         );
+    }
+
+    #[test]
+    fn each_creation_time_extension_is_made_on_its_own() {
+        let q = udp(A, 4444, B, 6001, b"hello");
+        // accounting alone
+        let mut cfg = Config::default();
+        cfg.acct = true;
+        let mut lab = Lab::with(cfg.clone());
+        let id = ids(lab.pass(0.0, &q));
+        let c = lab.ct.conn(id).unwrap().clone();
+        assert_eq!(c.counters().map(|[o, r]| (o.packets, o.bytes, r.packets)), Some((1, 33, 0)));
+        assert_eq!((c.timestamp_start(), c.helper()), (None, None));
+        // the timestamp alone (set at confirmation)
+        cfg.acct = false;
+        cfg.timestamp = true;
+        let mut lab = Lab::with(cfg);
+        let id = ids(lab.pass(0.0, &q));
+        let c = lab.ct.conn(id).unwrap().clone();
+        assert_eq!((c.timestamp_start(), c.counters(), c.helper()), (Some(t(0.0)), None, None));
+        // a template's helper alone
+        let mut lab = Lab::new();
+        let tm = Template { helper: Some("tftp".into()), ..Template::default() };
+        let id = ids(lab.pass_tmpl(0.0, &q, &tm));
+        let c = lab.ct.conn(id).unwrap().clone();
+        assert_eq!((c.helper(), c.status().contains(Status::HELPER)), (Some("tftp"), true));
+        assert_eq!((c.timestamp_start(), c.counters()), (None, None));
+        // nothing: no extension box
+        let mut lab = Lab::new();
+        let id = ids(lab.pass(0.0, &q));
+        assert!(lab.ct.conn(id).unwrap().ext.is_none());
     }
 
     #[test]

@@ -93,8 +93,14 @@ pub struct Wheel {
     /// previous one went to (the same timeout from about the same time), and are appended there without
     /// looking the slot up (the order within a slot does not matter: [`Wheel::advance`] sorts).
     tail: Option<(u64, u32)>,
-    /// What [`Wheel::advance`] returns (kept for its capacity).
-    moved: Vec<(u32, Place)>,
+}
+
+/// The owner's side of the registrations: per entry, where its timer is registered and its current expiry
+/// (the wheel holds only indices). [`Wheel::advance`] reads and updates them as it moves entries.
+pub trait Places {
+    /// Calls `f` with entry `idx`'s place and current expiry (nothing when the index is free) and, when it
+    /// returns a place, records that the entry is now registered there.
+    fn visit(&mut self, idx: u32, f: impl FnOnce(Place, u64) -> Option<Place>);
 }
 
 impl Wheel {
@@ -108,11 +114,7 @@ impl Wheel {
 
     /// Heap bytes held (approximate for the ordered containers: their elements).
     pub fn memory_bytes(&self) -> usize {
-        self.links.capacity() * 8
-            + self.slots.len() * 16
-            + self.run.capacity() * 16
-            + self.late.len() * 16
-            + self.moved.capacity() * std::mem::size_of::<(u32, Place)>()
+        self.links.capacity() * 8 + self.slots.len() * 16 + self.run.capacity() * 16 + self.late.len() * 16
     }
 
     /// Room for entries with indices below `entries` without reallocating.
@@ -285,8 +287,9 @@ impl Wheel {
     }
 
     /// The earliest expiry, exactly: the near set's first, or the earliest current expiry of the entries
-    /// registered in the slots that start before it (`state` as in [`Wheel::advance`]). Usually looks at
-    /// one slot; [`Wheel::next`] is the constant-time lower bound.
+    /// registered in the slots that start before it (`state(idx)`: an entry's place and current expiry, as
+    /// [`Places::visit`] gives them). Usually looks at one slot; [`Wheel::next`] is the constant-time lower
+    /// bound.
     pub fn next_exact(&self, state: impl Fn(u32) -> Option<(Place, u64)>) -> Option<u64> {
         let mut best = self.near_first_entry().map(|(e, _)| e);
         let mut idxs = Vec::new();
@@ -355,18 +358,19 @@ impl Wheel {
     }
 
     /// Moves every slot starting at or before `now` into the near set (or, for entries whose expiry moved
-    /// later, into their own slot). `state(idx)` gives an entry's current place and expiry (`None` when the
-    /// index is free). Returns the entries' new places, which the owner records (each entry appears at most
-    /// once).
-    pub fn advance(&mut self, now: u64, state: impl Fn(u32) -> Option<(Place, u64)>) -> &[(u32, Place)] {
-        // one buffer for every call (its capacity stays with the wheel)
-        let mut moved = std::mem::take(&mut self.moved);
-        moved.clear();
-        let target = now / SLOT_NS + 1;
-        if target <= self.horizon {
-            self.moved = moved;
-            return &self.moved;
+    /// later, into their own slot). `places` gives each entry's current place and expiry and records the new
+    /// place of every entry moved (once per entry). Constant time when no slot comes due.
+    #[inline]
+    pub fn advance(&mut self, now: u64, places: &mut impl Places) {
+        if now / SLOT_NS < self.horizon {
+            return;
         }
+        self.advance_slots(now, places);
+    }
+
+    /// [`Wheel::advance`] when at least one slot comes due.
+    fn advance_slots(&mut self, now: u64, places: &mut impl Places) {
+        let target = now / SLOT_NS + 1;
         self.horizon = target;
         // Everything near now expires before the slots being moved start (they were at or beyond the old
         // horizon): the moved entries are appended to the run, after its live rest, and sorted there.
@@ -395,18 +399,19 @@ impl Wheel {
                     *l = [NIL, NIL];
                 }
                 // Only entries still registered here: one refreshed to an earlier slot was moved already.
-                if let Some((Place::Slot(s), expiry)) = state(cur) {
-                    if s == slot {
-                        let es = expiry / SLOT_NS;
-                        if es < target {
-                            self.run.push((expiry, cur, false));
-                            moved.push((cur, Place::Near));
-                        } else {
-                            self.push(es, cur);
-                            moved.push((cur, Place::Slot(es)));
-                        }
+                places.visit(cur, |place, expiry| {
+                    if place != Place::Slot(slot) {
+                        return None;
                     }
-                }
+                    let es = expiry / SLOT_NS;
+                    if es < target {
+                        self.run.push((expiry, cur, false));
+                        Some(Place::Near)
+                    } else {
+                        self.push(es, cur);
+                        Some(Place::Slot(es))
+                    }
+                });
                 cur = next;
             }
         }
@@ -418,8 +423,6 @@ impl Wheel {
             }
         }
         self.near_first = self.near_first_entry().map(|(e, _)| e);
-        self.moved = moved;
-        &self.moved
     }
 
     /// The earliest near entry if it expires at or before `now` (call [`Wheel::advance`] first).
@@ -709,13 +712,33 @@ mod tests {
         pop: bool,
     }
 
-    impl Model {
-        fn due(&mut self, now: u64) -> Vec<(u64, u32)> {
-            let (place, expiry, live) = (&self.place, &self.expiry, &self.live);
-            let st = |i: u32| live[i as usize].then(|| (place[i as usize], expiry[i as usize]));
-            for &(i, p) in self.wheel.advance(now, st) {
+    /// The model's per-entry records, as the wheel's owner keeps them.
+    struct Records<'a> {
+        place: &'a mut Vec<Place>,
+        expiry: &'a [u64],
+        live: &'a [bool],
+        /// Entries moved by the last advance (each at most once).
+        moved: Vec<u32>,
+    }
+
+    impl Places for Records<'_> {
+        fn visit(&mut self, i: u32, f: impl FnOnce(Place, u64) -> Option<Place>) {
+            if !self.live[i as usize] {
+                return;
+            }
+            if let Some(p) = f(self.place[i as usize], self.expiry[i as usize]) {
+                assert!(!self.moved.contains(&i), "entry {i} moved twice");
+                self.moved.push(i);
                 self.place[i as usize] = p;
             }
+        }
+    }
+
+    impl Model {
+        fn due(&mut self, now: u64) -> Vec<(u64, u32)> {
+            let mut records =
+                Records { place: &mut self.place, expiry: &self.expiry, live: &self.live, moved: Vec::new() };
+            self.wheel.advance(now, &mut records);
             let place = &mut self.place;
             let mut out = Vec::new();
             loop {
