@@ -156,12 +156,29 @@ impl Index {
         None
     }
 
-    /// The first node, in probe order, stored under `hash`'s tag and accepted by `eq`.
+    /// The first node, in probe order, stored under `hash`'s tag and accepted by `eq`. The home slot is
+    /// tried inline (where a lookup almost always ends), the rest of the probe out of line.
+    #[inline(always)]
     pub(crate) fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         let tag = tag_of(hash);
-        let mut i = self.home_of_tag(tag);
+        let home = self.home_of_tag(tag);
+        let s = *self.slots.get(home)?;
+        if s == 0 {
+            return None;
+        }
+        if (s >> 32) as u32 == tag && eq(node_of(s)) {
+            return Some(node_of(s));
+        }
+        self.find_after(home, tag, eq)
+    }
+
+    /// [`Index::find`] past the home slot `home` (its other `slots - 1` probes).
+    #[inline(never)]
+    fn find_after(&self, home: usize, tag: u32, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mut i = home;
         // Bounded: a half-full index always has an empty slot to stop at.
-        for _ in 0..self.slots.len() {
+        for _ in 1..self.slots.len() {
+            i = (i + 1) & self.mask;
             let s = *self.slots.get(i)?;
             if s == 0 {
                 return None;
@@ -169,7 +186,6 @@ impl Index {
             if (s >> 32) as u32 == tag && eq(node_of(s)) {
                 return Some(node_of(s));
             }
-            i = (i + 1) & self.mask;
         }
         None
     }

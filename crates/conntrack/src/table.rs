@@ -1069,6 +1069,51 @@ impl Conntrack {
         if !self.expects.is_empty() {
             self.expire_expectations(now);
         }
+        match self.handle_hot(now, pkt, hook, template) {
+            Ok(r) => r,
+            Err(looked) => self.handle_general(now, pkt, hook, template, looked),
+        }
+    }
+
+    /// The hot case of [`Conntrack::handle_packet`], kept small: an IPv4 TCP packet whose lookup finds an
+    /// ESTABLISHED entry that [`Conntrack::established_tcp`] takes. Otherwise `Err` with what the lookup
+    /// found, if it was done (the general path then starts from it rather than look up again: a lookup
+    /// can delete an expired entry).
+    #[inline]
+    fn handle_hot(
+        &mut self,
+        now: Time,
+        pkt: &Packet<'_>,
+        hook: Hook,
+        template: Option<&Template>,
+    ) -> Result<InResult, Option<Lookup>> {
+        // An IPv4 TCP packet passes the general path's fragment and ICMP checks and is looked up by its key.
+        let L4::Tcp(h) = &pkt.l4 else { return Err(None) };
+        if pkt.ip.proto != PROTO_TCP {
+            return Err(None);
+        }
+        let Some(key) = packet_key4(pkt) else { return Err(None) };
+        let zone = template.map_or(ZoneKey::DEFAULT, |t| ZoneKey { id: t.zone, dir: t.zone_dir });
+        let looked = self.lookup_hashed4(now, key, zone);
+        if let (Some((idx, dir)), _) = looked {
+            if let Some(r) = self.established_tcp(now, idx, dir, pkt, h, hook) {
+                return Ok(r);
+            }
+        }
+        Err(Some(looked))
+    }
+
+    /// [`Conntrack::handle_packet`] after its timers, for every packet [`Conntrack::handle_hot`] did not
+    /// take; `looked`: what its lookup found (for the packet's compact key), if it did one.
+    #[inline(never)]
+    fn handle_general(
+        &mut self,
+        now: Time,
+        pkt: &Packet<'_>,
+        hook: Hook,
+        template: Option<&Template>,
+        mut looked: Option<Lookup>,
+    ) -> InResult {
         let zone = template.map_or(ZoneKey::DEFAULT, |t| ZoneKey { id: t.zone, dir: t.zone_dir });
         let v6 = pkt.ip.version == 6;
 
@@ -1100,9 +1145,10 @@ impl Conntrack {
 
         // At most one repeat: a SYN reopening a closed entry is looked up again after deleting it.
         for _ in 0..2 {
-            let (found, hash) = match &probe {
-                Probe::V4(k) => self.lookup_hashed4(now, *k, zone),
-                Probe::Any(t) => self.lookup_hashed(now, t, zone),
+            let (found, hash) = match (looked.take(), &probe) {
+                (Some(l), _) => l,
+                (None, Probe::V4(k)) => self.lookup_hashed4(now, *k, zone),
+                (None, Probe::Any(t)) => self.lookup_hashed(now, t, zone),
             };
             let (idx, dir, is_new) = match found {
                 Some((idx, dir)) => (idx, dir, false),
@@ -1335,7 +1381,19 @@ impl Conntrack {
 
     /// [`Conntrack::find_node_hashed`] for an IPv4 tuple in compact form (a packet's tuple is never built
     /// as a [`Tuple`] to look it up).
+    #[inline(always)]
     fn find_node4(&self, key: Key4, zone: ZoneKey) -> (Option<(usize, Dir)>, u64) {
+        // zone id 0 is the id of both directions, whichever directions the zone names
+        if zone.id == 0 {
+            self.find_node4_default(key)
+        } else {
+            self.find_node4_zoned(key, zone)
+        }
+    }
+
+    /// [`Conntrack::find_node4`] in a zone other than 0.
+    #[inline(never)]
+    fn find_node4_zoned(&self, key: Key4, zone: ZoneKey) -> (Option<(usize, Dir)>, u64) {
         let inv = key.invert();
         let conns = &self.conns;
         // The direction `key` has in entry `c` (with an extension) found under index node `node`.
@@ -1369,6 +1427,39 @@ impl Conntrack {
         let found = probe(first_hash, first)
             .or_else(|| (second != first).then(|| probe(key.sym_hash(HASH_SEED, second), second)).flatten());
         (found, first_hash)
+    }
+
+    /// [`Conntrack::find_node4`] in zone 0 (no template: the common case): one probe, under zone id 0
+    /// (both directions' id), accepting a node whose entry has zone id 0 for the direction the key
+    /// has in it.
+    #[inline(always)]
+    fn find_node4_default(&self, key: Key4) -> (Option<(usize, Dir)>, u64) {
+        let inv = key.invert();
+        let conns = &self.conns;
+        let hash = key.sym_hash(HASH_SEED, 0);
+        let mut hit = None;
+        let found = self.table.find(hash, |node| {
+            let Some(c) = conns.get((node >> 1) as usize) else { return false };
+            hit = if c.ext.is_none() {
+                // no extension: IPv4, zone 0 both ways, reply = inverse, one node
+                c.plain_dir_of(&key, inv.as_ref())
+            } else {
+                let dir = if split(c) {
+                    split_dir(c, node, &key.tuple())
+                } else if c.key4().is_some() {
+                    c.plain_dir_of(&key, inv.as_ref())
+                } else {
+                    c.dir_of(&key.tuple())
+                };
+                dir.filter(|&dir| c.zone_id(dir) == 0)
+            };
+            hit.is_some()
+        });
+        let found = match (found, hit) {
+            (Some(node), Some(dir)) => Some(((node >> 1) as usize, dir)),
+            _ => None,
+        };
+        (found, hash)
     }
 
     /// [`Conntrack::find_node_hashed`] for a tuple without compact form (IPv6).
@@ -1461,6 +1552,7 @@ impl Conntrack {
     }
 
     /// [`Conntrack::lookup_hashed`] for an IPv4 tuple in compact form.
+    #[inline]
     fn lookup_hashed4(&mut self, now: Time, key: Key4, zone: ZoneKey) -> (Option<(usize, Dir)>, u64) {
         let found = self.find_node4(key, zone);
         self.unless_expired(now, found)
@@ -1626,7 +1718,20 @@ impl Conntrack {
         self.pending_free = Some(idx);
     }
 
+    #[inline(always)]
     fn set_expiry(&mut self, idx: usize, expiry: u64) {
+        let Some(c) = self.conns.get_mut(idx) else { return };
+        // The common refresh of a hashed entry (later, same registration) touches nothing else.
+        if Self::is_hashed(c) && Wheel::keeps(c.place(), expiry) {
+            c.timeout = expiry;
+            return;
+        }
+        self.set_expiry_moved(idx, expiry);
+    }
+
+    /// [`Conntrack::set_expiry`] beyond its common case.
+    #[inline(never)]
+    fn set_expiry_moved(&mut self, idx: usize, expiry: u64) {
         let Some(c) = self.conns.get_mut(idx) else { return };
         if !c.status.confirmed() {
             // relative until confirmation (whole seconds, as every caller gives)
@@ -1954,6 +2059,56 @@ impl Conntrack {
         InResult::Tracked { id: ConnId(idx as u32, c.gen), info, note: None }
     }
 
+    /// What [`Conntrack::handle_packet`] does from [`Conntrack::track`] on when found entry `idx` is an
+    /// ESTABLISHED TCP entry and [`TcpConn::established_ack`] takes the packet: the same checks first
+    /// (checksum, flags), the same refresh (`nf_ct_refresh_acct`), ASSURED, event bits and result.
+    /// `None`, with nothing changed, for every other packet (the general path then runs).
+    #[inline]
+    fn established_tcp(
+        &mut self,
+        now: Time,
+        idx: usize,
+        dir: Dir,
+        pkt: &Packet<'_>,
+        h: &wire::TcpHeader<'_>,
+        hook: Hook,
+    ) -> Option<InResult> {
+        let c = self.conns.get(idx)?;
+        if c.l4proto() != PROTO_TCP
+            || !c.status.seen_reply()
+            || c.tcp_state() != Some(crate::tcp::TcpState::Established)
+        {
+            return None;
+        }
+        // `decide`: a bad checksum makes the packet INVALID before the tracker runs (the general path says so).
+        if self.checksum_bad(pkt, hook) {
+            return None;
+        }
+        let cfg = &self.config;
+        let c = self.conns.get_mut(idx)?;
+        let status = c.status;
+        let (secs, assured) = c.tcp_mut()?.established_ack(cfg, dir, status, h)?;
+        // `apply` of a refresh.
+        c.account(dir, pkt.ip.total_len as u64);
+        if assured {
+            c.status.insert(Status::ASSURED);
+            // the event cache: SEEN_REPLY was set and the TCP state stays; only ASSURED can be new
+            if cfg.events != 0 {
+                c.cache_events(EV_ASSURED);
+            }
+        }
+        let id = ConnId(idx as u32, c.gen);
+        let info = if dir == Dir::Reply { CtInfo::EstablishedReply } else { CtInfo::Established };
+        if !c.status.contains(Status::FIXED_TIMEOUT) {
+            if c.status.confirmed() {
+                self.set_expiry(idx, now.0.saturating_add(secs_ns(secs)));
+            } else {
+                c.set_relative_timeout(secs);
+            }
+        }
+        Some(InResult::Tracked { id, info, note: None })
+    }
+
     /// Run the protocol tracker and apply its decision.
     fn track(
         &mut self,
@@ -2188,6 +2343,9 @@ impl crate::timers::Places for EntryPlaces<'_> {
         }
     }
 }
+
+/// What a lookup found (slab index and the packet's direction) with the hash it probed first.
+type Lookup = (Option<(usize, Dir)>, u64);
 
 /// What conntrack-in looks a packet up by: an IPv4 TCP or UDP packet by its compact key (the full tuple
 /// is built only for a new entry), anything else by its tuple.

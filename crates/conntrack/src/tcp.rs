@@ -735,7 +735,7 @@ impl TcpConn {
         let mut ack = h.ack;
         let mut sack = ack;
         let win_raw = h.window;
-        let mut win = u32::from(win_raw);
+        let win = u32::from(win_raw);
         let mut end = segment_end(h);
         let syn = h.flags.syn();
         let has_ack = h.flags.ack();
@@ -825,7 +825,17 @@ impl TcpConn {
             return fail(Window::Ignore("ignored ACK under lower bound (possible overly delayed)"));
         }
 
-        // Updates.
+        self.record_window(d, index, Accepted { seq, ack, sack, win, win_raw, end, syn, has_ack });
+        Window::Accept
+    }
+
+    /// `tcp_in_window` once a segment passed the checks: the window bookkeeping of both directions and
+    /// the retransmission counter (shared by [`TcpConn::in_window`] and [`TcpConn::established_ack`]).
+    #[inline(always)]
+    fn record_window(&mut self, d: usize, index: Index, a: Accepted) {
+        let Accepted { seq, ack, sack, mut win, win_raw, end, syn, has_ack } = a;
+        let [s0, s1] = &mut self.seen;
+        let (sender, receiver) = if d == 0 { (s0, s1) } else { (s1, s0) };
         if !syn {
             win <<= sender.td_scale.min(MAX_WSCALE);
         }
@@ -876,8 +886,87 @@ impl TcpConn {
                 self.retrans = 0;
             }
         }
-        Window::Accept
     }
+
+    /// The common case of [`TcpConn::packet`], decided without the state table: an ESTABLISHED entry
+    /// that has seen a reply receives an ACK (PSH, ECE and CWR allowed, nothing else) from a direction
+    /// whose window is known, and the segment passes all four `tcp_in_window` checks on its own (not
+    /// through BE_LIBERAL). Then it makes exactly the changes [`TcpConn::packet`] makes and returns
+    /// what that returns as [`TcpOutcome::Accept`] (the timeout; ASSURED is to be set unless it is).
+    /// `None` for anything else, with the entry untouched: the caller runs [`TcpConn::packet`].
+    #[inline(always)]
+    pub(crate) fn established_ack(
+        &mut self,
+        cfg: &Config,
+        dir: Dir,
+        status: Status,
+        h: &TcpHeader<'_>,
+    ) -> Option<(u32, bool)> {
+        const IGNORED: u8 = TcpFlags::PSH | TcpFlags::ECE | TcpFlags::CWR;
+        // ESTABLISHED x ack -> ESTABLISHED in both directions (no special case applies).
+        if self.state != TcpState::Established
+            || h.flags.0 & !IGNORED != TcpFlags::ACK
+            || !status.seen_reply()
+        {
+            return None;
+        }
+        let d = dir.index();
+        let (sender, receiver) =
+            if d == 0 { (self.seen[0], self.seen[1]) } else { (self.seen[1], self.seen[0]) };
+        // A direction's first packet initialises its window (`td_maxwin` 0): the full tracker.
+        if sender.td_maxwin == 0 {
+            return None;
+        }
+        let seq = h.seq;
+        let ack = h.ack;
+        let sack = if receiver.flags & F_SACK_PERM != 0 { parse_sack(h.options, ack) } else { ack };
+        let end = segment_end(h);
+        let max_ack_window = sender.td_maxwin.max(MAX_ACK_WIN_CONST);
+        // The four checks of `tcp_in_window`, all passed.
+        let in_window = before(seq, sender.td_maxend.wrapping_add(1))
+            && before(sack, receiver.td_end.wrapping_add(1))
+            && (receiver.td_maxwin == 0
+                || after(end, sender.td_end.wrapping_sub(receiver.td_maxwin).wrapping_sub(1)))
+            && after(sack, receiver.td_end.wrapping_sub(max_ack_window).wrapping_sub(1));
+        if !in_window {
+            return None;
+        }
+        let win = u32::from(h.window);
+        self.record_window(
+            d,
+            Index::Ack,
+            Accepted { seq, ack, sack, win, win_raw: h.window, end, syn: false, has_ack: true },
+        );
+        // (`last_dir` is `d` already: the retransmission bookkeeping of an ACK sets it)
+        self.last_index = Index::Ack;
+        // §3.9 for ESTABLISHED (not an RST).
+        let t = Timeouts(cfg);
+        let t_new = cfg.tcp_timeout_established;
+        let any_unacked = (self.seen[0].flags | self.seen[1].flags) & F_DATA_UNACKNOWLEDGED != 0;
+        let timeout = if self.retrans >= cfg.tcp_max_retrans && t_new > t.retrans() {
+            t.retrans()
+        } else if any_unacked && t_new > t.unack() {
+            t.unack()
+        } else if self.last_win == 0 && t_new > t.retrans() {
+            t.retrans()
+        } else {
+            t_new
+        };
+        Some((timeout, !status.assured()))
+    }
+}
+
+/// What [`TcpConn::record_window`] needs of an accepted segment (`win`: the raw window, not scaled).
+#[derive(Clone, Copy)]
+struct Accepted {
+    seq: u32,
+    ack: u32,
+    sack: u32,
+    win: u32,
+    win_raw: u16,
+    end: u32,
+    syn: bool,
+    has_ack: bool,
 }
 
 enum RstCheck {
@@ -1395,5 +1484,323 @@ mod tests {
         let r = lab.pass(50.0, &c2s("PA", 1001u32.wrapping_sub(20_000_000), 5001).data(10).bytes());
         assert_eq!(info(r), "ESTABLISHED");
         assert_eq!(lab.ct.iter().next().unwrap().expires(), before);
+    }
+}
+
+/// [`TcpConn::established_ack`] must be [`TcpConn::packet`] for the packets it takes: random entries and
+/// random packet sequences in both directions, run through both on copies of the same entry.
+#[cfg(test)]
+mod established_ack_equivalence {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A packet built against the entry it meets: its seq / ack are an anchor of the entry's window data
+    /// (the values the checks compare with) plus an offset, so that the checks' boundaries are hit.
+    #[derive(Debug, Clone)]
+    struct Step {
+        reply: bool,
+        flags: u8,
+        seq: (u8, i64),
+        ack: (u8, i64),
+        window: u16,
+        payload_len: usize,
+        options: Vec<u8>,
+    }
+
+    /// An offset: mostly around 0 (boundaries), sometimes a window away, sometimes anything.
+    fn offset() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            4 => -3i64..=3,
+            4 => -3000i64..=0,
+            2 => -70_000i64..=70_000,
+            1 => Just(66_000i64),
+            1 => Just(-66_001i64),
+            1 => any::<u32>().prop_map(i64::from),
+        ]
+    }
+
+    fn flags() -> impl Strategy<Value = u8> {
+        const A: u8 = TcpFlags::ACK;
+        prop_oneof![
+            10 => Just(A),
+            6 => Just(A | TcpFlags::PSH),
+            1 => Just(A | TcpFlags::ECE | TcpFlags::CWR),
+            1 => Just(A | TcpFlags::URG),
+            1 => Just(A | TcpFlags::FIN),
+            1 => Just(A | TcpFlags::RST),
+            1 => Just(TcpFlags::RST),
+            1 => Just(TcpFlags::SYN),
+            1 => Just(TcpFlags::SYN | A),
+            1 => Just(0u8),
+            1 => any::<u8>(),
+        ]
+    }
+
+    fn options() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => Just(Vec::new()),
+            2 => Just(vec![1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]),
+            // NOP NOP SACK with one block; the right edge is patched relative to the ack at run time
+            2 => Just(vec![1, 1, 5, 10, 0, 0, 0, 0, 0, 0, 0, 0]),
+            1 => Just(vec![1, 3, 3, 9]),
+            1 => prop::collection::vec(any::<u8>(), 0..20),
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        (
+            any::<bool>(),
+            flags(),
+            (prop_oneof![4 => Just(0u8), 1 => 0u8..6], offset()),
+            (prop_oneof![4 => Just(2u8), 1 => 0u8..6], offset()),
+            prop_oneof![1 => Just(0u16), 6 => any::<u16>()],
+            prop_oneof![2 => Just(0usize), 3 => 0usize..3000, 1 => Just(70_000usize)],
+            options(),
+        )
+            .prop_map(|(reply, flags, seq, ack, window, payload_len, options)| Step {
+                reply,
+                flags,
+                seq,
+                ack,
+                window,
+                payload_len,
+                options,
+            })
+    }
+
+    fn seen() -> impl Strategy<Value = Seen> {
+        (
+            any::<u32>(),
+            prop_oneof![2 => Just(0u32), 3 => 0u32..200_000, 1 => any::<u32>()],
+            prop_oneof![1 => Just(0u32), 4 => 1u32..2_000_000, 1 => any::<u32>()],
+            any::<u32>(),
+            prop_oneof![3 => Just(0u8), 3 => 0u8..=14, 1 => any::<u8>()],
+            any::<u8>(),
+        )
+            .prop_map(|(end, ahead, maxwin, maxack, scale, flags)| Seen {
+                td_end: end,
+                td_maxend: end.wrapping_add(ahead),
+                td_maxwin: maxwin,
+                td_maxack: maxack,
+                td_scale: scale,
+                flags: flags & 0x3f,
+            })
+    }
+
+    /// An entry: mostly ESTABLISHED (where the fast path applies), random window data and history.
+    fn conn() -> impl Strategy<Value = TcpConn> {
+        let state = prop_oneof![
+            12 => Just(TcpState::Established),
+            1 => Just(TcpState::SynRecv),
+            1 => Just(TcpState::FinWait),
+            1 => Just(TcpState::CloseWait),
+            1 => Just(TcpState::TimeWait),
+        ];
+        let index = prop_oneof![Just(Index::Ack), Just(Index::Syn), Just(Index::Fin), Just(Index::Rst)];
+        (
+            seen(),
+            seen(),
+            state,
+            index,
+            (any::<u32>(), any::<u32>(), any::<u32>(), any::<u16>()),
+            (0u8..2, 0u8..4, any::<u8>(), any::<u8>()),
+        )
+            .prop_map(
+                |(s0, s1, state, last_index, (seq, ack, end, win), (dir, retrans, wscale, lf))| TcpConn {
+                    seen: [s0, s1],
+                    last_seq: seq,
+                    last_ack: ack,
+                    last_end: end,
+                    last_win: win,
+                    state,
+                    last_dir: dir,
+                    retrans,
+                    last_index,
+                    last_wscale: wscale,
+                    last_flags: lf,
+                },
+            )
+    }
+
+    fn config() -> impl Strategy<Value = Config> {
+        (
+            any::<bool>(),
+            0u8..4,
+            prop_oneof![Just(432_000u32), Just(100u32)],
+            prop_oneof![Just(300u32), Just(60u32), Just(500u32)],
+            prop_oneof![Just(300u32), Just(30u32), Just(600u32)],
+        )
+            .prop_map(|(liberal, max_retrans, est, retrans, unack)| Config {
+                tcp_be_liberal: liberal,
+                tcp_max_retrans: max_retrans,
+                tcp_timeout_established: est,
+                tcp_timeout_max_retrans: retrans,
+                tcp_timeout_unacknowledged: unack,
+                ..Config::default()
+            })
+    }
+
+    fn status() -> impl Strategy<Value = Status> {
+        prop_oneof![
+            4 => Just(Status::SEEN_REPLY.bits() | Status::ASSURED.bits() | Status::CONFIRMED.bits()),
+            2 => Just(Status::SEEN_REPLY.bits() | Status::CONFIRMED.bits()),
+            1 => Just(Status::CONFIRMED.bits()),
+            1 => Just(Status::SEEN_REPLY.bits()),
+        ]
+        .prop_map(Status::from_bits)
+    }
+
+    /// The value an anchor names in entry `t` for a packet from direction `d`.
+    fn anchor(t: &TcpConn, d: usize, which: u8) -> u32 {
+        let (sender, receiver) = (t.seen[d], t.seen[1 - d]);
+        match which {
+            0 => sender.td_end,
+            1 => sender.td_maxend,
+            2 => receiver.td_end,
+            3 => receiver.td_end.wrapping_sub(sender.td_maxwin.max(MAX_ACK_WIN_CONST)),
+            4 => sender.td_end.wrapping_sub(receiver.td_maxwin),
+            _ => t.last_seq,
+        }
+    }
+
+    /// Runs `step` against `t` through both paths: `fast` is the fast check under test. Returns the
+    /// entry after the full tracker, and whether the fast path took the packet.
+    fn both(
+        fast: impl Fn(&mut TcpConn, &Config, Dir, Status, &TcpHeader<'_>) -> Option<(u32, bool)>,
+        cfg: &Config,
+        status: Status,
+        t: &TcpConn,
+        s: &Step,
+    ) -> Result<(TcpConn, bool), TestCaseError> {
+        let dir = if s.reply { Dir::Reply } else { Dir::Original };
+        let d = dir.index();
+        let seq = anchor(t, d, s.seq.0).wrapping_add(s.seq.1 as u32);
+        let ack = anchor(t, d, s.ack.0).wrapping_add(s.ack.1 as u32);
+        let mut options = s.options.clone();
+        if options.len() == 12 && options[2] == 5 {
+            options[8..12].copy_from_slice(&ack.wrapping_add(s.seq.1 as u32).to_be_bytes());
+        }
+        let h = TcpHeader {
+            sport: 1,
+            dport: 2,
+            seq,
+            ack,
+            flags: TcpFlags(s.flags),
+            window: s.window,
+            checksum: 0,
+            header_len: 20 + options.len(),
+            options: &options,
+            payload_len: s.payload_len,
+            payload: &[],
+        };
+        let mut fast_conn = t.clone();
+        let mut full_conn = t.clone();
+        let full = full_conn.packet(cfg, dir, status, &h);
+        match fast(&mut fast_conn, cfg, dir, status, &h) {
+            Some((timeout, assured)) => {
+                prop_assert_eq!(full, TcpOutcome::Accept { timeout: Some(timeout), assured, note: None });
+                prop_assert_eq!(&fast_conn, &full_conn);
+                Ok((full_conn, true))
+            }
+            None => {
+                prop_assert_eq!(&fast_conn, t, "declined, but changed the entry");
+                Ok((full_conn, false))
+            }
+        }
+    }
+
+    fn run(
+        fast: impl Fn(&mut TcpConn, &Config, Dir, Status, &TcpHeader<'_>) -> Option<(u32, bool)> + Copy,
+        cfg: &Config,
+        status: Status,
+        mut t: TcpConn,
+        steps: &[Step],
+    ) -> Result<usize, TestCaseError> {
+        let mut taken = 0;
+        for s in steps {
+            let (next, fast) = both(fast, cfg, status, &t, s)?;
+            taken += usize::from(fast);
+            t = next;
+        }
+        Ok(taken)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn the_fast_step_is_the_full_tracker(
+            cfg in config(),
+            status in status(),
+            t in conn(),
+            steps in prop::collection::vec(step(), 1..24),
+        ) {
+            run(TcpConn::established_ack, &cfg, status, t, &steps)?;
+        }
+    }
+
+    /// The generated cases do reach the fast path, and the property catches a fast check that is wrong
+    /// at a boundary (each planted bug below is found).
+    #[test]
+    fn the_property_takes_the_fast_path_and_catches_planted_bugs() {
+        use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+        let strategy = (config(), status(), conn(), prop::collection::vec(step(), 1..24));
+
+        let quiet = |cases| RunnerConfig { cases, failure_persistence: None, ..RunnerConfig::default() };
+
+        let taken = std::cell::Cell::new(0usize);
+        TestRunner::new(quiet(500))
+            .run(&strategy, |(cfg, status, t, steps)| {
+                taken.set(taken.get() + run(TcpConn::established_ack, &cfg, status, t, &steps)?);
+                Ok(())
+            })
+            .unwrap();
+        assert!(taken.get() > 400, "the fast path took only {} packets", taken.get());
+
+        // Planted bugs: a fast check that lets one boundary case through (the full tracker then disagrees).
+        type Fast = fn(&mut TcpConn, &Config, Dir, Status, &TcpHeader<'_>) -> Option<(u32, bool)>;
+        let planted: [(&str, Fast); 4] = [
+            ("check 1 one past the upper bound", |t, cfg, dir, status, h| {
+                let d = dir.index();
+                let past = TcpHeader { seq: h.seq.wrapping_sub(1), ..*h };
+                let s = t.seen[d];
+                if h.seq == s.td_maxend.wrapping_add(1) {
+                    let mut u = t.clone();
+                    let r = u.established_ack(cfg, dir, status, &past)?;
+                    *t = u;
+                    return Some(r);
+                }
+                t.established_ack(cfg, dir, status, h)
+            }),
+            ("a FIN taken as an ACK", |t, cfg, dir, status, h| {
+                let plain = TcpHeader { flags: TcpFlags(h.flags.0 & !TcpFlags::FIN), ..*h };
+                t.established_ack(cfg, dir, status, &plain)
+            }),
+            ("an unreplied entry taken", |t, cfg, dir, status, h| {
+                let mut replied = status;
+                replied.insert(Status::SEEN_REPLY);
+                t.established_ack(cfg, dir, replied, h)
+            }),
+            ("the window of a zero-maxwin receiver", |t, cfg, dir, status, h| {
+                let d = dir.index();
+                let saved = t.seen[1 - d].td_maxwin;
+                if saved == 0 {
+                    t.seen[1 - d].td_maxwin = 1;
+                    let r = t.established_ack(cfg, dir, status, h);
+                    if r.is_none() {
+                        t.seen[1 - d].td_maxwin = saved;
+                    }
+                    return r;
+                }
+                t.established_ack(cfg, dir, status, h)
+            }),
+        ];
+        for (name, bug) in planted {
+            let found = TestRunner::new(quiet(2000))
+                .run(&strategy, |(cfg, status, t, steps)| run(bug, &cfg, status, t, &steps).map(|_| ()));
+            assert!(found.is_err(), "planted bug not caught: {name}");
+        }
     }
 }
