@@ -127,7 +127,7 @@ pub(crate) type Route = (PathKind, Option<Iface>, Option<Iface>);
 /// An interface of the engine's host: its index in [`Host::interfaces`], or `lo` (the host never changes
 /// once the engine has it, so the index always names the same interface).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Iface(u32);
+pub(crate) struct Iface(pub(crate) u32);
 
 impl Iface {
     const LO: Iface = Iface(u32::MAX);

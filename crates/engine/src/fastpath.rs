@@ -143,6 +143,8 @@ pub(crate) struct PathCache {
     /// The lanes, by lane tag - 1, and their tags.
     lanes: Vec<LaneKey>,
     lane_index: HashMap<LaneKey, u16, foldhash::fast::FixedState>,
+    /// The lane last made or found, checked before hashing (new entries of one path mostly share it).
+    last_lane: Option<(LaneKey, u16)>,
     /// The recording of the walk in progress (reused buffer).
     pub rec: Recording,
     pub hits: u64,
@@ -177,15 +179,24 @@ impl PathCache {
     /// FORWARD), made now if new; `None` when there are too many.
     pub fn lane_tag(&mut self, tag: u16, (kind, i, o): Route) -> Option<u16> {
         let key = (tag, crate::engine::path_of(kind)?, i, o);
-        if let Some(&l) = self.lane_index.get(&key) {
-            return Some(l);
+        if let Some((k, l)) = self.last_lane {
+            if k == key {
+                return Some(l);
+            }
         }
-        if self.lanes.len() >= MAX_PATHS {
-            return None;
-        }
-        let l = u16::try_from(self.lanes.len().checked_add(1)?).ok()?;
-        self.lanes.push(key);
-        self.lane_index.insert(key, l);
+        let l = match self.lane_index.get(&key) {
+            Some(&l) => l,
+            None => {
+                if self.lanes.len() >= MAX_PATHS {
+                    return None;
+                }
+                let l = u16::try_from(self.lanes.len().checked_add(1)?).ok()?;
+                self.lanes.push(key);
+                self.lane_index.insert(key, l);
+                l
+            }
+        };
+        self.last_lane = Some((key, l));
         Some(l)
     }
 
@@ -258,6 +269,7 @@ impl PathCache {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use crate::host::PathKind;
 
     /// A distinct key for each `n` below 20 (path, direction, family), with `status` and `mark`.
     fn key(n: u16, status: u32, mark: u32) -> PathKey {
@@ -315,6 +327,26 @@ mod tests {
             proptest::prop_assert_eq!(words, r.mask(a) == r.mask(b));
             proptest::prop_assert!(a.packed() & r.bits() == r.mask(a).packed());
         }
+    }
+
+    #[test]
+    fn lanes_name_a_path_and_a_route_once() {
+        let mut c = PathCache::default();
+        let (eth0, eth1) = (Some(Iface(1)), Some(Iface(2)));
+        let input = (PathKind::Input, eth0, None);
+        let fwd = (PathKind::Forward, eth0, eth1);
+        assert_eq!(c.lane_tag(0, input), Some(1));
+        assert_eq!(c.lane_tag(0, input), Some(1), "the last lane again");
+        assert_eq!(c.lane_tag(3, input), Some(2));
+        assert_eq!(c.lane_tag(3, fwd), Some(3));
+        assert_eq!(c.lane_tag(0, input), Some(1), "an older lane, through the index");
+        assert_eq!(c.lane_tag(3, (PathKind::Forward, eth1, eth0)), Some(4));
+        assert_eq!(c.lane_tag(3, (PathKind::Loopback, None, None)), None);
+        assert_eq!(c.lane(0), None);
+        assert_eq!(c.lane(1), Some((0, input)));
+        assert_eq!(c.lane(3), Some((3, fwd)));
+        assert_eq!(c.lane(4), Some((3, (PathKind::Forward, eth1, eth0))));
+        assert_eq!(c.lane(5), None);
     }
 
     #[test]
