@@ -348,11 +348,6 @@ impl Engine {
         self.ct.poll_timeout().into_iter().chain(self.defrag.poll_timeout()).min()
     }
 
-    /// No later than [`Engine::poll_timeout`], in constant time (the per-packet check).
-    fn next_check(&self) -> Option<Time> {
-        self.ct.next_check().into_iter().chain(self.defrag.poll_timeout()).min()
-    }
-
     /// Time passes to `now` without a packet for this engine (another shard's packet): the clock moves
     /// forward and what is due expires, as a packet at `now` would make happen, but nothing is counted (an
     /// earlier `now` is ignored, not counted as a clock regression).
@@ -467,7 +462,9 @@ impl Engine {
     /// Expire what is due at the engine's clock, if anything is (a constant-time check first).
     fn expire_due(&mut self) {
         let now = self.now;
-        if self.next_check().is_some_and(|t| t <= now) {
+        // Conntrack's check is constant time and no later than its next expiry.
+        let due = |t: Option<Time>| t.is_some_and(|t| t <= now);
+        if due(self.ct.next_check()) || due(self.defrag.poll_timeout()) {
             self.ct.handle_timeout(now);
             self.defrag.handle_timeout(now);
         }
