@@ -434,14 +434,13 @@ impl Conn {
             Dir::Reply => self.tags[1],
         }
     }
-    /// Reads the entry's first and last words (a 104-byte entry spans two or three cache lines), for
-    /// [`crate::Conntrack::warm`].
-    pub(crate) fn touch(&self) -> u64 {
-        let last = match &self.proto {
-            ProtoState::Tcp(t) => t.state() as u64,
-            _ => 0,
-        };
-        self.timeout ^ u64::from(self.src) ^ u64::from(self.bits) ^ last
+    /// Asks the processor to bring the entry's cache lines in (a 104-byte entry spans two or three:
+    /// its first field, its protocol state and its packed tuple are fetched), without waiting for
+    /// them, for [`crate::Conntrack::warm`].
+    pub(crate) fn prefetch(&self) {
+        mem_prefetch::prefetch_read_data::<_, 3>(self);
+        mem_prefetch::prefetch_read_data::<_, 3>(&self.proto);
+        mem_prefetch::prefetch_read_data::<_, 3>(&self.src);
     }
     /// The original tuple in compact form, for an IPv4 entry.
     pub(crate) fn key4(&self) -> Option<Key4> {

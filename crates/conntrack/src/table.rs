@@ -704,17 +704,30 @@ impl Conntrack {
     }
 
     /// Brings into cache what lookups under `hashes` will read first: the index slots, then the entries
-    /// they most likely find. Reads only (results never depend on it); the slots of all hashes are read
-    /// before any entry, so that the cache misses of a batch overlap instead of following one another.
-    /// Returns a value to keep (`std::hint::black_box`) so that the reads are not optimised away.
+    /// they most likely find. Prefetches (the processor does not wait for them) and reads of the slots
+    /// only: results never depend on it. The slots of all hashes are fetched before any is read, so that
+    /// the cache misses of a batch overlap instead of following one another. Returns how many entries
+    /// were asked for.
     pub fn warm(&self, hashes: &[u64]) -> u64 {
+        self.warm_slots(hashes);
+        self.warm_entries(hashes)
+    }
+
+    /// The first half of [`Conntrack::warm`]: prefetch the index slots of `hashes`.
+    pub fn warm_slots(&self, hashes: &[u64]) {
+        for &h in hashes {
+            self.table.warm(h);
+        }
+    }
+
+    /// The second half of [`Conntrack::warm`]: read the index slots of `hashes` (best fetched by
+    /// [`Conntrack::warm_slots`] some time before) and prefetch the entries they name; how many.
+    pub fn warm_entries(&self, hashes: &[u64]) -> u64 {
         let mut acc = 0u64;
         for &h in hashes {
-            acc ^= self.table.warm(h);
-        }
-        for &h in hashes {
             if let Some(c) = self.table.candidate(h).and_then(|n| self.conns.get((n >> 1) as usize)) {
-                acc ^= c.touch();
+                c.prefetch();
+                acc += 1;
             }
         }
         acc
@@ -2485,7 +2498,7 @@ mod tests {
     use crate::testutil::*;
 
     #[test]
-    fn warming_reads_the_slot_and_entry_a_lookup_will_find() {
+    fn warming_reads_the_slot_a_lookup_will_find() {
         let mut lab = Lab::new();
         let q = udp(A, 4000, B, 53, b"query");
         let hash = |bytes: &[u8]| {
@@ -2498,7 +2511,7 @@ mod tests {
         // nothing indexed yet: nothing to read
         assert_eq!(lab.ct.warm(&[hash(&q)]), 0);
         lab.pass(0.0, &q);
-        // the reply finds the entry under the same (symmetric) hash, and warming reads it
+        // the reply finds the entry under the same (symmetric) hash, and warming reads its slot
         let r = udp(B, 53, A, 4000, b"answer");
         assert_eq!(hash(&q), hash(&r));
         let idx = (lab.ct.table.candidate(hash(&r)).unwrap() >> 1) as usize;
@@ -2509,7 +2522,8 @@ mod tests {
                 .map(|f| f.0),
             Some(idx)
         );
-        assert_ne!(lab.ct.warm(&[hash(&r)]), 0);
+        assert_eq!(lab.ct.warm(&[hash(&r)]), 1);
+        assert_eq!(lab.ct.warm(&[hash(&r), hash(&q), 7]), 2, "both directions name the entry");
         assert_eq!(lab.ct.warm(&[]), 0);
     }
 

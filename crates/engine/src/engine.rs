@@ -52,6 +52,25 @@ pub struct Engine {
 /// Most frames [`Engine::warm`] looks at in one call.
 pub const WARM_MAX: usize = 32;
 
+/// The lookup hashes of a batch of frames, between [`Engine::warm_index`] and [`Engine::warm_entries`].
+#[derive(Debug, Clone, Copy)]
+pub struct WarmBatch {
+    hashes: [u64; WARM_MAX],
+    n: usize,
+}
+
+impl Default for WarmBatch {
+    fn default() -> WarmBatch {
+        WarmBatch { hashes: [0; WARM_MAX], n: 0 }
+    }
+}
+
+impl WarmBatch {
+    fn hashes(&self) -> &[u64] {
+        self.hashes.get(..self.n).unwrap_or(&[])
+    }
+}
+
 /// Table size from which [`Engine::warm`] warms: about 4 MiB of entries, well past the L2 caches (smaller
 /// tables mostly hit in cache, and warming would only add work).
 const WARM_FROM_ENTRIES: usize = 32 * 1024;
@@ -421,24 +440,38 @@ impl Engine {
     /// [`WARM_MAX`]), the conntrack index slot and entry its lookup will most likely read. Worth it only
     /// when the table is far bigger than the caches (then each packet's lookup would miss in memory
     /// twice, one packet after the other, and warming a batch overlaps those misses); with a smaller table
-    /// it does nothing. Reads only: decisions never depend on it. Returns a value to keep
-    /// (`std::hint::black_box`) so that the reads are not optimised away.
+    /// it does nothing. Prefetches and reads only: decisions never depend on it. Returns how many entries
+    /// were asked for. [`Engine::warm_index`] and [`Engine::warm_entries`] are its two halves,
+    /// for a caller that pipelines batches (the slots of one batch fetched while an earlier one is
+    /// handled, its entries later).
     pub fn warm<'a>(&self, frames: impl IntoIterator<Item = (u32, &'a [u8])>) -> u64 {
+        let mut batch = WarmBatch::default();
+        self.warm_index(frames, &mut batch);
+        self.warm_entries(&batch)
+    }
+
+    /// The first half of [`Engine::warm`]: the lookup hashes of `frames` (at most [`WARM_MAX`]) into
+    /// `batch`, and their index slots prefetched (nothing when the table is small).
+    pub fn warm_index<'a>(&self, frames: impl IntoIterator<Item = (u32, &'a [u8])>, batch: &mut WarmBatch) {
+        batch.n = 0;
         if self.ct.len() < WARM_FROM_ENTRIES {
-            return 0;
+            return;
         }
-        let mut hashes = [0u64; WARM_MAX];
-        let mut n = 0;
         for (linktype, frame) in frames.into_iter().take(WARM_MAX) {
             // A peek at the flow, not a decode: a wrong hint only warms the wrong lines.
             let Ok(f) = wire::link::strip_link(linktype, frame) else { continue };
             let Some(flow) = wire::peek_flow4(f.ip) else { continue };
-            if let Some(slot) = hashes.get_mut(n) {
+            if let Some(slot) = batch.hashes.get_mut(batch.n) {
                 *slot = Conntrack::lookup_hash(&flow);
-                n += 1;
+                batch.n += 1;
             }
         }
-        self.ct.warm(hashes.get(..n).unwrap_or(&[]))
+        self.ct.warm_slots(batch.hashes());
+    }
+
+    /// The second half of [`Engine::warm`]: the entries `batch`'s slots name, prefetched.
+    pub fn warm_entries(&self, batch: &WarmBatch) -> u64 {
+        self.ct.warm_entries(batch.hashes())
     }
 
     /// One IP datagram (no link layer).
@@ -1462,6 +1495,33 @@ mod tests {
         let (before, after, d) = first_replies(&jump, 3);
         assert_eq!(after, before, "a walk through a user chain was shared");
         assert_eq!(d.rule.as_ref().unwrap().to_string(), "filter:INPUT:2");
+    }
+
+    #[test]
+    fn warming_asks_for_the_entries_of_known_flows_once_the_table_is_big() {
+        let mut e = engine(STATEFUL);
+        let flow = |i: u32| {
+            let [_, _, a, b] = i.to_be_bytes();
+            udp(HOST, [198, 51, a, b], 40000, 5000)
+        };
+        // A raw frame (link type 101) of each flow.
+        let known: Vec<Vec<u8>> = (0..4).map(flow).collect();
+        fn frames(v: &[Vec<u8>]) -> Vec<(u32, &[u8])> {
+            v.iter().map(|f| (101u32, f.as_slice())).collect()
+        }
+        send(&mut e, 0, &known[0]);
+        assert_eq!(e.warm(frames(&known)), 0, "a small table is not warmed");
+        for i in 1..=WARM_FROM_ENTRIES as u32 {
+            send(&mut e, 1, &flow(i));
+        }
+        assert_eq!(e.warm(frames(&known)), 4);
+        let unknown: Vec<Vec<u8>> = (0..3).map(|i| udp(HOST, [203, 0, 113, i], 1, 2)).collect();
+        assert_eq!(e.warm(frames(&unknown)), 0);
+        // The two halves, with other batches in between, are the whole.
+        let (mut a, mut b) = (WarmBatch::default(), WarmBatch::default());
+        e.warm_index(frames(&known), &mut a);
+        e.warm_index(frames(&unknown), &mut b);
+        assert_eq!((e.warm_entries(&b), e.warm_entries(&a)), (0, 4));
     }
 
     #[test]

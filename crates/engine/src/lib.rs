@@ -29,5 +29,5 @@ pub mod host;
 pub use decision::{
     CtStateLabel, Decision, Disposition, FlowSummary, IfaceName, PacketPath, RejectReply, Verdict,
 };
-pub use engine::{Engine, EngineStats, WARM_MAX};
+pub use engine::{Engine, EngineStats, WarmBatch, WARM_MAX};
 pub use host::{Host, HostError};

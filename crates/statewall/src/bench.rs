@@ -204,13 +204,27 @@ fn run_shard(engine: &mut engine::Engine, pkts: &[Pkt<'_>], warm: bool) -> Shard
     let mut out = ShardOut::default();
     let cpu_start = thread_cpu_ns();
     let mut d = engine::Decision::default();
-    // In batches: the memory the batch's lookups will read is warmed first (overlapping its misses in a
-    // table bigger than the caches), then each packet is handled in order.
-    for batch in pkts.chunks(engine::WARM_MAX / 2) {
+    // In batches, pipelined: while batch i is handled, the entries batch i + 1's lookups will read are
+    // being fetched (their index slots were asked for one batch earlier), and batch i + 2's index slots
+    // (overlapping the misses of a table bigger than the caches with useful work).
+    let batches: Vec<&[Pkt<'_>]> = pkts.chunks(engine::WARM_MAX / 2).collect();
+    let frames = |i: usize| batches.get(i).copied().unwrap_or(&[]).iter().map(|p| (p.linktype, p.data));
+    // ahead[i % 2]: batch i's hashes (i + 1 and i + 2 in flight).
+    let mut ahead = [engine::WarmBatch::default(); 2];
+    if warm {
+        engine.warm_index(frames(0), &mut ahead[0]);
+        engine.warm_index(frames(1), &mut ahead[1]);
+        std::hint::black_box(engine.warm_entries(&ahead[0]));
+    }
+    for (i, batch) in batches.iter().enumerate() {
         if warm {
-            std::hint::black_box(engine.warm(batch.iter().map(|p| (p.linktype, p.data))));
+            let [even, odd] = &mut ahead;
+            let (this, next) = if i % 2 == 0 { (even, odd) } else { (odd, even) };
+            std::hint::black_box(engine.warm_entries(next));
+            // Batch i's hashes are no longer needed: batch i + 2's take their place.
+            engine.warm_index(frames(i + 2), this);
         }
-        for p in batch {
+        for p in batch.iter() {
             run_one(engine, p, &mut d, &mut out);
         }
     }
