@@ -143,8 +143,10 @@ pub(crate) struct PathCache {
     /// The lanes, by lane tag - 1, and their tags.
     lanes: Vec<LaneKey>,
     lane_index: HashMap<LaneKey, u16, foldhash::fast::FixedState>,
-    /// The lane last made or found, checked before hashing (new entries of one path mostly share it).
-    last_lane: Option<(LaneKey, u16)>,
+    /// The lanes last made or found, checked before hashing (a few serve most entries: one per path
+    /// and direction, and the route-only lanes of new entries).
+    recent_lanes: [Option<(LaneKey, u16)>; RECENT],
+    next_recent_lane: usize,
     /// The recording of the walk in progress (reused buffer).
     pub rec: Recording,
     pub hits: u64,
@@ -179,10 +181,8 @@ impl PathCache {
     /// FORWARD), made now if new; `None` when there are too many.
     pub fn lane_tag(&mut self, tag: u16, (kind, i, o): Route) -> Option<u16> {
         let key = (tag, crate::engine::path_of(kind)?, i, o);
-        if let Some((k, l)) = self.last_lane {
-            if k == key {
-                return Some(l);
-            }
+        if let Some(&(_, l)) = self.recent_lanes.iter().flatten().find(|(k, _)| *k == key) {
+            return Some(l);
         }
         let l = match self.lane_index.get(&key) {
             Some(&l) => l,
@@ -196,7 +196,10 @@ impl PathCache {
                 l
             }
         };
-        self.last_lane = Some((key, l));
+        if let Some(slot) = self.recent_lanes.get_mut(self.next_recent_lane % RECENT) {
+            *slot = Some((key, l));
+        }
+        self.next_recent_lane = self.next_recent_lane.wrapping_add(1);
         Some(l)
     }
 
@@ -336,10 +339,10 @@ mod tests {
         let input = (PathKind::Input, eth0, None);
         let fwd = (PathKind::Forward, eth0, eth1);
         assert_eq!(c.lane_tag(0, input), Some(1));
-        assert_eq!(c.lane_tag(0, input), Some(1), "the last lane again");
+        assert_eq!(c.lane_tag(0, input), Some(1), "a recent lane again");
         assert_eq!(c.lane_tag(3, input), Some(2));
         assert_eq!(c.lane_tag(3, fwd), Some(3));
-        assert_eq!(c.lane_tag(0, input), Some(1), "an older lane, through the index");
+        assert_eq!(c.lane_tag(0, input), Some(1), "found again");
         assert_eq!(c.lane_tag(3, (PathKind::Forward, eth1, eth0)), Some(4));
         assert_eq!(c.lane_tag(3, (PathKind::Loopback, None, None)), None);
         assert_eq!(c.lane(0), None);
@@ -347,6 +350,12 @@ mod tests {
         assert_eq!(c.lane(3), Some((3, fwd)));
         assert_eq!(c.lane(4), Some((3, (PathKind::Forward, eth1, eth0))));
         assert_eq!(c.lane(5), None);
+        // Past the recent lanes: found through the index.
+        for t in 10..20 {
+            assert_eq!(c.lane_tag(t, fwd), Some(t - 5));
+        }
+        assert_eq!(c.lane_tag(0, input), Some(1));
+        assert_eq!(c.lane_tag(10, fwd), Some(5));
     }
 
     #[test]
