@@ -583,20 +583,7 @@ impl TcpConn {
 
         // §3.9 timeout selection.
         let t = Timeouts(cfg);
-        let t_new = t.state(new_state);
-        let any_unacked = (self.seen[0].flags | self.seen[1].flags) & F_DATA_UNACKNOWLEDGED != 0;
-        let mut timeout = if self.retrans >= cfg.tcp_max_retrans && t_new > t.retrans() {
-            t.retrans()
-        } else if index == Index::Rst {
-            // 6.18 (= 7.2 source): every accepted RST gets the CLOSE timeout
-            t.state(TcpState::Close)
-        } else if any_unacked && t_new > t.unack() {
-            t.unack()
-        } else if self.last_win == 0 && t_new > t.retrans() {
-            t.retrans()
-        } else {
-            t_new
-        };
+        let mut timeout = self.timeout_after(cfg, new_state, index == Index::Rst);
 
         if !status.seen_reply() {
             // Only an RST came back (or nothing yet): nothing established, drop the entry.
@@ -725,6 +712,27 @@ impl TcpConn {
     }
 
     /// `tcp_in_window` (§3.6).
+    /// The timeout (seconds) an accepted packet moving the entry to `new_state` sets (reference §3.9):
+    /// the retransmission timeout after too many retransmissions, the CLOSE timeout for an RST (6.18),
+    /// the unacknowledged-data timeout while data is unacknowledged, the retransmission timeout after a
+    /// zero window, each only when shorter than the state's own.
+    fn timeout_after(&self, cfg: &Config, new_state: TcpState, rst: bool) -> u32 {
+        let t = Timeouts(cfg);
+        let t_new = t.state(new_state);
+        let any_unacked = (self.seen[0].flags | self.seen[1].flags) & F_DATA_UNACKNOWLEDGED != 0;
+        if self.retrans >= cfg.tcp_max_retrans && t_new > t.retrans() {
+            t.retrans()
+        } else if rst {
+            t.state(TcpState::Close)
+        } else if any_unacked && t_new > t.unack() {
+            t.unack()
+        } else if self.last_win == 0 && t_new > t.retrans() {
+            t.retrans()
+        } else {
+            t_new
+        }
+    }
+
     fn in_window(&mut self, cfg: &Config, dir: Dir, index: Index, h: &TcpHeader<'_>) -> Window {
         let d = dir.index();
         let state = self.state;
@@ -940,18 +948,7 @@ impl TcpConn {
         // (`last_dir` is `d` already: the retransmission bookkeeping of an ACK sets it)
         self.last_index = Index::Ack;
         // §3.9 for ESTABLISHED (not an RST).
-        let t = Timeouts(cfg);
-        let t_new = cfg.tcp_timeout_established;
-        let any_unacked = (self.seen[0].flags | self.seen[1].flags) & F_DATA_UNACKNOWLEDGED != 0;
-        let timeout = if self.retrans >= cfg.tcp_max_retrans && t_new > t.retrans() {
-            t.retrans()
-        } else if any_unacked && t_new > t.unack() {
-            t.unack()
-        } else if self.last_win == 0 && t_new > t.retrans() {
-            t.retrans()
-        } else {
-            t_new
-        };
+        let timeout = self.timeout_after(cfg, TcpState::Established, false);
         Some((timeout, !status.assured()))
     }
 }
