@@ -606,11 +606,7 @@ impl Engine {
         }
         let r = self.ct.handle_packet(now, pkt, ct_hook, None);
         let InResult::Tracked { id, info, note } = r else { return Lane::Tracked(r, None) };
-        let (reply, dir) = match info {
-            CtInfo::Established => (false, conntrack::Dir::Original),
-            CtInfo::EstablishedReply => (true, conntrack::Dir::Reply),
-            _ => return Lane::Tracked(r, None),
-        };
+        let Some((reply, dir)) = established_dir(info) else { return Lane::Tracked(r, None) };
         let Some(facts) = self.ct.fast_facts(id, dir).filter(|f| f.settled) else {
             return Lane::Tracked(r, None);
         };
@@ -627,15 +623,7 @@ impl Engine {
             _ => return Lane::Tracked(r, Some(route)),
         };
         // No raw chain ran: the skb mark is still 0.
-        let key = PathKey {
-            v4,
-            path,
-            reply,
-            status: facts.status,
-            ctmark: facts.mark,
-            mark: 0,
-            pkttype: Some(rules_pkttype(pkttype, pkt, &self.host)),
-        };
+        let key = self.key_of(pkt, pkttype, path, reply, &facts, 0);
         let adopted = tag == 0;
         let tag = match adopted {
             true => match self.paths.shared(key) {
@@ -997,26 +985,14 @@ impl Engine {
         info: CtInfo,
         mark: u32,
     ) -> Option<(PathKey, u16, bool, bool)> {
-        let (reply, dir) = match info {
-            CtInfo::Established => (false, conntrack::Dir::Original),
-            CtInfo::EstablishedReply => (true, conntrack::Dir::Reply),
-            _ => return None,
-        };
+        let (reply, dir) = established_dir(info)?;
         match path {
             PacketPath::Input | PacketPath::Output => {}
             PacketPath::Forward if pkt.ip.ttl > 1 => {}
             _ => return None,
         }
         let facts = self.ct.fast_facts(id, dir)?;
-        let key = PathKey {
-            v4: pkt.is_v4(),
-            path,
-            reply,
-            status: facts.status,
-            ctmark: facts.mark,
-            mark,
-            pkttype: Some(rules_pkttype(pkttype, pkt, &self.host)),
-        };
+        let key = self.key_of(pkt, pkttype, path, reply, &facts, mark);
         // The direction's lane names its path (and route: the same path here). A direction without one takes a
         // flow-independent path recorded under the same key, if there is one (adopted: the caller tags the
         // direction with it once taken).
@@ -1025,6 +1001,28 @@ impl Engine {
             _ => self.paths.shared(key).map_or((0, false), |t| (t, true)),
         };
         Some((key, tag, facts.settled, adopted))
+    }
+
+    /// The key of an ESTABLISHED packet's path (`reply`: its direction) from its entry's facts, with skb
+    /// mark `mark` entering the tables after conntrack.
+    fn key_of(
+        &self,
+        pkt: &Packet<'_>,
+        pkttype: PktType,
+        path: PacketPath,
+        reply: bool,
+        facts: &conntrack::FastFacts,
+        mark: u32,
+    ) -> PathKey {
+        PathKey {
+            v4: pkt.is_v4(),
+            path,
+            reply,
+            status: facts.status,
+            ctmark: facts.mark,
+            mark,
+            pkttype: Some(rules_pkttype(pkttype, pkt, &self.host)),
+        }
     }
 
     /// The ruleset for the packet's family: `None` for IPv6 without an IPv6 ruleset.
@@ -1298,6 +1296,15 @@ pub(crate) fn path_of(kind: PathKind) -> Option<PacketPath> {
         PathKind::Output => Some(PacketPath::Output),
         PathKind::Forward => Some(PacketPath::Forward),
         PathKind::Loopback | PathKind::Unrouted(_) => None,
+    }
+}
+
+/// The direction of an ESTABLISHED packet (reply or not, and as conntrack names it); `None` otherwise.
+fn established_dir(info: CtInfo) -> Option<(bool, conntrack::Dir)> {
+    match info {
+        CtInfo::Established => Some((false, conntrack::Dir::Original)),
+        CtInfo::EstablishedReply => Some((true, conntrack::Dir::Reply)),
+        _ => None,
     }
 }
 
