@@ -275,6 +275,10 @@ impl ZoneKey {
     fn of(c: &Conn) -> ZoneKey {
         ZoneKey { id: c.zone(), dir: c.zone_dir() }
     }
+    /// The zone a packet is looked up in: its raw-table template's (`CT --zone`), else the default.
+    fn of_template(template: Option<&Template>) -> ZoneKey {
+        template.map_or(ZoneKey::DEFAULT, |t| ZoneKey { id: t.zone, dir: t.zone_dir })
+    }
     /// `nf_ct_zone_id(zone, dir)`.
     fn id(self, dir: Dir) -> u16 {
         self.dir.id(self.id, dir)
@@ -1106,7 +1110,7 @@ impl Conntrack {
             return Err(None);
         }
         let Some(key) = packet_key4(pkt) else { return Err(None) };
-        let zone = template.map_or(ZoneKey::DEFAULT, |t| ZoneKey { id: t.zone, dir: t.zone_dir });
+        let zone = ZoneKey::of_template(template);
         let looked = self.lookup_hashed4(now, key, zone);
         if let (Some((idx, dir)), _) = looked {
             if let Some(r) = self.established_tcp(now, idx, dir, pkt, h, hook) {
@@ -1127,7 +1131,7 @@ impl Conntrack {
         template: Option<&Template>,
         mut looked: Option<Lookup>,
     ) -> InResult {
-        let zone = template.map_or(ZoneKey::DEFAULT, |t| ZoneKey { id: t.zone, dir: t.zone_dir });
+        let zone = ZoneKey::of_template(template);
         let v6 = pkt.ip.version == 6;
 
         // ipv4_get_l4proto / ipv6_get_l4proto: no transport header to look at.

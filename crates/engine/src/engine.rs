@@ -616,11 +616,9 @@ impl Engine {
             None => (0, self.routes.classify(&self.host, pkt.ip.src, pkt.ip.dst)),
         };
         let (kind, in_if, out_if) = route;
-        let path = match kind {
-            PathKind::Input => PacketPath::Input,
-            PathKind::Output => PacketPath::Output,
-            PathKind::Forward if pkt.ip.ttl > 1 => PacketPath::Forward,
-            _ => return Lane::Tracked(r, Some(route)),
+        // (A forwarded packet whose TTL would expire takes the full path.)
+        let Some(path) = path_of(kind).filter(|&p| p != PacketPath::Forward || pkt.ip.ttl > 1) else {
+            return Lane::Tracked(r, Some(route));
         };
         // No raw chain ran: the skb mark is still 0.
         let key = self.key_of(pkt, pkttype, path, reply, &facts, 0);
@@ -648,9 +646,7 @@ impl Engine {
         self.paths.hits += 1;
         if adopted {
             // Later packets of this direction find the path, and their route, directly.
-            if let Some(lane) = self.paths.lane_tag(tag, route) {
-                self.ct.set_tag(id, dir, lane);
-            }
+            self.tag_lane(id, dir, tag, route);
         }
         out.reset_keeping_rule_and_flow(Disposition::Filtered);
         out.path = Some(path);
@@ -831,7 +827,7 @@ impl Engine {
                     if let Some((key, tag, adopted)) = self.fast_key(pkt, pkttype, path, walk, id, info) {
                         if self.fast_walk(now, pkt, key, tag, walk, decision)? {
                             if adopted {
-                                self.tag_lane(id, key, tag, walk);
+                                self.tag_walk_lane(id, key, tag, walk);
                             }
                             return Ok(());
                         }
@@ -924,9 +920,7 @@ impl Engine {
             // The new entry's original direction keeps its route (a lane without a path yet): its first
             // ESTABLISHED packet takes a flow-independent path without being routed again.
             if self.fast_path {
-                if let Some(lane) = self.paths.lane_tag(0, (kind, walk.in_iface, walk.out_iface)) {
-                    self.ct.set_tag(id, conntrack::Dir::Original, lane);
-                }
+                self.tag_lane(id, conntrack::Dir::Original, 0, (kind, walk.in_iface, walk.out_iface));
             }
         }
         if path == PacketPath::Loopback {
@@ -1072,17 +1066,22 @@ impl Engine {
         };
         let tag = self.paths.remember(key, walk.filter_rule, walk.last_rule, |id| rs.rule_ref(id));
         if let Some(tag) = tag {
-            self.tag_lane(id, key, tag, walk);
+            self.tag_walk_lane(id, key, tag, walk);
         }
     }
 
-    /// Tag entry `id`'s direction (`key.reply`) with path `tag` and the route its walk took.
-    fn tag_lane(&mut self, id: conntrack::ConnId, key: PathKey, tag: u16, walk: &Walk) {
-        let Some(kind) = kind_of(key.path) else { return };
-        if let Some(lane) = self.paths.lane_tag(tag, (kind, walk.in_iface, walk.out_iface)) {
-            let dir = if key.reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
+    /// Tag entry `id`'s direction `dir` with the lane of path `tag` (0: none yet) and `route`.
+    fn tag_lane(&mut self, id: conntrack::ConnId, dir: conntrack::Dir, tag: u16, route: Route) {
+        if let Some(lane) = self.paths.lane_tag(tag, route) {
             self.ct.set_tag(id, dir, lane);
         }
+    }
+
+    /// [`Engine::tag_lane`] for the direction (`key.reply`) and route of a walk on `key.path`.
+    fn tag_walk_lane(&mut self, id: conntrack::ConnId, key: PathKey, tag: u16, walk: &Walk) {
+        let Some(kind) = kind_of(key.path) else { return };
+        let dir = if key.reply { conntrack::Dir::Reply } else { conntrack::Dir::Original };
+        self.tag_lane(id, dir, tag, (kind, walk.in_iface, walk.out_iface));
     }
 
     /// The confirm hook (nf_confirm): the entry's helper first (except for RELATED_REPLY packets), then

@@ -208,18 +208,7 @@ pub fn compile(file: &ast::File) -> Result<Ruleset, ParseError> {
     }
     let details = tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules).flat_map(|r| &r.matches).any(
         |m| match m {
-            Match::Conntrack(c) => {
-                c.proto.is_some()
-                    || c.orig_src.is_some()
-                    || c.orig_dst.is_some()
-                    || c.repl_src.is_some()
-                    || c.repl_dst.is_some()
-                    || c.orig_sport.is_some()
-                    || c.orig_dport.is_some()
-                    || c.repl_sport.is_some()
-                    || c.repl_dport.is_some()
-                    || c.expire.is_some()
-            }
+            Match::Conntrack(c) => c.reads_details(),
             Match::Helper(_) => true,
             _ => false,
         },

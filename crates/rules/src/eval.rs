@@ -600,18 +600,7 @@ pub(crate) fn key_only(rule: &Rule) -> bool {
             Match::State(_) | Match::Mark(_) | Match::ConnMark(_) | Match::PktType(_) | Match::Comment(_) => {
                 true
             }
-            Match::Conntrack(c) => {
-                c.proto.is_none()
-                    && c.orig_src.is_none()
-                    && c.orig_dst.is_none()
-                    && c.repl_src.is_none()
-                    && c.repl_dst.is_none()
-                    && c.orig_sport.is_none()
-                    && c.orig_dport.is_none()
-                    && c.repl_sport.is_none()
-                    && c.repl_dport.is_none()
-                    && c.expire.is_none()
-            }
+            Match::Conntrack(c) => !c.reads_details(),
             _ => false,
         })
 }

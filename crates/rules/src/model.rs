@@ -327,6 +327,23 @@ pub struct ConntrackMatch {
     pub dir_reply: Option<bool>,
 }
 
+impl ConntrackMatch {
+    /// Whether it tests more of the conntrack view than the state, status and direction: the
+    /// tuples, the protocol or the remaining lifetime.
+    pub fn reads_details(&self) -> bool {
+        self.proto.is_some()
+            || self.orig_src.is_some()
+            || self.orig_dst.is_some()
+            || self.repl_src.is_some()
+            || self.repl_dst.is_some()
+            || self.orig_sport.is_some()
+            || self.orig_dport.is_some()
+            || self.repl_sport.is_some()
+            || self.repl_dport.is_some()
+            || self.expire.is_some()
+    }
+}
+
 /// Mark value/mask test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MarkMask {
