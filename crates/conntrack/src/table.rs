@@ -434,6 +434,10 @@ pub struct Conntrack {
     fresh: Option<(usize, u64, u64)>,
     /// Entries hashed in so far.
     hashed_in: u64,
+    /// The flow of the last IPv4 TCP packet the hot path took, with its entry's slab index (a cache:
+    /// [`Conntrack::recall4`] checks it against the entry every time).
+    /// (original tuple, its inverse, slab index).
+    last4: Option<(Key4, Key4, u32)>,
     /// Hashed entries with one index node per direction ([`split`]).
     split_entries: usize,
     stats: Stats,
@@ -459,6 +463,7 @@ impl Conntrack {
             pending_free: None,
             fresh: None,
             hashed_in: 0,
+            last4: None,
             split_entries: 0,
             stats: Stats::default(),
             events: VecDeque::new(),
@@ -1111,13 +1116,59 @@ impl Conntrack {
         }
         let Some(key) = packet_key4(pkt) else { return Err(None) };
         let zone = ZoneKey::of_template(template);
-        let looked = self.lookup_hashed4(now, key, zone);
+        // The previous packet's flow, found again without hashing or probing (a train of one flow's
+        // packets); a general-path packet then looks up as usual.
+        let recalled = self.recall4(now, key, zone);
+        let looked = match recalled {
+            Some(found) => (Some(found), 0),
+            None => self.lookup_hashed4(now, key, zone),
+        };
         if let (Some((idx, dir)), _) = looked {
             if let Some(r) = self.established_tcp(now, idx, dir, pkt, h, hook) {
+                if recalled.is_none() {
+                    self.remember4(idx);
+                }
                 return Ok(r);
             }
         }
-        Err(Some(looked))
+        // (A recalled entry's hash is not known: the general path looks it up again.)
+        Err(recalled.is_none().then_some(looked))
+    }
+
+    /// What a lookup of `key` in `zone` at `now` would find, when `key` is either direction of the flow
+    /// [`Conntrack::last4`] remembers and its entry still answers for it; `None` otherwise (then look it
+    /// up). Exact, not a guess: the remembered entry must be hashed, unexpired (else the lookup deletes
+    /// it), without extension (zone 0 both ways, reply tuple the original's inverse) and still hold the
+    /// remembered original tuple; the table holds at most one hashed entry per tuple and zone
+    /// (confirmation refuses a clash), so the index would find this one, in the direction
+    /// [`Conn::plain_dir_of`] names (the reply one when a tuple is its own inverse).
+    #[inline]
+    fn recall4(&self, now: Time, key: Key4, zone: ZoneKey) -> Option<(usize, Dir)> {
+        let (orig, inv, idx) = self.last4?;
+        let dir = if key == inv {
+            Dir::Reply
+        } else if key == orig {
+            Dir::Original
+        } else {
+            return None;
+        };
+        if zone.id != 0 {
+            return None;
+        }
+        let idx = idx as usize;
+        let c = self.conns.get(idx)?;
+        let live = c.ext.is_none() && Self::is_hashed(c) && !c.is_expired(now);
+        (live && c.key4() == Some(orig)).then_some((idx, dir))
+    }
+
+    /// Remember entry `idx`'s flow for [`Conntrack::recall4`] (an entry without extension only).
+    #[inline]
+    fn remember4(&mut self, idx: usize) {
+        let Some(c) = self.conns.get(idx).filter(|c| c.ext.is_none()) else { return };
+        let (Some(orig), Ok(i)) = (c.key4(), u32::try_from(idx)) else { return };
+        if let Some(inv) = orig.invert() {
+            self.last4 = Some((orig, inv, i));
+        }
     }
 
     /// [`Conntrack::handle_packet`] after its timers, for every packet [`Conntrack::handle_hot`] did not
@@ -3590,10 +3641,17 @@ mod proptests {
     }
 
     fn run(steps: &[Step], monotonic: bool) -> (Vec<String>, Stats) {
+        run_with(steps, monotonic, false).0
+    }
+
+    /// [`run`]; `forget`: clear the hot path's memory of the last flow before every packet (the table
+    /// must not change at all). Also returns how many packets the memory found.
+    fn run_with(steps: &[Step], monotonic: bool, forget: bool) -> ((Vec<String>, Stats), usize) {
         let mut cfg = Config::default();
         cfg.max = 6;
         cfg.buckets = 4;
         let mut ct = Conntrack::new(cfg);
+        let mut recalled = 0;
         let mut clock: i64 = 1_000_000;
         let mut latest: i64 = 0;
         let mut outs = Vec::new();
@@ -3608,6 +3666,11 @@ mod proptests {
                 let b = bytes(s);
                 let p = wire::decode_ip(&b).unwrap();
                 let hook = if s.local { Hook::LocalOut } else { Hook::PreRouting };
+                if forget {
+                    ct.last4 = None;
+                }
+                let key = packet_key4(&p).filter(|_| p.ip.proto == PROTO_TCP);
+                recalled += usize::from(key.is_some_and(|k| ct.recall4(now, k, ZoneKey::DEFAULT).is_some()));
                 match ct.handle_packet(now, &p, hook, None) {
                     InResult::Tracked { id, .. } => {
                         if s.accept {
@@ -3626,7 +3689,7 @@ mod proptests {
             crate::write_proc(&ct, Time(latest as u64 * 1_000_000), &mut out).unwrap();
             outs.push(out);
         }
-        (outs, *ct.stats())
+        ((outs, *ct.stats()), recalled)
     }
 
     proptest! {
@@ -3640,6 +3703,71 @@ mod proptests {
             prop_assert_eq!(raw, mono);
             prop_assert_eq!(raw_stats, mono_stats);
         }
+
+        /// Remembering the last flow ([`Conntrack::recall4`]) is a cache: forgetting it before every
+        /// packet changes nothing, whatever entries died, expired or were made again in between.
+        #[test]
+        fn the_last_flow_memory_changes_nothing(steps in prop::collection::vec(step(), 1..60)) {
+            let (with, _) = run_with(&steps, false, false);
+            let (without, _) = run_with(&steps, false, true);
+            prop_assert_eq!(with, without);
+        }
+    }
+
+    /// A handshaken flow, then established packets both ways, with its entry killed and made again,
+    /// expired, and its slot taken by another flow: the memory answers exactly when a lookup would find
+    /// the same entry (it is used, and it is never wrong).
+    #[test]
+    fn the_last_flow_memory_follows_the_entry() {
+        let step = |at: i64, from: usize, to: usize, flags: usize, seq: usize, ack: usize| Step {
+            dt_ms: at,
+            from,
+            to,
+            kind: 0,
+            sport: if from == 0 { 1000 } else { 80 },
+            dport: if from == 0 { 80 } else { 1000 },
+            flags,
+            seq,
+            ack,
+            data: false,
+            accept: true,
+            local: false,
+            timeout: false,
+        };
+        // A:1000 -> B:80, seqs 1000 / 5000; FLAGS: 0 S, 1 SA, 2 A, 5 R
+        let handshake = [step(1, 0, 1, 0, 1, 0), step(1, 1, 0, 1, 3, 2), step(1, 0, 1, 2, 2, 4)];
+        let established = [step(1, 0, 1, 2, 2, 4), step(1, 1, 0, 2, 4, 2), step(1, 0, 1, 2, 2, 4)];
+        let mut other = handshake.clone();
+        for s in &mut other {
+            if s.from == 0 {
+                s.from = 2;
+            } else {
+                s.to = 2;
+            }
+        }
+        let mut steps = Vec::new();
+        steps.extend(handshake.iter().cloned());
+        steps.extend(established.iter().cloned());
+        // killed by a reset; another flow (from C) takes its slot; then a late packet of the first
+        steps.push(step(1, 0, 1, 5, 2, 0));
+        steps.push(step(11_000, 0, 1, 7, 0, 0));
+        steps.push(Step { timeout: true, ..step(1, 0, 1, 0, 0, 0) });
+        steps.extend(other.iter().cloned());
+        steps.push(established[1].clone());
+        // made again, used; then it idles past its timeout (5 days) while the other flow goes on
+        steps.extend(handshake.iter().cloned());
+        steps.extend(established.iter().cloned());
+        steps.extend(other.iter().cloned());
+        let mut late = established.clone();
+        late[0].dt_ms = 6 * 86_400_000;
+        steps.extend(late.iter().cloned());
+        let ((with, with_stats), recalled) = run_with(&steps, false, false);
+        let ((without, without_stats), _) = run_with(&steps, false, true);
+        assert_eq!(with, without);
+        assert_eq!(with_stats, without_stats);
+        // the memory found the flow for established packets (not after the reset, nor after expiry)
+        assert!(recalled >= 4, "recalled {recalled}");
+        assert!(with.last().is_some_and(|p| p.contains("sport=1000")), "{with:?}");
     }
 }
 
