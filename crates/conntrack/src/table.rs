@@ -775,6 +775,7 @@ impl Conntrack {
     /// What the engine's established-flow fast path reads of entry `id` for a packet in direction `dir`,
     /// in one lookup: the status bits, the ctmark, the direction's path tag, and whether the confirm hook
     /// has nothing to do.
+    #[inline]
     pub fn fast_facts(&self, id: ConnId, dir: Dir) -> Option<FastFacts> {
         let c = self.conn(id)?;
         Some(FastFacts {
@@ -2454,7 +2455,9 @@ impl Probe {
 
 /// [`packet_tuple`] in compact form, for an IPv4 TCP or UDP packet whose header decoded.
 fn packet_key4(pkt: &Packet<'_>) -> Option<Key4> {
-    let (IpAddr::V4(src), IpAddr::V4(dst)) = (pkt.ip.src, pkt.ip.dst) else { return None };
+    // (Through references: copies of the addresses, loaded wider than the decoder stored them, stall.)
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (&pkt.ip.src, &pkt.ip.dst) else { return None };
+    let (src, dst) = (*src, *dst);
     let (sport, dport) = match &pkt.l4 {
         L4::Tcp(h) => (h.sport, h.dport),
         L4::Udp(u) => (u.sport, u.dport),

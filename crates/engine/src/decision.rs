@@ -212,6 +212,16 @@ pub struct FlowSummary {
     pub quoted: Option<Box<FlowSummary>>,
 }
 
+/// A copy of `a` made variant by variant: a whole-enum copy of a freshly decoded address loads it wider
+/// than the decoder stored it, and stalls on the decoder's stores.
+#[inline(always)]
+fn addr(a: &std::net::IpAddr) -> std::net::IpAddr {
+    match a {
+        std::net::IpAddr::V4(v) => std::net::IpAddr::V4(*v),
+        std::net::IpAddr::V6(v) => std::net::IpAddr::V6(*v),
+    }
+}
+
 impl FlowSummary {
     // Inlined: built in place in the decision (a returned copy stalls on its own fresh stores).
     #[inline]
@@ -262,8 +272,8 @@ impl FlowSummary {
         match slot {
             Some(f) if !pkt.is_icmp_error() => {
                 f.proto = pkt.ip.proto;
-                f.src = pkt.ip.src;
-                f.dst = pkt.ip.dst;
+                f.src = addr(&pkt.ip.src);
+                f.dst = addr(&pkt.ip.dst);
                 f.ports = pkt.ports();
                 f.icmp = match &pkt.l4 {
                     wire::L4::Icmp(i) => Some((i.icmp_type, i.code)),
@@ -340,10 +350,17 @@ impl Decision {
 
     /// [`Decision::reset`] except for `rule` and `flow`, which the caller sets next (a rule naming the
     /// same rule again is left alone; a flow summary is rewritten in place).
-    #[inline]
+    // Always inlined: the disposition is written in place from the caller's value (passed to a call, a
+    // freshly stored one is loaded back wider than it was stored, and stalls).
+    #[inline(always)]
     pub(crate) fn reset_keeping_rule_and_flow(&mut self, disposition: Disposition) {
-        // Field by field (the same fields as `unfiltered`): no whole-struct temporary to build and drop.
         self.disposition = disposition;
+        self.clear_outcome();
+    }
+
+    /// The fields [`Decision::reset_keeping_rule_and_flow`] clears besides the disposition.
+    fn clear_outcome(&mut self) {
+        // Field by field (the same fields as `unfiltered`): no whole-struct temporary to build and drop.
         self.path = None;
         self.verdict = None;
         self.ctstate = None;

@@ -162,6 +162,7 @@ impl PathCache {
 
     /// The path behind `tag` when it was recorded under `key` (masked with the facts it read), with the
     /// reference naming its deciding rule.
+    #[inline(always)]
     pub fn lookup(&self, tag: u16, key: PathKey) -> Option<(&CachedPath, Option<&RuleRef>)> {
         let i = usize::from(tag).checked_sub(1)?;
         let (mask, want, name) = self.fixed.get(i)?;
@@ -172,6 +173,8 @@ impl PathCache {
     }
 
     /// The path (0: none yet) and route of lane `lane` (a conntrack entry direction's tag; 0: none).
+    // Inlined: a returned copy of this small tuple, read back wider than it was written, stalls.
+    #[inline(always)]
     pub fn lane(&self, lane: u16) -> Option<(u16, Route)> {
         let &(tag, path, i, o) = self.lanes.get(usize::from(lane).checked_sub(1)?)?;
         Some((tag, (crate::engine::kind_of(path)?, i, o)))

@@ -380,7 +380,7 @@ impl Host {
     /// [`Host::is_local`] for an IPv4 address as a word (a plain loop over the few a host has: the generic
     /// slice search costs more to set up).
     #[inline]
-    fn is_local4(&self, a: u32) -> bool {
+    pub(crate) fn is_local4(&self, a: u32) -> bool {
         if a >> 24 == 127 {
             return true;
         }
