@@ -170,12 +170,13 @@ impl Index {
         if (s >> 32) as u32 == tag && eq(node_of(s)) {
             return Some(node_of(s));
         }
-        self.find_after(home, tag, eq)
+        // The predicate by reference: a by-value copy of its just-built captures stalls on their stores.
+        self.find_after(home, tag, &mut eq)
     }
 
     /// [`Index::find`] past the home slot `home` (its other `slots - 1` probes).
     #[inline(never)]
-    fn find_after(&self, home: usize, tag: u32, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+    fn find_after(&self, home: usize, tag: u32, eq: &mut impl FnMut(u32) -> bool) -> Option<u32> {
         let mut i = home;
         // Bounded: a half-full index always has an empty slot to stop at.
         for _ in 1..self.slots.len() {

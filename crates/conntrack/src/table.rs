@@ -707,6 +707,7 @@ impl Conntrack {
 
     /// The index hash conntrack-in looks up an IPv4 TCP or UDP packet with these addresses, protocol and
     /// ports by first, in the default zone (what [`Conntrack::warm`] takes).
+    #[inline]
     pub fn lookup_hash(flow: &wire::FlowPeek) -> u64 {
         let (l4, kind) = crate::tuple::pack_l4(TupleL4::Ports { sport: flow.sport, dport: flow.dport });
         Key4 { src: flow.src, dst: flow.dst, l4, proto: flow.proto, kind }.sym_hash(HASH_SEED, 0)

@@ -236,6 +236,7 @@ pub struct FlowPeek {
 }
 
 /// See [`FlowPeek`].
+#[inline]
 pub fn peek_flow4(bytes: &[u8]) -> Option<FlowPeek> {
     let (hdr, _) = bytes.split_first_chunk::<20>()?;
     let ihl = usize::from(hdr[0] & 0x0f) * 4;
