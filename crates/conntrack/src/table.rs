@@ -537,6 +537,7 @@ impl Conntrack {
     }
 
     /// The entry behind `id`, if it still exists (confirmed or not).
+    #[inline]
     pub fn conn(&self, id: ConnId) -> Option<&Conn> {
         self.conns.get(id.0 as usize).filter(|c| c.gen == id.1)
     }

@@ -60,6 +60,7 @@ pub(crate) struct PathKey {
 impl PathKey {
     /// The key as one word, for comparing under a mask ([`Reads::bits`]): status, ctmark and skb mark
     /// in bits 0, 32 and 64, the packet type (0: none) at 96, then the path, direction and family.
+    #[inline]
     fn packed(&self) -> u128 {
         let pkttype = self.pkttype.map_or(0, |t| t as u128 + 1);
         u128::from(self.status)
