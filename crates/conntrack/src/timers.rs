@@ -441,6 +441,13 @@ impl Wheel {
         self.pop_near()
     }
 
+    /// The entry `ahead` places behind the front of the near run, if there is one: a hint of what will
+    /// expire soon (it may have left the run, and late entries may come before it), for prefetching.
+    #[inline]
+    pub fn upcoming(&self, ahead: usize) -> Option<u32> {
+        self.run.get(self.pos.checked_add(ahead)?).map(|&(_, i, _)| i)
+    }
+
     /// Takes the first near entry out.
     #[inline]
     fn pop_near(&mut self) -> Option<(u64, u32)> {
