@@ -1782,7 +1782,7 @@ impl Conntrack {
     #[inline(always)]
     fn set_expiry(&mut self, idx: usize, expiry: u64) {
         let Some(c) = self.conns.get_mut(idx) else { return };
-        retime(&mut self.wheel, c, idx, expiry);
+        retime(&mut self.wheel, c, idx, expiry, self.now);
     }
 
     /// `nf_ct_refresh_acct`.
@@ -2415,7 +2415,7 @@ fn tcp_step(
             c.account(dir, pkt.ip.total_len as u64);
             if !c.status.contains(Status::FIXED_TIMEOUT) {
                 if c.status.confirmed() {
-                    retime(wheel, c, idx, now.0.saturating_add(secs_ns(secs)));
+                    retime(wheel, c, idx, now.0.saturating_add(secs_ns(secs)), now);
                 } else {
                     c.set_relative_timeout(secs);
                 }
@@ -2461,43 +2461,45 @@ fn accepted(c: &mut Conn, dir: Dir, before: Before) {
     }
 }
 
-/// Entry `c` (slab index `idx`) now expires at `expiry` (ns): [`Conntrack::set_expiry`] with the entry at hand.
+/// Entry `c` (slab index `idx`) now expires at `expiry` (ns): [`Conntrack::set_expiry`] with the entry at hand
+/// (`now`: the table's clock).
 #[inline(always)]
-fn retime(wheel: &mut Wheel, c: &mut Conn, idx: usize, expiry: u64) {
+fn retime(wheel: &mut Wheel, c: &mut Conn, idx: usize, expiry: u64, now: Time) {
+    if !Conntrack::is_hashed(c) {
+        retime_unhashed(c, expiry);
+        return;
+    }
+    let at = c.place();
     // The common refresh of a hashed entry (later, same registration) touches nothing else.
-    if Conntrack::is_hashed(c) && Wheel::keeps(c.place(), expiry) {
+    if Wheel::keeps(at, expiry) {
         c.timeout = expiry;
         return;
     }
-    retime_moved(wheel, c, idx, expiry);
+    retime_moved(wheel, c, idx, at, expiry, now);
 }
 
-/// [`retime`] beyond its common case.
+/// [`retime`] of a hashed entry registered at `at` that does not stay there.
 #[inline(never)]
-fn retime_moved(wheel: &mut Wheel, c: &mut Conn, idx: usize, expiry: u64) {
-    if !c.status.confirmed() {
-        // relative until confirmation (whole seconds, as every caller gives)
-        let secs = expiry.saturating_sub(c.timeout) / Time::NANOS_PER_SEC;
-        c.set_relative_timeout(u32::try_from(secs).unwrap_or(u32::MAX));
-        return;
-    }
-    if !Conntrack::is_hashed(c) {
-        c.timeout = expiry;
-        return;
-    }
+fn retime_moved(wheel: &mut Wheel, c: &mut Conn, idx: usize, at: Place, expiry: u64, now: Time) {
     let old = c.timeout;
     if old == expiry {
         return;
     }
-    let at = c.place();
     c.timeout = expiry;
-    // The common refresh (later, same registration) touches nothing else.
-    if Wheel::keeps(at, expiry) {
-        return;
-    }
     if let Ok(base) = u32::try_from(idx) {
-        let place = wheel.update(base, at, old, expiry);
-        c.set_place(place);
+        c.set_place(wheel.moved(base, at, old, expiry, now.0));
+    }
+}
+
+/// [`retime`] of an entry not in the index (no timer registered).
+#[cold]
+fn retime_unhashed(c: &mut Conn, expiry: u64) {
+    if c.status.confirmed() {
+        c.timeout = expiry;
+    } else {
+        // relative until confirmation (whole seconds, as every caller gives)
+        let secs = expiry.saturating_sub(c.timeout) / Time::NANOS_PER_SEC;
+        c.set_relative_timeout(u32::try_from(secs).unwrap_or(u32::MAX));
     }
 }
 
