@@ -2375,6 +2375,11 @@ fn decide_tcp(cfg: &Config, c: &mut Conn, dir: Dir, is_new: bool, pkt: &Packet<'
     let Some(t) = c.tcp_mut() else {
         return Action::Invalid("internal: not a tcp entry");
     };
+    // ACK and FIN|ACK in window in the states after the handshake's first two packets: what `packet` decides,
+    // without its table lookup and special cases (`None`, entry untouched, for anything else).
+    if let Some((secs, assured)) = t.known_step(cfg, dir, status, h) {
+        return Action::Refresh { secs, assured };
+    }
     match t.packet(cfg, dir, status, h) {
         TcpOutcome::Accept { timeout: Some(secs), assured, .. } => Action::Refresh { secs, assured },
         TcpOutcome::Accept { timeout: None, note, .. } => Action::Keep(note),
