@@ -2380,6 +2380,10 @@ fn decide_tcp(cfg: &Config, c: &mut Conn, dir: Dir, is_new: bool, pkt: &Packet<'
     if let Some((secs, assured)) = t.known_step(cfg, dir, status, h) {
         return Action::Refresh { secs, assured };
     }
+    // The handshake's SYN (on the entry `tcp_new` just made) and SYN/ACK in window, likewise.
+    if let Some(secs) = t.handshake_step(cfg, dir, h) {
+        return Action::Refresh { secs, assured: false };
+    }
     match t.packet(cfg, dir, status, h) {
         TcpOutcome::Accept { timeout: Some(secs), assured, .. } => Action::Refresh { secs, assured },
         TcpOutcome::Accept { timeout: None, note, .. } => Action::Keep(note),
