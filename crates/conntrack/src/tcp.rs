@@ -953,6 +953,188 @@ impl TcpConn {
     }
 }
 
+impl TcpConn {
+    /// The common cases of [`TcpConn::packet`] beyond [`TcpConn::established_ack`], decided without the state
+    /// table's lookup and the special cases that cannot apply: an ACK or FIN|ACK (PSH, ECE and CWR allowed,
+    /// nothing else) on an entry in SYN_RECV .. CLOSE, from a direction whose window is known, passing all
+    /// four `tcp_in_window` checks on its own (not through BE_LIBERAL), and none of the special cases of
+    /// §3.5 in play (the challenge ACK of §3.5.4, the simultaneous open's final ACK of §3.5.6). Then it makes
+    /// exactly the changes [`TcpConn::packet`] makes and returns what that returns as [`TcpOutcome::Accept`]
+    /// (the timeout; whether to set ASSURED). `None` for anything else, with the entry untouched.
+    #[inline(always)]
+    pub(crate) fn known_step(
+        &mut self,
+        cfg: &Config,
+        dir: Dir,
+        status: Status,
+        h: &TcpHeader<'_>,
+    ) -> Option<(u32, bool)> {
+        const IGNORED: u8 = TcpFlags::PSH | TcpFlags::ECE | TcpFlags::CWR;
+        let d = dir.index();
+        let old_state = self.state;
+        let fin = match h.flags.0 & !IGNORED {
+            TcpFlags::ACK => false,
+            f if f == TcpFlags::ACK | TcpFlags::FIN => true,
+            _ => return None,
+        };
+        let index = if fin { Index::Fin } else { Index::Ack };
+        // The transition table's cells for fin and ack in these states (both directions alike but for an
+        // ack in SYN_RECV: the reply's keeps SYN_RECV).
+        let new_state = match (old_state, fin) {
+            (TcpState::SynRecv | TcpState::Established, true) => TcpState::FinWait,
+            (TcpState::FinWait | TcpState::CloseWait | TcpState::LastAck, true) => TcpState::LastAck,
+            (TcpState::SynRecv, false) if dir == Dir::Reply => {
+                // §3.5.6: the final ACK of a simultaneous open (the full tracker)
+                if self.last_flags & F_SIMULTANEOUS_OPEN != 0 {
+                    return None;
+                }
+                TcpState::SynRecv
+            }
+            (TcpState::SynRecv | TcpState::Established, false) => TcpState::Established,
+            (TcpState::FinWait | TcpState::CloseWait, false) => TcpState::CloseWait,
+            (TcpState::LastAck, false) => {
+                // §3.5.4: a challenge ACK answering an ignored SYN (the full tracker)
+                if usize::from(self.last_dir) != d
+                    && self.last_index == Index::Syn
+                    && self.last_flags & F_EXP_CHALLENGE_ACK != 0
+                {
+                    return None;
+                }
+                TcpState::TimeWait
+            }
+            (TcpState::TimeWait, _) => TcpState::TimeWait,
+            (TcpState::Close, _) => TcpState::Close,
+            (TcpState::None | TcpState::SynSent | TcpState::SynSent2, _) => return None,
+        };
+        let (sender, receiver) =
+            if d == 0 { (self.seen[0], self.seen[1]) } else { (self.seen[1], self.seen[0]) };
+        // A direction's first packet initialises its window (`td_maxwin` 0): the full tracker.
+        if sender.td_maxwin == 0 {
+            return None;
+        }
+        let seq = h.seq;
+        let ack = h.ack;
+        let sack = if receiver.flags & F_SACK_PERM != 0 { parse_sack(h.options, ack) } else { ack };
+        let end = segment_end(h);
+        let max_ack_window = sender.td_maxwin.max(MAX_ACK_WIN_CONST);
+        // The four checks of `tcp_in_window`, all passed.
+        let in_window = before(seq, sender.td_maxend.wrapping_add(1))
+            && before(sack, receiver.td_end.wrapping_add(1))
+            && (receiver.td_maxwin == 0
+                || after(end, sender.td_end.wrapping_sub(receiver.td_maxwin).wrapping_sub(1)))
+            && after(sack, receiver.td_end.wrapping_sub(max_ack_window).wrapping_sub(1));
+        if !in_window {
+            return None;
+        }
+        let win = u32::from(h.window);
+        self.record_window(
+            d,
+            index,
+            Accepted { seq, ack, sack, win, win_raw: h.window, end, syn: false, has_ack: true },
+        );
+        // In window: commit.
+        self.last_index = index;
+        self.last_dir = d as u8;
+        self.state = new_state;
+        if old_state != new_state && new_state == TcpState::FinWait {
+            if let Some(s) = self.seen.get_mut(d) {
+                s.flags |= F_CLOSE_INIT;
+            }
+        }
+        // §3.9 (not an RST)
+        let timeout = self.timeout_after(cfg, new_state, false);
+        if !status.seen_reply() {
+            // Mid-stream pickup without reply: no 5-day timeout.
+            let unack = Timeouts(cfg).unack();
+            let timeout = if new_state == TcpState::Established && timeout > unack { unack } else { timeout };
+            return Some((timeout, false));
+        }
+        let assured = !status.assured()
+            && matches!(old_state, TcpState::SynRecv | TcpState::Established)
+            && new_state == TcpState::Established;
+        Some((timeout, assured))
+    }
+}
+
+impl TcpConn {
+    /// The handshake's first two packets as [`TcpConn::packet`] takes them, without the state table's lookup
+    /// and the special cases that cannot apply: a SYN (PSH, ECE and CWR allowed, nothing else) from the
+    /// original direction on an entry [`TcpConn::new_conn`] just made (NONE, its window known), or a SYN/ACK
+    /// from the reply direction on a SYN_SENT entry whose reply direction was never seen (its window is
+    /// initialised from the SYN/ACK, `tcp_init_sender`), either passing all four `tcp_in_window` checks on its
+    /// own. Then it makes exactly the changes [`TcpConn::packet`] makes and returns its [`TcpOutcome::Accept`]
+    /// timeout (never ASSURED: the new state is not ESTABLISHED; nor the retransmitted SYN's or the mid-stream
+    /// rule, which need SYN_SENT before a SYN or ESTABLISHED after). `None` for anything else, entry untouched.
+    #[inline(always)]
+    pub(crate) fn handshake_step(&mut self, cfg: &Config, dir: Dir, h: &TcpHeader<'_>) -> Option<u32> {
+        const IGNORED: u8 = TcpFlags::PSH | TcpFlags::ECE | TcpFlags::CWR;
+        let flags = h.flags.0 & !IGNORED;
+        let (index, new_state) = match (self.state, dir) {
+            (TcpState::None, Dir::Original) if flags == TcpFlags::SYN => (Index::Syn, TcpState::SynSent),
+            (TcpState::SynSent, Dir::Reply) if flags == TcpFlags::SYN | TcpFlags::ACK => {
+                (Index::SynAck, TcpState::SynRecv)
+            }
+            _ => return None,
+        };
+        let d = dir.index();
+        let (mut sender, mut receiver) =
+            if d == 0 { (self.seen[0], self.seen[1]) } else { (self.seen[1], self.seen[0]) };
+        let seq = h.seq;
+        let win = u32::from(h.window);
+        let end = segment_end(h);
+        let (ack, sack) = if index == Index::Syn {
+            // `tcp_new` initialised the sender; no ACK: it acknowledges everything seen
+            if sender.td_maxwin == 0 {
+                return None;
+            }
+            (receiver.td_end, receiver.td_end)
+        } else {
+            // the reply direction's first packet: `tcp_init_sender` (on copies until the checks pass)
+            if sender.td_maxwin != 0 {
+                return None;
+            }
+            let sack = if receiver.flags & F_SACK_PERM != 0 { parse_sack(h.options, h.ack) } else { h.ack };
+            init_sender(&mut sender, &mut receiver, h.options, end, win, dir);
+            (h.ack, sack)
+        };
+        let max_ack_window = sender.td_maxwin.max(MAX_ACK_WIN_CONST);
+        // The four checks of `tcp_in_window`, all passed.
+        let in_window = before(seq, sender.td_maxend.wrapping_add(1))
+            && before(sack, receiver.td_end.wrapping_add(1))
+            && (receiver.td_maxwin == 0
+                || after(end, sender.td_end.wrapping_sub(receiver.td_maxwin).wrapping_sub(1)))
+            && after(sack, receiver.td_end.wrapping_sub(max_ack_window).wrapping_sub(1));
+        if !in_window {
+            return None;
+        }
+        if d == 0 {
+            self.seen = [sender, receiver];
+        } else {
+            self.seen = [receiver, sender];
+        }
+        self.record_window(
+            d,
+            index,
+            Accepted {
+                seq,
+                ack,
+                sack,
+                win,
+                win_raw: h.window,
+                end,
+                syn: true,
+                has_ack: index == Index::SynAck,
+            },
+        );
+        // In window: commit.
+        self.last_index = index;
+        self.last_dir = d as u8;
+        self.state = new_state;
+        // §3.9 (not an RST)
+        Some(self.timeout_after(cfg, new_state, false))
+    }
+}
+
 /// What [`TcpConn::record_window`] needs of an accepted segment (`win`: the raw window, not scaled).
 #[derive(Clone, Copy)]
 struct Accepted {
@@ -1796,6 +1978,255 @@ mod established_ack_equivalence {
         ];
         for (name, bug) in planted {
             let found = TestRunner::new(quiet(2000))
+                .run(&strategy, |(cfg, status, t, steps)| run(bug, &cfg, status, t, &steps).map(|_| ()));
+            assert!(found.is_err(), "planted bug not caught: {name}");
+        }
+    }
+
+    /// Any state, so that [`TcpConn::known_step`] meets the ones it takes and the ones it must leave alone.
+    fn conn_any() -> impl Strategy<Value = TcpConn> {
+        let state = prop::sample::select(vec![
+            TcpState::None,
+            TcpState::SynSent,
+            TcpState::SynRecv,
+            TcpState::Established,
+            TcpState::FinWait,
+            TcpState::CloseWait,
+            TcpState::LastAck,
+            TcpState::TimeWait,
+            TcpState::Close,
+            TcpState::SynSent2,
+        ]);
+        (conn(), state, prop::bool::weighted(0.2), prop::bool::weighted(0.2)).prop_map(
+            |(mut t, state, challenge, simultaneous)| {
+                t.state = state;
+                // the special cases' bits, often enough to meet them
+                if challenge {
+                    t.last_flags |= F_EXP_CHALLENGE_ACK;
+                    t.last_index = Index::Syn;
+                }
+                if simultaneous {
+                    t.last_flags |= F_SIMULTANEOUS_OPEN;
+                }
+                t
+            },
+        )
+    }
+
+    /// Steps with FIN|ACK as often as ACK.
+    fn step_fin() -> impl Strategy<Value = Step> {
+        const FA: u8 = TcpFlags::ACK | TcpFlags::FIN;
+        (step(), prop_oneof![2 => Just(None), 1 => Just(Some(FA)), 1 => Just(Some(FA | TcpFlags::PSH))])
+            .prop_map(|(mut s, f)| {
+                if let Some(f) = f {
+                    s.flags = f;
+                }
+                s
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn the_known_step_is_the_full_tracker(
+            cfg in config(),
+            status in status(),
+            t in conn_any(),
+            steps in prop::collection::vec(step_fin(), 1..24),
+        ) {
+            run(TcpConn::known_step, &cfg, status, t, &steps)?;
+        }
+    }
+
+    /// The generated cases reach [`TcpConn::known_step`] in every state it takes, and the property catches
+    /// a step that skips a special case or a bit (each planted bug below is found).
+    #[test]
+    fn the_known_step_property_catches_planted_bugs() {
+        use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+        let strategy = (config(), status(), conn_any(), prop::collection::vec(step_fin(), 1..24));
+        let quiet = |cases| RunnerConfig { cases, failure_persistence: None, ..RunnerConfig::default() };
+
+        let states = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        TestRunner::new(quiet(1000))
+            .run(&strategy, |(cfg, status, t, steps)| {
+                let record = |t: &mut TcpConn, cfg: &Config, dir: Dir, status: Status, h: &TcpHeader<'_>| {
+                    let old = t.state;
+                    let r = t.known_step(cfg, dir, status, h);
+                    if r.is_some() {
+                        states.borrow_mut().insert((old, h.flags.fin()));
+                    }
+                    r
+                };
+                // (a closure is not `Copy` once it borrows: run the steps by hand)
+                let mut t = t;
+                for s in &steps {
+                    let (next, _) = both(record, &cfg, status, &t, s)?;
+                    t = next;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert!(states.borrow().len() >= 12, "taken in {:?}", states.borrow());
+
+        type Fast = fn(&mut TcpConn, &Config, Dir, Status, &TcpHeader<'_>) -> Option<(u32, bool)>;
+        let planted: [(&str, Fast); 4] = [
+            ("the challenge ACK in LAST_ACK taken", |t, cfg, dir, status, h| {
+                let saved = t.last_flags;
+                t.last_flags &= !F_EXP_CHALLENGE_ACK;
+                let r = t.known_step(cfg, dir, status, h);
+                t.last_flags = saved;
+                r
+            }),
+            ("the simultaneous open's final ACK taken", |t, cfg, dir, status, h| {
+                let saved = t.last_flags;
+                t.last_flags &= !F_SIMULTANEOUS_OPEN;
+                let r = t.known_step(cfg, dir, status, h);
+                t.last_flags = saved;
+                r
+            }),
+            ("CLOSE_INIT not set", |t, cfg, dir, status, h| {
+                let r = t.known_step(cfg, dir, status, h);
+                if r.is_some() {
+                    t.seen[dir.index()].flags &= !F_CLOSE_INIT;
+                }
+                r
+            }),
+            ("a FIN taken as an ACK", |t, cfg, dir, status, h| {
+                let plain = TcpHeader { flags: TcpFlags(h.flags.0 & !TcpFlags::FIN), ..*h };
+                t.known_step(cfg, dir, status, &plain)
+            }),
+        ];
+        for (name, bug) in planted {
+            let found = TestRunner::new(quiet(3000))
+                .run(&strategy, |(cfg, status, t, steps)| run(bug, &cfg, status, t, &steps).map(|_| ()));
+            assert!(found.is_err(), "planted bug not caught: {name}");
+        }
+    }
+
+    /// Steps with the handshake's flags as often as ACK.
+    fn step_syn() -> impl Strategy<Value = Step> {
+        const S: u8 = TcpFlags::SYN;
+        const SA: u8 = TcpFlags::SYN | TcpFlags::ACK;
+        (step(), prop_oneof![2 => Just(None), 2 => Just(Some(S)), 2 => Just(Some(SA)), 1 => Just(Some(SA | TcpFlags::ECE))])
+            .prop_map(|(mut s, f)| {
+                if let Some(f) = f {
+                    s.flags = f;
+                }
+                s
+            })
+    }
+
+    /// An entry at the handshake: as `tcp_new` leaves it (NONE) or after its SYN (SYN_SENT, the reply
+    /// direction mostly unseen), and anything else now and then.
+    fn conn_handshake() -> impl Strategy<Value = TcpConn> {
+        (conn_any(), 0u8..4, any::<bool>()).prop_map(|(mut t, kind, reply_unseen)| {
+            match kind {
+                0 => {
+                    t.state = TcpState::None;
+                    t.seen[1] = Seen::default();
+                }
+                1 | 2 => {
+                    t.state = TcpState::SynSent;
+                    if reply_unseen {
+                        t.seen[1] = Seen { flags: t.seen[1].flags & F_BE_LIBERAL, ..Seen::default() };
+                    }
+                }
+                _ => {}
+            }
+            t
+        })
+    }
+
+    /// The status of an entry at the handshake: no reply yet (unconfirmed, or confirmed), sometimes any.
+    fn status_handshake() -> impl Strategy<Value = Status> {
+        prop_oneof![
+            2 => Just(Status::empty()),
+            2 => Just(Status::CONFIRMED),
+            1 => status(),
+        ]
+    }
+
+    /// [`TcpConn::handshake_step`] in the form the properties take.
+    fn handshake(
+        t: &mut TcpConn,
+        cfg: &Config,
+        dir: Dir,
+        _: Status,
+        h: &TcpHeader<'_>,
+    ) -> Option<(u32, bool)> {
+        t.handshake_step(cfg, dir, h).map(|timeout| (timeout, false))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn the_handshake_step_is_the_full_tracker(
+            cfg in config(),
+            status in status_handshake(),
+            t in conn_handshake(),
+            steps in prop::collection::vec(step_syn(), 1..6),
+        ) {
+            run(handshake, &cfg, status, t, &steps)?;
+        }
+    }
+
+    /// The generated cases take [`TcpConn::handshake_step`] for both packets, and the property catches a step
+    /// that gets the window initialisation or a check wrong (each planted bug below is found).
+    #[test]
+    fn the_handshake_step_property_catches_planted_bugs() {
+        use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+        let strategy =
+            (config(), status_handshake(), conn_handshake(), prop::collection::vec(step_syn(), 1..6));
+        let quiet = |cases| RunnerConfig { cases, failure_persistence: None, ..RunnerConfig::default() };
+        let taken = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        TestRunner::new(quiet(1000))
+            .run(&strategy, |(cfg, status, t, steps)| {
+                let record = |t: &mut TcpConn, cfg: &Config, dir: Dir, status: Status, h: &TcpHeader<'_>| {
+                    let old = t.state;
+                    let r = handshake(t, cfg, dir, status, h);
+                    if r.is_some() {
+                        taken.borrow_mut().insert(old);
+                    }
+                    r
+                };
+                let mut t = t;
+                for s in &steps {
+                    let (next, _) = both(record, &cfg, status, &t, s)?;
+                    t = next;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(taken.borrow().len(), 2, "taken in {:?}", taken.borrow());
+
+        type Fast = fn(&mut TcpConn, &Config, Dir, Status, &TcpHeader<'_>) -> Option<(u32, bool)>;
+        let planted: [(&str, Fast); 3] = [
+            ("the SYN/ACK's window scale kept without the SYN's", |t, cfg, dir, status, h| {
+                let r = handshake(t, cfg, dir, status, h);
+                if r.is_some() && dir == Dir::Reply {
+                    t.seen[1].td_scale = 14;
+                }
+                r
+            }),
+            ("check 2 one past its bound", |t, cfg, dir, status, h| {
+                let past = TcpHeader { ack: h.ack.wrapping_sub(1), ..*h };
+                if dir == Dir::Reply && h.ack == t.seen[0].td_end.wrapping_add(1) {
+                    let mut u = t.clone();
+                    let r = handshake(&mut u, cfg, dir, status, &past)?;
+                    *t = u;
+                    return Some(r);
+                }
+                handshake(t, cfg, dir, status, h)
+            }),
+            ("the reply's window initialised without the SYN/ACK's options", |t, cfg, dir, status, h| {
+                let bare = TcpHeader { options: &[], ..*h };
+                handshake(t, cfg, dir, status, if dir == Dir::Reply { &bare } else { h })
+            }),
+        ];
+        for (name, bug) in planted {
+            let found = TestRunner::new(quiet(3000))
                 .run(&strategy, |(cfg, status, t, steps)| run(bug, &cfg, status, t, &steps).map(|_| ()));
             assert!(found.is_err(), "planted bug not caught: {name}");
         }

@@ -41,6 +41,16 @@ pub enum Place {
     Slot(u64),
 }
 
+/// How far past the slot after now's an entry whose expiry moves to an earlier slot is registered at most
+/// ([`Wheel::moved`]): that lead slot starts no later than 27 slots (29 s) from now, before the slot of any
+/// expiry 30 s or more from then. A connection's timer mostly comes down in steps (TCP: SYN_SENT 120 s, then
+/// SYN_RECV 60 s after the SYN/ACK; ESTABLISHED, then FIN_WAIT 120 s and LAST_ACK 30 s as it closes). Each step
+/// down to a slot before the registered one unlinks and relinks the entry (its list neighbours are touched);
+/// registered within 29 s of now, the next steps down (to 30 s or more from then) stay where they are.
+/// The entry moves on to its expiry's slot when the registered one comes due, as an entry whose expiry went
+/// later does.
+pub(crate) const LEAD_SLOTS: u64 = 26;
+
 /// How far (in slots) an entry's registration may lag behind its expiry's slot: [`Place::pack`] keeps the
 /// slot's low 31 bits and [`Wheel::update`] registers again rather than let the lag reach this.
 pub(crate) const MAX_LAG: u64 = 1 << 30;
@@ -208,16 +218,7 @@ impl Wheel {
             self.tail = (prev != NIL).then_some((slot, prev));
         }
         if prev == NIL {
-            if self.slots.get(&slot) == Some(&idx) {
-                if next == NIL {
-                    self.slots.remove(&slot);
-                    if self.first_slot == Some(slot) {
-                        self.first_slot = self.slots.keys().next().copied();
-                    }
-                } else {
-                    self.slots.insert(slot, next);
-                }
-            }
+            self.unlink_head(slot, idx, next);
         } else {
             self.set_link(prev, 1, next);
         }
@@ -226,6 +227,23 @@ impl Wheel {
         }
         if let Some(l) = self.links.get_mut(idx as usize) {
             *l = [NIL, NIL];
+        }
+    }
+
+    /// [`Wheel::unlink`] of the first entry of `slot`'s list (`next` follows it): one look at the slot.
+    fn unlink_head(&mut self, slot: u64, idx: u32, next: u32) {
+        use std::collections::btree_map::Entry;
+        let Entry::Occupied(mut head) = self.slots.entry(slot) else { return };
+        if *head.get() != idx {
+            return;
+        }
+        if next != NIL {
+            head.insert(next);
+            return;
+        }
+        head.remove();
+        if self.first_slot == Some(slot) {
+            self.first_slot = self.slots.keys().next().copied();
         }
     }
 
@@ -255,11 +273,19 @@ impl Wheel {
         }
     }
 
-    /// The expiry of registered entry `idx` changes from `old` to `expiry`; returns its new place.
-    pub fn update(&mut self, idx: u32, at: Place, old: u64, expiry: u64) -> Place {
+    /// The expiry of registered entry `idx` changes from `old` to `expiry` at `now` (ns, no earlier than the
+    /// last [`Wheel::advance`]); returns its new place.
+    pub fn update(&mut self, idx: u32, at: Place, old: u64, expiry: u64, now: u64) -> Place {
         if Self::keeps(at, expiry) {
             return at;
         }
+        self.moved(idx, at, old, expiry, now)
+    }
+
+    /// [`Wheel::update`] of an entry that does not stay where it is (`!Wheel::keeps(at, expiry)`). An entry
+    /// refreshed to an earlier slot goes to that slot or, when it is further than [`LEAD_SLOTS`] past the slot
+    /// after now's, to the slot [`LEAD_SLOTS`] past that one (see there).
+    pub fn moved(&mut self, idx: u32, at: Place, old: u64, expiry: u64, now: u64) -> Place {
         match at {
             Place::None => self.insert(idx, expiry),
             Place::Near => {
@@ -269,6 +295,13 @@ impl Wheel {
             // Earlier (or too far later): move it.
             Place::Slot(s) => {
                 self.unlink(s, idx);
+                let es = expiry / SLOT_NS;
+                // (never a slot already moved: the horizon is at most the slot after now's)
+                let lead = (now / SLOT_NS + 1).max(self.horizon).saturating_add(LEAD_SLOTS);
+                if es < s && es > lead && es - lead < MAX_LAG {
+                    self.push(lead, idx);
+                    return Place::Slot(lead);
+                }
                 self.place(idx, expiry)
             }
         }
@@ -787,7 +820,7 @@ mod tests {
                     let e = now + v;
                     if m.live[iu] {
                         m.set.remove(&(m.expiry[iu], i));
-                        m.place[iu] = m.wheel.update(i, m.place[iu], m.expiry[iu], e);
+                        m.place[iu] = m.wheel.update(i, m.place[iu], m.expiry[iu], e, now);
                     } else {
                         m.live[iu] = true;
                         m.place[iu] = m.wheel.insert(i, e);
@@ -858,6 +891,13 @@ mod tests {
             drive(16, ops, 4)?;
         }
 
+        /// Timers of minutes (refreshes far earlier than the registration: moved to the lead slot, then on to
+        /// their own when it comes due) expire as an ordered set.
+        #[test]
+        fn long_timers_expire_as_an_ordered_set(ops in proptest::collection::vec((0u8..5, 0u32..16, 0u64..200 * SLOT_NS), 1..300)) {
+            drive(16, ops, 8)?;
+        }
+
         /// The same with many entries per slot and small clock steps: runs of many near entries, left from
         /// the front and from the middle (refreshes, removals), and late entries beside them.
         #[test]
@@ -906,10 +946,10 @@ mod tests {
         let at = w.insert(1, 10 * SLOT_NS);
         assert_eq!(at, Place::Slot(10));
         // later, within the lag: stays
-        assert_eq!(w.update(1, at, 10 * SLOT_NS, 20 * SLOT_NS), Place::Slot(10));
+        assert_eq!(w.update(1, at, 10 * SLOT_NS, 20 * SLOT_NS, 0), Place::Slot(10));
         // too far later: registered again under its own slot
         let far = (10 + MAX_LAG) * SLOT_NS;
-        assert_eq!(w.update(1, at, 20 * SLOT_NS, far), Place::Slot(10 + MAX_LAG));
+        assert_eq!(w.update(1, at, 20 * SLOT_NS, far, 0), Place::Slot(10 + MAX_LAG));
         assert_eq!(w.next_exact(|_| Some((Place::Slot(10 + MAX_LAG), far))), Some(far));
     }
 
@@ -992,5 +1032,60 @@ mod tests {
                 prop_assert_eq!(c.len(), model.iter().map(Vec::len).sum::<usize>());
             }
         }
+    }
+
+    /// A timer coming down from 120 s to 60 s (a TCP handshake) is registered about 30 s ahead, where its next
+    /// step down to 30 s a little later stays; it is moved on when that slot comes due and expires exactly.
+    #[test]
+    fn steps_down_are_registered_ahead_once() {
+        struct One(Place, u64);
+        impl Places for One {
+            fn visit(&mut self, _: u32, f: impl FnOnce(Place, u64) -> Option<Place>) {
+                if let Some(p) = f(self.0, self.1) {
+                    self.0 = p;
+                }
+            }
+        }
+        let s = SLOT_NS;
+        let mut w = Wheel::default();
+        let mut e = One(Place::None, 0);
+        w.advance(10 * s, &mut e);
+        assert_eq!(w.horizon, 11);
+        let t0 = 10 * s + 5;
+        e.1 = t0 + 120_000_000_000;
+        e.0 = w.insert(0, e.1);
+        assert_eq!(e.0, Place::Slot(e.1 / s));
+        // 60 s: earlier than the registration and further than the lead: registered at the lead
+        let sr = t0 + 60_000_000_000;
+        e.0 = w.update(0, e.0, e.1, sr, t0);
+        e.1 = sr;
+        assert_eq!(e.0, Place::Slot(11 + LEAD_SLOTS));
+        assert!(Place::unpack(e.0.pack(), e.1) == e.0);
+        // 30 s from a little later: stays
+        let la = t0 + 1_000_000_000 + 30_000_000_000;
+        assert!(Wheel::keeps(e.0, la));
+        e.1 = la;
+        // the lead slot comes due: moved on to the expiry's slot, then expires exactly
+        w.advance((11 + LEAD_SLOTS) * s, &mut e);
+        assert_eq!(e.0, Place::Slot(la / s));
+        assert_eq!(w.pop_due(la - 1), None);
+        w.advance(la, &mut e);
+        assert_eq!(w.pop_due(la), Some((la, 0)));
+        assert!(w.is_empty());
+        // a step down within the lead goes to its own slot
+        let mut w = Wheel::default();
+        w.advance(10 * s, &mut e);
+        let p = w.insert(1, t0 + 120_000_000_000);
+        assert_eq!(
+            w.update(1, p, t0 + 120_000_000_000, t0 + 20_000_000_000, t0),
+            Place::Slot((t0 + 20_000_000_000) / s)
+        );
+        // the lead follows the clock, not the horizon (no slot came due yet: it stays at 0)
+        let mut w = Wheel::default();
+        let t1 = 1_700_000_000 * 1_000_000_000u64;
+        let p = w.insert(2, t1 + 120_000_000_000);
+        let at = w.update(2, p, t1 + 120_000_000_000, t1 + 60_000_000_000, t1);
+        assert_eq!(at, Place::Slot(t1 / s + 1 + LEAD_SLOTS));
+        assert_eq!(Place::unpack(at.pack(), t1 + 60_000_000_000), at);
     }
 }
