@@ -9,6 +9,10 @@
 //! - [`TcpConn::packet`] runs the state table (§3.4), the special cases (§3.5), the window check
 //!   (§3.6), the RST rules (§3.7) and the timeout selection (§3.9), and tells the caller what to do
 //!   with the entry ([`TcpOutcome`]). Sequence arithmetic is modulo 2^32 (`before`/`after`).
+//! - [`TcpConn::established_ack`], [`TcpConn::known_step`] and [`TcpConn::handshake_step`] take the common
+//!   packets (an in-window ACK or FIN|ACK after the handshake's first two packets, the SYN on a new entry, the
+//!   first SYN/ACK) without the table lookup and the special cases that cannot apply, and decide and change
+//!   the entry exactly as [`TcpConn::packet`] does (proptests against it); anything else they leave untouched.
 
 use std::fmt;
 
@@ -309,14 +313,28 @@ enum Window {
 /// `tcp_error`: flag combination check (PSH, ECE, CWR ignored). The truncation checks are done by the
 /// decoder (`L4::Malformed`), the checksum by the caller.
 pub(crate) fn flags_valid(flags: TcpFlags) -> bool {
+    // The remaining bits (FIN, SYN, RST, ACK, URG) are below 64: one bit per valid combination.
+    let f = flags.0 & !(TcpFlags::PSH | TcpFlags::ECE | TcpFlags::CWR);
+    VALID_FLAGS >> f & 1 != 0
+}
+
+/// The valid combinations (`tcp_valid_flags`) of FIN, SYN, RST, ACK and URG, as bits of a mask.
+const VALID_FLAGS: u64 = {
     const SYN: u8 = TcpFlags::SYN;
     const ACK: u8 = TcpFlags::ACK;
     const FIN: u8 = TcpFlags::FIN;
     const RST: u8 = TcpFlags::RST;
     const URG: u8 = TcpFlags::URG;
-    let f = flags.0 & !(TcpFlags::PSH | TcpFlags::ECE | TcpFlags::CWR);
-    [SYN, SYN | URG, SYN | ACK, RST, RST | ACK, FIN | ACK, FIN | ACK | URG, ACK, ACK | URG].contains(&f)
-}
+    1 << SYN
+        | 1 << (SYN | URG)
+        | 1 << (SYN | ACK)
+        | 1 << RST
+        | 1 << (RST | ACK)
+        | 1 << (FIN | ACK)
+        | 1 << (FIN | ACK | URG)
+        | 1 << ACK
+        | 1 << (ACK | URG)
+};
 
 /// `end` of a segment: seq + payload + SYN + FIN (`segment_seq_plus_len`).
 pub(crate) fn segment_end(h: &TcpHeader<'_>) -> u32 {
@@ -716,6 +734,7 @@ impl TcpConn {
     /// the retransmission timeout after too many retransmissions, the CLOSE timeout for an RST (6.18),
     /// the unacknowledged-data timeout while data is unacknowledged, the retransmission timeout after a
     /// zero window, each only when shorter than the state's own.
+    #[inline]
     fn timeout_after(&self, cfg: &Config, new_state: TcpState, rst: bool) -> u32 {
         let t = Timeouts(cfg);
         let t_new = t.state(new_state);
@@ -1201,6 +1220,11 @@ mod tests {
         assert!(!ok(TcpFlags::FIN | TcpFlags::PSH | TcpFlags::URG));
         assert!(!ok(TcpFlags::RST | TcpFlags::FIN));
         assert!(!ok(TcpFlags::URG));
+        // every byte: the list of `tcp_valid_flags`, PSH, ECE and CWR ignored
+        let list = [0x02u8, 0x22, 0x12, 0x04, 0x14, 0x11, 0x31, 0x10, 0x30];
+        for f in 0..=255u8 {
+            assert_eq!(ok(f), list.contains(&(f & !0xc8)), "flags {f:#04x}");
+        }
     }
 
     #[test]

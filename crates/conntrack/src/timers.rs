@@ -7,7 +7,8 @@
 //! - far timers live in coarse slots ([`SLOT_NS`] wide), as doubly linked lists threaded through one array
 //!   indexed by entry (8 bytes per entry). A refresh that pushes the expiry later costs nothing: the entry
 //!   stays in its (earlier) slot and is moved to its right slot when that slot comes due; a refresh to an
-//!   earlier slot moves it in constant time;
+//!   earlier slot moves it in constant time, to that slot or, when it is far ahead, to a slot about 29 s
+//!   ahead ([`LEAD_SLOTS`]), so that the next steps down of a closing connection's timer stay there;
 //! - timers within the current slot live in an exactly ordered near set, so expiry happens at the exact
 //!   nanosecond, in the exact order. When slots come due their entries are sorted once into a run that is
 //!   consumed from the front (the entries of a slot were mostly appended in expiry order, so the sort is
