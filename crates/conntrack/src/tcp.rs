@@ -734,7 +734,7 @@ impl TcpConn {
     /// the retransmission timeout after too many retransmissions, the CLOSE timeout for an RST (6.18),
     /// the unacknowledged-data timeout while data is unacknowledged, the retransmission timeout after a
     /// zero window, each only when shorter than the state's own.
-    #[inline]
+    #[inline(always)]
     fn timeout_after(&self, cfg: &Config, new_state: TcpState, rst: bool) -> u32 {
         let t = Timeouts(cfg);
         let t_new = t.state(new_state);
