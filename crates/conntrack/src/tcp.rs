@@ -856,8 +856,42 @@ impl TcpConn {
         Window::Accept
     }
 
+    /// The fast steps' window test: for an ACK-only segment (no SYN) from direction `d`, what
+    /// [`TcpConn::record_window`] records when all four checks of `tcp_in_window` pass without relying on
+    /// "be liberal"; `None` when one fails, or when the sender's window is not initialised yet
+    /// (`td_maxwin` 0: its first packet, which the full tracker takes).
+    #[inline(always)]
+    fn ack_in_window(&self, d: usize, h: &TcpHeader<'_>) -> Option<Accepted> {
+        let (sender, receiver) =
+            if d == 0 { (self.seen[0], self.seen[1]) } else { (self.seen[1], self.seen[0]) };
+        if sender.td_maxwin == 0 {
+            return None;
+        }
+        let seq = h.seq;
+        let ack = h.ack;
+        let sack = if receiver.flags & F_SACK_PERM != 0 { parse_sack(h.options, ack) } else { ack };
+        let end = segment_end(h);
+        let max_ack_window = sender.td_maxwin.max(MAX_ACK_WIN_CONST);
+        let in_window = before(seq, sender.td_maxend.wrapping_add(1))
+            && before(sack, receiver.td_end.wrapping_add(1))
+            && (receiver.td_maxwin == 0
+                || after(end, sender.td_end.wrapping_sub(receiver.td_maxwin).wrapping_sub(1)))
+            && after(sack, receiver.td_end.wrapping_sub(max_ack_window).wrapping_sub(1));
+        let win = u32::from(h.window);
+        in_window.then_some(Accepted {
+            seq,
+            ack,
+            sack,
+            win,
+            win_raw: h.window,
+            end,
+            syn: false,
+            has_ack: true,
+        })
+    }
+
     /// `tcp_in_window` once a segment passed the checks: the window bookkeeping of both directions and
-    /// the retransmission counter (shared by [`TcpConn::in_window`] and [`TcpConn::established_ack`]).
+    /// the retransmission counter (shared by [`TcpConn::in_window`] and the fast steps).
     #[inline(always)]
     fn record_window(&mut self, d: usize, index: Index, a: Accepted) {
         let Accepted { seq, ack, sack, mut win, win_raw, end, syn, has_ack } = a;
@@ -938,32 +972,8 @@ impl TcpConn {
             return None;
         }
         let d = dir.index();
-        let (sender, receiver) =
-            if d == 0 { (self.seen[0], self.seen[1]) } else { (self.seen[1], self.seen[0]) };
-        // A direction's first packet initialises its window (`td_maxwin` 0): the full tracker.
-        if sender.td_maxwin == 0 {
-            return None;
-        }
-        let seq = h.seq;
-        let ack = h.ack;
-        let sack = if receiver.flags & F_SACK_PERM != 0 { parse_sack(h.options, ack) } else { ack };
-        let end = segment_end(h);
-        let max_ack_window = sender.td_maxwin.max(MAX_ACK_WIN_CONST);
-        // The four checks of `tcp_in_window`, all passed.
-        let in_window = before(seq, sender.td_maxend.wrapping_add(1))
-            && before(sack, receiver.td_end.wrapping_add(1))
-            && (receiver.td_maxwin == 0
-                || after(end, sender.td_end.wrapping_sub(receiver.td_maxwin).wrapping_sub(1)))
-            && after(sack, receiver.td_end.wrapping_sub(max_ack_window).wrapping_sub(1));
-        if !in_window {
-            return None;
-        }
-        let win = u32::from(h.window);
-        self.record_window(
-            d,
-            Index::Ack,
-            Accepted { seq, ack, sack, win, win_raw: h.window, end, syn: false, has_ack: true },
-        );
+        let a = self.ack_in_window(d, h)?;
+        self.record_window(d, Index::Ack, a);
         // (`last_dir` is `d` already: the retransmission bookkeeping of an ACK sets it)
         self.last_index = Index::Ack;
         // §3.9 for ESTABLISHED (not an RST).
@@ -1025,32 +1035,8 @@ impl TcpConn {
             (TcpState::Close, _) => TcpState::Close,
             (TcpState::None | TcpState::SynSent | TcpState::SynSent2, _) => return None,
         };
-        let (sender, receiver) =
-            if d == 0 { (self.seen[0], self.seen[1]) } else { (self.seen[1], self.seen[0]) };
-        // A direction's first packet initialises its window (`td_maxwin` 0): the full tracker.
-        if sender.td_maxwin == 0 {
-            return None;
-        }
-        let seq = h.seq;
-        let ack = h.ack;
-        let sack = if receiver.flags & F_SACK_PERM != 0 { parse_sack(h.options, ack) } else { ack };
-        let end = segment_end(h);
-        let max_ack_window = sender.td_maxwin.max(MAX_ACK_WIN_CONST);
-        // The four checks of `tcp_in_window`, all passed.
-        let in_window = before(seq, sender.td_maxend.wrapping_add(1))
-            && before(sack, receiver.td_end.wrapping_add(1))
-            && (receiver.td_maxwin == 0
-                || after(end, sender.td_end.wrapping_sub(receiver.td_maxwin).wrapping_sub(1)))
-            && after(sack, receiver.td_end.wrapping_sub(max_ack_window).wrapping_sub(1));
-        if !in_window {
-            return None;
-        }
-        let win = u32::from(h.window);
-        self.record_window(
-            d,
-            index,
-            Accepted { seq, ack, sack, win, win_raw: h.window, end, syn: false, has_ack: true },
-        );
+        let a = self.ack_in_window(d, h)?;
+        self.record_window(d, index, a);
         // In window: commit.
         self.last_index = index;
         self.last_dir = d as u8;
