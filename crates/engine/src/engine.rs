@@ -525,12 +525,7 @@ impl Engine {
         // header checksum (e.g. a capture taken on the sender with checksum offload) never reaches netfilter.
         // Locally generated packets get their header checksum filled in by the stack. A packet is locally
         // generated exactly when its source is local (the OUTPUT and loopback paths of the routing decision).
-        // Matched through a reference: a copy of the address, loaded wider than the decoder stored it,
-        // stalls on the decoder's stores.
-        let src_local = match &pkt.ip.src {
-            IpAddr::V4(a) => self.host.is_local4(u32::from(*a)),
-            ip => self.host.is_local(*ip),
-        };
+        let src_local = self.host.is_local(&pkt.ip.src);
         let input_drop = if src_local {
             None
         } else if pkt.is_v4() && !wire::checksum::ipv4_header_ok(bytes) {

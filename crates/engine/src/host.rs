@@ -368,19 +368,20 @@ impl Host {
     }
 
     /// True if `ip` is an address of this host (any interface, including all of 127.0.0.0/8 as the kernel's
-    /// local table holds it).
+    /// local table holds it). By reference: a caller's copy of a freshly decoded address, loaded wider
+    /// than the decoder stored it, stalls on the decoder's stores.
     #[inline]
-    pub fn is_local(&self, ip: IpAddr) -> bool {
+    pub fn is_local(&self, ip: &IpAddr) -> bool {
         match ip {
-            IpAddr::V4(v4) => self.is_local4(u32::from(v4)),
-            IpAddr::V6(_) => self.locals.contains(&ip),
+            IpAddr::V4(v4) => self.is_local4(u32::from(*v4)),
+            IpAddr::V6(_) => self.locals.contains(ip),
         }
     }
 
     /// [`Host::is_local`] for an IPv4 address as a word (a plain loop over the few a host has: the generic
     /// slice search costs more to set up).
     #[inline]
-    pub(crate) fn is_local4(&self, a: u32) -> bool {
+    fn is_local4(&self, a: u32) -> bool {
         if a >> 24 == 127 {
             return true;
         }
@@ -397,7 +398,7 @@ impl Host {
         if ip.is_unspecified() {
             return AddrKind::Unspec;
         }
-        if self.is_local(ip) {
+        if self.is_local(&ip) {
             return AddrKind::Local;
         }
         if ip.is_multicast() {
@@ -416,7 +417,7 @@ impl Host {
 
     /// Output interface toward `dst` (longest-prefix match), `None` when unroutable.
     pub fn route(&self, dst: IpAddr) -> Option<&str> {
-        if self.is_local(dst) {
+        if self.is_local(&dst) {
             return Some(LOOPBACK);
         }
         // The longest prefix; among equal ones the last route (`by_len` is ordered that way).
@@ -546,7 +547,7 @@ impl Host {
 
     /// [`Host::classify`] for any addresses, through the generic address lookups.
     fn classify_any(&self, src: IpAddr, dst: IpAddr) -> (PathKind, Option<&str>, Option<&str>) {
-        let src_local = self.is_local(src);
+        let src_local = self.is_local(&src);
         let dst_kind = self.addr_kind(dst);
         if src_local && matches!(dst_kind, AddrKind::Local) {
             return (PathKind::Loopback, Some(LOOPBACK), Some(LOOPBACK));
@@ -771,7 +772,7 @@ dev = "wan0"
         }
         for &a in &addrs {
             let ip = IpAddr::V4(Ipv4Addr::from(a));
-            assert_eq!(h.is_local(ip), generic_local(ip), "{ip}");
+            assert_eq!(h.is_local(&ip), generic_local(ip), "{ip}");
             assert_eq!(h.route(ip), generic_route(ip), "{ip}");
         }
         // Whole classifications, with forwarding on and off (special addresses included).

@@ -189,7 +189,7 @@ pub struct Audit {
 
 /// Is `ip` the host's or in one of its connected subnets?
 fn trusted(host: &engine::Host, ip: IpAddr) -> bool {
-    host.is_local(ip) || host.interfaces().iter().any(|i| i.addresses.iter().any(|p| p.contains(ip)))
+    host.is_local(&ip) || host.interfaces().iter().any(|i| i.addresses.iter().any(|p| p.contains(ip)))
 }
 
 /// The original tuple of the connection a packet belongs to (TCP/UDP only).

@@ -167,7 +167,7 @@ impl Plan {
     }
 
     fn note_remote(&mut self, host: &Host, ip: IpAddr) {
-        if host.is_local(ip) || host.addr_kind(ip) != AddrKind::Unicast {
+        if host.is_local(&ip) || host.addr_kind(ip) != AddrKind::Unicast {
             return;
         }
         if let Some(n) = self.iface_index(host.route(ip)) {
@@ -185,7 +185,7 @@ impl Plan {
     fn route(&mut self, host: &Host, src: IpAddr, dst: IpAddr) -> Option<(Via, Expect, Option<usize>)> {
         let (path, in_if, out_if) = host.classify(src, dst);
         let out = self.iface_index(out_if);
-        let via = if host.is_local(src) { Via::Local } else { Via::Peer(self.iface_index(in_if)?) };
+        let via = if host.is_local(&src) { Via::Local } else { Via::Peer(self.iface_index(in_if)?) };
         let expect = match path {
             PathKind::Input | PathKind::Loopback => Expect::Delivered,
             PathKind::Output | PathKind::Forward => match out {
